@@ -1,0 +1,362 @@
+import { Backoff } from "./backoff.js";
+import { TypedEmitter } from "./emitter.js";
+
+/** The subset of the WHATWG WebSocket the SDK uses (global WebSocket in browsers, Deno, Bun, Node ≥ 22; `ws` on Node 20). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+export type WebSocketFactory = new (url: string) => WebSocketLike;
+
+export type ResourceKind = "output" | "input" | "io" | "run";
+export type DeviceState = "idle" | "connecting" | "open" | "closing" | "closed";
+
+export interface DeviceOptions {
+  /** Server URL (`ws://host:8080`, `wss://…`, or http(s) which is mapped to ws(s)); several for failover. */
+  server: string | string[];
+  user: string;
+  device: string;
+  credentials: string;
+  /** Seconds between app-level pings; the connection is dropped after two silent intervals. Default 60, or the server's value. */
+  keepalive?: number;
+  /** First reconnect delay (ms). Default 500. */
+  reconnectInitialMs?: number;
+  /** Longest reconnect delay (ms). Default 30000. */
+  reconnectMaxMs?: number;
+  /** Time to wait for the server's `connected` frame (ms). Default 10000. */
+  connectTimeoutMs?: number;
+  /** WebSocket implementation; defaults to the global one, else the `ws` package. */
+  WebSocket?: WebSocketFactory;
+}
+
+/** Throw this (or any error with a numeric `status`) from a handler to answer with that HTTP status. */
+export class DeviceError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = "DeviceError";
+  }
+}
+
+export interface DeviceEvents extends Record<string, unknown[]> {
+  connected: [];
+  disconnected: [{ code: number; reason: string }];
+  error: [Error];
+  state: [DeviceState];
+}
+
+type Handler = (input: any) => unknown;
+interface Resource {
+  kind: ResourceKind;
+  handler: Handler;
+}
+
+const DEFAULTS = Object.freeze({ keepalive: 60, reconnectInitialMs: 500, reconnectMaxMs: 30_000, connectTimeoutMs: 10_000 });
+/** Close codes after which reconnecting would not help (see docs/protocol.md). */
+const FATAL_CLOSE = new Set([4000, 4001, 4004, 4400]);
+
+function toUrl(server: string): string {
+  const u = new URL(server.replace(/^http/, "ws"));
+  if (u.pathname === "/" || u.pathname === "") u.pathname = "/v1/connect";
+  return u.toString();
+}
+
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new TypeError(message);
+}
+
+/**
+ * A device: declares resources, holds one session to the server, answers calls, reconnects by itself
+ * (capped exponential backoff with jitter) and re-announces its resources after every reconnect.
+ */
+export class Device extends TypedEmitter<DeviceEvents> {
+  private readonly urls: string[];
+  private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "server">> & { WebSocket?: WebSocketFactory };
+  private readonly resources = new Map<string, Resource>();
+  private readonly streamTimers = new Map<string, ReturnType<typeof setInterval>>();
+  private readonly backoff: Backoff;
+  private ws: WebSocketLike | undefined;
+  private urlIndex = 0;
+  private _state: DeviceState = "idle";
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private lastSeen = 0;
+  private keepaliveS: number;
+  private describeQueued = false;
+  private firstConnect: { resolve(): void; reject(e: Error): void } | undefined;
+
+  constructor(options: DeviceOptions) {
+    super();
+    const servers = Array.isArray(options.server) ? options.server : [options.server];
+    check(servers.length > 0 && servers.every((s) => typeof s === "string" && /^(ws|wss|http|https):\/\//.test(s)), '"server" must be a ws(s):// or http(s):// URL or a list of them');
+    check(typeof options.user === "string" && /^[a-zA-Z0-9_]{1,32}$/.test(options.user), '"user" must match [a-zA-Z0-9_]{1,32}');
+    check(typeof options.device === "string" && /^[a-zA-Z0-9_]{1,25}$/.test(options.device), '"device" must match [a-zA-Z0-9_]{1,25}');
+    check(typeof options.credentials === "string" && options.credentials.length > 0, '"credentials" must be a non-empty string');
+    this.opts = { ...DEFAULTS, ...options } as typeof this.opts;
+    check(Number.isInteger(this.opts.keepalive) && this.opts.keepalive >= 1 && this.opts.keepalive <= 3600, '"keepalive" must be an integer from 1 to 3600');
+    this.urls = servers.map(toUrl);
+    this.keepaliveS = this.opts.keepalive;
+    this.backoff = new Backoff(this.opts.reconnectInitialMs, this.opts.reconnectMaxMs);
+  }
+
+  get state(): DeviceState {
+    return this._state;
+  }
+
+  /** Output resource: `GET` answers `{"out": handler()}`. */
+  output(name: string, handler: () => unknown): this {
+    return this.add(name, "output", handler);
+  }
+  /** Input resource: `POST {"in": x}` calls `handler(x)`. */
+  input<T = any>(name: string, handler: (input: T) => unknown): this {
+    return this.add(name, "input", handler);
+  }
+  /** Input/output resource: `POST {"in": x}` answers `{"out": handler(x)}`. */
+  io<T = any>(name: string, handler: (input: T) => unknown): this {
+    return this.add(name, "io", handler);
+  }
+  /** Run resource: `GET` calls `handler()` with no parameters. */
+  run(name: string, handler: () => unknown): this {
+    return this.add(name, "run", handler);
+  }
+
+  private add(name: string, kind: ResourceKind, handler: Handler): this {
+    check(typeof name === "string" && name.length > 0 && name.length <= 128 && !/[\s\\?#%]/.test(name) && !name.split("/").some((s) => s === "" || s === "." || s === ".."), `invalid resource name "${name}"`);
+    check(name !== "api", '"api" is reserved');
+    check(typeof handler === "function", "handler must be a function");
+    this.resources.set(name, { kind, handler });
+    this.queueDescribe();
+    return this;
+  }
+
+  /** Pushes the current value of an output (or io, called without input) resource to its subscribers. */
+  async stream(name: string): Promise<void> {
+    const r = this.resources.get(name);
+    if (!r) throw new TypeError(`unknown resource "${name}"`);
+    if (this._state !== "open") return;
+    const out = await r.handler(undefined);
+    this.send({ type: "data", resource: name, out: out === undefined ? null : out });
+  }
+
+  /** Opens the session. Resolves once the server accepted it; rejects if it refuses the credentials. */
+  connect(): Promise<void> {
+    if (this._state === "open") return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.firstConnect = { resolve, reject };
+      if (this._state !== "connecting") this.open();
+    });
+  }
+
+  /** Closes the session for good (no reconnect). */
+  async close(): Promise<void> {
+    clearTimeout(this.reconnectTimer);
+    this.stopTimers();
+    const ws = this.ws;
+    this.ws = undefined;
+    if (this.firstConnect) {
+      this.firstConnect.reject(new Error("closed before connecting"));
+      this.firstConnect = undefined;
+    }
+    if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
+      this.setState("closing");
+      await new Promise<void>((resolve) => {
+        const prev = ws.onclose;
+        const t = setTimeout(resolve, 2000);
+        ws.onclose = (ev) => {
+          clearTimeout(t);
+          prev?.(ev);
+          resolve();
+        };
+        ws.close(1000, "device closing");
+      });
+    }
+    this.setState("closed");
+  }
+
+  private setState(s: DeviceState): void {
+    if (this._state === s) return;
+    this._state = s;
+    this.emit("state", s);
+  }
+
+  private async factory(): Promise<WebSocketFactory> {
+    if (this.opts.WebSocket) return this.opts.WebSocket;
+    const g = (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (g) return g;
+    const mod = (await import("ws")) as unknown as { WebSocket: WebSocketFactory };
+    return mod.WebSocket;
+  }
+
+  private open(): void {
+    this.setState("connecting");
+    const url = this.urls[this.urlIndex % this.urls.length]!;
+    void this.factory().then((WS) => {
+      if (this._state !== "connecting") return;
+      let ws: WebSocketLike;
+      try {
+        ws = new WS(url);
+      } catch (err) {
+        this.emit("error", err as Error);
+        this.scheduleReconnect();
+        return;
+      }
+      this.ws = ws;
+      let accepted = false;
+      const deadline = setTimeout(() => {
+        if (!accepted) ws.close(4408, "connect timeout");
+      }, this.opts.connectTimeoutMs);
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
+      };
+      ws.onmessage = (ev) => {
+        this.lastSeen = Date.now();
+        if (typeof ev.data !== "string") return;
+        let f: Record<string, unknown>;
+        try {
+          f = JSON.parse(ev.data) as Record<string, unknown>;
+        } catch {
+          return;
+        }
+        if (!accepted) {
+          if (f.type === "connected") {
+            accepted = true;
+            clearTimeout(deadline);
+            this.onAccepted(f);
+          } else if (f.type === "error") {
+            this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
+          }
+          return;
+        }
+        void this.onFrame(f);
+      };
+      ws.onerror = () => {
+        /* the close event follows and drives reconnection */
+      };
+      ws.onclose = (ev) => {
+        clearTimeout(deadline);
+        if (this.ws !== ws) return;
+        this.ws = undefined;
+        this.stopTimers();
+        const wasOpen = accepted;
+        if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
+        if (this._state === "closing" || this._state === "closed") return;
+        if (FATAL_CLOSE.has(ev.code)) {
+          const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
+          if (this.firstConnect) {
+            this.firstConnect.reject(err);
+            this.firstConnect = undefined;
+          } else {
+            this.emit("error", err);
+          }
+          this.setState("closed");
+          return;
+        }
+        this.urlIndex++;
+        this.scheduleReconnect();
+      };
+    });
+  }
+
+  private scheduleReconnect(): void {
+    this.setState("connecting");
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.open(), this.backoff.next());
+  }
+
+  private onAccepted(f: Record<string, unknown>): void {
+    this.backoff.reset();
+    this.setState("open");
+    if (typeof f.keepalive === "number" && f.keepalive >= 1) this.keepaliveS = Math.min(this.opts.keepalive, f.keepalive);
+    this.sendDescribe();
+    this.lastSeen = Date.now();
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastSeen > 2 * this.keepaliveS * 1000) {
+        // Two silent intervals: the server (or the path to it) is gone. Drop and reconnect.
+        this.ws?.close(4408, "keepalive timeout");
+        return;
+      }
+      this.send({ type: "ping" });
+    }, this.keepaliveS * 1000);
+    this.emit("connected");
+    if (this.firstConnect) {
+      this.firstConnect.resolve();
+      this.firstConnect = undefined;
+    }
+  }
+
+  private async onFrame(f: Record<string, unknown>): Promise<void> {
+    switch (f.type) {
+      case "call":
+        if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(f.id, f.resource, f.in);
+        return;
+      case "stream":
+        if (typeof f.resource === "string" && typeof f.interval === "number") this.startStream(f.resource, f.interval);
+        return;
+      case "unstream":
+        if (typeof f.resource === "string") this.stopStream(f.resource);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async answer(id: number, name: string, input: unknown): Promise<void> {
+    const r = this.resources.get(name);
+    if (!r) {
+      this.send({ type: "error", id, status: 404, code: "resource_not_found", message: `no resource "${name}"` });
+      return;
+    }
+    try {
+      const out = await r.handler(input);
+      if (r.kind === "output" || r.kind === "io") this.send({ type: "result", id, out: out === undefined ? null : out });
+      else this.send({ type: "result", id });
+    } catch (err) {
+      const status = typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 500;
+      this.send({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private startStream(name: string, intervalMs: number): void {
+    this.stopStream(name);
+    if (intervalMs <= 0 || !this.resources.has(name)) return;
+    const ms = Math.max(50, intervalMs);
+    this.streamTimers.set(name, setInterval(() => void this.stream(name).catch((e: unknown) => this.emit("error", e as Error)), ms));
+    void this.stream(name).catch((e: unknown) => this.emit("error", e as Error));
+  }
+
+  private stopStream(name: string): void {
+    clearInterval(this.streamTimers.get(name));
+    this.streamTimers.delete(name);
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+    for (const t of this.streamTimers.values()) clearInterval(t);
+    this.streamTimers.clear();
+  }
+
+  private queueDescribe(): void {
+    if (this.describeQueued || this._state !== "open") return;
+    this.describeQueued = true;
+    queueMicrotask(() => {
+      this.describeQueued = false;
+      this.sendDescribe();
+    });
+  }
+
+  private sendDescribe(): void {
+    const resources: Record<string, { kind: ResourceKind }> = {};
+    for (const [name, r] of this.resources) resources[name] = { kind: r.kind };
+    this.send({ type: "describe", resources });
+  }
+
+  private send(frame: object): void {
+    const ws = this.ws;
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+  }
+}

@@ -1,0 +1,7 @@
+/**
+ * thingrelay device SDK (`thingrelay/device`). Runs wherever a standard WebSocket exists; on Node 20 it
+ * uses the `ws` package. Wire protocol: docs/protocol.md.
+ */
+export { Device, DeviceError } from "./device.js";
+export type { DeviceOptions, DeviceEvents, DeviceState, ResourceKind, WebSocketLike, WebSocketFactory } from "./device.js";
+export { Backoff } from "./backoff.js";

@@ -1,0 +1,95 @@
+import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+
+/** Access tokens from the password / refresh grants live 2 h (Thinger's `expires_in: 7200`). */
+export const ACCESS_TOKEN_TTL_S = 7200;
+
+export interface AccessClaims { kind: "access"; usr: string; fam: string; iat: number; exp: number }
+export interface DeviceTokenClaims { kind: "device"; usr: string; dev: string; jti: string; iat: number; exp?: number; res?: string[] }
+export interface UserTokenClaims { kind: "user"; usr: string; jti: string; iat: number; exp?: number }
+export type TokenClaims = AccessClaims | DeviceTokenClaims | UserTokenClaims;
+
+export class InvalidTokenError extends Error {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(reason, options);
+    this.name = "InvalidTokenError";
+  }
+}
+
+const ALG = "HS256";
+const NAME = /^[a-zA-Z0-9_]{1,32}$/;
+
+/**
+ * Signs and verifies the server's JWTs (HS256 only: the algorithm is pinned, `alg:none` and every other
+ * algorithm are refused by jose). Three kinds, told apart by their claims:
+ * access `{usr,fam,iat,exp}`, device token `{dev,usr,jti,iat,exp?,res?}`, user token `{usr,jti,iat,exp?,tok:1}`.
+ * Signing is deterministic, so a listed token is re-created from its stored claims and never stored itself.
+ */
+export class TokenSigner {
+  private readonly key: Uint8Array;
+
+  constructor(secret: string) {
+    if (Buffer.byteLength(secret, "utf8") < 32) throw new RangeError('"secret" must be at least 32 bytes');
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  signAccess(usr: string, fam: string, iat: number): Promise<string> {
+    return this.sign({ usr, fam }, iat, iat + ACCESS_TOKEN_TTL_S);
+  }
+
+  signDeviceToken(c: Omit<DeviceTokenClaims, "kind">): Promise<string> {
+    const payload: JWTPayload = { dev: c.dev, usr: c.usr, jti: c.jti };
+    if (c.res) payload.res = c.res;
+    return this.sign(payload, c.iat, c.exp);
+  }
+
+  signUserToken(c: Omit<UserTokenClaims, "kind">): Promise<string> {
+    return this.sign({ usr: c.usr, jti: c.jti, tok: 1 }, c.iat, c.exp);
+  }
+
+  private sign(payload: JWTPayload, iat: number, exp: number | undefined): Promise<string> {
+    const jwt = new SignJWT({ ...payload }).setProtectedHeader({ alg: ALG, typ: "JWT" }).setIssuedAt(iat);
+    if (exp !== undefined) jwt.setExpirationTime(exp);
+    return jwt.sign(this.key);
+  }
+
+  /** Verifies signature, algorithm and expiry, then the claim shape of one of the three kinds. */
+  async verify(token: string, nowMs = Date.now()): Promise<TokenClaims> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key, {
+        algorithms: [ALG],
+        typ: "JWT",
+        currentDate: new Date(nowMs),
+        requiredClaims: ["iat", "usr"],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JOSEError) throw new InvalidTokenError(err.code, { cause: err });
+      throw new InvalidTokenError("malformed token", { cause: err });
+    }
+    const { usr, iat, exp } = payload;
+    if (typeof usr !== "string" || !NAME.test(usr) || typeof iat !== "number") throw new InvalidTokenError("bad claims");
+    if (iat * 1000 > nowMs + 60_000) throw new InvalidTokenError("issued in the future");
+    if (exp !== undefined && typeof exp !== "number") throw new InvalidTokenError("bad exp");
+    const markers = Number("fam" in payload) + Number("dev" in payload) + Number("tok" in payload);
+    if (markers !== 1) throw new InvalidTokenError("unknown token kind");
+    if (typeof payload.fam === "string") {
+      if (exp === undefined) throw new InvalidTokenError("access token without exp");
+      return { kind: "access", usr, fam: payload.fam, iat, exp };
+    }
+    if (typeof payload.jti !== "string") throw new InvalidTokenError("missing jti");
+    if (typeof payload.dev === "string") {
+      const res = payload.res;
+      if (res !== undefined && !(Array.isArray(res) && res.every((r) => typeof r === "string"))) throw new InvalidTokenError("bad res");
+      const c: DeviceTokenClaims = { kind: "device", usr, dev: payload.dev, jti: payload.jti, iat };
+      if (exp !== undefined) c.exp = exp;
+      if (res !== undefined) c.res = res as string[];
+      return c;
+    }
+    if (payload.tok === 1) {
+      const c: UserTokenClaims = { kind: "user", usr, jti: payload.jti, iat };
+      if (exp !== undefined) c.exp = exp;
+      return c;
+    }
+    throw new InvalidTokenError("unknown token kind");
+  }
+}

@@ -1,0 +1,83 @@
+import type { Router, RouterMiddleware } from "@koa/router";
+import { AppError } from "../errors.js";
+import type { Services } from "../services.js";
+import { authorize } from "../http/authorize.js";
+import { objectBody, optionalString, param, requireString } from "../http/validate.js";
+import { USERNAME_RE } from "../users/service.js";
+import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
+
+const noDevice = () => new AppError("device_not_found");
+const noUser = () => new AppError("user_not_found");
+
+export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
+  const userOf = (v: string | undefined) => param(v, USERNAME_RE, noUser());
+  const deviceOf = (v: string | undefined) => param(v, DEVICE_ID_RE, noDevice());
+
+  router.get("/v1/users/:user/devices", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    authorize(ctx, user, "ListDevices", { device: "*" }, noUser);
+    const id = ctx.query.id;
+    if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
+    ctx.body = await s.devices.list(user, id);
+  });
+
+  router.post("/v1/users/:user/devices", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const body = objectBody(ctx, ["device_id", "device_description", "device_credentials", "device_type"]);
+    const id = requireString(body, "device_id", DEVICE_ID_RE, "must match [a-zA-Z0-9_]{1,25}");
+    authorize(ctx, user, "CreateDevice", { device: id }, noUser);
+    const credentials = requireString(body, "device_credentials");
+    if (credentials.length < 1 || credentials.length > MAX_CREDENTIALS) throw new AppError("invalid_request", `"device_credentials" must be 1 to ${MAX_CREDENTIALS} characters`);
+    const description = optionalString(body, "device_description", MAX_DESCRIPTION) ?? "";
+    const type = optionalString(body, "device_type", 32) ?? "Generic";
+    const doc = await s.devices.create(user, { id, description, credentials, type });
+    ctx.status = 201;
+    ctx.body = s.devices.view(doc);
+  });
+
+  router.get("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    authorize(ctx, user, "ReadDevice", { device }, noDevice);
+    ctx.body = s.devices.view(await s.devices.get(user, device));
+  });
+
+  router.put("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    authorize(ctx, user, "UpdateDevice", { device }, noDevice);
+    const body = objectBody(ctx, ["device_description", "device_credentials"]);
+    const description = optionalString(body, "device_description", MAX_DESCRIPTION);
+    const credentials = optionalString(body, "device_credentials", MAX_CREDENTIALS);
+    if (credentials === "") throw new AppError("invalid_request", '"device_credentials" must not be empty');
+    const patch: { description?: string; credentials?: string } = {};
+    if (description !== undefined) patch.description = description;
+    if (credentials !== undefined) patch.credentials = credentials;
+    ctx.body = s.devices.view(await s.devices.update(user, device, patch));
+  });
+
+  router.delete("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    authorize(ctx, user, "DeleteDevice", { device }, noDevice);
+    await s.devices.delete(user, device);
+    ctx.body = {};
+  });
+
+  /** Live sessions of the account (flespi-style connection list). */
+  router.get("/v1/users/:user/sessions", requireAuth, (ctx) => {
+    const user = userOf(ctx.params.user);
+    authorize(ctx, user, "ListDeviceSessions", { device: "*" }, noUser);
+    ctx.body = s.hub.list(user);
+  });
+
+  /** Force a device's live session closed (close code 4003); the device may reconnect. */
+  router.delete("/v1/users/:user/devices/:device/session", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    authorize(ctx, user, "CloseDeviceSession", { device }, noDevice);
+    if (!(await s.devices.exists(user, device))) throw noDevice();
+    s.devices.closeSession(user, device);
+    ctx.body = {};
+  });
+}

@@ -1,0 +1,99 @@
+import { AppError } from "../errors.js";
+import { type DeviceDoc, Repositories } from "../store/repos.js";
+import { DuplicateKeyError } from "../store/types.js";
+import type { CredentialHasher } from "../auth/passwords.js";
+import type { Hub } from "../gateway/hub.js";
+import { CLOSE } from "../gateway/protocol.js";
+import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
+
+export const DEVICE_ID_RE = /^[a-zA-Z0-9_]{1,25}$/;
+export const MAX_DESCRIPTION = 256;
+export const MAX_CREDENTIALS = 256;
+
+export interface DeviceView {
+  device: string;
+  description: string;
+  type: string;
+  connection: { active: boolean; ts: number | null };
+}
+
+export interface NewDevice {
+  id: string;
+  description: string;
+  credentials: string;
+  type: string;
+}
+
+/** The device registry: CRUD over the store plus live connection state from the hub. */
+export class DevicesService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly credentials: CredentialHasher,
+    private readonly hub: Hub,
+    private readonly cache: RevocationCache,
+  ) {}
+
+  view(doc: DeviceDoc): DeviceView {
+    const s = this.hub.get(doc.user, doc.device);
+    return {
+      device: doc.device,
+      description: doc.description,
+      type: typeof doc.type === "string" ? doc.type : "Generic",
+      connection: { active: s !== undefined, ts: s ? s.connectedAt : doc.lastConnectionTs },
+    };
+  }
+
+  async list(user: string, id?: string): Promise<DeviceView[]> {
+    const query: Record<string, unknown> = { user };
+    if (id !== undefined) query.device = id;
+    const docs = await this.repos.devices.find(query, { sort: { device: 1 }, limit: 10_000 });
+    return docs.map((d) => this.view(d));
+  }
+
+  async get(user: string, device: string): Promise<DeviceDoc> {
+    const doc = await this.repos.devices.findOne({ _id: Repositories.deviceKey(user, device) });
+    if (!doc) throw new AppError("device_not_found");
+    return doc;
+  }
+
+  async exists(user: string, device: string): Promise<boolean> {
+    return this.hub.get(user, device) !== undefined || (await this.repos.devices.count({ _id: Repositories.deviceKey(user, device) })) > 0;
+  }
+
+  async create(user: string, d: NewDevice): Promise<DeviceDoc> {
+    const doc: DeviceDoc = {
+      _id: Repositories.deviceKey(user, d.id), user, device: d.id, description: d.description, type: d.type,
+      credentialsHash: this.credentials.hash(d.credentials), createdAt: Date.now(), lastConnectionTs: null,
+    };
+    try {
+      await this.repos.devices.insertOne(doc);
+    } catch (err) {
+      if (err instanceof DuplicateKeyError) throw new AppError("device_exists", `device "${d.id}" already exists`);
+      throw err;
+    }
+    return doc;
+  }
+
+  async update(user: string, device: string, patch: { description?: string; credentials?: string }): Promise<DeviceDoc> {
+    const $set: Record<string, unknown> = {};
+    if (patch.description !== undefined) $set.description = patch.description;
+    if (patch.credentials !== undefined) $set.credentialsHash = this.credentials.hash(patch.credentials);
+    const doc = Object.keys($set).length === 0
+      ? await this.repos.devices.findOne({ _id: Repositories.deviceKey(user, device) })
+      : await this.repos.devices.findOneAndUpdate({ _id: Repositories.deviceKey(user, device) }, { $set });
+    if (!doc) throw new AppError("device_not_found");
+    return doc;
+  }
+
+  async delete(user: string, device: string): Promise<void> {
+    if (this.hub.get(user, device)) throw new AppError("device_connected");
+    const tokens = await this.repos.deviceTokens.find({ user, device });
+    if (!(await this.repos.deleteDevice(user, device))) throw new AppError("device_not_found");
+    for (const t of tokens) this.cache.invalidate(cacheKey.deviceToken(t._id));
+    this.hub.forget(user, device);
+  }
+
+  closeSession(user: string, device: string): void {
+    if (!this.hub.closeSession(user, device, CLOSE.closedByUser, "closed by user")) throw new AppError("device_offline");
+  }
+}

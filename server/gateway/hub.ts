@@ -1,0 +1,153 @@
+import { EventEmitter } from "node:events";
+import { AppError } from "../errors.js";
+import { CLOSE } from "./protocol.js";
+import { type CallResult, DeviceSession, type SessionEvents, type SessionStats } from "./session.js";
+
+export interface DeviceRef {
+  user: string;
+  device: string;
+}
+
+export interface HubEventMap {
+  online: [DeviceRef & { ts: number; ip: string }];
+  offline: [DeviceRef & { ts: number }];
+  traffic: [DeviceRef];
+  data: [DeviceRef & { resource: string; out: unknown; ts: number }];
+  describe: [DeviceRef];
+}
+
+export interface SessionInfo {
+  device: string;
+  ip_address: string;
+  connected_ts: number;
+  rx_bytes: number;
+  tx_bytes: number;
+  inflight: number;
+}
+
+/**
+ * Live device sessions of this process, keyed `user/device`. One session per device: registering a second
+ * replaces (and closes) the first, and the first one's late close never unregisters its successor.
+ * A single keepalive sweep pings every session and drops those that stayed silent for a whole interval.
+ */
+export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
+  private readonly sessions = new Map<string, DeviceSession>();
+  private readonly perUser = new Map<string, Set<string>>();
+  /** Stats of each device's last ended session, so offline devices still report their counters. */
+  private readonly lastStats = new Map<string, SessionStats>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly pingIntervalMs: number) {
+    super();
+    this.setMaxListeners(0);
+    if (!Number.isInteger(pingIntervalMs) || pingIntervalMs < 1) throw new RangeError('"pingIntervalMs" must be a positive integer');
+  }
+
+  start(): void {
+    this.sweepTimer ??= setInterval(() => this.sweep(), this.pingIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get(user: string, device: string): DeviceSession | undefined {
+    return this.sessions.get(`${user}/${device}`);
+  }
+
+  register(session: DeviceSession): void {
+    const old = this.sessions.get(session.key);
+    this.sessions.set(session.key, session);
+    let set = this.perUser.get(session.user);
+    if (!set) this.perUser.set(session.user, (set = new Set()));
+    set.add(session.device);
+    if (old && old !== session) {
+      old.close(CLOSE.replaced, "replaced by a new session");
+    }
+    this.emit("online", { user: session.user, device: session.device, ts: session.connectedAt, ip: session.ip });
+  }
+
+  /** Called when a session's socket closed. Only unregisters the session that is current. */
+  unregister(session: DeviceSession): void {
+    session.markClosed();
+    if (this.sessions.get(session.key) !== session) return;
+    this.sessions.delete(session.key);
+    const set = this.perUser.get(session.user);
+    set?.delete(session.device);
+    if (set?.size === 0) this.perUser.delete(session.user);
+    this.lastStats.set(session.key, { ...session.stats(), connected: false });
+    this.emit("offline", { user: session.user, device: session.device, ts: Date.now() });
+  }
+
+  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+    const s = this.sessions.get(`${user}/${device}`);
+    if (!s) return Promise.reject(new AppError("device_offline"));
+    return s.call(resource, input, hasInput, timeoutMs);
+  }
+
+  stats(user: string, device: string): SessionStats {
+    const s = this.get(user, device);
+    if (s) return s.stats();
+    return this.lastStats.get(`${user}/${device}`) ?? { connected: false, connected_ts: null, ip_address: null, rx_bytes: 0, tx_bytes: 0 };
+  }
+
+  forget(user: string, device: string): void {
+    this.lastStats.delete(`${user}/${device}`);
+  }
+
+  list(user: string): SessionInfo[] {
+    const out: SessionInfo[] = [];
+    for (const device of this.perUser.get(user) ?? []) {
+      const s = this.sessions.get(`${user}/${device}`)!;
+      out.push({ device, ip_address: s.ip, connected_ts: s.connectedAt, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, inflight: s.inflight });
+    }
+    return out.sort((a, b) => a.device.localeCompare(b.device));
+  }
+
+  closeSession(user: string, device: string, code: number, reason: string): boolean {
+    const s = this.get(user, device);
+    if (!s) return false;
+    s.close(code, reason);
+    this.unregister(s);
+    return true;
+  }
+
+  /** Closes every session (shutdown): pending calls fail with device_disconnected. */
+  closeAll(code: number = CLOSE.goingAway, reason = "server shutting down"): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const s of [...this.sessions.values()]) {
+      s.close(code, reason);
+      this.unregister(s);
+    }
+  }
+
+  /** One pass of the keepalive: terminate sessions silent since the last pass, ping the others. */
+  sweep(): void {
+    for (const s of [...this.sessions.values()]) {
+      if (!s.alive) {
+        s.ws.terminate();
+        this.unregister(s);
+        continue;
+      }
+      s.alive = false;
+      try {
+        s.ws.ping();
+      } catch {
+        /* socket already closing: its close event unregisters it */
+      }
+    }
+  }
+
+  // SessionEvents
+  onDescribe(s: DeviceSession): void {
+    this.emit("describe", { user: s.user, device: s.device });
+  }
+  onData(s: DeviceSession, resource: string, out: unknown): void {
+    this.emit("data", { user: s.user, device: s.device, resource, out, ts: Date.now() });
+  }
+  onTraffic(s: DeviceSession): void {
+    if (this.listenerCount("traffic") > 0) this.emit("traffic", { user: s.user, device: s.device });
+  }
+}

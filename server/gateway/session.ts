@@ -1,0 +1,188 @@
+import type { WebSocket } from "ws";
+import { AppError } from "../errors.js";
+import { CLOSE, isResourceName, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
+
+export interface SessionLimits {
+  maxInflight: number;
+  maxBufferedBytes: number;
+}
+
+export interface CallResult {
+  /** True when the device's answer carried an `out` value. */
+  hasOut: boolean;
+  out?: unknown;
+}
+
+interface Pending {
+  resolve(r: CallResult): void;
+  reject(e: AppError): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface SessionStats {
+  connected: boolean;
+  connected_ts: number | null;
+  ip_address: string | null;
+  rx_bytes: number;
+  tx_bytes: number;
+}
+
+export interface SessionEvents {
+  onDescribe(session: DeviceSession): void;
+  onData(session: DeviceSession, resource: string, out: unknown): void;
+  onTraffic(session: DeviceSession): void;
+}
+
+/**
+ * One authenticated device socket: the pending-call map (id + timer + cancel, as nats.js `request.ts`),
+ * byte counters, the resources the device announced. A reply for an unknown id (stray, duplicate or late)
+ * is dropped: it can never resolve another caller's call.
+ */
+export class DeviceSession {
+  readonly key: string;
+  readonly connectedAt = Date.now();
+  rxBytes = 0;
+  txBytes = 0;
+  /** Set by the hub's keepalive sweep; any frame or pong from the device sets it back. */
+  alive = true;
+  /** Resources announced by `describe`; null until the first one. */
+  resources: Map<string, ResourceKind> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private closed = false;
+
+  constructor(
+    readonly user: string,
+    readonly device: string,
+    readonly ws: WebSocket,
+    readonly ip: string,
+    private readonly limits: SessionLimits,
+    private readonly events: SessionEvents,
+  ) {
+    this.key = `${user}/${device}`;
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  stats(): SessionStats {
+    return { connected: !this.closed, connected_ts: this.connectedAt, ip_address: this.ip, rx_bytes: this.rxBytes, tx_bytes: this.txBytes };
+  }
+
+  /** Sends one call to the device and waits for its answer, at most `timeoutMs`. */
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+    if (this.closed) return Promise.reject(new AppError("device_offline"));
+    if (this.resources !== null && !this.resources.has(resource)) {
+      return Promise.reject(new AppError("resource_not_found", `device has no resource "${resource}"`));
+    }
+    if (this.pending.size >= this.limits.maxInflight || this.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+      return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
+    }
+    const id = (this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER);
+    const frame = hasInput
+      ? `{"type":"call","id":${id},"resource":${JSON.stringify(resource)},"in":${JSON.stringify(input)}}`
+      : `{"type":"call","id":${id},"resource":${JSON.stringify(resource)}}`;
+    return new Promise<CallResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send(frame);
+    });
+  }
+
+  send(text: string): void {
+    if (this.closed) return;
+    this.txBytes += Buffer.byteLength(text);
+    this.ws.send(text);
+    this.events.onTraffic(this);
+  }
+
+  /** Handles one text frame from the authenticated device. Unknown or malformed frames are ignored. */
+  receive(text: string, size: number): void {
+    this.alive = true;
+    this.rxBytes += size;
+    this.events.onTraffic(this);
+    let f: Record<string, unknown>;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return;
+      f = parsed as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    switch (f.type) {
+      case "result":
+        this.settle(f.id, (p) => p.resolve("out" in f ? { hasOut: true, out: f.out } : { hasOut: false }));
+        return;
+      case "error":
+        this.settle(f.id, (p) => p.reject(deviceError(f)));
+        return;
+      case "describe":
+        this.describe(f.resources);
+        return;
+      case "data":
+        if (isResourceName(f.resource)) this.events.onData(this, f.resource, f.out);
+        return;
+      case "ping":
+        this.send('{"type":"pong"}');
+        return;
+      default:
+        return;
+    }
+  }
+
+  private settle(id: unknown, fn: (p: Pending) => void): void {
+    if (typeof id !== "number") return;
+    const p = this.pending.get(id);
+    if (!p) return; // stray, duplicate or late: drop
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    fn(p);
+  }
+
+  private describe(resources: unknown): void {
+    if (typeof resources !== "object" || resources === null || Array.isArray(resources)) return;
+    const map = new Map<string, ResourceKind>();
+    for (const [name, desc] of Object.entries(resources)) {
+      if (map.size >= 1024) break;
+      const kind = typeof desc === "string" ? desc : (desc as { kind?: unknown } | null)?.kind;
+      if (isResourceName(name) && RESOURCE_KINDS.includes(kind as ResourceKind)) map.set(name, kind as ResourceKind);
+    }
+    this.resources = map;
+    this.events.onDescribe(this);
+  }
+
+  /** Marks the session closed and fails every pending call with device_disconnected. Idempotent. */
+  markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(new AppError("device_disconnected"));
+    }
+  }
+
+  close(code: number = CLOSE.normal, reason = ""): void {
+    this.markClosed();
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+}
+
+function deviceError(f: Record<string, unknown>): AppError {
+  const message = typeof f.message === "string" ? f.message.slice(0, 500) : undefined;
+  if (f.code === "resource_not_found") return new AppError("resource_not_found", message);
+  const status = typeof f.status === "number" && Number.isInteger(f.status) && f.status >= 400 && f.status <= 599 ? f.status : 500;
+  return new AppError("device_error", message, { status });
+}

@@ -1,0 +1,187 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket, type RawData } from "ws";
+import type { Limits } from "../config.js";
+import type { Logger } from "../log.js";
+import { Repositories } from "../store/repos.js";
+import type { CredentialHasher } from "../auth/passwords.js";
+import { WindowLimiter } from "../auth/limiter.js";
+import { CLOSE, parseConnect } from "./protocol.js";
+import { DeviceSession } from "./session.js";
+import type { Hub } from "./hub.js";
+
+export const CONNECT_PATH = "/v1/connect";
+
+export interface GatewayOptions {
+  limits: Limits;
+  /** Browser origins allowed to connect; empty = any (auth is in-band, no ambient credentials). */
+  allowedOrigins: readonly string[];
+  trustProxy: boolean;
+}
+
+/**
+ * Accepts device sockets on `/v1/connect`: origin check before the upgrade, a cap on unauthenticated
+ * sockets, then in-band authentication by the first frame within `authDeadlineMs`. Failed attempts are
+ * throttled per address; unknown devices and wrong credentials get the same refusal.
+ */
+export class Gateway {
+  readonly wss: WebSocketServer;
+  private pendingSockets = 0;
+  private readonly failures: WindowLimiter;
+  private closing = false;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly repos: Repositories,
+    private readonly credentials: CredentialHasher,
+    private readonly logger: Logger,
+    private readonly options: GatewayOptions,
+  ) {
+    const { limits } = options;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.wsMaxPayload,
+      perMessageDeflate: false,
+      // Bounds on fragmented messages (GHSA-96hv-2xvq-fx4p); set explicitly, not left to ws defaults.
+      ...({ maxFragments: 1024, maxBufferedChunks: 4096 } as object),
+      skipUTF8Validation: false,
+      autoPong: true,
+      clientTracking: false,
+    });
+    this.failures = new WindowLimiter(20, 60_000);
+  }
+
+  get unauthenticated(): number {
+    return this.pendingSockets;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? "").split("?")[0];
+    if (path !== CONNECT_PATH) return reject(socket, 404, "Not Found");
+    if (this.closing) return reject(socket, 503, "Service Unavailable");
+    const origin = req.headers.origin;
+    if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
+      return reject(socket, 403, "Forbidden");
+    }
+    if (this.pendingSockets >= this.options.limits.maxPendingSockets) return reject(socket, 503, "Service Unavailable");
+    const ip = clientIp(req, this.options.trustProxy);
+    if (!this.failures.peek(ip).allowed) return reject(socket, 429, "Too Many Requests");
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip));
+  }
+
+  private authenticate(ws: WebSocket, ip: string): void {
+    this.pendingSockets++;
+    let done = false;
+    const finish = (): boolean => {
+      if (done) return false;
+      done = true;
+      this.pendingSockets--;
+      clearTimeout(deadline);
+      return true;
+    };
+    const deadline = setTimeout(() => {
+      if (finish()) closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
+    }, this.options.limits.authDeadlineMs);
+    ws.on("error", () => finish());
+    ws.on("close", () => finish());
+    ws.once("message", (data: RawData, isBinary: boolean) => {
+      if (done) return;
+      let parsed: unknown;
+      try {
+        parsed = isBinary ? undefined : JSON.parse(rawToString(data));
+      } catch {
+        parsed = undefined;
+      }
+      const frame = parseConnect(parsed);
+      if (typeof frame === "string") {
+        finish();
+        closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
+        return;
+      }
+      this.repos.devices.findOne({ _id: Repositories.deviceKey(frame.user, frame.device) }).then(
+        (doc) => {
+          if (done) return;
+          if (!doc || !this.credentials.verify(frame.credentials, doc.credentialsHash)) {
+            finish();
+            this.failures.hit(ip);
+            this.logger.info({ user: frame.user, device: frame.device, ip }, "device authentication failed");
+            closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
+            return;
+          }
+          finish();
+          this.accept(ws, frame.user, frame.device, ip, Buffer.byteLength(rawToString(data)));
+        },
+        (err: unknown) => {
+          if (!finish()) return;
+          this.logger.error({ err }, "device lookup failed");
+          closeWith(ws, 1011, "internal_error", "server error");
+        },
+      );
+    });
+  }
+
+  private accept(ws: WebSocket, user: string, device: string, ip: string, connectBytes: number): void {
+    if (ws.readyState !== ws.OPEN) return;
+    const session = new DeviceSession(user, device, ws, ip, {
+      maxInflight: this.options.limits.maxInflightPerDevice,
+      maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
+    }, this.hub);
+    session.rxBytes = connectBytes;
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      if (isBinary) return;
+      session.receive(rawToString(data), rawSize(data));
+    });
+    ws.on("pong", () => {
+      session.alive = true;
+    });
+    ws.on("close", () => {
+      this.hub.unregister(session);
+      this.repos.devices.updateOne({ _id: session.key }, { $set: { lastConnectionTs: Date.now() } }).catch(() => {});
+    });
+    this.hub.register(session);
+    session.send(JSON.stringify({
+      type: "connected", user, device, keepalive: Math.round(this.options.limits.pingIntervalMs / 1000), server_time: Date.now(),
+    }));
+    this.repos.devices.updateOne({ _id: session.key }, { $set: { lastConnectionTs: session.connectedAt } }).catch(() => {});
+  }
+
+  /** Stops accepting sockets; existing sessions are closed by the hub. */
+  close(): void {
+    this.closing = true;
+    this.wss.close();
+  }
+}
+
+function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return Buffer.from(data).toString("utf8");
+}
+
+function rawSize(data: RawData): number {
+  if (Buffer.isBuffer(data)) return data.length;
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data.byteLength;
+}
+
+function closeWith(ws: WebSocket, code: number, errCode: string, message: string): void {
+  try {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
+    ws.close(code, errCode);
+  } catch {
+    ws.terminate();
+  }
+}
+
+function reject(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const xff = req.headers["x-forwarded-for"];
+    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
+    if (first) return first;
+  }
+  return req.socket.remoteAddress ?? "unknown";
+}

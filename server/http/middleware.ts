@@ -1,0 +1,94 @@
+import { randomUUID } from "node:crypto";
+import type { Context, Next } from "koa";
+import { AppError, errorBody, isAppError } from "../errors.js";
+import { redactUrl, type Logger } from "../log.js";
+
+/** Request id, one structured log line per request (URL redacted), errors rendered in one shape. */
+export function requestLifecycle(logger: Logger) {
+  return async function lifecycle(ctx: Context, next: Next): Promise<void> {
+    const started = performance.now();
+    const id = randomUUID();
+    ctx.state.requestId = id;
+    ctx.set("X-Request-Id", id);
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new AppError("not_found", "no such route");
+    } catch (err) {
+      renderError(ctx, err, logger, id);
+    }
+    const log = {
+      reqId: id, method: ctx.method, url: redactUrl(ctx.originalUrl), status: ctx.status,
+      ms: Math.round((performance.now() - started) * 100) / 100, ip: ctx.ip,
+    };
+    if (ctx.status >= 500) logger.warn(log, "request");
+    else logger.info(log, "request");
+  };
+}
+
+function renderError(ctx: Context, err: unknown, logger: Logger, reqId: string): void {
+  let appErr: AppError;
+  if (isAppError(err)) {
+    appErr = err;
+  } else {
+    const e = err as { status?: number; type?: string; expose?: boolean; name?: string } | undefined;
+    // Errors raised by koa-bodyparser / raw-body carry an HTTP status and a type.
+    if (e?.status === 413 || e?.type === "entity.too.large") appErr = new AppError("payload_too_large");
+    else if (e?.status === 415) appErr = new AppError("unsupported_media_type");
+    else if (e?.name === "StoreUnavailableError") appErr = new AppError("service_unavailable", "store unavailable", { headers: { "Retry-After": "5" } });
+    else if (e?.status === 400 && e.expose) appErr = new AppError("invalid_json");
+    else {
+      logger.error({ reqId, err }, "unhandled error");
+      appErr = new AppError("internal_error");
+    }
+  }
+  ctx.status = appErr.status;
+  for (const [k, v] of Object.entries(appErr.headers)) ctx.set(k, v);
+  ctx.body = errorBody(appErr.code, appErr.message);
+}
+
+export interface SecurityHeaderOptions {
+  corsOrigins: readonly string[];
+}
+
+/** Headers suited to an API that may carry tokens in URLs and to a page that holds tokens. */
+export function securityHeaders(options: SecurityHeaderOptions) {
+  const allowed = new Set(options.corsOrigins);
+  return async function security(ctx: Context, next: Next): Promise<void> {
+    ctx.set("X-Content-Type-Options", "nosniff");
+    ctx.set("Referrer-Policy", "no-referrer");
+    ctx.set("X-Frame-Options", "DENY");
+    ctx.set("Cross-Origin-Opener-Policy", "same-origin");
+    ctx.set("Cross-Origin-Resource-Policy", "same-origin");
+    ctx.set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    const origin = ctx.get("Origin");
+    if (origin && allowed.has(origin)) {
+      ctx.set("Access-Control-Allow-Origin", origin);
+      ctx.set("Vary", "Origin");
+      ctx.set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id, WWW-Authenticate");
+      if (ctx.method === "OPTIONS") {
+        ctx.set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE");
+        ctx.set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID");
+        ctx.set("Access-Control-Max-Age", "600");
+        ctx.status = 204;
+        return;
+      }
+    }
+    if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
+      ctx.set("Cache-Control", "no-store");
+      ctx.set("Pragma", "no-cache");
+    }
+    await next();
+  };
+}
+
+/** Rejects JSON nested deeper than `max` (a cheap guard against stack-heavy payloads). */
+export function jsonDepth(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d > max) return false;
+    for (const child of Object.values(v)) if (child !== null && typeof child === "object") stack.push([child, d + 1]);
+  }
+  return true;
+}

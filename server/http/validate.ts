@@ -1,0 +1,37 @@
+import type { Context } from "koa";
+import { AppError } from "../errors.js";
+
+/** The parsed JSON (or form) body as a plain object; 400 for anything else, 415 for other media types. */
+export function objectBody(ctx: Context, allowed: readonly string[]): Record<string, unknown> {
+  const raw = (ctx.request as { rawBody?: string }).rawBody;
+  if (raw === undefined || raw === "") {
+    if (ctx.request.length && !ctx.is("json", "urlencoded")) throw new AppError("unsupported_media_type", "send application/json");
+    throw new AppError("invalid_request", "request body required");
+  }
+  const body = (ctx.request as { body?: unknown }).body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new AppError("invalid_request", "body must be a JSON object");
+  const obj = body as Record<string, unknown>;
+  const extra = Object.keys(obj).filter((k) => !allowed.includes(k));
+  if (extra.length > 0) throw new AppError("invalid_request", `unknown field${extra.length > 1 ? "s" : ""}: ${extra.slice(0, 5).join(", ")}`);
+  return obj;
+}
+
+export function requireString(obj: Record<string, unknown>, key: string, re?: RegExp, what?: string): string {
+  const v = obj[key];
+  if (typeof v !== "string") throw new AppError("invalid_request", `"${key}" is required and must be a string`);
+  if (re && !re.test(v)) throw new AppError("invalid_request", `"${key}" ${what ?? `must match ${re.source}`}`);
+  return v;
+}
+
+export function optionalString(obj: Record<string, unknown>, key: string, max: number): string | undefined {
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v.length > max) throw new AppError("invalid_request", `"${key}" must be a string of at most ${max} characters`);
+  return v;
+}
+
+/** Route parameter check: names that cannot exist answer the same 404 as missing ones. */
+export function param(value: string | undefined, re: RegExp, notFound: AppError): string {
+  if (value === undefined || !re.test(value)) throw notFound;
+  return value;
+}

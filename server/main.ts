@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { ConfigError, loadConfig, type Config } from "./config.js";
+import { createLogger } from "./log.js";
+import { openMongoStore, openNedbStore, type Store } from "./store/index.js";
+import { createThingrelay } from "./app.js";
+import { loadOrCreateSecret, writeAdminPassword } from "./secrets.js";
+
+/** How long in-flight HTTP requests get to finish after SIGTERM before sockets are destroyed. */
+const DRAIN_MS = 10_000;
+
+export async function openStore(config: Readonly<Config>): Promise<Store> {
+  return config.mongodbUrl ? openMongoStore(config.mongodbUrl) : openNedbStore(join(config.dataDir, "db"));
+}
+
+/** The only place that reads the environment, opens the store and listens. */
+export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
+  let config: Readonly<Config>;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`thingrelay: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const secret = await loadOrCreateSecret(config.dataDir, config.secret);
+  const store = await openStore(config);
+  const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true });
+  const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
+  if (admin) {
+    const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
+    // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
+    process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
+  }
+
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024 });
+  server.keepAliveTimeout = 5_000;
+  relay.attach(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.port;
+  logger.info({ port, host: config.host, store: store.kind }, "thingrelay listening");
+  // Machine-readable line for tests and scripts that start the server on port 0.
+  if (env.THINGRELAY_PRINT_PORT === "1") process.stdout.write(`THINGRELAY_PORT=${port}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    const force = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
+    force.unref();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    await relay.close(1001);
+    await closed;
+    clearTimeout(force);
+    await store.close();
+    logger.info("stopped");
+    logger.flush();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`thingrelay: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,85 @@
+import type { Router, RouterMiddleware } from "@koa/router";
+import type { Context } from "koa";
+import { AppError } from "../errors.js";
+import type { Services } from "../services.js";
+import { authorize } from "../http/authorize.js";
+import { param } from "../http/validate.js";
+import { USERNAME_RE } from "../users/service.js";
+import { DEVICE_ID_RE } from "../devices/service.js";
+import { normalizeResource } from "./resource.js";
+
+const noDevice = () => new AppError("device_not_found");
+
+/** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
+export function parseTimeout(value: unknown, defaultMs: number, maxMs: number): number {
+  if (value === undefined) return defaultMs;
+  if (typeof value !== "string" || !/^\d+(\.\d+)?$/.test(value)) throw new AppError("invalid_request", '"timeout" must be a number of seconds');
+  const ms = Math.round(Number(value) * 1000);
+  if (ms < 1 || ms > maxMs) throw new AppError("invalid_request", `"timeout" must be more than 0 and at most ${maxMs / 1000} seconds`);
+  return ms;
+}
+
+/** The relay: `GET`/`POST /v2/users/{user}/devices/{device}/{resource…}` and `/api`. */
+export function relayRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
+  const prefix = (ctx: Context, user: string, device: string): string => {
+    // Raw path: the router decodes %2F into "/", which would let a path trick change the resource name.
+    const m = /^\/v2\/users\/[^/]+\/devices\/[^/]+\//.exec(ctx.path);
+    if (!m) throw new AppError("invalid_request", "resource name required");
+    void user; void device;
+    return ctx.path.slice(m[0].length);
+  };
+
+  const target = (ctx: Context) => {
+    const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
+    const device = param(ctx.params.device, DEVICE_ID_RE, noDevice());
+    return { user, device, resource: normalizeResource(prefix(ctx, user, device)) };
+  };
+
+  const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
+    const { user, device, resource } = target(ctx);
+    if (resource === "api") {
+      authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
+      const session = s.hub.get(user, device);
+      if (!session) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
+      ctx.body = Object.fromEntries([...(session.resources ?? new Map())].map(([name, kind]) => [name, { kind }]));
+      return;
+    }
+    authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
+    if (ctx.method === "GET" && ctx.accepts("json", "text/event-stream") === "text/event-stream" && ctx.get("Accept").includes("text/event-stream")) {
+      await s.streams.resourceStream(ctx, user, device, resource);
+      return;
+    }
+    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+    const started = performance.now();
+    let outcome = "ok";
+    try {
+      if (!s.hub.get(user, device)) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
+      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs);
+      ctx.status = 200;
+      if (result.hasOut) ctx.body = { out: result.out ?? null };
+      else ctx.body = "";
+    } catch (err) {
+      outcome = err instanceof AppError ? err.code : "internal_error";
+      throw err;
+    } finally {
+      s.metrics.relayCalls.inc({ outcome });
+      s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
+    }
+  };
+
+  const path = "/v2/users/:user/devices/:device/{*resource}";
+  router.get(path, requireAuth, (ctx) => relay(ctx, false, undefined));
+  router.post(path, requireAuth, (ctx) => {
+    const raw = (ctx.request as { rawBody?: string }).rawBody;
+    if (raw === undefined || raw.trim() === "") {
+      if (ctx.request.length && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
+      return relay(ctx, false, undefined);
+    }
+    const body = (ctx.request as { body?: unknown }).body;
+    // Thinger: {"in": x} sends x; any other JSON body is passed whole as the input.
+    if (typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 1 && "in" in body) {
+      return relay(ctx, true, (body as { in: unknown }).in);
+    }
+    return relay(ctx, true, body);
+  });
+}

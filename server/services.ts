@@ -1,0 +1,28 @@
+import type { Config } from "./config.js";
+import type { Logger } from "./log.js";
+import type { Repositories } from "./store/repos.js";
+import type { Authenticator } from "./auth/authenticator.js";
+import type { WindowLimiter } from "./auth/limiter.js";
+import type { OAuthService } from "./oauth/service.js";
+import type { UsersService } from "./users/service.js";
+import type { DevicesService } from "./devices/service.js";
+import type { TokensService } from "./tokens/service.js";
+import type { Hub } from "./gateway/hub.js";
+import type { StreamService } from "./streams/service.js";
+import type { Metrics } from "./metrics.js";
+
+/** Everything the routes need, built once by app.ts. */
+export interface Services {
+  config: Readonly<Config>;
+  logger: Logger;
+  repos: Repositories;
+  authenticator: Authenticator;
+  apiLimiter: WindowLimiter;
+  oauth: OAuthService;
+  users: UsersService;
+  devices: DevicesService;
+  tokens: TokensService;
+  hub: Hub;
+  streams: StreamService;
+  metrics: Metrics;
+}

@@ -1,0 +1,124 @@
+import type { Collection, Store } from "./types.js";
+
+export interface UserDoc {
+  [key: string]: unknown;
+  _id: string; // = username
+  username: string;
+  passwordHash: string;
+  admin: boolean;
+  createdAt: number;
+  passwordChangedAt: number;
+}
+
+export interface DeviceDoc {
+  [key: string]: unknown;
+  _id: string; // = `${user}/${device}`
+  user: string;
+  device: string;
+  description: string;
+  credentialsHash: string;
+  createdAt: number;
+  /** Last time (ms) a session of this device started or ended; null if it never connected. */
+  lastConnectionTs: number | null;
+}
+
+export interface FamilyDoc {
+  [key: string]: unknown;
+  _id: string; // family id, carried by access tokens as `fam`
+  user: string;
+  createdAt: number;
+  revoked: boolean;
+  revokedReason: string | null;
+}
+
+export interface RefreshDoc {
+  [key: string]: unknown;
+  _id: string; // SHA-256 of the refresh token: a dump yields no usable token
+  family: string;
+  user: string;
+  used: boolean;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface DeviceTokenDoc {
+  [key: string]: unknown;
+  _id: string; // jti
+  user: string;
+  device: string;
+  name: string;
+  resources: string[] | null;
+  iat: number; // seconds
+  exp: number | null; // seconds
+}
+
+export type Action =
+  | "AccessDeviceResources" | "ListDevices" | "GetDeviceStats" | "ListDeviceResources" | "ReadDevice"
+  | "CreateDevice" | "UpdateDevice" | "DeleteDevice" | "CreateDeviceToken" | "ListDeviceTokens"
+  | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents";
+
+export interface Permission {
+  action: Action | "*";
+  /** A device id or "*". */
+  target: string;
+  /** For AccessDeviceResources: the resources allowed (or denied); absent = all. */
+  resources?: string[];
+}
+
+export interface UserTokenDoc {
+  [key: string]: unknown;
+  _id: string; // jti
+  user: string;
+  name: string;
+  enabled: boolean;
+  allow: Permission[];
+  deny: Permission[];
+  iat: number; // seconds
+  exp: number | null; // seconds
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Typed access to every collection, written once over the {@link Collection} interface. */
+export class Repositories {
+  readonly users: Collection<UserDoc>;
+  readonly devices: Collection<DeviceDoc>;
+  readonly families: Collection<FamilyDoc>;
+  readonly refreshTokens: Collection<RefreshDoc>;
+  readonly deviceTokens: Collection<DeviceTokenDoc>;
+  readonly userTokens: Collection<UserTokenDoc>;
+
+  constructor(readonly store: Store) {
+    this.users = store.collection<UserDoc>("users");
+    this.devices = store.collection<DeviceDoc>("devices");
+    this.families = store.collection<FamilyDoc>("refresh_families");
+    this.refreshTokens = store.collection<RefreshDoc>("refresh_tokens");
+    this.deviceTokens = store.collection<DeviceTokenDoc>("device_tokens");
+    this.userTokens = store.collection<UserTokenDoc>("user_tokens");
+  }
+
+  static deviceKey(user: string, device: string): string {
+    return `${user}/${device}`;
+  }
+
+  /** Marks a refresh token used exactly once; concurrent callers: one gets the doc, the rest null. */
+  consumeRefreshToken(hash: string, now: number): Promise<RefreshDoc | null> {
+    return this.refreshTokens.findOneAndUpdate({ _id: hash, used: false }, { $set: { used: true, usedAt: now } });
+  }
+
+  async revokeFamily(family: string, reason: string): Promise<void> {
+    await this.families.updateOne({ _id: family }, { $set: { revoked: true, revokedReason: reason } });
+  }
+
+  /** Revokes every refresh family of a user (password change, user deletion). */
+  async revokeUserFamilies(user: string, reason: string): Promise<number> {
+    return await this.families.updateMany({ user, revoked: false }, { $set: { revoked: true, revokedReason: reason } });
+  }
+
+  /** Deletes a device with its tokens. */
+  async deleteDevice(user: string, device: string): Promise<boolean> {
+    const n = await this.devices.deleteOne({ _id: Repositories.deviceKey(user, device) });
+    if (n > 0) await this.deviceTokens.deleteMany({ user, device });
+    return n > 0;
+  }
+}

@@ -1,0 +1,100 @@
+import type { Router, RouterMiddleware } from "@koa/router";
+import { AppError } from "../errors.js";
+import type { Services } from "../services.js";
+import { authorize, requireSession } from "../http/authorize.js";
+import { objectBody, param } from "../http/validate.js";
+import { USERNAME_RE } from "../users/service.js";
+import { DEVICE_ID_RE } from "../devices/service.js";
+import { parseExpiration, parseName, parsePermissions, parseResources } from "./service.js";
+
+const TOKEN_ID_RE = /^[a-f0-9]{32}$/;
+const noDevice = () => new AppError("device_not_found");
+const noUser = () => new AppError("user_not_found");
+const noToken = () => new AppError("token_not_found");
+
+export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
+  const userOf = (v: string | undefined) => param(v, USERNAME_RE, noUser());
+  const deviceOf = (v: string | undefined) => param(v, DEVICE_ID_RE, noDevice());
+  const tokenOf = (v: string | undefined) => param(v, TOKEN_ID_RE, noToken());
+
+  // ---- device tokens (Thinger-compatible) ----
+  router.get("/v1/users/:user/devices/:device/tokens", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    const p = authorize(ctx, user, "ListDeviceTokens", { device }, noDevice);
+    await s.devices.get(user, device);
+    const tokens = await s.tokens.listDeviceTokens(user, device);
+    // A scoped token sees which tokens exist but not their values: listing must not widen its own access.
+    ctx.body = p.canManageTokens ? tokens : tokens.map((t) => ({ ...t, token: null }));
+  });
+
+  router.post("/v1/users/:user/devices/:device/tokens", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    const p = authorize(ctx, user, "CreateDeviceToken", { device }, noDevice);
+    if (!p.canManageTokens) throw new AppError("forbidden", "only a password-grant session may create tokens");
+    const body = objectBody(ctx, ["token_name", "token_resources", "token_expiration"]);
+    const name = parseName(body.token_name, "token_name");
+    const resources = body.token_resources === undefined || body.token_resources === null ? null : parseResources(body.token_resources, "token_resources");
+    const exp = body.token_expiration === undefined || body.token_expiration === null ? null : parseExpiration(body.token_expiration, "token_expiration");
+    await s.devices.get(user, device);
+    ctx.body = await s.tokens.createDeviceToken(user, device, { name, resources, exp });
+  });
+
+  router.delete("/v1/users/:user/devices/:device/tokens/:id", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    const device = deviceOf(ctx.params.device);
+    authorize(ctx, user, "DeleteDeviceToken", { device }, noDevice);
+    await s.tokens.deleteDeviceToken(user, device, tokenOf(ctx.params.id));
+    ctx.body = {};
+  });
+
+  // ---- user access tokens: managed only by the account's own password-grant session ----
+  router.get("/v1/users/:user/tokens", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    requireSession(ctx, user, noUser);
+    ctx.body = await s.tokens.listUserTokens(user);
+  });
+
+  router.post("/v1/users/:user/tokens", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    requireSession(ctx, user, noUser);
+    const body = objectBody(ctx, ["name", "enabled", "expiration", "allow", "deny"]);
+    const name = parseName(body.name, "name");
+    if (body.enabled !== undefined && typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" must be a boolean');
+    const exp = body.expiration === undefined || body.expiration === null ? null : parseExpiration(body.expiration, "expiration");
+    ctx.body = await s.tokens.createUserToken(user, {
+      name, enabled: body.enabled ?? true, exp, allow: parsePermissions(body.allow, "allow"), deny: parsePermissions(body.deny, "deny"),
+    });
+  });
+
+  router.get("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    requireSession(ctx, user, noUser);
+    ctx.body = await s.tokens.getUserToken(user, tokenOf(ctx.params.id));
+  });
+
+  router.put("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    requireSession(ctx, user, noUser);
+    const id = tokenOf(ctx.params.id);
+    const body = objectBody(ctx, ["name", "enabled", "expiration", "allow", "deny"]);
+    const patch: Parameters<typeof s.tokens.updateUserToken>[2] = {};
+    if (body.name !== undefined) patch.name = parseName(body.name, "name");
+    if (body.enabled !== undefined) {
+      if (typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" must be a boolean');
+      patch.enabled = body.enabled;
+    }
+    if (body.expiration !== undefined) patch.exp = body.expiration === null ? null : parseExpiration(body.expiration, "expiration");
+    if (body.allow !== undefined) patch.allow = parsePermissions(body.allow, "allow");
+    if (body.deny !== undefined) patch.deny = parsePermissions(body.deny, "deny");
+    ctx.body = await s.tokens.updateUserToken(user, id, patch);
+  });
+
+  router.delete("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
+    const user = userOf(ctx.params.user);
+    requireSession(ctx, user, noUser);
+    await s.tokens.deleteUserToken(user, tokenOf(ctx.params.id));
+    ctx.body = {};
+  });
+}

@@ -1,0 +1,167 @@
+import { randomBytes } from "node:crypto";
+import { AppError } from "../errors.js";
+import type { DeviceTokenDoc, Permission, Repositories, UserTokenDoc } from "../store/repos.js";
+import type { TokenSigner } from "../auth/jwt.js";
+import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
+import { ACTIONS } from "../auth/principal.js";
+import { isResourceName } from "../gateway/protocol.js";
+import { DEVICE_ID_RE } from "../devices/service.js";
+
+export const MAX_TOKENS_PER_DEVICE = 100;
+export const MAX_TOKENS_PER_USER = 100;
+export const MAX_PERMISSIONS = 64;
+
+export interface DeviceTokenView {
+  id: string;
+  name: string;
+  token: string;
+}
+
+export interface UserTokenView {
+  id: string;
+  name: string;
+  token: string;
+  enabled: boolean;
+  expiration: number | null;
+  allow: Permission[];
+  deny: Permission[];
+  created_ts: number;
+}
+
+function newId(): string {
+  return randomBytes(16).toString("hex"); // 128 random bits
+}
+
+function bad(message: string): AppError {
+  return new AppError("invalid_request", message);
+}
+
+export function parseName(v: unknown, field: string): string {
+  if (typeof v !== "string" || v.trim().length === 0 || v.length > 64) throw bad(`"${field}" must be a non-empty string of at most 64 characters`);
+  return v;
+}
+
+/** Expiry in ms since the epoch (UTC), strictly in the future. Returns seconds for the JWT `exp`. */
+export function parseExpiration(v: unknown, field: string, now = Date.now()): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || !Number.isInteger(v)) throw bad(`"${field}" must be a time in ms since the epoch (UTC)`);
+  if (v <= now) throw bad(`"${field}" must be in the future`);
+  if (v > 8.64e15) throw bad(`"${field}" is out of range`);
+  return Math.ceil(v / 1000);
+}
+
+export function parseResources(v: unknown, field: string): string[] {
+  if (!Array.isArray(v) || v.length > MAX_PERMISSIONS) throw bad(`"${field}" must be an array of at most ${MAX_PERMISSIONS} resource names`);
+  const out: string[] = [];
+  for (const r of v) {
+    if (typeof r !== "string") throw bad(`"${field}" must contain only strings`);
+    if (!isResourceName(r)) throw bad(`"${field}" contains an invalid resource name`);
+    if (!out.includes(r)) out.push(r);
+  }
+  return out;
+}
+
+export function parsePermissions(v: unknown, field: string): Permission[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.length > MAX_PERMISSIONS) throw bad(`"${field}" must be an array of at most ${MAX_PERMISSIONS} permissions`);
+  return v.map((p, i) => {
+    if (typeof p !== "object" || p === null || Array.isArray(p)) throw bad(`"${field}[${i}]" must be an object`);
+    const o = p as Record<string, unknown>;
+    const extra = Object.keys(o).filter((k) => !["action", "target", "resources"].includes(k));
+    if (extra.length > 0) throw bad(`"${field}[${i}]" has unknown field ${extra[0]}`);
+    if (o.action !== "*" && !ACTIONS.includes(o.action as never)) throw bad(`"${field}[${i}].action" must be "*" or one of ${ACTIONS.join(", ")}`);
+    const target = o.target ?? "*";
+    if (target !== "*" && (typeof target !== "string" || !DEVICE_ID_RE.test(target))) throw bad(`"${field}[${i}].target" must be a device id or "*"`);
+    const perm: Permission = { action: o.action as Permission["action"], target: target as string };
+    if (o.resources !== undefined) {
+      if (o.action !== "AccessDeviceResources") throw bad(`"${field}[${i}].resources" applies only to AccessDeviceResources`);
+      perm.resources = parseResources(o.resources, `${field}[${i}].resources`);
+    }
+    return perm;
+  });
+}
+
+/**
+ * Device tokens (Thinger-compatible) and user access tokens. Tokens are never stored: the store keeps the
+ * claims, and the deterministic HS256 signature re-creates the same JWT when listing, so a store dump yields
+ * no usable token without the server key. Every write invalidates the revocation cache at once.
+ */
+export class TokensService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly signer: TokenSigner,
+    private readonly cache: RevocationCache,
+  ) {}
+
+  private async deviceView(d: DeviceTokenDoc): Promise<DeviceTokenView> {
+    const claims = { usr: d.user, dev: d.device, jti: d._id, iat: d.iat } as Parameters<TokenSigner["signDeviceToken"]>[0];
+    if (d.exp !== null) claims.exp = d.exp;
+    if (d.resources !== null) claims.res = d.resources;
+    return { id: d._id, name: d.name, token: await this.signer.signDeviceToken(claims) };
+  }
+
+  async listDeviceTokens(user: string, device: string): Promise<DeviceTokenView[]> {
+    const docs = await this.repos.deviceTokens.find({ user, device }, { sort: { iat: 1 } });
+    return Promise.all(docs.map((d) => this.deviceView(d)));
+  }
+
+  async createDeviceToken(user: string, device: string, input: { name: string; resources: string[] | null; exp: number | null }): Promise<DeviceTokenView> {
+    if ((await this.repos.deviceTokens.count({ user, device })) >= MAX_TOKENS_PER_DEVICE) {
+      throw bad(`a device may have at most ${MAX_TOKENS_PER_DEVICE} tokens`);
+    }
+    const doc: DeviceTokenDoc = {
+      _id: newId(), user, device, name: input.name, resources: input.resources, iat: Math.floor(Date.now() / 1000), exp: input.exp,
+    };
+    await this.repos.deviceTokens.insertOne(doc);
+    this.cache.invalidate(cacheKey.deviceToken(doc._id));
+    return this.deviceView(doc);
+  }
+
+  async deleteDeviceToken(user: string, device: string, id: string): Promise<void> {
+    const n = await this.repos.deviceTokens.deleteOne({ _id: id, user, device });
+    if (n === 0) throw new AppError("token_not_found");
+    this.cache.invalidate(cacheKey.deviceToken(id));
+  }
+
+  private async userView(d: UserTokenDoc): Promise<UserTokenView> {
+    return {
+      id: d._id, name: d.name, token: await this.signer.signUserToken({ usr: d.user, jti: d._id, iat: d.iat }),
+      enabled: d.enabled, expiration: d.exp === null ? null : d.exp * 1000, allow: d.allow, deny: d.deny, created_ts: d.createdAt,
+    };
+  }
+
+  async listUserTokens(user: string): Promise<UserTokenView[]> {
+    const docs = await this.repos.userTokens.find({ user }, { sort: { createdAt: 1 } });
+    return Promise.all(docs.map((d) => this.userView(d)));
+  }
+
+  async getUserToken(user: string, id: string): Promise<UserTokenView> {
+    const d = await this.repos.userTokens.findOne({ _id: id, user });
+    if (!d) throw new AppError("token_not_found");
+    return this.userView(d);
+  }
+
+  async createUserToken(user: string, input: { name: string; enabled: boolean; exp: number | null; allow: Permission[]; deny: Permission[] }): Promise<UserTokenView> {
+    if ((await this.repos.userTokens.count({ user })) >= MAX_TOKENS_PER_USER) throw bad(`an account may have at most ${MAX_TOKENS_PER_USER} user tokens`);
+    const now = Date.now();
+    const doc: UserTokenDoc = {
+      _id: newId(), user, name: input.name, enabled: input.enabled, allow: input.allow, deny: input.deny,
+      iat: Math.floor(now / 1000), exp: input.exp, createdAt: now, updatedAt: now,
+    };
+    await this.repos.userTokens.insertOne(doc);
+    this.cache.invalidate(cacheKey.userToken(doc._id));
+    return this.userView(doc);
+  }
+
+  async updateUserToken(user: string, id: string, patch: Partial<Pick<UserTokenDoc, "name" | "enabled" | "exp" | "allow" | "deny">>): Promise<UserTokenView> {
+    const doc = await this.repos.userTokens.findOneAndUpdate({ _id: id, user }, { $set: { ...patch, updatedAt: Date.now() } });
+    if (!doc) throw new AppError("token_not_found");
+    this.cache.invalidate(cacheKey.userToken(id));
+    return this.userView(doc);
+  }
+
+  async deleteUserToken(user: string, id: string): Promise<void> {
+    const n = await this.repos.userTokens.deleteOne({ _id: id, user });
+    if (n === 0) throw new AppError("token_not_found");
+    this.cache.invalidate(cacheKey.userToken(id));
+  }
+}

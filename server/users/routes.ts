@@ -1,0 +1,30 @@
+import type { Router, RouterMiddleware } from "@koa/router";
+import { AppError } from "../errors.js";
+import type { Services } from "../services.js";
+import { principalOf } from "../http/auth.js";
+import { requireSession } from "../http/authorize.js";
+import { objectBody, param, requireString } from "../http/validate.js";
+import { USERNAME_RE } from "./service.js";
+
+export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
+  /** Admin only: create an account. */
+  router.post("/v1/users", requireAuth, async (ctx) => {
+    const p = principalOf(ctx);
+    if (!p.admin || p.kind !== "session") throw new AppError("forbidden", "only an administrator may create users");
+    const body = objectBody(ctx, ["username", "password"]);
+    const username = requireString(body, "username", USERNAME_RE, "must match [a-zA-Z0-9_]{1,32}");
+    const password = requireString(body, "password");
+    await s.users.create(username, password);
+    ctx.status = 201;
+    ctx.body = { username };
+  });
+
+  /** Change one's own password; every refresh family (and access token) of the account is revoked. */
+  router.put("/v1/users/:user/password", requireAuth, async (ctx) => {
+    const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
+    requireSession(ctx, user, () => new AppError("user_not_found"));
+    const body = objectBody(ctx, ["password"]);
+    await s.users.changePassword(user, requireString(body, "password"));
+    ctx.body = {};
+  });
+}

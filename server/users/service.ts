@@ -1,0 +1,72 @@
+import { randomBytes } from "node:crypto";
+import { AppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Repositories } from "../store/repos.js";
+import { DuplicateKeyError } from "../store/types.js";
+import type { PasswordHasher } from "../auth/passwords.js";
+import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
+
+export const USERNAME_RE = /^[a-zA-Z0-9_]{1,32}$/;
+export const PASSWORD_MIN = 8;
+export const PASSWORD_MAX = 1024;
+
+export class UsersService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly passwords: PasswordHasher,
+    private readonly cache: RevocationCache,
+  ) {}
+
+  async create(username: string, password: string, admin = false): Promise<void> {
+    checkPassword(password);
+    const now = Date.now();
+    const passwordHash = await this.passwords.hash(password);
+    try {
+      await this.repos.users.insertOne({ _id: username, username, passwordHash, admin, createdAt: now, passwordChangedAt: now });
+    } catch (err) {
+      if (err instanceof DuplicateKeyError) throw new AppError("conflict", `user "${username}" already exists`);
+      throw err;
+    }
+    this.cache.invalidate(cacheKey.user(username));
+  }
+
+  /** Changes a password and revokes every refresh family (and so every access token) of the user. */
+  async changePassword(username: string, password: string): Promise<void> {
+    checkPassword(password);
+    const passwordHash = await this.passwords.hash(password);
+    const n = await this.repos.users.updateOne({ _id: username }, { $set: { passwordHash, passwordChangedAt: Date.now() } });
+    if (n === 0) throw new AppError("user_not_found");
+    const families = await this.repos.families.find({ user: username, revoked: false });
+    await this.repos.revokeUserFamilies(username, "password changed");
+    for (const f of families) this.cache.invalidate(cacheKey.family(f._id));
+    this.cache.invalidate(cacheKey.user(username));
+  }
+
+  /**
+   * Admin bootstrap (DESIGN §3): ensures the configured admin exists; with none configured and no user at all,
+   * creates `admin` with a generated password and returns it so main.ts can store and print it once.
+   */
+  async ensureAdmin(user: string | undefined, password: string | undefined, logger: Logger): Promise<{ user: string; password: string } | null> {
+    if (user !== undefined && password !== undefined) {
+      const existing = await this.repos.users.findOne({ _id: user });
+      if (!existing) {
+        await this.create(user, password, true);
+        logger.info({ user }, "admin account created");
+      } else if (!existing.admin) {
+        await this.repos.users.updateOne({ _id: user }, { $set: { admin: true } });
+        this.cache.invalidate(cacheKey.user(user));
+      }
+      return null;
+    }
+    if ((await this.repos.users.count({})) > 0) return null;
+    const generated = randomBytes(18).toString("base64url");
+    await this.create("admin", generated, true);
+    return { user: "admin", password: generated };
+  }
+}
+
+function checkPassword(password: string): void {
+  if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
+    throw new AppError("invalid_request", `"password" must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters`);
+  }
+}

@@ -1,0 +1,72 @@
+import { createServer, type Server } from "node:http";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import type { AddressInfo } from "node:net";
+import { loadConfig } from "../../server/config.js";
+import { createLogger, type Logger } from "../../server/log.js";
+import { openNedbStore } from "../../server/store/nedb.js";
+import type { Store } from "../../server/store/types.js";
+import { createThingrelay, type Thingrelay } from "../../server/app.js";
+import type { BruteForceLimits } from "../../server/oauth/service.js";
+
+export const TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
+export const ADMIN = { user: "admin", password: "admin-password-1" };
+
+export interface TestServer {
+  url: string;
+  wsUrl: string;
+  port: number;
+  relay: Thingrelay;
+  store: Store;
+  dataDir: string;
+  server: Server;
+  /** Every log line written so far (for secret-leak checks). */
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  bruteForce?: BruteForceLimits;
+  dataDir?: string;
+  store?: Store;
+}
+
+/** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
+export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "thingrelay-test-")));
+  const config = loadConfig({
+    NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", DATA_DIR: dataDir, LOG_LEVEL: "info",
+    THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password, ...options.env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(chunk.toString());
+      cb();
+    },
+  });
+  const logger: Logger = createLogger(config.logLevel, sink);
+  const store = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}) });
+  await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
+  const server = createServer();
+  relay.attach(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  let closed = false;
+  return {
+    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await relay.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (!options.store) await store.close();
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
