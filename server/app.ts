@@ -21,7 +21,7 @@ import { Gateway } from "./gateway/upgrade.js";
 import { StreamService } from "./streams/service.js";
 import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
-import { jsonDepth, requestLifecycle, securityHeaders } from "./http/middleware.js";
+import { corsFor, jsonDepth, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { requireAuth } from "./http/auth.js";
 import { oauthRoutes } from "./oauth/routes.js";
 import { userRoutes } from "./users/routes.js";
@@ -29,6 +29,8 @@ import { deviceRoutes } from "./devices/routes.js";
 import { tokenRoutes } from "./tokens/routes.js";
 import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
+import { dashboardRoutes } from "./dashboard/routes.js";
+import { openapiRoutes } from "./openapi/routes.js";
 
 export interface AppOptions {
   config: Readonly<Config>;
@@ -72,8 +74,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     users: new UsersService(repos, passwords, cache),
     devices: new DevicesService(repos, credentials, hub, cache),
     tokens: new TokensService(repos, signer, cache),
-    streams: new StreamService(),
+    streams: undefined as unknown as StreamService,
   };
+  services.streams = new StreamService({ config, logger, hub, authenticator, metrics });
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {
@@ -83,7 +86,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.use(requestLifecycle(logger));
-  app.use(securityHeaders({ corsOrigins: config.corsOrigins }));
+  app.use(securityHeaders());
+  if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
   app.use(async (ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
     if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
@@ -139,6 +143,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   tokenRoutes(router, services, auth);
   streamRoutes(router, services, auth);
   relayRoutes(router, services, auth);
+  dashboardRoutes(router, services);
+  openapiRoutes(router, services);
   app.use(router.routes());
   app.use(router.allowedMethods({
     throw: true,

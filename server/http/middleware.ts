@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Context, Next } from "koa";
+import cors from "@koa/cors";
 import { AppError, errorBody, isAppError } from "../errors.js";
 import { redactUrl, type Logger } from "../log.js";
 
@@ -46,13 +47,8 @@ function renderError(ctx: Context, err: unknown, logger: Logger, reqId: string):
   ctx.body = errorBody(appErr.code, appErr.message);
 }
 
-export interface SecurityHeaderOptions {
-  corsOrigins: readonly string[];
-}
-
 /** Headers suited to an API that may carry tokens in URLs and to a page that holds tokens. */
-export function securityHeaders(options: SecurityHeaderOptions) {
-  const allowed = new Set(options.corsOrigins);
+export function securityHeaders() {
   return async function security(ctx: Context, next: Next): Promise<void> {
     ctx.set("X-Content-Type-Options", "nosniff");
     ctx.set("Referrer-Policy", "no-referrer");
@@ -60,25 +56,27 @@ export function securityHeaders(options: SecurityHeaderOptions) {
     ctx.set("Cross-Origin-Opener-Policy", "same-origin");
     ctx.set("Cross-Origin-Resource-Policy", "same-origin");
     ctx.set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
-    const origin = ctx.get("Origin");
-    if (origin && allowed.has(origin)) {
-      ctx.set("Access-Control-Allow-Origin", origin);
-      ctx.set("Vary", "Origin");
-      ctx.set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id, WWW-Authenticate");
-      if (ctx.method === "OPTIONS") {
-        ctx.set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE");
-        ctx.set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID");
-        ctx.set("Access-Control-Max-Age", "600");
-        ctx.status = 204;
-        return;
-      }
-    }
     if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
       ctx.set("Cache-Control", "no-store");
       ctx.set("Pragma", "no-cache");
     }
     await next();
   };
+}
+
+/** CORS: off unless THINGRELAY_CORS_ORIGINS lists origins; then only those origins get CORS headers. */
+export function corsFor(origins: readonly string[]) {
+  const allowed = new Set(origins);
+  return cors({
+    origin: (ctx: Context) => {
+      const o = ctx.get("Origin");
+      return allowed.has(o) ? o : "";
+    },
+    allowMethods: ["GET", "POST", "PUT", "DELETE"],
+    allowHeaders: ["Authorization", "Content-Type", "Accept", "Last-Event-ID"],
+    exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate"],
+    maxAge: 600,
+  });
 }
 
 /** Rejects JSON nested deeper than `max` (a cheap guard against stack-heavy payloads). */
