@@ -21,6 +21,8 @@ import { Gateway } from "./gateway/upgrade.js";
 import { StreamService } from "./streams/service.js";
 import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
+import type { NatsConnection } from "nats";
+import { ClusterBridge } from "./cluster/bridge.js";
 import { corsFor, jsonDepth, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { requireAuth } from "./http/auth.js";
 import { oauthRoutes } from "./oauth/routes.js";
@@ -40,6 +42,8 @@ export interface AppOptions {
   secret: string;
   bruteForce?: BruteForceLimits;
   collectDefaultMetrics?: boolean;
+  /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
+  cluster?: { nc: NatsConnection; subjectPrefix?: string };
 }
 
 export interface Thingrelay {
@@ -77,6 +81,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     streams: undefined as unknown as StreamService,
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics });
+  if (options.cluster) {
+    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, options.cluster.subjectPrefix);
+    bridge.start();
+    bridge.requestSync();
+    hub.remote = bridge;
+    services.cluster = bridge;
+  }
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {
@@ -165,6 +176,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       gateway.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");
       await services.streams.close();
+      await services.cluster?.close();
     },
   };
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { createServer } from "node:http";
+import { connect } from "nats";
 import { join } from "node:path";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
@@ -29,7 +30,9 @@ export async function main(env: Record<string, string | undefined> = process.env
   const logger = createLogger(config.logLevel);
   const secret = await loadOrCreateSecret(config.dataDir, config.secret);
   const store = await openStore(config);
-  const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true });
+  // Cluster mode (DESIGN §7): nodes share MongoDB and route calls, events and revocations over NATS.
+  const nc = config.natsUrl ? await connect({ servers: config.natsUrl, name: "thingrelay", maxReconnectAttempts: -1 }) : undefined;
+  const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, ...(nc ? { cluster: { nc } } : {}) });
   const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   if (admin) {
     const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
@@ -62,6 +65,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     await relay.close(1001);
     await closed;
     clearTimeout(force);
+    await nc?.drain();
     await store.close();
     logger.info("stopped");
     logger.flush();

@@ -10,6 +10,7 @@ import type { TokensService } from "./tokens/service.js";
 import type { Hub } from "./gateway/hub.js";
 import type { StreamService } from "./streams/service.js";
 import type { Metrics } from "./metrics.js";
+import type { ClusterBridge } from "./cluster/bridge.js";
 
 /** Everything the routes need, built once by app.ts. */
 export interface Services {
@@ -25,4 +26,6 @@ export interface Services {
   hub: Hub;
   streams: StreamService;
   metrics: Metrics;
+  /** Present in cluster mode (NATS_URL). */
+  cluster?: ClusterBridge;
 }

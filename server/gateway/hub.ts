@@ -16,6 +16,11 @@ export interface HubEventMap {
   describe: [DeviceRef];
 }
 
+/** Where calls go for devices this process does not hold (cluster mode: the NATS bridge). */
+export interface RemoteRelay {
+  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
+}
+
 export interface SessionInfo {
   device: string;
   ip_address: string;
@@ -36,6 +41,8 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   /** Stats of each device's last ended session, so offline devices still report their counters. */
   private readonly lastStats = new Map<string, SessionStats>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** Set in cluster mode: calls for devices held by other nodes go there. */
+  remote: RemoteRelay | undefined;
 
   constructor(private readonly pingIntervalMs: number) {
     super();
@@ -82,7 +89,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
 
   call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
     const s = this.sessions.get(`${user}/${device}`);
-    if (!s) return Promise.reject(new AppError("device_offline"));
+    if (!s) return this.remote ? this.remote.call(user, device, resource, input, hasInput, timeoutMs) : Promise.reject(new AppError("device_offline"));
     return s.call(resource, input, hasInput, timeoutMs);
   }
 

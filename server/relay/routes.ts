@@ -40,8 +40,16 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     if (resource === "api") {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
       const session = s.hub.get(user, device);
-      if (!session) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
-      ctx.body = Object.fromEntries([...(session.resources ?? new Map())].map(([name, kind]) => [name, { kind }]));
+      if (session) {
+        ctx.body = Object.fromEntries([...(session.resources ?? new Map())].map(([name, kind]) => [name, { kind }]));
+        return;
+      }
+      const remote = s.cluster ? await s.cluster.resources(user, device).catch((e: unknown) => {
+        if (e instanceof AppError && e.code === "device_offline") return null;
+        throw e;
+      }) : null;
+      if (!remote) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
+      ctx.body = remote;
       return;
     }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
@@ -53,8 +61,11 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const started = performance.now();
     let outcome = "ok";
     try {
-      if (!s.hub.get(user, device)) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
-      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs);
+      // No live session anywhere (here or, in cluster mode, on another node): registered or not?
+      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs).catch(async (err: unknown) => {
+        if (err instanceof AppError && err.code === "device_offline" && !(await s.devices.exists(user, device))) throw noDevice();
+        throw err;
+      });
       ctx.status = 200;
       if (result.hasOut) ctx.body = { out: result.out ?? null };
       else ctx.body = "";

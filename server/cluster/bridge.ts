@@ -1,0 +1,285 @@
+import { randomUUID } from "node:crypto";
+import { ErrorCode, JSONCodec, NatsError, type NatsConnection, type Subscription, type Msg } from "nats";
+import { AppError, type ErrorCode as AppErrorCode, ERROR_CODES } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Hub, HubEventMap } from "../gateway/hub.js";
+import type { CallResult, SessionStats } from "../gateway/session.js";
+import { CLOSE } from "../gateway/protocol.js";
+import type { RevocationCache } from "../auth/authenticator.js";
+
+/** Extra time a remote call waits beyond the device timeout before the bridge gives up on the holder node. */
+const REMOTE_MARGIN_MS = 1_000;
+/** Remote stats refresh at most this often per device (byte counters). */
+const TRAFFIC_PUBLISH_MS = 1_000;
+
+type DeviceOp =
+  | { op: "call"; resource: string; in?: unknown; hasInput: boolean; timeoutMs: number }
+  | { op: "stats" }
+  | { op: "api" }
+  | { op: "stream"; node: string; resource: string; interval: number | null };
+
+type Reply =
+  | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }> }
+  | { ok: false; code: AppErrorCode; status: number; message: string; headers: Record<string, string> };
+
+type ClusterEvent =
+  | { kind: "online"; node: string; user: string; device: string; ts: number; ip: string }
+  | { kind: "offline"; node: string; user: string; device: string; ts: number }
+  | { kind: "data"; node: string; user: string; device: string; resource: string; out: unknown; ts: number }
+  | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats };
+
+export interface RemoteStreamSink {
+  /** Another node's wish for a device resource stream held here (interval ms; null = no subscribers there). */
+  setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void;
+}
+
+/**
+ * Cluster mode over NATS (DESIGN §7): each node subscribes `thingrelay.dev.<user>.<device>` for the device
+ * sessions it holds and answers calls, stats, resource lists and stream requests for them through NATS
+ * request/reply. Device events (online, offline, data, traffic) and token revocations are published to every
+ * node; a device that connects to a second node takes over and the first node closes its session (4000).
+ * No holder answering → NATS "no responders" → `device_offline`.
+ */
+export class ClusterBridge {
+  readonly nodeId = randomUUID();
+  private readonly codec = JSONCodec<unknown>();
+  private readonly deviceSubs = new Map<string, Subscription>();
+  private readonly subs: Subscription[] = [];
+  private readonly remoteHolders = new Map<string, { node: string; ts: number; stats: SessionStats }>();
+  private readonly trafficAt = new Map<string, number>();
+  private readonly applyingRemote = new Set<string>();
+  private readonly takenOver = new Set<string>();
+  private readonly unhook: Array<() => void> = [];
+  streamSink: RemoteStreamSink | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly hub: Hub,
+    private readonly cache: RevocationCache,
+    private readonly logger: Logger,
+    private readonly prefix = "thingrelay",
+  ) {}
+
+  start(): void {
+    // A node that starts late learns which devices the others hold: they re-announce them on `sync`.
+    this.subs.push(this.nc.subscribe(`${this.prefix}.sync`, { callback: (err, msg) => !err && this.onSync(msg) }));
+    this.subs.push(this.nc.subscribe(`${this.prefix}.revoke`, { callback: (err, msg) => !err && this.onRevoke(msg) }));
+    this.subs.push(this.nc.subscribe(`${this.prefix}.evt.>`, { callback: (err, msg) => !err && this.onEvent(msg) }));
+    this.unhook.push(this.cache.onInvalidate((key) => {
+      if (!this.applyingRemote.has(key)) this.nc.publish(`${this.prefix}.revoke`, this.codec.encode({ key, node: this.nodeId }));
+    }));
+    const on = <K extends keyof HubEventMap>(event: K, fn: (...a: HubEventMap[K]) => void) => {
+      this.hub.on(event, fn as never);
+      this.unhook.push(() => this.hub.off(event, fn as never));
+    };
+    on("online", (e) => {
+      if (isRemote(e)) return;
+      const key = `${e.user}/${e.device}`;
+      this.remoteHolders.delete(key);
+      if (!this.deviceSubs.has(key)) {
+        this.deviceSubs.set(key, this.nc.subscribe(this.deviceSubject(e.user, e.device), { callback: (err, msg) => !err && void this.onDeviceOp(e.user, e.device, msg) }));
+      }
+      this.publishEvent({ kind: "online", node: this.nodeId, user: e.user, device: e.device, ts: e.ts, ip: e.ip });
+    });
+    on("offline", (e) => {
+      if (isRemote(e)) return;
+      const key = `${e.user}/${e.device}`;
+      this.deviceSubs.get(key)?.unsubscribe();
+      this.deviceSubs.delete(key);
+      // Closed because another node took the device over: that node already announced it online.
+      if (this.takenOver.delete(key)) return;
+      this.publishEvent({ kind: "offline", node: this.nodeId, user: e.user, device: e.device, ts: e.ts });
+    });
+    on("data", (e) => {
+      if (isRemote(e)) return;
+      this.publishEvent({ kind: "data", node: this.nodeId, user: e.user, device: e.device, resource: e.resource, out: e.out, ts: e.ts });
+    });
+    on("traffic", (e) => {
+      if (isRemote(e)) return;
+      const key = `${e.user}/${e.device}`;
+      const now = Date.now();
+      if (now - (this.trafficAt.get(key) ?? 0) < TRAFFIC_PUBLISH_MS) return;
+      this.trafficAt.set(key, now);
+      this.publishEvent({ kind: "traffic", node: this.nodeId, user: e.user, device: e.device, stats: this.hub.stats(e.user, e.device) });
+    });
+  }
+
+  private onSync(msg: Msg): void {
+    const from = (this.codec.decode(msg.data) as { node?: string }).node;
+    if (from === this.nodeId) return;
+    for (const key of this.deviceSubs.keys()) {
+      const [user, device] = key.split("/") as [string, string];
+      const s = this.hub.get(user, device);
+      if (s) this.publishEvent({ kind: "online", node: this.nodeId, user, device, ts: s.connectedAt, ip: s.ip });
+    }
+  }
+
+  /** Asks the other nodes to announce the devices they hold. */
+  requestSync(): void {
+    this.nc.publish(`${this.prefix}.sync`, this.codec.encode({ node: this.nodeId }));
+  }
+
+  /** Node holding the device, if another node announced it. */
+  remoteHolder(user: string, device: string): { node: string; stats: SessionStats } | undefined {
+    return this.remoteHolders.get(`${user}/${device}`);
+  }
+
+  async call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+    const op: DeviceOp = hasInput ? { op: "call", resource, in: input, hasInput, timeoutMs } : { op: "call", resource, hasInput, timeoutMs };
+    const r = await this.request(user, device, op, timeoutMs + REMOTE_MARGIN_MS);
+    return r.hasOut ? { hasOut: true, out: r.out } : { hasOut: false };
+  }
+
+  async stats(user: string, device: string): Promise<SessionStats | null> {
+    try {
+      return (await this.request(user, device, { op: "stats" }, 2_000)).stats ?? null;
+    } catch (err) {
+      if (err instanceof AppError && err.code === "device_offline") return null;
+      throw err;
+    }
+  }
+
+  async resources(user: string, device: string): Promise<Record<string, { kind: string }>> {
+    return (await this.request(user, device, { op: "api" }, 2_000)).resources ?? {};
+  }
+
+  /** Tells the node holding the device what this node's subscribers want (null = none left here). */
+  announceStream(user: string, device: string, resource: string, interval: number | null): void {
+    const op: DeviceOp = { op: "stream", node: this.nodeId, resource, interval };
+    this.nc.publish(this.deviceSubject(user, device), this.codec.encode(op));
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.unhook.splice(0)) u();
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    for (const s of this.deviceSubs.values()) s.unsubscribe();
+    this.deviceSubs.clear();
+  }
+
+  private deviceSubject(user: string, device: string): string {
+    return `${this.prefix}.dev.${user}.${device}`;
+  }
+
+  private async request(user: string, device: string, op: DeviceOp, timeout: number): Promise<Extract<Reply, { ok: true }>> {
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(this.deviceSubject(user, device), this.codec.encode(op), { timeout });
+    } catch (err) {
+      if (err instanceof NatsError && err.code === ErrorCode.NoResponders) throw new AppError("device_offline");
+      if (err instanceof NatsError && err.code === ErrorCode.Timeout) {
+        throw new AppError("device_timeout", "the node holding the device did not answer in time", { cause: err });
+      }
+      throw new AppError("service_unavailable", "cluster messaging unavailable", { cause: err, headers: { "Retry-After": "1" } });
+    }
+    const reply = this.codec.decode(msg.data) as Reply;
+    if (!reply.ok) {
+      const code = reply.code in ERROR_CODES ? reply.code : "internal_error";
+      throw new AppError(code, reply.message, { status: reply.status, headers: reply.headers });
+    }
+    return reply;
+  }
+
+  private async onDeviceOp(user: string, device: string, msg: Msg): Promise<void> {
+    let op: DeviceOp;
+    try {
+      op = this.codec.decode(msg.data) as DeviceOp;
+    } catch {
+      return;
+    }
+    const respond = (r: Reply) => {
+      if (msg.reply) msg.respond(this.codec.encode(r));
+    };
+    try {
+      switch (op.op) {
+        case "call": {
+          const r = await this.hub.call(user, device, op.resource, op.in, op.hasInput, op.timeoutMs);
+          respond(r.hasOut ? { ok: true, hasOut: true, out: r.out ?? null } : { ok: true, hasOut: false });
+          return;
+        }
+        case "stats":
+          respond({ ok: true, stats: this.hub.stats(user, device) });
+          return;
+        case "api": {
+          const s = this.hub.get(user, device);
+          if (!s) throw new AppError("device_offline");
+          respond({ ok: true, resources: Object.fromEntries([...(s.resources ?? new Map())].map(([n, k]) => [n, { kind: k }])) });
+          return;
+        }
+        case "stream":
+          if (op.node !== this.nodeId) this.streamSink?.setRemoteInterval(user, device, op.resource, op.node, op.interval);
+          return;
+      }
+    } catch (err) {
+      if (err instanceof AppError) respond({ ok: false, code: err.code, status: err.status, message: err.message, headers: err.headers });
+      else {
+        this.logger.error({ err }, "cluster device op failed");
+        respond({ ok: false, code: "internal_error", status: 500, message: "internal server error", headers: {} });
+      }
+    }
+  }
+
+  private publishEvent(e: ClusterEvent): void {
+    this.nc.publish(`${this.prefix}.evt.${e.user}.${e.device}`, this.codec.encode(e));
+  }
+
+  private onEvent(msg: Msg): void {
+    let e: ClusterEvent;
+    try {
+      e = this.codec.decode(msg.data) as ClusterEvent;
+    } catch {
+      return;
+    }
+    if (e.node === this.nodeId) return;
+    const key = `${e.user}/${e.device}`;
+    const ref = { user: e.user, device: e.device, remote: true };
+    switch (e.kind) {
+      case "online": {
+        const local = this.hub.get(e.user, e.device);
+        // One live session per device across the cluster: the newer session wins; ties go to the larger node id.
+        if (local && (local.connectedAt < e.ts || (local.connectedAt === e.ts && this.nodeId < e.node))) {
+          this.takenOver.add(key);
+          this.hub.closeSession(e.user, e.device, CLOSE.replaced, "replaced by a new session on another node");
+        }
+        this.remoteHolders.set(key, { node: e.node, ts: e.ts, stats: { connected: true, connected_ts: e.ts, ip_address: e.ip, rx_bytes: 0, tx_bytes: 0 } });
+        this.hub.emit("online", { ...ref, ts: e.ts, ip: e.ip });
+        return;
+      }
+      case "offline": {
+        const holder = this.remoteHolders.get(key);
+        if (holder && holder.node !== e.node) return; // a stale node's late offline
+        this.remoteHolders.delete(key);
+        this.hub.emit("offline", { ...ref, ts: e.ts });
+        return;
+      }
+      case "data":
+        this.hub.emit("data", { ...ref, resource: e.resource, out: e.out, ts: e.ts });
+        return;
+      case "traffic": {
+        const holder = this.remoteHolders.get(key);
+        if (holder && holder.node === e.node) holder.stats = e.stats;
+        this.hub.emit("traffic", ref);
+        return;
+      }
+    }
+  }
+
+  private onRevoke(msg: Msg): void {
+    let m: { key?: unknown; node?: unknown };
+    try {
+      m = this.codec.decode(msg.data) as typeof m;
+    } catch {
+      return;
+    }
+    if (m.node === this.nodeId || typeof m.key !== "string") return;
+    this.applyingRemote.add(m.key);
+    try {
+      this.cache.invalidateLocal(m.key);
+    } finally {
+      this.applyingRemote.delete(m.key);
+    }
+  }
+}
+
+function isRemote(e: object): boolean {
+  return (e as { remote?: boolean }).remote === true;
+}
