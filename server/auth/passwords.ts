@@ -10,9 +10,13 @@ const P = 1;
 const KEYLEN = 32;
 const SALT_BYTES = 16;
 
+function isIntIn(n: number, min: number, max: number): boolean {
+  return Number.isInteger(n) && n >= min && n <= max;
+}
+
 /** Memory scrypt needs for N=2^logN, r=8 is 128·N·r bytes; node's default maxmem (32 MiB) is too small. */
-function maxmem(logN: number): number {
-  return 128 * 2 ** logN * R * 2 + 1024 * 1024;
+function maxmem(logN: number, r = R): number {
+  return 128 * 2 ** logN * r * 2 + 1024 * 1024;
 }
 
 /**
@@ -40,9 +44,12 @@ export class PasswordHasher {
     const parts = stored.split("$");
     if (parts.length !== 6 || parts[0] !== "scrypt") return false;
     const [logN, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+    // A corrupt or tampered record must fail closed, not throw (500) or ask scrypt for gigabytes.
+    if (!isIntIn(logN, 10, 20) || !isIntIn(r, 1, 16) || !isIntIn(p, 1, 4)) return false;
     const salt = Buffer.from(parts[4]!, "base64");
     const expected = Buffer.from(parts[5]!, "base64");
-    const key = await scrypt(password, salt, expected.length, { N: 2 ** logN, r, p, maxmem: maxmem(logN) });
+    if (salt.length < SALT_BYTES || expected.length < 16 || expected.length > 64) return false;
+    const key = await scrypt(password, salt, expected.length, { N: 2 ** logN, r, p, maxmem: maxmem(logN, r) });
     return key.length === expected.length && timingSafeEqual(key, expected);
   }
 
