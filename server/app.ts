@@ -80,7 +80,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     tokens: new TokensService(repos, signer, cache),
     streams: undefined as unknown as StreamService,
   };
-  services.streams = new StreamService({ config, logger, hub, authenticator, metrics });
+  services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
     const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, options.cluster.subjectPrefix);
     bridge.start();
@@ -97,6 +97,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.use(requestLifecycle(logger));
+  if (services.cluster) {
+    const cluster = services.cluster;
+    app.use(async (_ctx, next) => {
+      await next();
+      await cluster.barrier();
+    });
+  }
   app.use(securityHeaders());
   if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
   app.use(async (ctx, next) => {

@@ -51,6 +51,7 @@ export class ClusterBridge {
   private readonly takenOver = new Set<string>();
   private readonly unhook: Array<() => void> = [];
   streamSink: RemoteStreamSink | undefined;
+  private unflushed = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -66,7 +67,9 @@ export class ClusterBridge {
     this.subs.push(this.nc.subscribe(`${this.prefix}.revoke`, { callback: (err, msg) => !err && this.onRevoke(msg) }));
     this.subs.push(this.nc.subscribe(`${this.prefix}.evt.>`, { callback: (err, msg) => !err && this.onEvent(msg) }));
     this.unhook.push(this.cache.onInvalidate((key) => {
-      if (!this.applyingRemote.has(key)) this.nc.publish(`${this.prefix}.revoke`, this.codec.encode({ key, node: this.nodeId }));
+      if (this.applyingRemote.has(key)) return;
+      this.nc.publish(`${this.prefix}.revoke`, this.codec.encode({ key, node: this.nodeId }));
+      this.unflushed = true;
     }));
     const on = <K extends keyof HubEventMap>(event: K, fn: (...a: HubEventMap[K]) => void) => {
       this.hub.on(event, fn as never);
@@ -114,14 +117,25 @@ export class ClusterBridge {
     }
   }
 
+  /**
+   * Resolves once every revocation published so far reached the NATS server, which forwards it to the other
+   * nodes before anything sent later. The app awaits this before answering a request, so a revocation has
+   * been sent to every node by the time the revoking call returns.
+   */
+  async barrier(): Promise<void> {
+    if (!this.unflushed) return;
+    this.unflushed = false;
+    await this.nc.flush();
+  }
+
   /** Asks the other nodes to announce the devices they hold. */
   requestSync(): void {
     this.nc.publish(`${this.prefix}.sync`, this.codec.encode({ node: this.nodeId }));
   }
 
-  /** Node holding the device, if another node announced it. */
-  remoteHolder(user: string, device: string): { node: string; stats: SessionStats } | undefined {
-    return this.remoteHolders.get(`${user}/${device}`);
+  /** Stats of a device another node holds (connect time and address from its announcement, byte counters at most ~1 s old). */
+  remoteStats(user: string, device: string): SessionStats | undefined {
+    return this.remoteHolders.get(`${user}/${device}`)?.stats;
   }
 
   async call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {

@@ -34,12 +34,13 @@ export class DevicesService {
   ) {}
 
   view(doc: DeviceDoc): DeviceView {
-    const s = this.hub.get(doc.user, doc.device);
+    // hub.stats covers sessions on this node and, in cluster mode, those other nodes announced.
+    const st = this.hub.stats(doc.user, doc.device);
     return {
       device: doc.device,
       description: doc.description,
       type: typeof doc.type === "string" ? doc.type : "Generic",
-      connection: { active: s !== undefined, ts: s ? s.connectedAt : doc.lastConnectionTs },
+      connection: { active: st.connected, ts: st.connected ? st.connected_ts : doc.lastConnectionTs },
     };
   }
 

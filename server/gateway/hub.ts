@@ -19,6 +19,8 @@ export interface HubEventMap {
 /** Where calls go for devices this process does not hold (cluster mode: the NATS bridge). */
 export interface RemoteRelay {
   call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
+  /** Session stats of a device another node holds, as last announced; undefined if none does. */
+  remoteStats(user: string, device: string): SessionStats | undefined;
 }
 
 export interface SessionInfo {
@@ -28,6 +30,8 @@ export interface SessionInfo {
   rx_bytes: number;
   tx_bytes: number;
   inflight: number;
+  /** Bytes queued towards the device and not yet taken by its socket (backpressure, capped by maxDeviceBufferedBytes). */
+  buffered_bytes: number;
 }
 
 /**
@@ -96,6 +100,8 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   stats(user: string, device: string): SessionStats {
     const s = this.get(user, device);
     if (s) return s.stats();
+    const remote = this.remote?.remoteStats(user, device);
+    if (remote) return remote;
     return this.lastStats.get(`${user}/${device}`) ?? { connected: false, connected_ts: null, ip_address: null, rx_bytes: 0, tx_bytes: 0 };
   }
 
@@ -107,7 +113,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
     const out: SessionInfo[] = [];
     for (const device of this.perUser.get(user) ?? []) {
       const s = this.sessions.get(`${user}/${device}`)!;
-      out.push({ device, ip_address: s.ip, connected_ts: s.connectedAt, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, inflight: s.inflight });
+      out.push({ device, ip_address: s.ip, connected_ts: s.connectedAt, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, inflight: s.inflight, buffered_bytes: s.ws.bufferedAmount });
     }
     return out.sort((a, b) => a.device.localeCompare(b.device));
   }

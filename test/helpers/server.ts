@@ -8,7 +8,7 @@ import { loadConfig } from "../../server/config.js";
 import { createLogger, type Logger } from "../../server/log.js";
 import { openNedbStore } from "../../server/store/nedb.js";
 import type { Store } from "../../server/store/types.js";
-import { createThingrelay, type Thingrelay } from "../../server/app.js";
+import { createThingrelay, type AppOptions, type Thingrelay } from "../../server/app.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 
 export const TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
@@ -32,6 +32,8 @@ export interface TestServerOptions {
   bruteForce?: BruteForceLimits;
   dataDir?: string;
   store?: Store;
+  /** Cluster mode: the node's own NATS connection (nodes in one test share `store`). */
+  cluster?: AppOptions["cluster"];
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -50,7 +52,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   });
   const logger: Logger = createLogger(config.logLevel, sink);
   const store = options.store ?? (await openNedbStore(join(dataDir, "db")));
-  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}) });
+  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}) });
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer();
   relay.attach(server);

@@ -1,0 +1,147 @@
+import { expect } from "chai";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, type NatsConnection } from "nats";
+import { Device, DeviceError } from "../../device-sdk/index.js";
+import { openNedbStore } from "../../server/store/nedb.js";
+import type { Store } from "../../server/store/types.js";
+import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
+import { api, login, newAccount, newDevice } from "../helpers/api.js";
+import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
+import { once } from "../helpers/wait.js";
+
+/**
+ * Cluster mode over a real nats-server (Debian package). The three nodes run in this process and share one
+ * store object: MongoDB cannot be installed here and FerretDB's Go module is not served by the module proxy
+ * on this machine, and the embedded store has a single writer. Everything between the nodes — calls,
+ * takeover, events, revocations — goes through NATS exactly as between processes.
+ */
+describe("cluster: three nodes, one store, calls routed over NATS", function () {
+  this.timeout(30_000);
+  let nats: NatsServer;
+  let store: Store;
+  let dir: string;
+  const nodes: TestServer[] = [];
+  const conns: NatsConnection[] = [];
+  const devices: Device[] = [];
+  let token: string;
+  let A: TestServer, B: TestServer, C: TestServer;
+
+  async function node(): Promise<TestServer> {
+    const nc = await connect({ servers: nats.url, name: `node-${nodes.length}` });
+    conns.push(nc);
+    const n = await startServer({ store, dataDir: dir, cluster: { nc, subjectPrefix: "trtest" } });
+    nodes.push(n);
+    return n;
+  }
+
+  function device(servers: string[], name = "nodemcu"): Device {
+    const d = new Device({ server: servers, user: "alice", device: name, credentials: "s3cret", reconnectInitialMs: 50, reconnectMaxMs: 200 });
+    devices.push(d);
+    d.output("temperature", () => 21.5);
+    d.input("relay", (v: unknown) => {
+      if (typeof v !== "boolean") throw new DeviceError(400, "relay expects a boolean");
+    });
+    d.io("io", ({ value1, value2 }: { value1: number; value2: number }) => ({ sum: value1 + value2, mult: value1 * value2 }));
+    d.run("reset", () => undefined);
+    d.output("slow", () => new Promise(() => undefined));
+    return d;
+  }
+
+  before(async function () {
+    if (!natsAvailable()) this.skip();
+    nats = await startNats();
+    dir = await mkdtemp(join(tmpdir(), "thingrelay-cluster-"));
+    store = await openNedbStore(join(dir, "db"));
+    A = await node();
+    B = await node();
+    C = await node();
+    const admin = await login(A.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(A.url, admin.access_token, "alice");
+    await newDevice(A.url, token, "alice", "nodemcu", "s3cret");
+    await newDevice(A.url, token, "alice", "idle", "s3cret");
+  });
+
+  after(async () => {
+    for (const d of devices) await d.close();
+    for (const n of nodes) await n.close();
+    for (const nc of conns) if (!nc.isClosed()) await nc.close();
+    await store?.close();
+    await nats?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const v2 = (r: string) => `/v2/users/alice/devices/nodemcu/${r}`;
+
+  it("a device on node A answers calls made through B and C for every resource kind", async () => {
+    await device([A.wsUrl]).connect();
+    for (const n of [B, C]) {
+      expect((await api(n.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+      const input = await api(n.url, "POST", v2("relay"), { token, json: { in: true } });
+      expect(input.status).to.equal(200);
+      expect(input.text).to.equal("");
+      expect((await api(n.url, "POST", v2("io"), { token, json: { value1: 20, value2: 10 } })).body).to.deep.equal({ out: { sum: 30, mult: 200 } });
+      expect((await api(n.url, "GET", v2("reset"), { token })).status).to.equal(200);
+      const kinds = await api(n.url, "GET", v2("api"), { token });
+      expect(kinds.body.temperature).to.deep.equal({ kind: "output" });
+    }
+  });
+
+  it("errors keep their status and code across nodes", async () => {
+    const cases: Array<[string, string, unknown, number, string]> = [
+      ["GET", v2("nope"), undefined, 404, "resource_not_found"],
+      ["POST", v2("relay"), { in: "on" }, 400, "device_error"],
+      ["GET", `${v2("slow")}?timeout=0.3`, undefined, 504, "device_timeout"],
+      ["GET", "/v2/users/alice/devices/idle/temperature", undefined, 404, "device_offline"],
+      ["GET", "/v2/users/alice/devices/ghost/temperature", undefined, 404, "device_not_found"],
+    ];
+    for (const [method, path, json, status, code] of cases) {
+      const r = await api(C.url, method, path, json === undefined ? { token } : { token, json });
+      expect(r.status, path).to.equal(status);
+      expect(r.body.error.code, path).to.equal(code);
+    }
+  });
+
+  it("the device list on another node shows the device connected", async () => {
+    const r = await api(C.url, "GET", "/v1/users/alice/devices?id=nodemcu", { token });
+    expect(r.body[0].connection.active).to.equal(true);
+  });
+
+  it("a device token revoked on B is refused on A and C at once", async () => {
+    const created = await api(B.url, "POST", "/v1/users/alice/devices/nodemcu/tokens", { token, json: { token_name: "screen" } });
+    const dt = created.body.token as string;
+    for (const n of [A, C]) expect((await api(n.url, "GET", `${v2("temperature")}?authorization=${dt}`)).status).to.equal(200);
+    expect((await api(B.url, "DELETE", `/v1/users/alice/devices/nodemcu/tokens/${created.body.id}`, { token })).status).to.equal(200);
+    for (const n of [A, B, C]) {
+      const r = await api(n.url, "GET", `${v2("temperature")}?authorization=${dt}`);
+      expect(r.status).to.equal(401);
+      expect(r.body.error.code).to.equal("unauthorized");
+    }
+  });
+
+  it("reusing a rotated refresh token on B revokes the family on every node", async () => {
+    const t = await login(A.url, "alice", "alice-password");
+    for (const n of [A, C]) expect((await api(n.url, "GET", "/v1/users/alice/devices", { token: t.access_token })).status).to.equal(200);
+    const rot = await api(B.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: t.refresh_token } });
+    expect(rot.status).to.equal(200);
+    const reuse = await api(B.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: t.refresh_token } });
+    expect(reuse.status).to.equal(401);
+    for (const n of [A, B, C]) {
+      expect((await api(n.url, "GET", "/v1/users/alice/devices", { token: t.access_token })).status).to.equal(401);
+      expect((await api(n.url, "GET", "/v1/users/alice/devices", { token: rot.body.access_token })).status).to.equal(401);
+    }
+  });
+
+  it("a device that reconnects to B takes over: A closes its old session with 4000", async () => {
+    const old = devices[0]!;
+    const closed = once<{ code: number }>(old, "disconnected");
+    const moved = device([B.wsUrl]);
+    await moved.connect();
+    expect((await closed).code).to.equal(4000);
+    expect(A.relay.services.hub.get("alice", "nodemcu")).to.equal(undefined);
+    expect(B.relay.services.hub.get("alice", "nodemcu")).to.not.equal(undefined);
+    expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+    expect((await api(A.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+  });
+});
