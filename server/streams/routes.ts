@@ -7,11 +7,13 @@ import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 
 const noDevice = () => new AppError("device_not_found");
+const noUser = () => new AppError("user_not_found");
 
+/** Stats (JSON or SSE) and the account event stream. Resource streams hang off the relay route. See docs/streams.md. */
 export function streamRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   /** Thinger's stats object; with `Accept: text/event-stream` the same object as an SSE stream. */
   router.get("/v1/users/:user/devices/:device/stats", requireAuth, async (ctx) => {
-    const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
+    const user = param(ctx.params.user, USERNAME_RE, noUser());
     const device = param(ctx.params.device, DEVICE_ID_RE, noDevice());
     authorize(ctx, user, "GetDeviceStats", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
@@ -20,5 +22,19 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
       return;
     }
     ctx.body = s.hub.stats(user, device);
+  });
+
+  /**
+   * The account's device events (`online`, `offline`) as SSE, whatever the Accept header says (this route
+   * has no JSON form). `?device=` narrows it to one device, and then needs ReadEvents on that device only.
+   */
+  router.get("/v1/users/:user/events", requireAuth, async (ctx) => {
+    const user = param(ctx.params.user, USERNAME_RE, noUser());
+    const device = ctx.query.device;
+    if (device !== undefined && (typeof device !== "string" || !DEVICE_ID_RE.test(device))) {
+      throw new AppError("invalid_request", '"device" must be a device id ([a-zA-Z0-9_]{1,25})');
+    }
+    authorize(ctx, user, "ReadEvents", { device: device ?? "*" }, noUser);
+    await s.streams.eventStream(ctx, user, device);
   });
 }

@@ -3,8 +3,12 @@ import { AppError } from "../errors.js";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
-import type { Authenticator } from "../auth/authenticator.js";
+import { cacheKey, type Authenticator } from "../auth/authenticator.js";
+import type { Principal } from "../auth/principal.js";
 import type { Metrics } from "../metrics.js";
+import { EventLog, type StreamEvent } from "./log.js";
+import { SampleScheduler } from "./sampling.js";
+import { SseConnection } from "./sse.js";
 
 export interface StreamDeps {
   config: Readonly<Config>;
@@ -12,19 +16,470 @@ export interface StreamDeps {
   hub: Hub;
   authenticator: Authenticator;
   metrics: Metrics;
+  /** Device registry lookup (resource streams answer 404 device_not_found for unknown devices). */
+  devices: { exists(user: string, device: string): Promise<boolean> };
+  /** Tuning; defaults in {@link STREAM_DEFAULTS}. */
+  options?: Partial<StreamOptions>;
+}
+
+export interface StreamOptions {
+  /** `retry:` sent to EventSource clients (ms). */
+  retryMs: number;
+  /** Shortest gap between two stats updates caused by byte-counter changes (ms). */
+  statsThrottleMs: number;
+  /** Events kept per topic for `Last-Event-ID` resume. */
+  bufferSize: number;
+  /** How long a topic nobody listens to keeps its buffer (and keeps recording) for resuming clients (ms). */
+  retainMs: number;
+  /** Most idle topics retained at once; beyond this an idle topic is dropped at once. */
+  maxRetainedTopics: number;
+  /** Bytes queued for a client that does not read before its stream is dropped. */
+  maxBufferedBytes: number;
+}
+
+export const STREAM_DEFAULTS: Readonly<StreamOptions> = Object.freeze({
+  retryMs: 3000,
+  statsThrottleMs: 1000,
+  bufferSize: 100,
+  retainMs: 60_000,
+  maxRetainedTopics: 1000,
+  maxBufferedBytes: 1024 * 1024,
+});
+
+/** Shortest and longest `?interval=` of resource streams (ms). Tenths of a second keep the GCD ≥ 100 ms. */
+export const MIN_INTERVAL_MS = 100;
+export const MAX_INTERVAL_MS = 86_400_000;
+
+export type StreamKind = "stats" | "resource" | "events";
+
+/** Parses `?interval=` (seconds, at most one decimal; 0 = only values the device pushes) into ms. */
+export function parseInterval(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== "string" || !/^\d{1,6}(\.\d)?$/.test(value)) {
+    throw new AppError("invalid_request", '"interval" must be a number of seconds with at most one decimal (0 = device-pushed values only)');
+  }
+  const ms = Math.round(Number(value) * 1000);
+  if (ms !== 0 && (ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS)) {
+    throw new AppError("invalid_request", `"interval" must be 0 or from ${MIN_INTERVAL_MS / 1000} to ${MAX_INTERVAL_MS / 1000} seconds`);
+  }
+  return ms;
+}
+
+/** One open SSE response and who opened it. */
+class OpenStream {
+  /** Revocation-cache keys whose invalidation makes this stream re-check its token. */
+  readonly keys: string[];
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  private recheckAgain = false;
+
+  constructor(
+    readonly kind: StreamKind,
+    readonly user: string,
+    readonly conn: SseConnection,
+    private readonly token: string,
+    principal: Principal,
+    /** Whether a (re-authenticated) principal may still read this stream. */
+    private readonly allowed: (p: Principal) => boolean,
+    private readonly authenticator: Authenticator,
+  ) {
+    const ref = principal.kind === "session" ? cacheKey.family(principal.tokenRef)
+      : principal.kind === "device_token" ? cacheKey.deviceToken(principal.tokenRef) : cacheKey.userToken(principal.tokenRef);
+    this.keys = [ref, cacheKey.user(principal.user)];
+    this.armExpiry(principal.expiresAt);
+    conn.onClose(() => clearTimeout(this.expiryTimer));
+  }
+
+  /** Re-authenticates the token (revocation, expiry, changed permissions); ends the stream if it no longer holds. */
+  recheck(): Promise<void> {
+    if (this.conn.isClosed) return Promise.resolve();
+    if (this.checking) {
+      // An invalidation while a check is in flight may have raced it: check once more afterwards.
+      this.recheckAgain = true;
+      return this.checking;
+    }
+    this.checking = (async () => {
+      do {
+        this.recheckAgain = false;
+        let p: Principal;
+        try {
+          p = await this.authenticator.authenticate(this.token);
+        } catch {
+          this.conn.end("token_revoked");
+          return;
+        }
+        if (!this.allowed(p)) {
+          this.conn.end("forbidden");
+          return;
+        }
+        this.armExpiry(p.expiresAt);
+      } while (this.recheckAgain && !this.conn.isClosed);
+    })().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private armExpiry(expiresAt: number | null): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (expiresAt === null || this.conn.isClosed) return;
+    const left = expiresAt - Date.now();
+    if (left <= 0) {
+      this.conn.end("token_expired");
+      return;
+    }
+    // setTimeout holds at most 2^31-1 ms (~24.8 days); a longer-lived token re-arms on the way.
+    this.expiryTimer = setTimeout(() => this.armExpiry(expiresAt), Math.min(left, 2 ** 31 - 1));
+    this.expiryTimer.unref();
+  }
+}
+
+/** A log plus its subscribers; kept a while after the last one leaves so reconnecting clients can resume. */
+class Topic<S> {
+  readonly subs = new Set<S>();
+  idleTimer: NodeJS.Timeout | undefined;
+  constructor(readonly log: EventLog) {}
+}
+
+interface EventSub {
+  stream: OpenStream;
+  device: string | undefined;
+}
+
+interface StatsTopic {
+  readonly user: string;
+  readonly device: string;
+  readonly log: EventLog;
+  readonly subs: Set<OpenStream>;
+  lastSentAt: number;
+  lastBytes: string;
+  timer: NodeJS.Timeout | undefined;
+}
+
+class ResourceTopic extends Topic<OpenStream> {
+  readonly scheduler = new SampleScheduler<OpenStream>();
+  constructor(log: EventLog, readonly user: string, readonly device: string, readonly resource: string) {
+    super(log);
+  }
 }
 
 /**
- * Server-Sent Event streams (stats, resource values, account events).
- * Placeholder until the real-time work lands: every stream answers 406.
+ * Server-Sent Event streams: a device's stats, a device resource's values, an account's device events.
+ *
+ * Every stream counts against the account's cap, re-checks its token on every revocation in this process and
+ * on every heartbeat, ends when the token expires, and releases everything it holds (hub listeners, timers,
+ * device subscriptions) when the client goes away. Resource streams drive the device: it is asked to sample
+ * at the GCD of the subscribers' intervals, asked again after every reconnect, and told to stop when the last
+ * subscriber leaves. See docs/streams.md.
  */
 export class StreamService {
-  constructor(protected readonly deps: StreamDeps) {}
-  async statsStream(_ctx: Context, _user: string, _device: string): Promise<void> {
-    throw new AppError("not_acceptable", "event streams are not available yet");
+  private readonly options: Readonly<StreamOptions>;
+  private readonly open = new Set<OpenStream>();
+  private readonly perUser = new Map<string, number>();
+  private readonly byKey = new Map<string, Set<OpenStream>>();
+  private readonly events = new Map<string, Topic<EventSub>>();
+  private readonly resources = new Map<string, ResourceTopic>();
+  /** Resource topics by `user/device`, to re-subscribe after a device reconnects. */
+  private readonly resourcesByDevice = new Map<string, Set<ResourceTopic>>();
+  private readonly stats = new Map<string, StatsTopic>();
+  private retained = 0;
+  private closing = false;
+  private readonly unsubscribeCache: () => void;
+
+  constructor(protected readonly deps: StreamDeps) {
+    this.options = Object.freeze({ ...STREAM_DEFAULTS, ...deps.options });
+    for (const k of ["retryMs", "statsThrottleMs", "bufferSize", "maxBufferedBytes"] as const) {
+      if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`"${k}" must be a positive integer`);
+    }
+    deps.hub.on("online", this.onOnline);
+    deps.hub.on("offline", this.onOffline);
+    deps.hub.on("data", this.onData);
+    this.unsubscribeCache = deps.authenticator.cache.onInvalidate(this.onInvalidate);
   }
-  async resourceStream(_ctx: Context, _user: string, _device: string, _resource: string): Promise<void> {
-    throw new AppError("not_acceptable", "event streams are not available yet");
+
+  /** Open streams in this process (all accounts, all kinds). */
+  get openCount(): number {
+    return this.open.size;
   }
-  async close(): Promise<void> {}
+
+  // ---------------------------------------------------------------------------------------------- stats
+
+  /** `GET /v1/users/{user}/devices/{device}/stats` as SSE: the current stats at once, then every change. */
+  async statsStream(ctx: Context, user: string, device: string): Promise<void> {
+    const stream = this.start(ctx, "stats", user, (p) => p.user === user && p.can("GetDeviceStats", { device }));
+    const key = `${user}/${device}`;
+    let topic = this.stats.get(key);
+    if (!topic) {
+      const s = this.deps.hub.stats(user, device);
+      topic = { user, device, log: new EventLog(1), subs: new Set(), lastSentAt: 0, lastBytes: `${s.rx_bytes}/${s.tx_bytes}`, timer: undefined };
+      this.stats.set(key, topic);
+      if (this.stats.size === 1) this.deps.hub.on("traffic", this.onTraffic);
+    }
+    const t = topic;
+    t.subs.add(stream);
+    // Stats are state, not a log: the current snapshot supersedes anything missed, so Last-Event-ID is not used.
+    stream.conn.send({ id: t.log.lastId, event: "stats", data: this.deps.hub.stats(user, device) });
+    stream.conn.onClose(() => {
+      t.subs.delete(stream);
+      if (t.subs.size > 0 || this.stats.get(key) !== t) return;
+      clearTimeout(t.timer);
+      this.stats.delete(key);
+      if (this.stats.size === 0) this.deps.hub.off("traffic", this.onTraffic);
+    });
+  }
+
+  private publishStats(t: StatsTopic): void {
+    clearTimeout(t.timer);
+    t.timer = undefined;
+    const data = this.deps.hub.stats(t.user, t.device);
+    t.lastSentAt = Date.now();
+    t.lastBytes = `${data.rx_bytes}/${data.tx_bytes}`;
+    const ev = t.log.append("stats", data);
+    for (const s of t.subs) s.conn.send(ev);
+  }
+
+  private readonly onTraffic = ({ user, device }: { user: string; device: string }): void => {
+    const t = this.stats.get(`${user}/${device}`);
+    if (!t || t.timer) return;
+    // Byte counters change on every frame: coalesce to at most one update per statsThrottleMs.
+    const wait = Math.max(0, t.lastSentAt + this.options.statsThrottleMs - Date.now());
+    t.timer = setTimeout(() => {
+      t.timer = undefined;
+      const s = this.deps.hub.stats(t.user, t.device);
+      if (`${s.rx_bytes}/${s.tx_bytes}` !== t.lastBytes) this.publishStats(t);
+    }, wait);
+    t.timer.unref();
+  };
+
+  // --------------------------------------------------------------------------------------------- events
+
+  /**
+   * `GET /v1/users/{user}/events`: `online` and `offline` events of the account's devices, optionally of one
+   * device. Resumes from `Last-Event-ID` while the account's buffer still holds the events after it.
+   */
+  async eventStream(ctx: Context, user: string, device: string | undefined): Promise<void> {
+    const stream = this.start(ctx, "events", user, (p) => p.user === user && p.can("ReadEvents", { device: device ?? "*" }));
+    const topic = this.acquire(this.events, user, () => new Topic<EventSub>(new EventLog(this.options.bufferSize)));
+    const sub: EventSub = { stream, device };
+    stream.conn.lastId = topic.log.lastId;
+    for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
+      if (device === undefined || (ev.data as { device: string }).device === device) stream.conn.send(ev);
+    }
+    topic.subs.add(sub);
+    stream.conn.onClose(() => {
+      topic.subs.delete(sub);
+      this.release(this.events, user, topic);
+    });
+  }
+
+  private publishEvent(user: string, type: "online" | "offline", data: Record<string, unknown>): void {
+    const topic = this.events.get(user);
+    if (!topic) return;
+    const ev = topic.log.append(type, { type, ...data });
+    for (const sub of topic.subs) {
+      if (sub.device === undefined || sub.device === data.device) sub.stream.conn.send(ev);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ resources
+
+  /**
+   * `GET /v2/users/{user}/devices/{device}/{resource}` as SSE, `?interval=` seconds (0 or absent: only values
+   * the device pushes). Authorization was checked by the relay route. The device may be offline: the stream
+   * waits for it and subscribes whenever it (re)connects.
+   */
+  async resourceStream(ctx: Context, user: string, device: string, resource: string): Promise<void> {
+    const intervalMs = parseInterval(ctx.query.interval);
+    const session = this.deps.hub.get(user, device);
+    if (!session && !(await this.deps.devices.exists(user, device))) throw new AppError("device_not_found");
+    const kind = session?.resources?.get(resource);
+    if (session?.resources && kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
+    if (kind === "input" || kind === "run") throw new AppError("invalid_request", `"${resource}" is an ${kind} resource: only output and io resources can be streamed`);
+    const stream = this.start(ctx, "resource", user, (p) => p.user === user && p.can("AccessDeviceResources", { device, resource }));
+
+    const key = `${user}/${device}/${resource}`;
+    const topic = this.acquire(this.resources, key, () => {
+      const t = new ResourceTopic(new EventLog(this.options.bufferSize), user, device, resource);
+      const dk = `${user}/${device}`;
+      let set = this.resourcesByDevice.get(dk);
+      if (!set) this.resourcesByDevice.set(dk, (set = new Set()));
+      set.add(t);
+      return t;
+    });
+    stream.conn.lastId = topic.log.lastId;
+    topic.scheduler.add(stream, intervalMs);
+    for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
+      if (topic.scheduler.admit(stream, (ev.data as { ts: number }).ts)) stream.conn.send(ev);
+    }
+    topic.subs.add(stream);
+    // Sent on every join, even when the GCD is unchanged: the device answers a `stream` frame with a sample at
+    // once, so the new subscriber gets a value now instead of up to one interval later.
+    this.sendStream(topic);
+    stream.conn.onClose(() => {
+      topic.subs.delete(stream);
+      const changed = topic.scheduler.remove(stream);
+      if (topic.subs.size === 0) this.sendUnstream(topic);
+      else if (changed) this.sendStream(topic);
+      this.release(this.resources, key, topic);
+    });
+  }
+
+  private sendStream(t: ResourceTopic): void {
+    if (t.subs.size === 0) return;
+    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "stream", resource: t.resource, interval: t.scheduler.gcd }));
+  }
+
+  private sendUnstream(t: ResourceTopic): void {
+    if (this.closing) return;
+    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "unstream", resource: t.resource }));
+  }
+
+  private readonly onData = ({ user, device, resource, out, ts }: { user: string; device: string; resource: string; out: unknown; ts: number }): void => {
+    const topic = this.resources.get(`${user}/${device}/${resource}`);
+    if (!topic) return;
+    const ev = topic.log.append("data", { out: out === undefined ? null : out, ts });
+    for (const s of topic.scheduler.take(ts)) s.conn.send(ev);
+  };
+
+  // ------------------------------------------------------------------------------------ shared plumbing
+
+  private readonly onOnline = ({ user, device, ts, ip }: { user: string; device: string; ts: number; ip: string }): void => {
+    this.publishEvent(user, "online", { device, ts, ip });
+    const st = this.stats.get(`${user}/${device}`);
+    if (st) this.publishStats(st);
+    const topics = this.resourcesByDevice.get(`${user}/${device}`);
+    if (topics) {
+      // The hub announces a session before the gateway sends it `connected`; a device ignores frames before
+      // that one, so the `stream` frames go out right after (same socket, same order).
+      queueMicrotask(() => {
+        for (const t of topics) {
+          t.scheduler.reset();
+          this.sendStream(t);
+        }
+      });
+    }
+  };
+
+  private readonly onOffline = ({ user, device, ts }: { user: string; device: string; ts: number }): void => {
+    this.publishEvent(user, "offline", { device, ts });
+    const st = this.stats.get(`${user}/${device}`);
+    if (st) this.publishStats(st);
+  };
+
+  private readonly onInvalidate = (key: string): void => {
+    const streams = this.byKey.get(key);
+    if (!streams) return;
+    for (const s of [...streams]) {
+      s.recheck().catch((err: unknown) => this.deps.logger.error({ err }, "stream token re-check failed"));
+    }
+  };
+
+  /** Opens an SSE response for `user` after the per-account cap; the caller wires it to its topic. */
+  private start(ctx: Context, kind: StreamKind, user: string, allowed: (p: Principal) => boolean): OpenStream {
+    if (this.closing) throw new AppError("service_unavailable", "server is shutting down", { headers: { "Retry-After": "5" } });
+    const principal = ctx.state.principal as Principal | undefined;
+    const token = ctx.state.token as string | undefined;
+    if (!principal || token === undefined) throw new Error("stream opened without requireAuth");
+    const count = this.perUser.get(user) ?? 0;
+    if (count >= this.deps.config.limits.maxStreamsPerUser) {
+      throw new AppError("too_many_streams", `at most ${this.deps.config.limits.maxStreamsPerUser} open streams per account`, { headers: { "Retry-After": "5" } });
+    }
+    let stream: OpenStream | undefined;
+    const conn = new SseConnection(ctx, {
+      heartbeatMs: this.deps.config.limits.sseHeartbeatMs,
+      retryMs: this.options.retryMs,
+      maxBufferedBytes: this.options.maxBufferedBytes,
+      onHeartbeat: () => void stream?.recheck().catch((err: unknown) => this.deps.logger.error({ err }, "stream token re-check failed")),
+    });
+    stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator);
+    const s = stream;
+    this.open.add(s);
+    this.perUser.set(user, count + 1);
+    for (const k of s.keys) {
+      let set = this.byKey.get(k);
+      if (!set) this.byKey.set(k, (set = new Set()));
+      set.add(s);
+    }
+    this.deps.metrics.streams.inc({ kind });
+    const reqId = ctx.state.requestId as string | undefined;
+    this.deps.logger.debug({ reqId, kind, user }, "stream opened");
+    // Registered first, so it runs before the topic's own close listener.
+    conn.onClose((reason) => {
+      this.open.delete(s);
+      const n = (this.perUser.get(user) ?? 1) - 1;
+      if (n <= 0) this.perUser.delete(user);
+      else this.perUser.set(user, n);
+      for (const k of s.keys) {
+        const set = this.byKey.get(k);
+        set?.delete(s);
+        if (set?.size === 0) this.byKey.delete(k);
+      }
+      this.deps.metrics.streams.dec({ kind });
+      this.deps.logger.info({ reqId, kind, user, reason }, "stream closed");
+    });
+    return s;
+  }
+
+  /** Gets or creates a topic and cancels its retention timer. */
+  private acquire<T extends Topic<unknown>>(map: Map<string, T>, key: string, create: () => T): T {
+    let t = map.get(key);
+    if (!t) map.set(key, (t = create()));
+    if (t.idleTimer) {
+      clearTimeout(t.idleTimer);
+      t.idleTimer = undefined;
+      this.retained--;
+    }
+    return t;
+  }
+
+  /** After a subscriber left: keeps an idle topic for `retainMs` (bounded in number), then drops it. */
+  private release<T extends Topic<unknown>>(map: Map<string, T>, key: string, t: T): void {
+    if (t.subs.size > 0 || t.idleTimer || map.get(key) !== t) return;
+    if (this.closing || this.retained >= this.options.maxRetainedTopics) {
+      this.drop(map, key, t);
+      return;
+    }
+    this.retained++;
+    t.idleTimer = setTimeout(() => {
+      t.idleTimer = undefined;
+      this.retained--;
+      if (t.subs.size === 0) this.drop(map, key, t);
+    }, this.options.retainMs);
+    t.idleTimer.unref();
+  }
+
+  private drop<T extends Topic<unknown>>(map: Map<string, T>, key: string, t: T): void {
+    if (map.get(key) !== t) return;
+    map.delete(key);
+    if (t instanceof ResourceTopic) {
+      const dk = `${t.user}/${t.device}`;
+      const set = this.resourcesByDevice.get(dk);
+      set?.delete(t);
+      if (set?.size === 0) this.resourcesByDevice.delete(dk);
+    }
+  }
+
+  /** Ends every stream (final `end` event, reason `shutdown`) and releases all listeners and timers. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const s of [...this.open]) s.conn.end("shutdown");
+    for (const map of [this.events, this.resources] as Array<Map<string, Topic<unknown>>>) {
+      for (const [key, t] of [...map]) {
+        if (t.idleTimer) {
+          clearTimeout(t.idleTimer);
+          t.idleTimer = undefined;
+          this.retained--;
+        }
+        this.drop(map, key, t);
+      }
+    }
+    this.deps.hub.off("online", this.onOnline);
+    this.deps.hub.off("offline", this.onOffline);
+    this.deps.hub.off("data", this.onData);
+    this.deps.hub.off("traffic", this.onTraffic);
+    this.unsubscribeCache();
+  }
 }
+
+export type { StreamEvent };

@@ -1,0 +1,512 @@
+import { expect } from "chai";
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { WebSocket } from "ws";
+import { Device } from "../device-sdk/index.js";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { until } from "./helpers/wait.js";
+
+// ---------------------------------------------------------------------------------------------------------
+// Test clients: an SSE consumer (fetch + eventsource-parser) and a raw protocol device that records frames.
+// ---------------------------------------------------------------------------------------------------------
+
+interface SseClient {
+  status: number;
+  headers: Headers;
+  /** Parsed JSON body when the answer was not a stream. */
+  body: any;
+  events: EventSourceMessage[];
+  comments: string[];
+  retry: number | undefined;
+  /** Next event (after the ones already taken) matching `pred`. */
+  next(pred?: (e: EventSourceMessage) => boolean, timeoutMs?: number): Promise<EventSourceMessage>;
+  /** Resolves when the server ends the response. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+const opened: SseClient[] = [];
+
+async function sse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+  const ac = new AbortController();
+  const res = await fetch(url, { headers: { Accept: "text/event-stream", ...headers }, signal: ac.signal });
+  const events: EventSourceMessage[] = [];
+  const comments: string[] = [];
+  const waiters = new Set<() => void>();
+  let taken = 0;
+  let done = false;
+  const notify = () => {
+    for (const w of [...waiters]) w();
+  };
+  const client: SseClient = {
+    status: res.status, headers: res.headers, body: undefined, events, comments, retry: undefined,
+    next(pred = () => true, timeoutMs = 8000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          for (let i = taken; i < events.length; i++) {
+            if (pred(events[i]!)) {
+              taken = i + 1;
+              waiters.delete(check);
+              clearTimeout(timer);
+              resolve(events[i]!);
+              return;
+            }
+          }
+          if (done) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            reject(new Error("stream ended before the expected event"));
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no matching event; got ${JSON.stringify(events.slice(taken))}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    ended: Promise.resolve(),
+    close() {
+      ac.abort();
+    },
+  };
+  if (res.status !== 200 || !res.headers.get("content-type")?.startsWith("text/event-stream")) {
+    const text = await res.text();
+    client.body = text ? JSON.parse(text) : undefined;
+    return client;
+  }
+  opened.push(client);
+  const parser = createParser({
+    onEvent: (e) => {
+      events.push(e);
+      notify();
+    },
+    onComment: (c) => {
+      comments.push(c);
+      notify();
+    },
+    onRetry: (r) => {
+      client.retry = r;
+    },
+  });
+  client.ended = (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
+    } catch {
+      /* aborted by the test */
+    } finally {
+      done = true;
+      notify();
+    }
+  })();
+  return client;
+}
+
+/** A device speaking the raw protocol, so tests see exactly which frames the server sends it. */
+class RawDevice {
+  readonly frames: any[] = [];
+  private readonly waiters = new Set<() => void>();
+  private taken = 0;
+  private constructor(readonly ws: WebSocket) {
+    ws.on("message", (d) => {
+      this.frames.push(JSON.parse(String(d)));
+      for (const w of [...this.waiters]) w();
+    });
+  }
+
+  static async connect(wsUrl: string, user: string, device: string, credentials: string, resources: Record<string, string>): Promise<RawDevice> {
+    const ws = new WebSocket(`${wsUrl}/v1/connect`);
+    const dev = new RawDevice(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+    ws.send(JSON.stringify({ type: "connect", user, device, credentials }));
+    await dev.next((f) => f.type === "connected");
+    ws.send(JSON.stringify({ type: "describe", resources: Object.fromEntries(Object.entries(resources).map(([k, kind]) => [k, { kind }])) }));
+    return dev;
+  }
+
+  /** Next frame (after those already taken) matching `pred`, ignoring pongs. */
+  next(pred: (f: any) => boolean = () => true, timeoutMs = 8000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        for (let i = this.taken; i < this.frames.length; i++) {
+          if (pred(this.frames[i])) {
+            this.taken = i + 1;
+            this.waiters.delete(check);
+            clearTimeout(timer);
+            resolve(this.frames[i]);
+            return;
+          }
+        }
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`no matching frame; got ${JSON.stringify(this.frames.slice(this.taken))}`));
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Next stream/unstream frame. */
+  nextStreamFrame(): Promise<any> {
+    return this.next((f) => f.type === "stream" || f.type === "unstream");
+  }
+
+  data(resource: string, out: unknown): void {
+    this.ws.send(JSON.stringify({ type: "data", resource, out }));
+  }
+
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    const closed = new Promise((r) => this.ws.once("close", r));
+    this.ws.close(1000);
+    await closed;
+  }
+}
+
+const EVENT_ID_RE = /^[0-9a-f]{8}-\d+$/;
+const json = (e: EventSourceMessage) => JSON.parse(e.data);
+
+describe("streams: SSE stats, resource and account event streams", function () {
+  this.timeout(30_000);
+  let srv: TestServer;
+  let token: string;
+  const devices: Array<Device | RawDevice> = [];
+  const base = (path: string) => `${srv.url}${path}${path.includes("?") ? "&" : "?"}authorization=${token}`;
+
+  before(async () => {
+    srv = await startServer({ env: { THINGRELAY_SSE_HEARTBEAT_MS: "200", THINGRELAY_MAX_STREAMS: "3" } });
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(srv.url, admin.access_token, "alice");
+    for (const d of ["sensor", "other", "raw", "spare"]) await newDevice(srv.url, token, "alice", d, `${d}-secret`);
+  });
+  afterEach(async () => {
+    for (const c of opened.splice(0)) c.close();
+    for (const d of devices.splice(0)) await d.close();
+    // Every stream closed by the test has released its account slot before the next test starts.
+    await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+  });
+  after(async () => {
+    await srv?.close();
+  });
+
+  function sdkDevice(name: string): Device {
+    const d = new Device({ server: srv.wsUrl, user: "alice", device: name, credentials: `${name}-secret`, reconnectInitialMs: 50 });
+    devices.push(d);
+    return d;
+  }
+  async function rawDevice(name: string, resources: Record<string, string>): Promise<RawDevice> {
+    const d = await RawDevice.connect(srv.wsUrl, "alice", name, `${name}-secret`, resources);
+    devices.push(d);
+    return d;
+  }
+
+  describe("every stream", () => {
+    it("answers SSE headers, a retry line, an id on each event, and heartbeat comments (with ?authorization=)", async () => {
+      const c = await sse(base("/v1/users/alice/devices/sensor/stats"));
+      expect(c.status).to.equal(200);
+      expect(c.headers.get("content-type")).to.equal("text/event-stream");
+      expect(c.headers.get("cache-control")).to.include("no-cache");
+      expect(c.headers.get("x-accel-buffering")).to.equal("no");
+      expect(c.headers.get("content-encoding")).to.equal(null);
+      expect(c.headers.get("referrer-policy")).to.equal("no-referrer");
+      const first = await c.next();
+      expect(first.event).to.equal("stats");
+      expect(first.id).to.match(EVENT_ID_RE);
+      expect(c.retry).to.equal(3000);
+      // Heartbeat comes every THINGRELAY_SSE_HEARTBEAT_MS (200 ms here): wait for two of them.
+      await until(() => c.comments.filter((x) => x.trim() === "heartbeat").length >= 2, 8000, "two heartbeats");
+      expect(c.comments).to.include("heartbeat");
+    });
+
+    it("no token → 401 unauthorized (EventSource then stops)", async () => {
+      const c = await sse(`${srv.url}/v1/users/alice/events`);
+      expect(c.status).to.equal(401);
+      expect(c.body.error.code).to.equal("unauthorized");
+    });
+
+    it("garbage and 10 KB Last-Event-ID values are ignored: 200 and a live stream, never 500", async () => {
+      for (const leid of ["garbage", "deadbeef-99999999", "zz-1", "x".repeat(10 * 1024), "00000000-1\u00e9"]) {
+        const c = await sse(base("/v1/users/alice/events"), { "Last-Event-ID": leid.replace(/[^\x20-\x7e]/g, "?") });
+        expect(c.status, leid.slice(0, 20)).to.equal(200);
+        c.close();
+        const r = await sse(base("/v1/users/alice/devices/sensor/stats"), { "Last-Event-ID": leid.replace(/[^\x20-\x7e]/g, "?") });
+        expect(r.status).to.equal(200);
+        expect((await r.next()).event).to.equal("stats");
+        r.close();
+        await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+      }
+    });
+
+    it("caps open streams per account: one more → 429 too_many_streams; a slot frees when a client leaves", async () => {
+      const a = await sse(base("/v1/users/alice/events"));
+      const b = await sse(base("/v1/users/alice/devices/sensor/stats"));
+      const c = await sse(base("/v2/users/alice/devices/sensor/temperature?interval=1"));
+      expect([a.status, b.status, c.status], JSON.stringify(c.body)).to.deep.equal([200, 200, 200]);
+      const d = await sse(base("/v1/users/alice/events"));
+      expect(d.status).to.equal(429);
+      expect(d.body.error.code).to.equal("too_many_streams");
+      b.close();
+      await until(() => srv.relay.services.streams.openCount === 2, 5000, "slot to free");
+      const e = await sse(base("/v1/users/alice/events"));
+      expect(e.status).to.equal(200);
+    });
+
+    it("releases every hub listener, timer and account slot when clients disconnect", async () => {
+      const hub = srv.relay.services.hub;
+      const events = ["online", "offline", "data", "traffic", "describe"] as const;
+      const baseline = events.map((e) => hub.listenerCount(e));
+      for (let round = 0; round < 5; round++) {
+        const cs = [
+          await sse(base("/v1/users/alice/devices/sensor/stats")),
+          await sse(base("/v1/users/alice/events")),
+          await sse(base("/v2/users/alice/devices/sensor/temperature?interval=0.5")),
+        ];
+        expect(cs.map((c) => c.status)).to.deep.equal([200, 200, 200]);
+        expect(hub.listenerCount("traffic")).to.equal(baseline[3]! + 1);
+        for (const c of cs) c.close();
+        await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+      }
+      expect(events.map((e) => hub.listenerCount(e))).to.deep.equal(baseline);
+      const gauge = await srv.relay.services.metrics.streams.get();
+      expect(gauge.values.every((v) => v.value === 0)).to.equal(true);
+    });
+  });
+
+  describe("stats stream", () => {
+    it("sends the current stats at once, then on connect, on traffic and on disconnect", async () => {
+      const c = await sse(base("/v1/users/alice/devices/sensor/stats"));
+      const first = json(await c.next());
+      expect(first).to.include({ connected: false });
+      expect(Object.keys(first).sort()).to.deep.equal(["connected", "connected_ts", "ip_address", "rx_bytes", "tx_bytes"]);
+      const device = sdkDevice("sensor").output("temperature", () => 20);
+      await device.connect();
+      const online = json(await c.next((e) => json(e).connected === true));
+      expect(online.ip_address).to.be.a("string");
+      const call = await api(srv.url, "GET", "/v2/users/alice/devices/sensor/temperature", { token });
+      expect(call.status).to.equal(200);
+      // The call's frames move the byte counters: a (throttled) update follows.
+      const moved = json(await c.next((e) => json(e).tx_bytes > online.tx_bytes));
+      expect(moved.rx_bytes).to.be.greaterThan(online.rx_bytes);
+      await device.close();
+      const offline = json(await c.next((e) => json(e).connected === false));
+      expect(offline.rx_bytes).to.be.at.least(moved.rx_bytes);
+    });
+
+    it("without Accept: text/event-stream answers the JSON object", async () => {
+      const r = await api(srv.url, "GET", "/v1/users/alice/devices/sensor/stats", { token });
+      expect(r.status).to.equal(200);
+      expect(r.body).to.have.all.keys("connected", "connected_ts", "ip_address", "rx_bytes", "tx_bytes");
+    });
+  });
+
+  describe("account event stream", () => {
+    it("reports online and offline, each with an id", async () => {
+      const c = await sse(base("/v1/users/alice/events"));
+      const device = sdkDevice("sensor").output("temperature", () => 20);
+      await device.connect();
+      const on = await c.next();
+      expect(on.event).to.equal("online");
+      expect(on.id).to.match(EVENT_ID_RE);
+      expect(json(on)).to.include({ type: "online", device: "sensor" });
+      await device.close();
+      const off = await c.next();
+      expect(off.event).to.equal("offline");
+      expect(json(off)).to.include({ type: "offline", device: "sensor" });
+      expect(Number(off.id!.split("-")[1])).to.be.greaterThan(Number(on.id!.split("-")[1]));
+    });
+
+    it("?device= filters to one device; a bad filter is 400 invalid_request", async () => {
+      const c = await sse(base("/v1/users/alice/events?device=other"));
+      expect(c.status).to.equal(200);
+      await sdkDevice("sensor").output("t", () => 1).connect();
+      await sdkDevice("other").output("t", () => 1).connect();
+      const first = await c.next();
+      expect(json(first)).to.include({ type: "online", device: "other" });
+      const bad = await sse(base("/v1/users/alice/events?device=no%20such"));
+      expect(bad.status).to.equal(400);
+      expect(bad.body.error.code).to.equal("invalid_request");
+    });
+
+    it("resumes from Last-Event-ID: events missed while disconnected are replayed", async () => {
+      const c = await sse(base("/v1/users/alice/events"));
+      const device = sdkDevice("sensor").output("t", () => 1);
+      await device.connect();
+      const on = await c.next();
+      expect(on.event).to.equal("online");
+      c.close();
+      await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
+      await device.close(); // happens while nobody listens
+      const again = await sse(base("/v1/users/alice/events"), { "Last-Event-ID": on.id! });
+      expect(again.status).to.equal(200);
+      const missed = await again.next();
+      expect(missed.event).to.equal("offline");
+      expect(json(missed)).to.include({ device: "sensor" });
+    });
+  });
+
+  describe("resource stream", () => {
+    it("streams sampled values of an output resource (SDK device, ?interval= seconds)", async () => {
+      let n = 0;
+      const device = sdkDevice("sensor").output("counter", () => ++n);
+      await device.connect();
+      const c = await sse(base("/v2/users/alice/devices/sensor/counter?interval=0.2"));
+      expect(c.status).to.equal(200);
+      const a = await c.next((e) => e.event === "data");
+      const b = await c.next((e) => e.event === "data");
+      expect(a.id).to.match(EVENT_ID_RE);
+      expect(json(b).out).to.be.greaterThan(json(a).out);
+      expect(json(a).ts).to.be.a("number");
+    });
+
+    it("delivers values the device pushes with device.stream() (interval 0)", async () => {
+      let value = "idle";
+      const device = sdkDevice("sensor").output("state", () => value);
+      await device.connect();
+      const c = await sse(base("/v2/users/alice/devices/sensor/state"));
+      expect(c.status).to.equal(200);
+      await until(() => srv.relay.services.streams.openCount === 1, 5000, "stream open");
+      value = "busy";
+      await device.stream("state");
+      expect(json(await c.next((e) => e.event === "data"))).to.include({ out: "busy" });
+    });
+
+    it("validates ?interval=: 400 invalid_request", async () => {
+      await sdkDevice("sensor").output("t", () => 1).connect();
+      for (const v of ["abc", "-1", "0.05", "1.25", "1e3", "100000", "", "1&interval=2"]) {
+        const c = await sse(base(`/v2/users/alice/devices/sensor/t?interval=${v}`));
+        expect(c.status, v).to.equal(400);
+        expect(c.body.error.code, v).to.equal("invalid_request");
+      }
+    });
+
+    it("refuses unknown devices (404), unknown resources (404) and input/run resources (400)", async () => {
+      await sdkDevice("sensor").output("t", () => 1).input("led", () => undefined).run("reboot", () => undefined).connect();
+      const ghost = await sse(base("/v2/users/alice/devices/ghost/t"));
+      expect(ghost.status).to.equal(404);
+      expect(ghost.body.error.code).to.equal("device_not_found");
+      const nope = await sse(base("/v2/users/alice/devices/sensor/nope"));
+      expect(nope.status).to.equal(404);
+      expect(nope.body.error.code).to.equal("resource_not_found");
+      for (const r of ["led", "reboot"]) {
+        const c = await sse(base(`/v2/users/alice/devices/sensor/${r}`));
+        expect(c.status).to.equal(400);
+        expect(c.body.error.code).to.equal("invalid_request");
+      }
+    });
+
+    it("asks the device for the GCD of two subscribers' intervals and stops when the last one leaves", async () => {
+      const dev = await rawDevice("raw", { temp: "output" });
+      const a = await sse(base("/v2/users/alice/devices/raw/temp?interval=2"));
+      expect(a.status).to.equal(200);
+      expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
+      const b = await sse(base("/v2/users/alice/devices/raw/temp?interval=3"));
+      expect(b.status).to.equal(200);
+      expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
+      // A value both subscribers are due for (their first) reaches both.
+      dev.data("temp", 21.5);
+      expect(json(await a.next((e) => e.event === "data")).out).to.equal(21.5);
+      expect(json(await b.next((e) => e.event === "data")).out).to.equal(21.5);
+      b.close();
+      expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
+      a.close();
+      expect(await dev.nextStreamFrame()).to.deep.equal({ type: "unstream", resource: "temp" });
+    });
+
+    it("re-subscribes after the device reconnects, and the open stream keeps delivering", async () => {
+      const first = await rawDevice("raw", { temp: "output" });
+      const c = await sse(base("/v2/users/alice/devices/raw/temp?interval=1"));
+      expect(await first.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
+      first.data("temp", 1);
+      expect(json(await c.next((e) => e.event === "data")).out).to.equal(1);
+      await first.close();
+      const second = await rawDevice("raw", { temp: "output" });
+      expect(await second.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
+      // Both frames follow `connected`, so any device that waits for it sees them.
+      expect(second.frames.findIndex((f) => f.type === "connected")).to.be.lessThan(second.frames.findIndex((f) => f.type === "stream"));
+      second.data("temp", 2);
+      expect(json(await c.next((e) => e.event === "data")).out).to.equal(2);
+    });
+
+    it("re-subscribes an SDK device after a dropped session (streams survive a reconnect)", async () => {
+      let n = 0;
+      const device = sdkDevice("sensor").output("counter", () => ++n);
+      await device.connect();
+      const c = await sse(base("/v2/users/alice/devices/sensor/counter?interval=0.2"));
+      await c.next((e) => e.event === "data");
+      const reconnected = new Promise((r) => device.once("connected", () => r(undefined)));
+      srv.relay.services.hub.closeSession("alice", "sensor", 1012, "test drop");
+      await reconnected;
+      const mark = n;
+      const after = await c.next((e) => e.event === "data" && json(e).out > mark);
+      expect(json(after).out).to.be.greaterThan(mark);
+    });
+  });
+
+  describe("token lifecycle", () => {
+    async function deviceToken(body: Record<string, unknown>): Promise<{ id: string; token: string }> {
+      const r = await api(srv.url, "POST", "/v1/users/alice/devices/sensor/tokens", { token, json: { token_name: "wall", ...body } });
+      expect(r.status).to.equal(200);
+      return r.body;
+    }
+
+    it("deleting the device token behind a stream ends the stream at once; reconnecting gets 401", async () => {
+      await sdkDevice("sensor").output("t", () => 1).connect();
+      const dt = await deviceToken({});
+      const url = `${srv.url}/v2/users/alice/devices/sensor/t?interval=1&authorization=${dt.token}`;
+      const c = await sse(url);
+      expect(c.status).to.equal(200);
+      const stats = await sse(`${srv.url}/v1/users/alice/devices/sensor/stats?authorization=${dt.token}`);
+      expect(stats.status).to.equal(200);
+      const del = await api(srv.url, "DELETE", `/v1/users/alice/devices/sensor/tokens/${dt.id}`, { token });
+      expect(del.status).to.equal(200);
+      const end = await c.next((e) => e.event === "end");
+      expect(json(end)).to.deep.equal({ reason: "token_revoked" });
+      await c.ended;
+      expect(json(await stats.next((e) => e.event === "end")).reason).to.equal("token_revoked");
+      await stats.ended;
+      const again = await sse(url);
+      expect(again.status).to.equal(401);
+      expect(again.body.error.code).to.equal("unauthorized");
+    });
+
+    it("revoking the refresh family of a session ends its streams", async () => {
+      const session = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "alice", password: "alice-password" } });
+      expect(session.status).to.equal(200);
+      const c = await sse(`${srv.url}/v1/users/alice/events?authorization=${session.body.access_token}`);
+      expect(c.status).to.equal(200);
+      const revoke = await api(srv.url, "POST", "/oauth/revoke", { form: { token: session.body.refresh_token } });
+      expect(revoke.status).to.equal(200);
+      expect(json(await c.next((e) => e.event === "end"))).to.deep.equal({ reason: "token_revoked" });
+      await c.ended;
+    });
+
+    it("a stream ends when its token expires", async () => {
+      const dt = await deviceToken({ token_expiration: Date.now() + 1500 });
+      const c = await sse(`${srv.url}/v1/users/alice/devices/sensor/stats?authorization=${dt.token}`);
+      expect(c.status).to.equal(200);
+      const end = await c.next((e) => e.event === "end", 10_000);
+      expect(json(end)).to.deep.equal({ reason: "token_expired" });
+      await c.ended;
+    });
+
+    it("server shutdown ends open streams with reason shutdown", async () => {
+      const other = await startServer();
+      try {
+        const adminToken = (await login(other.url, ADMIN.user, ADMIN.password)).access_token;
+        const c = await sse(`${other.url}/v1/users/admin/events?authorization=${adminToken}`);
+        expect(c.status).to.equal(200);
+        await other.relay.close();
+        expect(json(await c.next((e) => e.event === "end"))).to.deep.equal({ reason: "shutdown" });
+        await c.ended;
+      } finally {
+        await other.close();
+      }
+    });
+  });
+});
