@@ -19,6 +19,8 @@ interface CacheEntry<T> {
 export class RevocationCache {
   private readonly entries = new Map<string, CacheEntry<unknown>>();
   private readonly listeners = new Set<(key: string) => void>();
+  /** Bumped by every invalidation; a load that overlapped one is returned but not cached. */
+  private generation = 0;
 
   constructor(private readonly ttlMs = 60_000, private readonly maxEntries = 200_000) {}
 
@@ -26,20 +28,26 @@ export class RevocationCache {
     const hit = this.entries.get(key);
     const now = Date.now();
     if (hit && now - hit.at < this.ttlMs) return hit.value as T;
+    const generation = this.generation;
     const value = await load();
-    if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, { value, at: now });
+    // An invalidation while the load was in flight may mean the value read is already stale: don't keep it.
+    if (generation === this.generation) {
+      if (this.entries.size >= this.maxEntries) this.entries.clear();
+      this.entries.set(key, { value, at: now });
+    }
     return value;
   }
 
   /** Drops a key here and tells listeners (revocation streams, cluster broadcast). */
   invalidate(key: string): void {
+    this.generation++;
     this.entries.delete(key);
     for (const l of this.listeners) l(key);
   }
 
   /** Drops a key because another node said so (does not re-broadcast). */
   invalidateLocal(key: string): void {
+    this.generation++;
     this.entries.delete(key);
     for (const l of this.listeners) l(key);
   }

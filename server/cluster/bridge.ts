@@ -68,8 +68,7 @@ export class ClusterBridge {
     this.subs.push(this.nc.subscribe(`${this.prefix}.evt.>`, { callback: (err, msg) => !err && this.onEvent(msg) }));
     this.unhook.push(this.cache.onInvalidate((key) => {
       if (this.applyingRemote.has(key)) return;
-      this.nc.publish(`${this.prefix}.revoke`, this.codec.encode({ key, node: this.nodeId }));
-      this.unflushed = true;
+      if (this.publish(`${this.prefix}.revoke`, { key, node: this.nodeId })) this.unflushed = true;
     }));
     const on = <K extends keyof HubEventMap>(event: K, fn: (...a: HubEventMap[K]) => void) => {
       this.hub.on(event, fn as never);
@@ -79,7 +78,7 @@ export class ClusterBridge {
       if (isRemote(e)) return;
       const key = `${e.user}/${e.device}`;
       this.remoteHolders.delete(key);
-      if (!this.deviceSubs.has(key)) {
+      if (!this.deviceSubs.has(key) && !this.nc.isClosed()) {
         this.deviceSubs.set(key, this.nc.subscribe(this.deviceSubject(e.user, e.device), { callback: (err, msg) => !err && void this.onDeviceOp(e.user, e.device, msg) }));
       }
       this.publishEvent({ kind: "online", node: this.nodeId, user: e.user, device: e.device, ts: e.ts, ip: e.ip });
@@ -87,7 +86,7 @@ export class ClusterBridge {
     on("offline", (e) => {
       if (isRemote(e)) return;
       const key = `${e.user}/${e.device}`;
-      this.deviceSubs.get(key)?.unsubscribe();
+      if (!this.nc.isClosed()) this.deviceSubs.get(key)?.unsubscribe();
       this.deviceSubs.delete(key);
       // Closed because another node took the device over: that node already announced it online.
       if (this.takenOver.delete(key)) return;
@@ -123,14 +122,14 @@ export class ClusterBridge {
    * been sent to every node by the time the revoking call returns.
    */
   async barrier(): Promise<void> {
-    if (!this.unflushed) return;
+    if (!this.unflushed || this.nc.isClosed()) return;
     this.unflushed = false;
-    await this.nc.flush();
+    await this.nc.flush().catch((err: unknown) => this.logger.warn({ err }, "cluster flush failed"));
   }
 
   /** Asks the other nodes to announce the devices they hold. */
   requestSync(): void {
-    this.nc.publish(`${this.prefix}.sync`, this.codec.encode({ node: this.nodeId }));
+    this.publish(`${this.prefix}.sync`, { node: this.nodeId });
   }
 
   /** Stats of a device another node holds (connect time and address from its announcement, byte counters at most ~1 s old). */
@@ -160,13 +159,16 @@ export class ClusterBridge {
   /** Tells the node holding the device what this node's subscribers want (null = none left here). */
   announceStream(user: string, device: string, resource: string, interval: number | null): void {
     const op: DeviceOp = { op: "stream", node: this.nodeId, resource, interval };
-    this.nc.publish(this.deviceSubject(user, device), this.codec.encode(op));
+    this.publish(this.deviceSubject(user, device), op);
   }
 
   async close(): Promise<void> {
     for (const u of this.unhook.splice(0)) u();
-    for (const s of this.subs.splice(0)) s.unsubscribe();
-    for (const s of this.deviceSubs.values()) s.unsubscribe();
+    if (!this.nc.isClosed()) {
+      for (const s of this.subs) s.unsubscribe();
+      for (const s of this.deviceSubs.values()) s.unsubscribe();
+    }
+    this.subs.length = 0;
     this.deviceSubs.clear();
   }
 
@@ -201,7 +203,7 @@ export class ClusterBridge {
       return;
     }
     const respond = (r: Reply) => {
-      if (msg.reply) msg.respond(this.codec.encode(r));
+      if (msg.reply && !this.nc.isClosed()) msg.respond(this.codec.encode(r));
     };
     try {
       switch (op.op) {
@@ -233,7 +235,19 @@ export class ClusterBridge {
   }
 
   private publishEvent(e: ClusterEvent): void {
-    this.nc.publish(`${this.prefix}.evt.${e.user}.${e.device}`, this.codec.encode(e));
+    this.publish(`${this.prefix}.evt.${e.user}.${e.device}`, e);
+  }
+
+  /** Publishes unless the NATS connection is closed (node shutting down): never throws into hub listeners. */
+  private publish(subject: string, payload: unknown): boolean {
+    if (this.nc.isClosed()) return false;
+    try {
+      this.nc.publish(subject, this.codec.encode(payload));
+      return true;
+    } catch (err) {
+      this.logger.warn({ err, subject }, "cluster publish failed");
+      return false;
+    }
   }
 
   private onEvent(msg: Msg): void {

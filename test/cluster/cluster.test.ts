@@ -144,4 +144,29 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
     expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
     expect((await api(A.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
   });
+
+  it("node A dies under load: no call hangs, and its device comes back on B", async () => {
+    // The device from the previous test sits on B; bring a second device up on A with failover to B.
+    await newDevice(A.url, token, "alice", "failover", "s3cret");
+    const d = device([A.wsUrl, B.wsUrl], "failover");
+    await d.connect();
+    expect(A.relay.services.hub.get("alice", "failover")).to.not.equal(undefined);
+    const path = "/v2/users/alice/devices/failover/temperature?timeout=1";
+    const load = Array.from({ length: 40 }, (_, i) => api((i % 2 ? B : C).url, "GET", path, { token }));
+    const back = once(d, "connected", 10_000);
+    // What SIGKILL does to a node: its NATS connection and every socket vanish at once, nothing answers.
+    const ncA = conns[0]!;
+    await ncA.close();
+    A.relay.services.hub.get("alice", "failover")!.ws.terminate();
+    await A.close();
+    const answers = await Promise.all(load);
+    for (const r of answers) expect([200, 404, 502, 504], r.text).to.include(r.status);
+    console.log(`      figures: 1 node killed, ${answers.length} calls in flight, ${answers.filter((r) => r.status === 200).length} answered 200, ` +
+      `${answers.filter((r) => r.status !== 200).length} answered with an error code, 0 hung`);
+    await back;
+    expect(B.relay.services.hub.get("alice", "failover")).to.not.equal(undefined);
+    const r = await api(C.url, "GET", path, { token });
+    expect(r.status).to.equal(200);
+    expect(r.body).to.deep.equal({ out: 21.5 });
+  });
 });
