@@ -2,6 +2,9 @@ import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 
+/** Time a closing device gets to answer the closing handshake before its socket is dropped. */
+export const CLOSE_GRACE_MS = 2_000;
+
 export interface SessionLimits {
   maxInflight: number;
   maxBufferedBytes: number;
@@ -131,7 +134,8 @@ export class DeviceSession {
         if (isResourceName(f.resource)) this.events.onData(this, f.resource, f.out);
         return;
       case "ping":
-        this.send('{"type":"pong"}');
+        // A device that pings but stops reading must not grow the queue: skip the pong while over the cap.
+        if (this.ws.bufferedAmount <= this.limits.maxBufferedBytes) this.send('{"type":"pong"}');
         return;
       default:
         return;
@@ -176,7 +180,14 @@ export class DeviceSession {
       this.ws.close(code, reason);
     } catch {
       this.ws.terminate();
+      return;
     }
+    // A peer that stopped reading never answers the closing handshake and ws would hold the socket 30 s.
+    const ws = this.ws;
+    if (ws.readyState === ws.CLOSED) return;
+    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref();
+    ws.once("close", () => clearTimeout(timer));
   }
 }
 
