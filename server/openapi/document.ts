@@ -1,0 +1,485 @@
+/**
+ * The OpenAPI 3.1 document of every route, served at `GET /openapi.json`. Operations are listed in one
+ * table below; error responses are generated from the error registry (server/errors.ts), so a code cannot
+ * be documented with the wrong status. test/openapi.test.ts checks the table against the live router in
+ * both directions and validates real responses against these schemas.
+ */
+import { readFileSync } from "node:fs";
+import { ERROR_CODES, type ErrorCode } from "../errors.js";
+import { DEVICE_ID_RE } from "../devices/service.js";
+import { USERNAME_RE } from "../users/service.js";
+import { MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
+import { componentSchemas, TOKEN_ID_PATTERN, type Schema } from "./schemas.js";
+
+type Method = "get" | "post" | "put" | "delete";
+
+interface Success {
+  status: number;
+  description: string;
+  /** JSON body schema; omitted = no body. */
+  json?: Schema;
+  /**
+   * The route also answers `text/event-stream` (with `Accept: text/event-stream`): a description and the
+   * schema of each event's data by event name, published as the `x-sse-events` extension.
+   */
+  sse?: { description: string; events: Record<string, string> };
+  /** Other media types, e.g. `text/html`, with a schema each. */
+  other?: Record<string, Schema>;
+  headers?: Record<string, Schema>;
+}
+
+interface Operation {
+  method: Method;
+  path: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  /** Default true: bearer header or `?authorization=`. */
+  auth?: boolean;
+  params?: string[];
+  body?: { schema: Schema; form?: boolean; required?: boolean; description?: string };
+  ok: Success[];
+  errors: ErrorCode[];
+  /** Device handler failures carry the device's own status: documented as the `default` response. */
+  deviceError?: boolean;
+}
+
+/**
+ * Codes any request can get, not tied to one operation (listed in the document's introduction): no such
+ * route, wrong method, and the HTTP server's own answers to slow or oversized request headers.
+ */
+export const GLOBAL_ERROR_CODES: readonly ErrorCode[] = ["not_found", "method_not_allowed", "request_timeout", "headers_too_large"];
+
+const AUTH: ErrorCode[] = ["invalid_request", "unauthorized", "too_many_requests", "internal_error", "service_unavailable"];
+const BODY: ErrorCode[] = ["invalid_json", "invalid_request", "payload_too_large", "unsupported_media_type"];
+const SSE: ErrorCode[] = ["not_acceptable", "too_many_streams"];
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const arrayOf = (name: string): Schema => ({ type: "array", items: ref(name) });
+const ok = (description: string, json?: Schema, extra: Partial<Success> = {}): Success =>
+  json ? { status: 200, description, json, ...extra } : { status: 200, description, ...extra };
+const EMPTY = ok("Done.", ref("Empty"));
+
+const devicePath = "/v1/users/{user}/devices/{device}";
+const v2 = "/v2/users/{user}/devices/{device}";
+
+const OPERATIONS: Operation[] = [
+  // ---- OAuth ----
+  {
+    method: "post", path: "/oauth/token", operationId: "getToken", tag: "oauth", auth: false,
+    summary: "Sign in (password grant) or refresh a token",
+    description: "RFC 6749 password grant (`grant_type=password&username=&password=`) or refresh-token grant "
+      + "(`grant_type=refresh_token&refresh_token=`). Refresh tokens rotate on every use; reusing a rotated "
+      + "one revokes its whole family. Bad credentials answer 401 `invalid_grant` "
+      + '("invalid username or password"), as the Thinger API documents. Other methods answer 405.',
+    body: { schema: ref("TokenRequest"), form: true },
+    ok: [{ status: 200, description: "Tokens.", json: ref("TokenResponse"), headers: { "Cache-Control": { type: "string", const: "no-store" } } }],
+    errors: [...BODY, "unsupported_grant_type", "invalid_grant", "too_many_requests", "internal_error", "service_unavailable"],
+  },
+  {
+    method: "post", path: "/oauth/revoke", operationId: "revokeToken", tag: "oauth", auth: false,
+    summary: "Revoke a refresh token (RFC 7009)",
+    description: "Revokes the refresh token's whole family and every access token issued from it. "
+      + "An unknown token also answers 200.",
+    body: { schema: ref("RevokeRequest"), form: true },
+    ok: [EMPTY],
+    errors: [...BODY, "too_many_requests", "internal_error", "service_unavailable"],
+  },
+  {
+    method: "get", path: "/v1/me", operationId: "getMe", tag: "oauth",
+    summary: "Who am I", description: "The caller's account and the kind of token presented.",
+    ok: [ok("The caller.", ref("Me"))],
+    errors: AUTH,
+  },
+  // ---- users ----
+  {
+    method: "post", path: "/v1/users", operationId: "createUser", tag: "users",
+    summary: "Create an account (administrators only)",
+    body: { schema: ref("NewUser") },
+    ok: [{ status: 201, description: "Created.", json: ref("UserCreated") }],
+    errors: [...AUTH, ...BODY, "forbidden", "conflict"],
+  },
+  {
+    method: "put", path: "/v1/users/{user}/password", operationId: "changePassword", tag: "users", params: ["user"],
+    summary: "Change one's own password",
+    description: "Only the account's own password-grant session may do this. Every refresh family of the "
+      + "account (and so every access token issued from it) is revoked.",
+    body: { schema: ref("PasswordChange") },
+    ok: [EMPTY],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+  },
+  // ---- devices ----
+  {
+    method: "get", path: "/v1/users/{user}/devices", operationId: "listDevices", tag: "devices", params: ["user", "idFilter"],
+    summary: "List devices",
+    ok: [ok("The account's devices, sorted by id.", arrayOf("Device"))],
+    errors: [...AUTH, "forbidden", "user_not_found"],
+  },
+  {
+    method: "post", path: "/v1/users/{user}/devices", operationId: "createDevice", tag: "devices", params: ["user"],
+    summary: "Register a device",
+    description: "`device_id` must match `[a-zA-Z0-9_]{1,25}`; a duplicate id answers 400 `device_exists`.",
+    body: { schema: ref("NewDevice") },
+    ok: [{ status: 201, description: "Registered.", json: ref("Device") }],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists"],
+  },
+  {
+    method: "get", path: devicePath, operationId: "getDevice", tag: "devices", params: ["user", "device"],
+    summary: "Read a device",
+    ok: [ok("The device.", ref("Device"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "put", path: devicePath, operationId: "updateDevice", tag: "devices", params: ["user", "device"],
+    summary: "Update a device's description or credentials",
+    body: { schema: ref("DeviceUpdate") },
+    ok: [ok("The updated device.", ref("Device"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "delete", path: devicePath, operationId: "deleteDevice", tag: "devices", params: ["user", "device"],
+    summary: "Delete a device",
+    description: "A connected device answers 400 `device_connected`: close its session first.",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_connected"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}/sessions", operationId: "listSessions", tag: "devices", params: ["user"],
+    summary: "List live device sessions",
+    ok: [ok("Connected devices of the account.", arrayOf("Session"))],
+    errors: [...AUTH, "forbidden", "user_not_found"],
+  },
+  {
+    method: "delete", path: `${devicePath}/session`, operationId: "closeDeviceSession", tag: "devices", params: ["user", "device"],
+    summary: "Close a device's live session",
+    description: "The device's socket is closed with code 4003; the device may reconnect.",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline"],
+  },
+  {
+    method: "get", path: `${devicePath}/stats`, operationId: "getDeviceStats", tag: "devices", params: ["user", "device"],
+    summary: "Device statistics (JSON or an SSE stream)",
+    description: "Thinger's stats object. With `Accept: text/event-stream` the same object as a Server-Sent "
+      + "Events stream of updates; EventSource cannot send headers, so pass the token as `?authorization=`.",
+    ok: [ok("Current statistics.", ref("DeviceStats"), {
+      sse: {
+        description: "SSE stream: `stats` events whose data is a DeviceStats object (the current one at once, then "
+          + "on every change); `:` comment lines are heartbeats; a final `end` event when the server ends it.",
+        events: { stats: "DeviceStats", end: "EndEvent" },
+      },
+    })],
+    errors: [...AUTH, ...SSE, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}/events", operationId: "streamEvents", tag: "devices", params: ["user", "deviceFilter", "lastEventId"],
+    summary: "Account event stream (SSE)",
+    description: "The account's device events as Server-Sent Events, whatever the Accept header says: "
+      + "`online` and `offline` events whose data is a DeviceEvent. Resumes after `Last-Event-ID` while the "
+      + "server's buffer still holds the events after it. See docs/streams.md.",
+    ok: [ok("An SSE stream.", undefined, {
+      sse: {
+        description: "`online`/`offline` events (DeviceEvent), `:` heartbeats, a final `end` event.",
+        events: { online: "DeviceEvent", offline: "DeviceEvent", end: "EndEvent" },
+      },
+    })],
+    errors: [...AUTH, ...SSE, "forbidden", "user_not_found"],
+  },
+  // ---- device tokens ----
+  {
+    method: "get", path: `${devicePath}/tokens`, operationId: "listDeviceTokens", tag: "tokens", params: ["user", "device"],
+    summary: "List a device's tokens",
+    description: "A scoped token sees which tokens exist, with `token: null`.",
+    ok: [ok("The device's tokens.", arrayOf("DeviceToken"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "post", path: `${devicePath}/tokens`, operationId: "createDeviceToken", tag: "tokens", params: ["user", "device"],
+    summary: "Create a device token",
+    description: "A token that opens one device (optionally only some resources), its `/api` and its stats. "
+      + "Only a password-grant session may create tokens.",
+    body: { schema: ref("DeviceTokenRequest") },
+    ok: [ok("The new token.", ref("DeviceToken"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "delete", path: `${devicePath}/tokens/{id}`, operationId: "deleteDeviceToken", tag: "tokens", params: ["user", "device", "tokenId"],
+    summary: "Delete (revoke) a device token", description: "Takes effect on the next request.",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "token_not_found"],
+  },
+  // ---- user tokens ----
+  {
+    method: "get", path: "/v1/users/{user}/tokens", operationId: "listUserTokens", tag: "tokens", params: ["user"],
+    summary: "List user access tokens", description: "Only the account's own password-grant session.",
+    ok: [ok("The account's user tokens.", arrayOf("UserToken"))],
+    errors: [...AUTH, "forbidden", "user_not_found"],
+  },
+  {
+    method: "post", path: "/v1/users/{user}/tokens", operationId: "createUserToken", tag: "tokens", params: ["user"],
+    summary: "Create a user access token",
+    description: "Permissions are Thinger actions (`AccessDeviceResources`, `ListDevices`, `GetDeviceStats`, …) "
+      + "per device (`target`) and, for AccessDeviceResources, per resource. `deny` wins over `allow`.",
+    body: { schema: ref("UserTokenRequest") },
+    ok: [ok("The new token.", ref("UserToken"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}/tokens/{id}", operationId: "getUserToken", tag: "tokens", params: ["user", "tokenId"],
+    summary: "Read a user access token",
+    ok: [ok("The token.", ref("UserToken"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "token_not_found"],
+  },
+  {
+    method: "put", path: "/v1/users/{user}/tokens/{id}", operationId: "updateUserToken", tag: "tokens", params: ["user", "tokenId"],
+    summary: "Update a user access token", description: "Takes effect on the next request.",
+    body: { schema: ref("UserTokenUpdate") },
+    ok: [ok("The updated token.", ref("UserToken"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "token_not_found"],
+  },
+  {
+    method: "delete", path: "/v1/users/{user}/tokens/{id}", operationId: "deleteUserToken", tag: "tokens", params: ["user", "tokenId"],
+    summary: "Delete (revoke) a user access token",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "token_not_found"],
+  },
+  // ---- relay ----
+  {
+    method: "get", path: `${v2}/api`, operationId: "getDeviceApi", tag: "relay", params: ["user", "device"],
+    summary: "The device's resources and their kinds",
+    ok: [ok("Resources by name.", ref("DeviceApi"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline"],
+  },
+  {
+    method: "get", path: `${v2}/{resource}`, operationId: "callResource", tag: "relay",
+    params: ["user", "device", "resource", "timeout", "interval", "lastEventId"],
+    summary: "Call an output or run resource",
+    description: "An **output** resource answers `{\"out\": <json>}`; a **run** resource answers 200 with an "
+      + "empty body. With `Accept: text/event-stream`, a stream of the resource's values instead "
+      + "(see docs/streams.md).",
+    ok: [ok("The device's answer (no body for a run resource).", ref("ResourceOutput"), {
+      sse: {
+        description: "SSE stream of an output or io resource: `data` events sampled every `?interval=` seconds "
+          + "and whenever the device pushes a value; `:` heartbeats; a final `end` event.",
+        events: { data: "DataEvent", end: "EndEvent" },
+      },
+    })],
+    errors: [...AUTH, ...SSE, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
+      "device_busy", "device_disconnected", "device_timeout"],
+    deviceError: true,
+  },
+  {
+    method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay", params: ["user", "device", "resource", "timeout"],
+    summary: "Call an input or input/output resource",
+    description: "Body `{\"in\": <json>}`; any other JSON body is passed whole as the input. An **input** "
+      + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`.",
+    body: { schema: ref("ResourceInput"), required: false },
+    ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
+      "device_busy", "device_disconnected", "device_timeout"],
+    deviceError: true,
+  },
+  // ---- operations ----
+  {
+    method: "get", path: "/health", operationId: "health", tag: "operations", auth: false,
+    summary: "Liveness", ok: [ok("The process is up.", ref("Health"))], errors: [],
+  },
+  {
+    method: "get", path: "/ready", operationId: "ready", tag: "operations", auth: false,
+    summary: "Readiness (store reachable)", ok: [ok("Ready.", ref("Ready"))], errors: ["service_unavailable"],
+  },
+  {
+    method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: false,
+    summary: "Prometheus metrics",
+    ok: [ok("Prometheus text exposition format.", undefined, { other: { "text/plain": { type: "string" } } })],
+    errors: ["internal_error"],
+  },
+  {
+    method: "get", path: "/openapi.json", operationId: "getOpenApi", tag: "operations", auth: false,
+    summary: "This document", ok: [ok("OpenAPI 3.1 document.", { type: "object" })], errors: [],
+  },
+  {
+    method: "get", path: "/docs", operationId: "getDocs", tag: "operations", auth: false,
+    summary: "Interactive API reference (this page)",
+    ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: [],
+  },
+  {
+    method: "get", path: "/docs/{asset}", operationId: "getDocsAsset", tag: "operations", auth: false, params: ["asset"],
+    summary: "Static files of the API reference page",
+    ok: [ok("The file.", undefined, { other: { "*/*": { type: "string" } } })], errors: ["not_found"],
+  },
+];
+
+const PARAMETERS: Record<string, Schema> = {
+  user: { name: "user", in: "path", required: true, description: "account name", schema: { type: "string", pattern: USERNAME_RE.source }, example: "alice" },
+  device: { name: "device", in: "path", required: true, description: "device id", schema: { type: "string", pattern: DEVICE_ID_RE.source }, example: "nodemcu" },
+  tokenId: { name: "id", in: "path", required: true, description: "token id", schema: { type: "string", pattern: TOKEN_ID_PATTERN } },
+  resource: {
+    name: "resource", in: "path", required: true,
+    description: `resource name (at most ${MAX_RESOURCE_LENGTH} characters). Names may be nested (\`$ota/begin\`): `
+      + "send the slashes unencoded in the path; an encoded `%2F`, `.` or `..` segment answers 400.",
+    schema: { type: "string" }, example: "temperature",
+  },
+  timeout: {
+    name: "timeout", in: "query", required: false,
+    description: "seconds to wait for the device (decimals allowed); default 10, at most the server's maximum (60)",
+    schema: { type: "string", pattern: "^\\d+(\\.\\d+)?$" },
+  },
+  interval: {
+    name: "interval", in: "query", required: false,
+    description: "resource streams only: seconds between samples (at most one decimal, 0.1 to 86400); 0 or absent = only values the device pushes",
+    schema: { type: "string", pattern: "^\\d{1,6}(\\.\\d)?$" },
+  },
+  lastEventId: {
+    name: "Last-Event-ID", in: "header", required: false,
+    description: "SSE resume point (sent by EventSource when it reconnects)", schema: { type: "string" },
+  },
+  deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
+  idFilter: { name: "id", in: "query", required: false, description: "only this device", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
+  asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
+};
+
+const RETRY_AFTER = { "Retry-After": { description: "seconds to wait", schema: { type: "string" } } };
+const CHALLENGE = { "WWW-Authenticate": { description: "RFC 6750 challenge", schema: { type: "string" } } };
+
+function errorResponses(codes: readonly ErrorCode[], deviceError: boolean): Record<string, Schema> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of new Set(codes)) {
+    const status = ERROR_CODES[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  // A device error usually carries the device's own 4xx/5xx status: listed with every status it may share,
+  // and as the default response for the others.
+  if (deviceError) for (const [status, list] of byStatus) if (status >= 400 && !list.includes("device_error")) list.push("device_error");
+  const out: Record<string, Schema> = {};
+  for (const status of [...byStatus.keys()].sort((a, b) => a - b)) {
+    const list = byStatus.get(status)!;
+    out[String(status)] = errorResponse(list, status === 429 || status === 503 ? RETRY_AFTER : status === 401 ? CHALLENGE : undefined);
+  }
+  if (deviceError) {
+    out.default = errorResponse(["device_error"], undefined, "`device_error` with the status the device's handler gave.");
+  }
+  return out;
+}
+
+function errorResponse(codes: ErrorCode[], headers?: Record<string, Schema>, description?: string): Schema {
+  const r: Schema = {
+    description: description ?? codes.map((c) => `\`${c}\``).join(", "),
+    content: {
+      "application/json": {
+        schema: {
+          allOf: [ref("Error")],
+          properties: { error: { properties: { code: { enum: codes } } } },
+        },
+      },
+    },
+  };
+  if (headers) r.headers = headers;
+  return r;
+}
+
+function successResponse(s: Success): Schema {
+  const content: Record<string, Schema> = {};
+  if (s.json) content["application/json"] = { schema: s.json };
+  if (s.sse) {
+    content["text/event-stream"] = {
+      schema: { type: "string", description: s.sse.description },
+      "x-sse-events": Object.fromEntries(Object.entries(s.sse.events).map(([name, schema]) => [name, ref(schema)])),
+    };
+  }
+  for (const [type, schema] of Object.entries(s.other ?? {})) content[type] = { schema };
+  const r: Schema = { description: s.description };
+  if (Object.keys(content).length > 0) r.content = content;
+  if (s.headers) r.headers = Object.fromEntries(Object.entries(s.headers).map(([k, schema]) => [k, { schema }]));
+  return r;
+}
+
+function operationObject(op: Operation): Schema {
+  const o: Schema = { operationId: op.operationId, summary: op.summary, tags: [op.tag] };
+  if (op.description) o.description = op.description;
+  if (op.auth === false) o.security = [];
+  if (op.params) o.parameters = op.params.map((p) => ({ $ref: `#/components/parameters/${p}` }));
+  if (op.body) {
+    const types = op.body.form ? ["application/x-www-form-urlencoded", "application/json"] : ["application/json"];
+    o.requestBody = {
+      required: op.body.required ?? true,
+      content: Object.fromEntries(types.map((t) => [t, { schema: op.body!.schema }])),
+    };
+  }
+  o.responses = {
+    ...Object.fromEntries(op.ok.map((s) => [String(s.status), successResponse(s)])),
+    ...errorResponses(op.errors, op.deviceError ?? false),
+  };
+  return o;
+}
+
+function packageVersion(): string {
+  // server/openapi/ and dist/server/openapi/ sit at different depths below package.json: look upwards.
+  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "thingrelay" && pkg.version) return pkg.version;
+    } catch {
+      // not here; keep looking
+    }
+  }
+  return "0.0.0";
+}
+
+const INTRO = `A self-hosted, Thinger-compatible relay of REST calls to IoT devices over WebSocket sessions.
+
+**Authentication.** Every \`/v1\` and \`/v2\` route takes a token as \`Authorization: Bearer <token>\` or as
+the case-sensitive query parameter \`?authorization=<token>\` (for EventSource, which cannot send headers).
+Get one with \`POST /oauth/token\` — or press **Authorize** and sign in with the password flow.
+
+**Errors.** Every error answers \`{"error":{"code":"<code>","message":"<text>"}}\`; the codes are listed
+in the \`ErrorCode\` schema. Any request may also get
+${GLOBAL_ERROR_CODES.map((c) => `\`${c}\` (${ERROR_CODES[c].status}, ${ERROR_CODES[c].message})`).join(", ")}.`;
+
+/** Builds the document. Pure: the same input gives the same document. */
+export function buildOpenApiDocument(): Schema {
+  const paths: Record<string, Record<string, Schema>> = {};
+  for (const op of OPERATIONS) (paths[op.path] ??= {})[op.method] = operationObject(op);
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "thingrelay API",
+      version: packageVersion(),
+      description: INTRO,
+      license: { name: "MIT", identifier: "MIT" },
+    },
+    // Relative: calls go to the server that served the document (so "Try it out" hits this server).
+    servers: [{ url: "/" }],
+    security: [{ bearerAuth: [] }, { queryAuth: [] }, { passwordGrant: [] }],
+    tags: [
+      { name: "oauth", description: "Tokens: password and refresh-token grants, revocation" },
+      { name: "users", description: "Accounts" },
+      { name: "devices", description: "Device registry, live sessions and statistics" },
+      { name: "tokens", description: "Device tokens and user access tokens" },
+      { name: "relay", description: "Calls relayed to a device's resources" },
+      { name: "operations", description: "Health, readiness, metrics and this reference" },
+    ],
+    paths,
+    components: {
+      schemas: componentSchemas(),
+      parameters: PARAMETERS,
+      securitySchemes: {
+        bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "`Authorization: Bearer <token>`" },
+        queryAuth: {
+          type: "apiKey", in: "query", name: "authorization",
+          description: "`?authorization=<token>` (RFC 6750 §2.3), for EventSource and links. Redacted from logs.",
+        },
+        passwordGrant: {
+          type: "oauth2",
+          description: "Sign in with a username and password (RFC 6749 password grant); the access token is then sent as a bearer token.",
+          flows: { password: { tokenUrl: "/oauth/token", refreshUrl: "/oauth/token", scopes: {} } },
+        },
+      },
+    },
+  };
+}
+
+/** Operations as (method, OpenAPI path) pairs, for the router cross-check in the tests. */
+export function documentedOperations(): Array<{ method: Method; path: string; operationId: string }> {
+  return OPERATIONS.map(({ method, path, operationId }) => ({ method, path, operationId }));
+}
