@@ -105,9 +105,9 @@ export function componentSchemas(): Record<string, Schema> {
       required: ["device", "description", "type", "connection"],
       additionalProperties: false,
       properties: {
-        device: { type: "string", pattern: DEVICE_ID_RE.source },
-        description: { type: "string" },
-        type: { type: "string" },
+        device: { type: "string", pattern: DEVICE_ID_RE.source, examples: ["nodemcu"] },
+        description: { type: "string", examples: ["living room"] },
+        type: { type: "string", examples: ["Generic"] },
         connection: {
           type: "object",
           required: ["active", "ts"],
@@ -124,7 +124,7 @@ export function componentSchemas(): Record<string, Schema> {
       required: ["device_id", "device_credentials"],
       additionalProperties: false,
       properties: {
-        device_id: { type: "string", pattern: DEVICE_ID_RE.source },
+        device_id: { type: "string", pattern: DEVICE_ID_RE.source, examples: ["nodemcu"] },
         device_description: { type: "string", maxLength: MAX_DESCRIPTION },
         device_credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
         device_type: { type: "string", maxLength: 32, default: "Generic" },
