@@ -88,6 +88,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     hub.remote = bridge;
     services.cluster = bridge;
   }
+    services.streams.attachCluster(bridge);
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {

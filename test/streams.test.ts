@@ -1,173 +1,12 @@
 import { expect } from "chai";
-import { createParser, type EventSourceMessage } from "eventsource-parser";
-import { WebSocket } from "ws";
+import type { EventSourceMessage } from "eventsource-parser";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { until } from "./helpers/wait.js";
+import { closeAllSse, sse } from "./helpers/sse.js";
+import { RawDevice } from "./helpers/raw-device.js";
 
-// ---------------------------------------------------------------------------------------------------------
-// Test clients: an SSE consumer (fetch + eventsource-parser) and a raw protocol device that records frames.
-// ---------------------------------------------------------------------------------------------------------
-
-interface SseClient {
-  status: number;
-  headers: Headers;
-  /** Parsed JSON body when the answer was not a stream. */
-  body: any;
-  events: EventSourceMessage[];
-  comments: string[];
-  retry: number | undefined;
-  /** Next event (after the ones already taken) matching `pred`. */
-  next(pred?: (e: EventSourceMessage) => boolean, timeoutMs?: number): Promise<EventSourceMessage>;
-  /** Resolves when the server ends the response. */
-  ended: Promise<void>;
-  close(): void;
-}
-
-const opened: SseClient[] = [];
-
-async function sse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
-  const ac = new AbortController();
-  const res = await fetch(url, { headers: { Accept: "text/event-stream", ...headers }, signal: ac.signal });
-  const events: EventSourceMessage[] = [];
-  const comments: string[] = [];
-  const waiters = new Set<() => void>();
-  let taken = 0;
-  let done = false;
-  const notify = () => {
-    for (const w of [...waiters]) w();
-  };
-  const client: SseClient = {
-    status: res.status, headers: res.headers, body: undefined, events, comments, retry: undefined,
-    next(pred = () => true, timeoutMs = 8000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          for (let i = taken; i < events.length; i++) {
-            if (pred(events[i]!)) {
-              taken = i + 1;
-              waiters.delete(check);
-              clearTimeout(timer);
-              resolve(events[i]!);
-              return;
-            }
-          }
-          if (done) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            reject(new Error("stream ended before the expected event"));
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching event; got ${JSON.stringify(events.slice(taken))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
-    ended: Promise.resolve(),
-    close() {
-      ac.abort();
-    },
-  };
-  if (res.status !== 200 || !res.headers.get("content-type")?.startsWith("text/event-stream")) {
-    const text = await res.text();
-    client.body = text ? JSON.parse(text) : undefined;
-    return client;
-  }
-  opened.push(client);
-  const parser = createParser({
-    onEvent: (e) => {
-      events.push(e);
-      notify();
-    },
-    onComment: (c) => {
-      comments.push(c);
-      notify();
-    },
-    onRetry: (r) => {
-      client.retry = r;
-    },
-  });
-  client.ended = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      /* aborted by the test */
-    } finally {
-      done = true;
-      notify();
-    }
-  })();
-  return client;
-}
-
-/** A device speaking the raw protocol, so tests see exactly which frames the server sends it. */
-class RawDevice {
-  readonly frames: any[] = [];
-  private readonly waiters = new Set<() => void>();
-  private taken = 0;
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (d) => {
-      this.frames.push(JSON.parse(String(d)));
-      for (const w of [...this.waiters]) w();
-    });
-  }
-
-  static async connect(wsUrl: string, user: string, device: string, credentials: string, resources: Record<string, string>): Promise<RawDevice> {
-    const ws = new WebSocket(`${wsUrl}/v1/connect`);
-    const dev = new RawDevice(ws);
-    await new Promise<void>((resolve, reject) => {
-      ws.once("open", () => resolve());
-      ws.once("error", reject);
-    });
-    ws.send(JSON.stringify({ type: "connect", user, device, credentials }));
-    await dev.next((f) => f.type === "connected");
-    ws.send(JSON.stringify({ type: "describe", resources: Object.fromEntries(Object.entries(resources).map(([k, kind]) => [k, { kind }])) }));
-    return dev;
-  }
-
-  /** Next frame (after those already taken) matching `pred`, ignoring pongs. */
-  next(pred: (f: any) => boolean = () => true, timeoutMs = 8000): Promise<any> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        for (let i = this.taken; i < this.frames.length; i++) {
-          if (pred(this.frames[i])) {
-            this.taken = i + 1;
-            this.waiters.delete(check);
-            clearTimeout(timer);
-            resolve(this.frames[i]);
-            return;
-          }
-        }
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`no matching frame; got ${JSON.stringify(this.frames.slice(this.taken))}`));
-      }, timeoutMs);
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  /** Next stream/unstream frame. */
-  nextStreamFrame(): Promise<any> {
-    return this.next((f) => f.type === "stream" || f.type === "unstream");
-  }
-
-  data(resource: string, out: unknown): void {
-    this.ws.send(JSON.stringify({ type: "data", resource, out }));
-  }
-
-  async close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CLOSED) return;
-    const closed = new Promise((r) => this.ws.once("close", r));
-    this.ws.close(1000);
-    await closed;
-  }
-}
 
 const EVENT_ID_RE = /^[0-9a-f]{8}-\d+$/;
 const json = (e: EventSourceMessage) => JSON.parse(e.data);
@@ -186,7 +25,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
     for (const d of ["sensor", "other", "raw", "spare"]) await newDevice(srv.url, token, "alice", d, `${d}-secret`);
   });
   afterEach(async () => {
-    for (const c of opened.splice(0)) c.close();
+    closeAllSse();
     for (const d of devices.splice(0)) await d.close();
     // Every stream closed by the test has released its account slot before the next test starts.
     await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");

@@ -52,12 +52,15 @@ export class SampleScheduler<K> {
     for (const s of this.subs.values()) s.nextDue = -Infinity;
   }
 
-  /** Decides whether `key` gets a value that arrived at `now` (ms), and advances its schedule if so. */
-  admit(key: K, now: number): boolean {
+  /**
+   * Decides whether `key` gets a value that arrived at `now` (ms), and advances its schedule if so. `tickMs` is
+   * the interval the device actually samples at (smaller than {@link gcd} when other nodes ask for more).
+   */
+  admit(key: K, now: number, tickMs = this.current): boolean {
     const s = this.subs.get(key);
     if (!s) return false;
     if (s.intervalMs === 0) return true;
-    const slack = Math.floor(this.current / 2);
+    const slack = Math.floor(Math.min(tickMs || this.current, this.current) / 2);
     if (now + slack < s.nextDue) return false;
     // Keep the grid unless we fell a whole interval behind (device was offline, values were missing).
     s.nextDue = now + slack >= s.nextDue + s.intervalMs ? now + s.intervalMs : s.nextDue + s.intervalMs;
@@ -65,9 +68,9 @@ export class SampleScheduler<K> {
   }
 
   /** The subscribers due for a value that arrived at `now`, in insertion order. */
-  take(now: number): K[] {
+  take(now: number, tickMs = this.current): K[] {
     const out: K[] = [];
-    for (const key of this.subs.keys()) if (this.admit(key, now)) out.push(key);
+    for (const key of this.subs.keys()) if (this.admit(key, now, tickMs)) out.push(key);
     return out;
   }
 

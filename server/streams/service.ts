@@ -7,7 +7,7 @@ import { cacheKey, type Authenticator } from "../auth/authenticator.js";
 import type { Principal } from "../auth/principal.js";
 import type { Metrics } from "../metrics.js";
 import { EventLog, type StreamEvent } from "./log.js";
-import { SampleScheduler } from "./sampling.js";
+import { gcd, SampleScheduler } from "./sampling.js";
 import { SseConnection } from "./sse.js";
 
 export interface StreamDeps {
@@ -51,6 +51,17 @@ export const MIN_INTERVAL_MS = 100;
 export const MAX_INTERVAL_MS = 86_400_000;
 
 export type StreamKind = "stats" | "resource" | "events";
+
+/**
+ * What resource streams need from cluster mode (server/cluster/bridge.ts): tell the node holding a device what
+ * this node's subscribers want, and hear what other nodes' subscribers want for devices held here. Values of a
+ * device held elsewhere arrive as that node's `data` events re-emitted on the local hub.
+ */
+export interface StreamCluster {
+  /** This node's wish for one device resource: the GCD of its subscribers' intervals, null when none are left. */
+  announceStream(user: string, device: string, resource: string, interval: number | null): void;
+  streamSink: { setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void } | undefined;
+}
 
 /** Parses `?interval=` (seconds, at most one decimal; 0 = only values the device pushes) into ms. */
 export function parseInterval(value: unknown): number {
@@ -140,6 +151,9 @@ class Topic<S> {
   readonly subs = new Set<S>();
   idleTimer: NodeJS.Timeout | undefined;
   constructor(readonly log: EventLog) {}
+  get idle(): boolean {
+    return this.subs.size === 0;
+  }
 }
 
 interface EventSub {
@@ -159,8 +173,19 @@ interface StatsTopic {
 
 class ResourceTopic extends Topic<OpenStream> {
   readonly scheduler = new SampleScheduler<OpenStream>();
+  /** Intervals other cluster nodes asked for (by node id), for a device held here. */
+  readonly remote = new Map<string, number>();
   constructor(log: EventLog, readonly user: string, readonly device: string, readonly resource: string) {
     super(log);
+  }
+  override get idle(): boolean {
+    return this.subs.size === 0 && this.remote.size === 0;
+  }
+  /** Interval to ask the device for: GCD over local subscribers and other nodes' wishes. */
+  get interval(): number {
+    let g = this.scheduler.gcd;
+    for (const i of this.remote.values()) g = gcd(g, i);
+    return g;
   }
 }
 
@@ -185,6 +210,7 @@ export class StreamService {
   private readonly stats = new Map<string, StatsTopic>();
   private retained = 0;
   private closing = false;
+  private cluster: StreamCluster | undefined;
   private readonly unsubscribeCache: () => void;
 
   constructor(protected readonly deps: StreamDeps) {
@@ -196,6 +222,12 @@ export class StreamService {
     deps.hub.on("offline", this.onOffline);
     deps.hub.on("data", this.onData);
     this.unsubscribeCache = deps.authenticator.cache.onInvalidate(this.onInvalidate);
+  }
+
+  /** Joins cluster mode: resource streams then reach devices held by other nodes, and serve theirs. */
+  attachCluster(cluster: StreamCluster): void {
+    this.cluster = cluster;
+    cluster.streamSink = this;
   }
 
   /** Open streams in this process (all accounts, all kinds). */
@@ -299,7 +331,31 @@ export class StreamService {
     const stream = this.start(ctx, "resource", user, (p) => p.user === user && p.can("AccessDeviceResources", { device, resource }));
 
     const key = `${user}/${device}/${resource}`;
-    const topic = this.acquire(this.resources, key, () => {
+    const topic = this.resourceTopic(user, device, resource);
+    stream.conn.lastId = topic.log.lastId;
+    const localBefore = topic.scheduler.gcd;
+    topic.scheduler.add(stream, intervalMs);
+    for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
+      if (topic.scheduler.admit(stream, (ev.data as { ts: number }).ts, topic.interval)) stream.conn.send(ev);
+    }
+    topic.subs.add(stream);
+    // Sent on every join, even when the GCD is unchanged: the device answers a `stream` frame with a sample at
+    // once, so the new subscriber gets a value now instead of up to one interval later.
+    this.sendStream(topic);
+    if (topic.subs.size === 1 || topic.scheduler.gcd !== localBefore) this.announce(topic);
+    stream.conn.onClose(() => {
+      topic.subs.delete(stream);
+      const before = topic.interval;
+      const localChanged = topic.scheduler.remove(stream);
+      if (topic.subs.size === 0 || localChanged) this.announce(topic);
+      if (topic.idle) this.sendUnstream(topic);
+      else if (topic.interval !== before) this.sendStream(topic);
+      this.release(this.resources, key, topic);
+    });
+  }
+
+  private resourceTopic(user: string, device: string, resource: string): ResourceTopic {
+    return this.acquire(this.resources, `${user}/${device}/${resource}`, () => {
       const t = new ResourceTopic(new EventLog(this.options.bufferSize), user, device, resource);
       const dk = `${user}/${device}`;
       let set = this.resourcesByDevice.get(dk);
@@ -307,27 +363,34 @@ export class StreamService {
       set.add(t);
       return t;
     });
-    stream.conn.lastId = topic.log.lastId;
-    topic.scheduler.add(stream, intervalMs);
-    for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
-      if (topic.scheduler.admit(stream, (ev.data as { ts: number }).ts)) stream.conn.send(ev);
-    }
-    topic.subs.add(stream);
-    // Sent on every join, even when the GCD is unchanged: the device answers a `stream` frame with a sample at
-    // once, so the new subscriber gets a value now instead of up to one interval later.
-    this.sendStream(topic);
-    stream.conn.onClose(() => {
-      topic.subs.delete(stream);
-      const changed = topic.scheduler.remove(stream);
-      if (topic.subs.size === 0) this.sendUnstream(topic);
-      else if (changed) this.sendStream(topic);
-      this.release(this.resources, key, topic);
-    });
+  }
+
+  /**
+   * Cluster: another node's subscribers want `interval` ms of a resource of a device held here (null: none
+   * left there). Combined with the local subscribers into the one interval sent to the device.
+   */
+  setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void {
+    if (this.closing || typeof node !== "string" || node.length > 64) return;
+    if (interval !== null && (!Number.isInteger(interval) || interval < 0 || interval > MAX_INTERVAL_MS)) return;
+    const key = `${user}/${device}/${resource}`;
+    if (interval === null && !this.resources.get(key)?.remote.has(node)) return;
+    const topic = this.resourceTopic(user, device, resource);
+    const before = topic.idle ? -1 : topic.interval;
+    if (interval === null) topic.remote.delete(node);
+    else topic.remote.set(node, interval);
+    if (topic.idle) this.sendUnstream(topic);
+    else if (topic.interval !== before) this.sendStream(topic);
+    this.release(this.resources, key, topic);
   }
 
   private sendStream(t: ResourceTopic): void {
-    if (t.subs.size === 0) return;
-    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "stream", resource: t.resource, interval: t.scheduler.gcd }));
+    if (t.idle) return;
+    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "stream", resource: t.resource, interval: t.interval }));
+  }
+
+  /** Cluster: tells the node holding the device what this node's subscribers want. */
+  private announce(t: ResourceTopic): void {
+    this.cluster?.announceStream(t.user, t.device, t.resource, t.subs.size > 0 ? t.scheduler.gcd : null);
   }
 
   private sendUnstream(t: ResourceTopic): void {
@@ -339,17 +402,26 @@ export class StreamService {
     const topic = this.resources.get(`${user}/${device}/${resource}`);
     if (!topic) return;
     const ev = topic.log.append("data", { out: out === undefined ? null : out, ts });
-    for (const s of topic.scheduler.take(ts)) s.conn.send(ev);
+    for (const s of topic.scheduler.take(ts, topic.interval)) s.conn.send(ev);
   };
 
   // ------------------------------------------------------------------------------------ shared plumbing
 
-  private readonly onOnline = ({ user, device, ts, ip }: { user: string; device: string; ts: number; ip: string }): void => {
+  private readonly onOnline = (e: { user: string; device: string; ts: number; ip: string }): void => {
+    const { user, device, ts, ip } = e;
     this.publishEvent(user, "online", { device, ts, ip });
     const st = this.stats.get(`${user}/${device}`);
     if (st) this.publishStats(st);
     const topics = this.resourcesByDevice.get(`${user}/${device}`);
-    if (topics) {
+    if (topics && (e as { remote?: boolean }).remote === true) {
+      // Cluster: the device came up on another node. Tell that node what our subscribers want, and forget what
+      // other nodes wished while it was held here: they re-announce to the new holder.
+      for (const t of [...topics]) {
+        t.remote.clear();
+        if (t.subs.size > 0) this.announce(t);
+        this.release(this.resources, `${t.user}/${t.device}/${t.resource}`, t);
+      }
+    } else if (topics) {
       // The hub announces a session before the gateway sends it `connected`; a device ignores frames before
       // that one, so the `stream` frames go out right after (same socket, same order).
       queueMicrotask(() => {
@@ -435,7 +507,7 @@ export class StreamService {
 
   /** After a subscriber left: keeps an idle topic for `retainMs` (bounded in number), then drops it. */
   private release<T extends Topic<unknown>>(map: Map<string, T>, key: string, t: T): void {
-    if (t.subs.size > 0 || t.idleTimer || map.get(key) !== t) return;
+    if (!t.idle || t.idleTimer || map.get(key) !== t) return;
     if (this.closing || this.retained >= this.options.maxRetainedTopics) {
       this.drop(map, key, t);
       return;
@@ -444,7 +516,7 @@ export class StreamService {
     t.idleTimer = setTimeout(() => {
       t.idleTimer = undefined;
       this.retained--;
-      if (t.subs.size === 0) this.drop(map, key, t);
+      if (t.idle) this.drop(map, key, t);
     }, this.options.retainMs);
     t.idleTimer.unref();
   }
