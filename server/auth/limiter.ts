@@ -42,6 +42,15 @@ export class WindowLimiter {
     return { allowed: w.count < this.limit, retryAfterS: Math.max(1, Math.ceil((w.start + this.windowMs - now) / 1000)) };
   }
 
+  /**
+   * Takes back one event counted by {@link hit} in the current window (a reservation that turned out not to
+   * count, e.g. an attempt that was refused or succeeded). A no-op once the window has rolled over.
+   */
+  release(key: string): void {
+    const w = this.windows.get(key);
+    if (w && w.count > 0 && this.clock.now() - w.start < this.windowMs) w.count -= 1;
+  }
+
   reset(key: string): void {
     this.windows.delete(key);
   }

@@ -12,8 +12,12 @@ function field(body: Record<string, unknown>, name: string): string | undefined 
   return v;
 }
 
-function tokenBody(ctx: Context): Record<string, unknown> {
+function tokenBody(ctx: Context, limitBytes: number): Record<string, unknown> {
   if (!ctx.is("urlencoded", "json")) throw new AppError("unsupported_media_type", "send application/x-www-form-urlencoded or application/json");
+  // Content-Length is checked before parsing (app.ts); a chunked JSON body only meets the general JSON limit
+  // there, so hold the token endpoints to their own limit here.
+  const rawBody = (ctx.request as { rawBody?: string }).rawBody;
+  if (rawBody !== undefined && Buffer.byteLength(rawBody) > limitBytes) throw new AppError("payload_too_large");
   const body = (ctx.request as { body?: unknown }).body;
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new AppError("invalid_request", "body must be an object");
   return body as Record<string, unknown>;
@@ -22,7 +26,7 @@ function tokenBody(ctx: Context): Record<string, unknown> {
 /** `POST /oauth/token` (password and refresh-token grants) and `POST /oauth/revoke` (RFC 7009). */
 export function oauthRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   router.post("/oauth/token", async (ctx) => {
-    const body = tokenBody(ctx);
+    const body = tokenBody(ctx, s.config.limits.tokenBodyLimitBytes);
     const grant = field(body, "grant_type");
     if (grant === undefined || grant === "") throw new AppError("invalid_request", '"grant_type" is required');
     let result;
@@ -50,17 +54,18 @@ export function oauthRoutes(router: Router, s: Services, requireAuth: RouterMidd
     ctx.set("Pragma", "no-cache");
     ctx.body = result;
   });
-  router.all("/oauth/token", () => {
-    throw new AppError("method_not_allowed", "use POST");
-  });
 
   router.post("/oauth/revoke", async (ctx) => {
-    const body = tokenBody(ctx);
+    const body = tokenBody(ctx, s.config.limits.tokenBodyLimitBytes);
     const token = field(body, "token");
     if (token === undefined) throw new AppError("invalid_request", '"token" is required');
     await s.oauth.revoke(token);
     ctx.status = 200;
     ctx.body = {};
+  });
+  // Registered after the POST routes, which match first. RFC 9110 §15.5.6: a 405 names the allowed methods.
+  router.all(["/oauth/token", "/oauth/revoke"], () => {
+    throw new AppError("method_not_allowed", "use POST", { headers: { Allow: "POST" } });
   });
 
   /** Who am I: the caller's account and token kind (used by the dashboard and CLI). */

@@ -63,25 +63,34 @@ export class OAuthService {
 
   async passwordGrant(username: string, password: string, ip: string): Promise<TokenResponse> {
     const known = this.knownClients.get(username)?.has(ip) ?? false;
-    const blocked = [
-      this.acctClient.peek(`${username}|${ip}`),
-      this.client.peek(ip),
-      known ? { allowed: true, retryAfterS: 0 } : this.account.peek(username),
-    ].find((r) => !r.allowed);
+    // Count the attempt *before* the slow hash check, as a reservation: checking first and counting after
+    // the hash would let N parallel guesses all pass the check. Refused and successful attempts give their
+    // reservation back, so only real failures count.
+    const reserved: Array<[WindowLimiter, string]> = [[this.acctClient, `${username}|${ip}`], [this.client, ip]];
+    if (!known) reserved.push([this.account, username]);
+    const results = reserved.map(([limiter, key]) => limiter.hit(key));
+    const blocked = results.find((r) => !r.allowed);
     if (blocked) {
+      for (const [limiter, key] of reserved) limiter.release(key);
       this.logger.warn({ event: "login_throttled", user: username, ip }, "password grant throttled");
-      throw new AppError("too_many_requests", "too many failed attempts; try again later", { headers: { "Retry-After": String(blocked.retryAfterS) } });
+      throw new AppError("too_many_requests", "too many failed attempts; try again later", { headers: { "Retry-After": String(Math.max(...results.map((r) => r.retryAfterS))) } });
     }
-    const user = /^[a-zA-Z0-9_]{1,32}$/.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
-    // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
-    const ok = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDummy(password);
+    let user: UserDoc | null;
+    let ok: boolean;
+    try {
+      user = /^[a-zA-Z0-9_]{1,32}$/.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
+      // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
+      ok = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDummy(password);
+    } catch (err) {
+      // The store failed, not the caller: that attempt proved nothing.
+      for (const [limiter, key] of reserved) limiter.release(key);
+      throw err;
+    }
     if (!user || !ok) {
-      this.acctClient.hit(`${username}|${ip}`);
-      this.client.hit(ip);
-      if (!known) this.account.hit(username);
       this.logger.info({ event: "login_failed", user: username, ip }, "password grant failed");
       throw invalidCredentials();
     }
+    for (const [limiter, key] of reserved) limiter.release(key);
     this.acctClient.reset(`${username}|${ip}`);
     this.rememberClient(username, ip);
     if (this.passwords.needsRehash(user.passwordHash)) await this.rehash(user, password);
