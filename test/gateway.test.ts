@@ -346,6 +346,23 @@ describe("gateway: device sockets on /v1/connect", function () {
       expect(srv.relay.services.hub.get("alice", "rep")!.inflight).to.equal(0);
     });
 
+    it("call ids are not reused across sessions: an old session's reply replayed on the new session answers nothing", async () => {
+      const d1 = await dev("rep");
+      const held = call("rep", "old");
+      const c1 = await d1.call(0);
+      d1.kill();
+      expect((await held).status).to.equal(502);
+      const d2 = await dev("rep");
+      const fresh = call("rep", "new");
+      const c2 = await d2.call(0);
+      expect(c2.id).to.not.equal(c1.id);
+      d2.reply(c1.id, "meant for the old call");
+      d2.reply(c2.id, "new");
+      const r = await fresh;
+      expect(r.status).to.equal(200);
+      expect(r.body).to.deep.equal({ out: "new" });
+    });
+
     it("device killed mid-call → every waiting caller gets 502 device_disconnected (not the 30 s timeout)", async () => {
       const d = await dev("killme");
       const calls = ["a", "b", "c"].map((r) => call("killme", r));

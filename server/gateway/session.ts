@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
@@ -51,7 +52,11 @@ export class DeviceSession {
   /** Resources announced by `describe`; null until the first one. */
   resources: Map<string, ResourceKind> | null = null;
   private readonly pending = new Map<number, Pending>();
-  private nextId = 0;
+  /**
+   * Call ids start at a random point per session: a reply an SDK sends late on a new session of the same
+   * device (its handler outlived the old socket) then matches no pending call instead of answering another.
+   */
+  private nextId = randomInt(0, 2 ** 47);
   private closed = false;
 
   constructor(
