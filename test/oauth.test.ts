@@ -604,3 +604,77 @@ describe("oauth: WindowLimiter", () => {
     expect(() => new WindowLimiter(1, 0)).to.throw(RangeError, /"windowMs"/);
   });
 });
+
+describe("oauth: store failures on the token endpoint", () => {
+  let srv: TestServer;
+  let inner: Store;
+  let dir: string;
+  const fault: { err: Error | null } = { err: null };
+
+  /** Wraps every collection method so it throws `fault.err` while that is set. */
+  function faulty(store: Store): Store {
+    return {
+      kind: store.kind,
+      ping: () => store.ping(),
+      close: () => store.close(),
+      collection(name) {
+        const c = store.collection(name) as unknown as Record<string, unknown>;
+        return new Proxy(c, {
+          get(target, prop) {
+            const v = target[prop as string];
+            if (typeof v !== "function") return v;
+            return async (...args: unknown[]) => {
+              if (fault.err) throw fault.err;
+              return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            };
+          },
+        }) as never;
+      },
+    };
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "thingrelay-faulty-"));
+    inner = await openNedbStore(dir);
+    srv = await startServer({ store: faulty(inner), bruteForce: { perAccountAndClient: 1, perClient: 100, perAccount: 100, windowMs: 60_000 } });
+  });
+  afterEach(() => {
+    fault.err = null;
+  });
+  after(async () => {
+    await srv?.close();
+    await inner?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const grant = (password: string) => api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: ADMIN.user, password } });
+
+  it("an unexpected error answers 500 internal_error with no internals, and is logged", async () => {
+    fault.err = new Error("disk on fire at /var/lib/secret-path");
+    const r = await grant(ADMIN.password);
+    expect(r.status).to.equal(500);
+    expect(r.body).to.deep.equal({ error: { code: "internal_error", message: "internal server error" } });
+    expect(r.text).not.to.include("secret-path");
+    expect(r.text).not.to.match(/\bat\s/);
+    expect(srv.logs.join("")).to.include("unhandled error");
+    expect(srv.logs.join("")).not.to.include(ADMIN.password);
+  });
+
+  it("an unreachable store answers 503 service_unavailable with Retry-After", async () => {
+    const { StoreUnavailableError } = await import("../server/store/types.js");
+    fault.err = new StoreUnavailableError();
+    const r = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: "whatever" } });
+    expect(r.status).to.equal(503);
+    expect(r.body.error.code).to.equal("service_unavailable");
+    expect(r.headers.get("retry-after")).to.match(/^\d+$/);
+  });
+
+  it("attempts that failed on the store side do not count toward the brute-force limit", async () => {
+    fault.err = new Error("transient");
+    for (let i = 0; i < 3; i++) expect((await grant("wrong-password")).status).to.equal(500);
+    fault.err = null;
+    // The limit is 1 failure: a real wrong password is still answered 401, then the next one 429.
+    expect((await grant("wrong-password")).status).to.equal(401);
+    expect((await grant("wrong-password")).status).to.equal(429);
+  });
+});
