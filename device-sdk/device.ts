@@ -87,7 +87,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private lastSeen = 0;
   private keepaliveS: number;
   private describeQueued = false;
-  private firstConnect: { resolve(): void; reject(e: Error): void } | undefined;
+  /** Pending connect() promises, settled by the next `connected` or fatal close. */
+  private connectWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
 
   constructor(options: DeviceOptions) {
     super();
@@ -146,7 +147,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
   connect(): Promise<void> {
     if (this._state === "open") return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.firstConnect = { resolve, reject };
+      this.connectWaiters.push({ resolve, reject });
       if (this._state !== "connecting") this.open();
     });
   }
@@ -157,10 +158,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.stopTimers();
     const ws = this.ws;
     this.ws = undefined;
-    if (this.firstConnect) {
-      this.firstConnect.reject(new Error("closed before connecting"));
-      this.firstConnect = undefined;
-    }
+    this.settleWaiters(new Error("closed before connecting"));
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
       this.setState("closing");
       await new Promise<void>((resolve) => {
@@ -175,6 +173,15 @@ export class Device extends TypedEmitter<DeviceEvents> {
       });
     }
     this.setState("closed");
+  }
+
+  private settleWaiters(err?: Error): void {
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
   }
 
   private setState(s: DeviceState): void {
@@ -207,7 +214,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       this.ws = ws;
       let accepted = false;
       const deadline = setTimeout(() => {
-        if (!accepted) ws.close(4408, "connect timeout");
+        if (!accepted) this.abandon(ws, 4408, "connect timeout");
       }, this.opts.connectTimeoutMs);
       ws.onopen = () => {
         ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
@@ -231,7 +238,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
           }
           return;
         }
-        void this.onFrame(f);
+        void this.onFrame(ws, f);
       };
       ws.onerror = () => {
         /* the close event follows and drives reconnection */
@@ -246,12 +253,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
         if (this._state === "closing" || this._state === "closed") return;
         if (FATAL_CLOSE.has(ev.code)) {
           const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
-          if (this.firstConnect) {
-            this.firstConnect.reject(err);
-            this.firstConnect = undefined;
-          } else {
-            this.emit("error", err);
-          }
+          if (this.connectWaiters.length > 0) this.settleWaiters(err);
+          else this.emit("error", err);
           this.setState("closed");
           return;
         }
@@ -273,25 +276,41 @@ export class Device extends TypedEmitter<DeviceEvents> {
     if (typeof f.keepalive === "number" && f.keepalive >= 1) this.keepaliveS = Math.min(this.opts.keepalive, f.keepalive);
     this.sendDescribe();
     this.lastSeen = Date.now();
+    const ws = this.ws;
     this.pingTimer = setInterval(() => {
       if (Date.now() - this.lastSeen > 2 * this.keepaliveS * 1000) {
         // Two silent intervals: the server (or the path to it) is gone. Drop and reconnect.
-        this.ws?.close(4408, "keepalive timeout");
+        if (ws) this.abandon(ws, 4408, "keepalive timeout");
         return;
       }
       this.send({ type: "ping" });
     }, this.keepaliveS * 1000);
     this.emit("connected");
-    if (this.firstConnect) {
-      this.firstConnect.resolve();
-      this.firstConnect = undefined;
-    }
+    this.settleWaiters();
   }
 
-  private async onFrame(f: Record<string, unknown>): Promise<void> {
+  /**
+   * Gives up on a socket at once and handles it as closed. Waiting for the closing handshake would stall
+   * reconnection: a dead peer never answers it (ws waits 30 s).
+   */
+  private abandon(ws: WebSocketLike, code: number, reason: string): void {
+    const onclose = ws.onclose;
+    ws.onclose = null;
+    ws.onmessage = null;
+    try {
+      const t = (ws as { terminate?: () => void }).terminate;
+      if (typeof t === "function") t.call(ws);
+      else ws.close(code, reason);
+    } catch {
+      /* already closed */
+    }
+    onclose?.({ code, reason });
+  }
+
+  private async onFrame(ws: WebSocketLike, f: Record<string, unknown>): Promise<void> {
     switch (f.type) {
       case "call":
-        if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(f.id, f.resource, f.in);
+        if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(ws, f.id, f.resource, f.in);
         return;
       case "stream":
         if (typeof f.resource === "string" && typeof f.interval === "number") this.startStream(f.resource, f.interval);
@@ -304,19 +323,23 @@ export class Device extends TypedEmitter<DeviceEvents> {
     }
   }
 
-  private async answer(id: number, name: string, input: unknown): Promise<void> {
+  /** Runs a handler and answers on the socket the call came from: ids belong to one session only. */
+  private async answer(ws: WebSocketLike, id: number, name: string, input: unknown): Promise<void> {
+    const reply = (frame: object) => {
+      if (this.ws === ws) this.send(frame);
+    };
     const r = this.resources.get(name);
     if (!r) {
-      this.send({ type: "error", id, status: 404, code: "resource_not_found", message: `no resource "${name}"` });
+      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no resource "${name}"` });
       return;
     }
     try {
       const out = await r.handler(input);
-      if (r.kind === "output" || r.kind === "io") this.send({ type: "result", id, out: out === undefined ? null : out });
-      else this.send({ type: "result", id });
+      if (r.kind === "output" || r.kind === "io") reply({ type: "result", id, out: out === undefined ? null : out });
+      else reply({ type: "result", id });
     } catch (err) {
-      const status = typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 500;
-      this.send({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
+      const status = typeof (err as { status?: unknown } | null)?.status === "number" ? (err as { status: number }).status : 500;
+      reply({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
     }
   }
 
