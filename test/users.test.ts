@@ -189,6 +189,22 @@ describe("users: admin bootstrap (UsersService.ensureAdmin)", () => {
     expect(other).to.equal(null);
   });
 
+  it("two nodes bootstrapping one empty store at once: one admin, one generated password, no crash", async () => {
+    const other = new UsersService(repos, passwords, new RevocationCache());
+    const results = await Promise.all([users.ensureAdmin(undefined, undefined, logger), other.ensureAdmin(undefined, undefined, logger)]);
+    const made = results.filter((r) => r !== null);
+    expect(made).to.have.length(1);
+    expect(await repos.users.count({})).to.equal(1);
+    expect(await passwords.verify(made[0]!.password, (await repos.users.findOne({ _id: "admin" }))!.passwordHash)).to.equal(true);
+  });
+
+  it("two nodes ensuring one configured admin at once: both succeed, one account", async () => {
+    const other = new UsersService(repos, passwords, new RevocationCache());
+    expect(await Promise.all([users.ensureAdmin("root", "root-password", logger), other.ensureAdmin("root", "root-password", logger)])).to.deep.equal([null, null]);
+    expect(await repos.users.find({})).to.have.length(1);
+    expect((await repos.users.findOne({ _id: "root" }))!.admin).to.equal(true);
+  });
+
   it("nothing configured but users exist: no admin is generated", async () => {
     await users.create("alice", "alice-password");
     expect(await users.ensureAdmin(undefined, undefined, logger)).to.equal(null);

@@ -50,8 +50,9 @@ export class UsersService {
     if (user !== undefined && password !== undefined) {
       const existing = await this.repos.users.findOne({ _id: user });
       if (!existing) {
-        await this.create(user, password, true);
-        logger.info({ user }, "admin account created");
+        // Another node sharing the store may create it at the same moment: then it exists, as wanted.
+        if (await this.createUnlessExists(user, password)) logger.info({ user }, "admin account created");
+        else await this.ensureAdmin(user, password, logger);
       } else if (!existing.admin) {
         await this.repos.users.updateOne({ _id: user }, { $set: { admin: true } });
         this.cache.invalidate(cacheKey.user(user));
@@ -60,8 +61,19 @@ export class UsersService {
     }
     if ((await this.repos.users.count({})) > 0) return null;
     const generated = randomBytes(18).toString("base64url");
-    await this.create("admin", generated, true);
+    // Two nodes starting together on one empty MongoDB: only the one that created the account prints it.
+    if (!(await this.createUnlessExists("admin", generated))) return null;
     return { user: "admin", password: generated };
+  }
+
+  private async createUnlessExists(user: string, password: string): Promise<boolean> {
+    try {
+      await this.create(user, password, true);
+      return true;
+    } catch (err) {
+      if (err instanceof AppError && err.code === "conflict") return false;
+      throw err;
+    }
   }
 }
 
