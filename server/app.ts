@@ -25,6 +25,7 @@ import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
 import { corsFor, jsonDepth, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { requireAuth } from "./http/auth.js";
+import { clientErrorHandler } from "./http/client-error.js";
 import { oauthRoutes } from "./oauth/routes.js";
 import { userRoutes } from "./users/routes.js";
 import { deviceRoutes } from "./devices/routes.js";
@@ -87,8 +88,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     bridge.requestSync();
     hub.remote = bridge;
     services.cluster = bridge;
-  }
     services.streams.attachCluster(bridge);
+  }
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {
@@ -126,13 +127,28 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);
+  // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
+  // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
+  const parseTokenBody = bodyParser({
+    enableTypes: ["json", "form"],
+    jsonLimit: config.limits.tokenBodyLimitBytes,
+    formLimit: config.limits.tokenBodyLimitBytes,
+    strict: false,
+    queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
+    onerror: (err: Error & { status?: number }) => {
+      if (err.status === 413) throw new AppError("payload_too_large");
+      throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
+    },
+  } as unknown as bodyParser.Options);
   app.use(async (ctx, next) => {
     if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
+    let parse = parseBody;
     if (ctx.path === "/oauth/token" || ctx.path === "/oauth/revoke") {
       const len = Number(ctx.get("Content-Length") || 0);
       if (len > config.limits.tokenBodyLimitBytes) throw new AppError("payload_too_large");
+      parse = parseTokenBody;
     }
-    await parseBody(ctx, async () => {
+    await parse(ctx, async () => {
       const body = (ctx.request as { body?: unknown }).body;
       if (!jsonDepth(body, config.limits.jsonMaxDepth)) throw new AppError("invalid_request", `JSON nested deeper than ${config.limits.jsonMaxDepth}`);
       await next();
@@ -179,6 +195,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
+      server.on("clientError", clientErrorHandler(logger));
     },
     async close(code = 1001) {
       gateway.close();

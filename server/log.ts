@@ -1,3 +1,4 @@
+import { unescape } from "node:querystring";
 import { pino, type Logger, type DestinationStream } from "pino";
 
 export type { Logger };
@@ -12,21 +13,20 @@ export const REDACT_PATHS = [
 /** Removes the `authorization` query parameter (and any other token-like one) from a URL for logging. */
 export function redactUrl(url: string): string {
   const q = url.indexOf("?");
-  if (q < 0) return url;
+  if (q < 0) return url.replace(JWT_RE, "[REDACTED]");
   // Match on the *decoded* key, as koa's ctx.query sees it: `?%61uthorization=` is the token parameter too.
   const query = url.slice(q + 1).split("&").map((part) => {
     const eq = part.indexOf("=");
     if (eq < 0) return part;
-    let key = part.slice(0, eq);
-    try {
-      key = decodeURIComponent(key.replace(/\+/g, " "));
-    } catch {
-      // malformed escapes: match the raw key
-    }
+    // node:querystring's unescape is what koa's ctx.query applies (lenient with malformed escapes, never throws).
+    const key = unescape(part.slice(0, eq).replace(/\+/g, " "));
     return SECRET_PARAM.test(key) ? `${part.slice(0, eq)}=[REDACTED]` : part;
   });
-  return `${url.slice(0, q)}?${query.join("&")}`;
+  return `${url.slice(0, q)}?${query.join("&")}`.replace(JWT_RE, "[REDACTED]");
 }
+
+/** Second net: anything shaped like a JWS compact token, under whatever parameter name it came. */
+const JWT_RE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 
 const SECRET_PARAM = /authorization|token|password|secret|credential/i;
 

@@ -47,15 +47,23 @@ function renderError(ctx: Context, err: unknown, logger: Logger, reqId: string):
   ctx.body = errorBody(appErr.code, appErr.message);
 }
 
+/**
+ * Headers sent on every answer (also on the raw answers to unparsable requests, see client-error.ts):
+ * no sniffing, no referrer (tokens may sit in `?authorization=` URLs, RFC 6750 §2.3 / RFC 9700 §4.2), no framing.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+  "X-Frame-Options": "DENY",
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Resource-Policy": "same-origin",
+  "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+});
+
 /** Headers suited to an API that may carry tokens in URLs and to a page that holds tokens. */
 export function securityHeaders() {
   return async function security(ctx: Context, next: Next): Promise<void> {
-    ctx.set("X-Content-Type-Options", "nosniff");
-    ctx.set("Referrer-Policy", "no-referrer");
-    ctx.set("X-Frame-Options", "DENY");
-    ctx.set("Cross-Origin-Opener-Policy", "same-origin");
-    ctx.set("Cross-Origin-Resource-Policy", "same-origin");
-    ctx.set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) ctx.set(k, v);
     if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
       ctx.set("Cache-Control", "no-store");
       ctx.set("Pragma", "no-cache");

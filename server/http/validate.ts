@@ -5,7 +5,7 @@ import { AppError } from "../errors.js";
 export function objectBody(ctx: Context, allowed: readonly string[]): Record<string, unknown> {
   const raw = (ctx.request as { rawBody?: string }).rawBody;
   if (raw === undefined || raw === "") {
-    if (ctx.request.length && !ctx.is("json", "urlencoded")) throw new AppError("unsupported_media_type", "send application/json");
+    if (hasBody(ctx) && !ctx.is("json", "urlencoded")) throw new AppError("unsupported_media_type", "send application/json");
     throw new AppError("invalid_request", "request body required");
   }
   const body = (ctx.request as { body?: unknown }).body;
@@ -14,6 +14,11 @@ export function objectBody(ctx: Context, allowed: readonly string[]): Record<str
   const extra = Object.keys(obj).filter((k) => !allowed.includes(k));
   if (extra.length > 0) throw new AppError("invalid_request", `unknown field${extra.length > 1 ? "s" : ""}: ${extra.slice(0, 5).join(", ")}`);
   return obj;
+}
+
+/** True when the request carries a body: a positive Content-Length or a chunked (Transfer-Encoding) one. */
+export function hasBody(ctx: Context): boolean {
+  return Number(ctx.get("Content-Length") || 0) > 0 || ctx.get("Transfer-Encoding") !== "";
 }
 
 export function requireString(obj: Record<string, unknown>, key: string, re?: RegExp, what?: string): string {
