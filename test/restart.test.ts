@@ -175,10 +175,21 @@ describe("restart: data survives SIGKILL (child process)", function () {
       expect((await api(second!.url, "GET", "/v1/me", { token: ok.body.access_token })).status).to.equal(401);
     });
 
+    it("SIGSTOP then SIGCONT: a request sent while the process is frozen is answered once it resumes", async () => {
+      second!.signal("SIGSTOP");
+      const pending = api(second!.url, "GET", "/v1/me", { token: rootAccess });
+      second!.signal("SIGCONT");
+      const r = await pending;
+      expect(r.status).to.equal(200);
+      expect(r.body.user).to.equal("root");
+    });
+
     it("SIGTERM shuts down gracefully: device sessions closed with 1001, exit code 0", async () => {
       const { closed } = await connectDevice(second!.wsUrl, "alice", "d1", "d1-secret");
+      const stopping = second!.waitForOutput(/"msg":"shutting down"/);
       const exit = await second!.kill("SIGTERM");
       expect(exit).to.deep.equal({ code: 0, signal: null });
+      expect((await stopping)[0]).to.equal('"msg":"shutting down"');
       expect(await closed).to.equal(1001);
       const msgs = second!.logs().map((l) => l.msg);
       expect(msgs).to.include("shutting down");

@@ -33,6 +33,10 @@ export interface MainOptions {
   dataDir?: string;
   /** How long to wait for the port line (or for the exit, in {@link runMain}). Default 30 s. */
   timeoutMs?: number;
+  /** Script to run instead of server/main.ts (absolute, or relative to the repository root). */
+  entry?: string;
+  /** Arguments after the script. */
+  args?: string[];
 }
 
 export interface MainProcess {
@@ -51,8 +55,15 @@ export interface MainProcess {
   logs(): Array<Record<string, unknown>>;
   /** Resolves when the child has exited (whatever ended it). */
   readonly exited: Promise<ExitInfo>;
-  /** Sends `signal` (default SIGTERM) and resolves once the child has exited; SIGKILLs after `graceMs`. */
+  /**
+   * Sends a terminating `signal` (default SIGTERM) and resolves once the child has exited; SIGKILLs it if it
+   * is still running after `graceMs` (default 15 s). For SIGSTOP/SIGCONT use {@link MainProcess.signal}.
+   */
   kill(signal?: NodeJS.Signals, graceMs?: number): Promise<ExitInfo>;
+  /** Sends `signal` without waiting (SIGSTOP to freeze the server, SIGCONT to resume it). */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves with the match once stdout matches `re` (checked on every chunk); rejects on exit or timeout. */
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   /** Kills the child if still running (SIGKILL) and removes the temp DATA_DIR if this helper made it. */
   cleanup(): Promise<void>;
 }
@@ -91,8 +102,9 @@ interface Spawned {
   exited: Promise<ExitInfo>;
 }
 
-function spawnMain(env: NodeJS.ProcessEnv): Spawned {
-  const child = spawn(process.execPath, ["--import=tsx", MAIN_ENTRY], { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+function spawnMain(env: NodeJS.ProcessEnv, options: MainOptions): Spawned {
+  const entry = resolve(REPO_ROOT, options.entry ?? MAIN_ENTRY);
+  const child = spawn(process.execPath, ["--import=tsx", entry, ...(options.args ?? [])], { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   const out = { stdout: "", stderr: "" };
   child.stdout!.setEncoding("utf8").on("data", (s: string) => (out.stdout += s));
@@ -120,7 +132,7 @@ export async function startMain(options: MainOptions = {}): Promise<MainProcess>
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await tempDir());
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const { child, out, exited } = spawnMain(childEnv(dataDir, options.env));
+  const { child, out, exited } = spawnMain(childEnv(dataDir, options.env), options);
 
   let port: number;
   try {
@@ -186,6 +198,38 @@ export async function startMain(options: MainOptions = {}): Promise<MainProcess>
         clearTimeout(force);
       }
     },
+    signal(sig: NodeJS.Signals) {
+      if (!exitInfo) child.kill(sig);
+    },
+    waitForOutput(re: RegExp, waitMs = 10_000) {
+      return new Promise<RegExpExecArray>((resolve, reject) => {
+        const check = () => {
+          const m = re.exec(out.stdout);
+          if (!m) return false;
+          done();
+          resolve(m);
+          return true;
+        };
+        const onExit = () => {
+          done();
+          if (!check()) reject(new Error(`server exited before printing ${re}\nstderr: ${tail(out.stderr)}`));
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`no ${re} on stdout within ${waitMs} ms\nstdout: ${tail(out.stdout)}`));
+        }, waitMs);
+        const done = () => {
+          clearTimeout(timer);
+          child.stdout!.off("data", onData);
+          child.off("close", onExit);
+        };
+        const onData = () => void check();
+        if (check()) return;
+        if (exitInfo) return onExit();
+        child.stdout!.on("data", onData);
+        child.once("close", onExit);
+      });
+    },
     async cleanup() {
       if (!exitInfo) {
         child.kill("SIGKILL");
@@ -205,7 +249,7 @@ export async function runMain(options: MainOptions = {}): Promise<RunResult> {
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await tempDir());
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const { child, out, exited } = spawnMain(childEnv(dataDir, options.env));
+  const { child, out, exited } = spawnMain(childEnv(dataDir, options.env), options);
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   try {
     const info = await exited;
