@@ -167,6 +167,9 @@ describe("config: server/main.ts start-up (child process)", function () {
       let err: NodeJS.ErrnoException | undefined;
       await stat(join(p.dataDir, ADMIN_PASSWORD_FILE)).catch((e: NodeJS.ErrnoException) => (err = e));
       expect(err?.code).to.equal("ENOENT");
+      // SIGINT (Ctrl-C) shuts down as gracefully as SIGTERM.
+      expect(await p.kill("SIGINT")).to.deep.equal({ code: 0, signal: null });
+      expect(p.logs().map((l) => l.msg).slice(-2)).to.deep.equal(["shutting down", "stopped"]);
     } finally {
       await p.cleanup();
     }
