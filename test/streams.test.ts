@@ -287,6 +287,30 @@ describe("streams: SSE stats, resource and account event streams", function () {
     });
   });
 
+  describe("slow clients", () => {
+    it("a client that stops reading is dropped, not buffered without bound", async () => {
+      const dev = await rawDevice("raw", { blob: "output" });
+      // A raw socket that sends the request and never reads the answer.
+      const { connect } = await import("node:net");
+      const sock = connect(srv.port, "127.0.0.1");
+      await new Promise((r) => sock.once("connect", r));
+      sock.pause();
+      sock.write(`GET /v2/users/alice/devices/raw/blob?authorization=${token} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+      await dev.nextStreamFrame();
+      expect(srv.relay.services.streams.openCount).to.equal(1);
+      const big = "x".repeat(256 * 1024);
+      // Push until the server gives up on the reader (socket buffers absorb the first few MiB).
+      const frame = JSON.stringify({ type: "data", resource: "blob", out: big });
+      for (let i = 0; i < 400 && srv.relay.services.streams.openCount > 0; i++) {
+        await new Promise((r) => dev.ws.send(frame, r));
+      }
+      await until(() => srv.relay.services.streams.openCount === 0, 10_000, "slow stream to be dropped");
+      expect(srv.relay.services.streams.openCount).to.equal(0);
+      expect(await dev.nextStreamFrame()).to.deep.equal({ type: "unstream", resource: "blob" });
+      sock.destroy();
+    });
+  });
+
   describe("token lifecycle", () => {
     async function deviceToken(body: Record<string, unknown>): Promise<{ id: string; token: string }> {
       const r = await api(srv.url, "POST", "/v1/users/alice/devices/sensor/tokens", { token, json: { token_name: "wall", ...body } });
@@ -323,6 +347,26 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(revoke.status).to.equal(200);
       expect(json(await c.next((e) => e.event === "end"))).to.deep.equal({ reason: "token_revoked" });
       await c.ended;
+    });
+
+    it("narrowing a user token's permissions ends its stream with reason forbidden; disabling it, token_revoked", async () => {
+      const created = await api(srv.url, "POST", "/v1/users/alice/tokens", {
+        token, json: { name: "wall screen", allow: [{ action: "ReadEvents", target: "*" }, { action: "GetDeviceStats", target: "*" }] },
+      });
+      expect(created.status).to.equal(200);
+      const ut = created.body as { id: string; token: string };
+      const events = await sse(`${srv.url}/v1/users/alice/events?authorization=${ut.token}`);
+      const stats = await sse(`${srv.url}/v1/users/alice/devices/sensor/stats?authorization=${ut.token}`);
+      expect([events.status, stats.status]).to.deep.equal([200, 200]);
+      const narrowed = await api(srv.url, "PUT", `/v1/users/alice/tokens/${ut.id}`, { token, json: { allow: [{ action: "GetDeviceStats", target: "*" }] } });
+      expect(narrowed.status).to.equal(200);
+      expect(json(await events.next((e) => e.event === "end"))).to.deep.equal({ reason: "forbidden" });
+      await events.ended;
+      expect(srv.relay.services.streams.openCount).to.equal(1);
+      const disabled = await api(srv.url, "PUT", `/v1/users/alice/tokens/${ut.id}`, { token, json: { enabled: false } });
+      expect(disabled.status).to.equal(200);
+      expect(json(await stats.next((e) => e.event === "end"))).to.deep.equal({ reason: "token_revoked" });
+      await stats.ended;
     });
 
     it("a stream ends when its token expires", async () => {
