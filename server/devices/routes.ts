@@ -2,6 +2,7 @@ import type { Router, RouterMiddleware } from "@koa/router";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
+import { requireOwnAccount } from "../http/auth.js";
 import { objectBody, optionalString, param, requireString } from "../http/validate.js";
 import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
@@ -23,6 +24,8 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
 
   router.post("/v1/users/:user/devices", requireAuth, async (ctx) => {
     const user = userOf(ctx.params.user);
+    // Another account answers 404 before its body is even read, like every other route of that account.
+    requireOwnAccount(ctx, user, noUser());
     const body = objectBody(ctx, ["device_id", "device_description", "device_credentials", "device_type"]);
     const id = requireString(body, "device_id", DEVICE_ID_RE, "must match [a-zA-Z0-9_]{1,25}");
     authorize(ctx, user, "CreateDevice", { device: id }, noUser);

@@ -45,6 +45,8 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const user = userOf(ctx.params.user);
     const device = deviceOf(ctx.params.device);
     authorize(ctx, user, "DeleteDeviceToken", { device }, noDevice);
+    // A missing device answers device_not_found whatever the token id, as on every other device route.
+    await s.devices.get(user, device);
     await s.tokens.deleteDeviceToken(user, device, tokenOf(ctx.params.id));
     ctx.body = {};
   });
