@@ -4,7 +4,7 @@ import { request } from "node:http";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { DeviceTokenPrincipal, SessionPrincipal, UserTokenPrincipal } from "../server/auth/principal.js";
+import { DeviceTokenPrincipal, type Principal, SessionPrincipal, UserTokenPrincipal } from "../server/auth/principal.js";
 import { normalizeResource } from "../server/relay/resource.js";
 import { isResourceName } from "../server/gateway/protocol.js";
 import { AppError } from "../server/errors.js";
@@ -57,7 +57,7 @@ describe("authorization: one model, no path tricks, no cross-account access", fu
 
   describe("principals (unit)", () => {
     it("a session may do anything in its account and manage tokens", () => {
-      const p = new SessionPrincipal("alice", false, "fam", Date.now() + 1000);
+      const p: Principal = new SessionPrincipal("alice", false, "fam", Date.now() + 1000);
       expect(p.can("DeleteDevice", { device: "x" })).to.equal(true);
       expect(p.canManageTokens).to.equal(true);
     });
