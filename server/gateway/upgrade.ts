@@ -7,7 +7,7 @@ import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import { WindowLimiter } from "../auth/limiter.js";
 import { CLOSE, parseConnect } from "./protocol.js";
-import { DeviceSession } from "./session.js";
+import { CLOSE_GRACE_MS, DeviceSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
 export const CONNECT_PATH = "/v1/connect";
@@ -168,6 +168,11 @@ function closeWith(ws: WebSocket, code: number, errCode: string, message: string
   try {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
     ws.close(code, errCode);
+    // A peer that ignores the closing handshake would hold the socket for ws's 30 s closeTimeout, outside the
+    // pending-socket cap (already released): cut it after the same grace as sessions.
+    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref();
+    ws.once("close", () => clearTimeout(timer));
   } catch {
     ws.terminate();
   }

@@ -218,15 +218,20 @@ export interface RawWs {
   socket: Socket;
   /** Frames received from the server so far (server frames are never masked). */
   frames: Array<{ opcode: number; payload: Buffer }>;
-  /** Resolves with the close code the server sent (or null if the socket ended without a close frame). */
+  /**
+   * Resolves with the close code of the server's close frame (answered with a close frame, as a client must,
+   * unless `answerClose: false`), or null if the socket ended without one.
+   */
   closed: Promise<number | null>;
+  /** Resolves when the TCP connection is gone. */
+  tcpClosed: Promise<void>;
   send(buf: Buffer): void;
   /** Waits for a text frame satisfying `pred`. */
   text(pred: (s: string) => boolean, timeoutMs?: number): Promise<string>;
 }
 
 /** Opens a socket and completes a WebSocket handshake on `path` by hand; rejects if the answer is not 101. */
-export function rawUpgrade(port: number, opts: { path?: string; headers?: string[]; localAddress?: string } = {}): Promise<RawWs> {
+export function rawUpgrade(port: number, opts: { path?: string; headers?: string[]; localAddress?: string; answerClose?: boolean } = {}): Promise<RawWs> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: "127.0.0.1", port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     let buf = Buffer.alloc(0);
@@ -236,6 +241,8 @@ export function rawUpgrade(port: number, opts: { path?: string; headers?: string
     let closeCode: number | null = null;
     let resolveClosed!: (c: number | null) => void;
     const closed = new Promise<number | null>((r) => (resolveClosed = r));
+    let resolveTcp!: () => void;
+    const tcpClosed = new Promise<void>((r) => (resolveTcp = r));
     const parse = () => {
       for (;;) {
         if (buf.length < 2) return;
@@ -255,7 +262,11 @@ export function rawUpgrade(port: number, opts: { path?: string; headers?: string
         const payload = buf.subarray(off, off + len);
         buf = buf.subarray(off + len);
         frames.push({ opcode, payload });
-        if (opcode === 8 && closeCode === null) closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+        if (opcode === 8 && closeCode === null) {
+          closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+          if (opts.answerClose !== false && !socket.destroyed) socket.write(frame({ opcode: 8, payload: payload.subarray(0, 2) }));
+          resolveClosed(closeCode);
+        }
         for (const w of [...waiters]) w();
       }
     };
@@ -279,11 +290,12 @@ export function rawUpgrade(port: number, opts: { path?: string; headers?: string
     socket.on("error", () => {});
     socket.on("close", () => {
       resolveClosed(closeCode);
+      resolveTcp();
       for (const w of [...waiters]) w();
       if (!upgraded) reject(new Error("socket closed before the upgrade answer"));
     });
     const ws: RawWs = {
-      socket, frames, closed,
+      socket, frames, closed, tcpClosed,
       send(b: Buffer) {
         if (!socket.destroyed) socket.write(b);
       },
