@@ -1,0 +1,187 @@
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import type { Command, Context } from "../command.js";
+import { str } from "../command.js";
+import { CliError, EXIT, usageError } from "../errors.js";
+import { note, print, printJson, readStdin } from "../io.js";
+
+/** `device/resource[/nested…]` → encoded path pieces; `device` alone when `resourceRequired` is false. */
+export function parseTarget(target: string, resourceRequired: boolean): { device: string; resource: string | undefined } {
+  const slash = target.indexOf("/");
+  const device = slash < 0 ? target : target.slice(0, slash);
+  const resource = slash < 0 ? undefined : target.slice(slash + 1);
+  if (device === "" || resource === "" || (resourceRequired && resource === undefined)) {
+    throw usageError(`"${target}": expected ${resourceRequired ? "<device>/<resource>" : "<device>[/<resource>]"}, e.g. nodemcu/temperature`);
+  }
+  return { device, resource };
+}
+
+async function v2Path(ctx: Context, device: string, resource: string): Promise<string> {
+  const { user } = await ctx.client.session();
+  const res = resource.split("/").map(encodeURIComponent).join("/");
+  return `/v2/users/${encodeURIComponent(user)}/devices/${encodeURIComponent(device)}/${res}`;
+}
+
+function seconds(value: string | undefined, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(value)) throw usageError(`--${name} must be a number of seconds`);
+  return value;
+}
+
+export const call: Command = {
+  path: ["call"],
+  args: "<device>/<resource> [json]",
+  minArgs: 1,
+  maxArgs: 2,
+  summary: "call a device resource",
+  description: "Without input: GET (an output or run resource). With input: POST {\"in\": <json>} (an input or "
+    + "input/output resource). The input is JSON — true, 42, '\"text\"', '{\"value1\":20,\"value2\":10}' — or - to "
+    + "read it from stdin. Prints the resource's `out` value (nothing for input and run resources).",
+  options: { timeout: { type: "string", short: "t", value: "SECONDS", description: "how long to wait for the device (server default 10)" } },
+  examples: ["thingrelay call nodemcu/temperature", "thingrelay call nodemcu/relay true", `thingrelay call nodemcu/io '{"value1":20,"value2":10}'`],
+  async run(ctx, [target, input], options) {
+    const { device, resource } = parseTarget(target!, true);
+    let value: unknown;
+    const hasInput = input !== undefined;
+    if (hasInput) {
+      const raw = input === "-" ? await readStdin(ctx.io) : input;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        throw usageError(`input must be JSON, e.g. true, 42, '"text"' or '{"r":255}' (got ${JSON.stringify(raw.slice(0, 40))})`);
+      }
+    }
+    const timeout = seconds(str(options, "timeout"), "timeout");
+    const path = (await v2Path(ctx, device, resource!)) + (timeout ? `?timeout=${timeout}` : "");
+    const body = await ctx.client.call<{ out?: unknown } | undefined>(hasInput ? "POST" : "GET", path, hasInput ? { json: { in: value } } : {});
+    if (ctx.json) return printJson(ctx.io, body ?? {});
+    if (body === undefined || !("out" in body)) return;
+    print(ctx.io, typeof body.out === "string" ? body.out : JSON.stringify(body.out, null, 2));
+  },
+};
+
+export const watch: Command = {
+  path: ["watch"],
+  args: "[<device>[/<resource>]]",
+  maxArgs: 1,
+  summary: "follow live events: a device's stats, a resource's values, or the account's device events",
+  description: "Opens a Server-Sent Events stream and prints each event as it arrives: with <device>/<resource> "
+    + "the resource's values (every --interval seconds, and whenever the device pushes one), with <device> the "
+    + "device's stats, with no argument the account's online/offline events. Reconnects by itself (resuming with "
+    + "Last-Event-ID) until Ctrl-C. --json prints one JSON object per line: {\"id\",\"event\",\"data\"}.",
+  options: {
+    interval: { type: "string", short: "i", value: "SECONDS", description: "resource streams: seconds between samples (default: only pushed values)" },
+    count: { type: "string", short: "c", value: "N", description: "exit after N events" },
+  },
+  examples: ["thingrelay watch nodemcu/temperature --interval 1", "thingrelay watch nodemcu", "thingrelay watch --json"],
+  async run(ctx, [target], options) {
+    const count = str(options, "count");
+    if (count !== undefined && !/^[1-9]\d{0,8}$/.test(count)) throw usageError("--count must be a positive integer");
+    const interval = seconds(str(options, "interval"), "interval");
+    let path: string;
+    if (target === undefined) {
+      if (interval) throw usageError("--interval applies to resource streams (<device>/<resource>)");
+      path = `/v1/users/${encodeURIComponent((await ctx.client.session()).user)}/events`;
+    } else {
+      const { device, resource } = parseTarget(target, false);
+      if (resource === undefined) {
+        if (interval) throw usageError("--interval applies to resource streams (<device>/<resource>)");
+        path = `/v1/users/${encodeURIComponent((await ctx.client.session()).user)}/devices/${encodeURIComponent(device)}/stats`;
+      } else {
+        path = (await v2Path(ctx, device, resource)) + (interval ? `?interval=${interval}` : "");
+      }
+    }
+    await follow(ctx, path, count === undefined ? Infinity : Number(count));
+  },
+};
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** Reads an SSE stream, printing events; reconnects like EventSource until `limit` events or an abort. */
+async function follow(ctx: Context, path: string, limit: number): Promise<void> {
+  const outer = ctx.io.signal;
+  let lastId: string | undefined;
+  let retryMs = 3000;
+  let seen = 0;
+  let connected = false;
+  let attempt = 0;
+  const show = (e: EventSourceMessage) => {
+    let data: unknown = e.data;
+    try {
+      data = JSON.parse(e.data);
+    } catch {
+      // not JSON: print as text
+    }
+    if (ctx.json) {
+      ctx.io.stdout.write(`${JSON.stringify({ id: e.id ?? null, event: e.event ?? "message", data })}\n`);
+      return;
+    }
+    const d = data as { ts?: unknown; out?: unknown };
+    if (e.event === "data" && typeof d?.ts === "number") print(ctx.io, `${new Date(d.ts).toISOString()}  ${JSON.stringify(d.out)}`);
+    else print(ctx.io, `${new Date().toISOString()}  ${e.event ?? "message"}  ${JSON.stringify(data)}`);
+  };
+
+  while (!outer?.aborted) {
+    const ac = new AbortController();
+    const abort = () => ac.abort();
+    outer?.addEventListener("abort", abort, { once: true });
+    let endReason: string | undefined;
+    try {
+      const headers: Record<string, string> = lastId !== undefined ? { "Last-Event-ID": lastId } : {};
+      const res = await ctx.client.request("GET", path, { accept: "text/event-stream", headers, signal: ac.signal });
+      if (!res.ok) await ctx.client.parse(res); // throws the server's error
+      if (!(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+        await res.body?.cancel();
+        throw new CliError("the server did not answer with an event stream", EXIT.failure);
+      }
+      connected = true;
+      attempt = 0;
+      const parser = createParser({
+        onEvent: (e) => {
+          if (e.id !== undefined) lastId = e.id;
+          if (e.event === "end") {
+            endReason = (() => {
+              try {
+                return (JSON.parse(e.data) as { reason?: string }).reason;
+              } catch {
+                return e.data;
+              }
+            })();
+            return;
+          }
+          if (seen >= limit) return;
+          show(e);
+          if (++seen >= limit) ac.abort();
+        },
+        onRetry: (ms) => {
+          retryMs = ms;
+        },
+      });
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
+    } catch (err) {
+      if (ac.signal.aborted) {
+        if (seen >= limit || outer?.aborted) return;
+      } else if (err instanceof CliError && (!connected || err.exitCode !== EXIT.failure || err.status !== undefined)) {
+        // Refused (4xx/5xx, auth) or never reachable: report, do not loop.
+        throw err;
+      }
+      // Otherwise the connection broke: fall through and reconnect.
+    } finally {
+      outer?.removeEventListener("abort", abort);
+    }
+    if (seen >= limit) return;
+    if (endReason === "token_revoked" || endReason === "forbidden") {
+      throw new CliError(`the server ended the stream: ${endReason}`, EXIT.auth, endReason);
+    }
+    attempt++;
+    const wait = Math.min(MAX_BACKOFF_MS, retryMs * 2 ** Math.max(0, attempt - 1));
+    note(ctx.io, `thingrelay: stream ended${endReason ? ` (${endReason})` : ""}; reconnecting in ${Math.round(wait / 100) / 10} s`);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, wait);
+      outer?.addEventListener("abort", () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+  }
+}

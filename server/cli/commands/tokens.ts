@@ -1,0 +1,151 @@
+import type { Command } from "../command.js";
+import { list, str } from "../command.js";
+import { usageError } from "../errors.js";
+import { note, print, printJson, table } from "../io.js";
+import { accountPath } from "./devices.js";
+
+interface DeviceToken {
+  id: string;
+  name: string;
+  token: string | null;
+}
+
+interface Permission {
+  action: string;
+  target?: string;
+  resources?: string[];
+}
+
+interface UserToken {
+  id: string;
+  name: string;
+  token: string;
+  enabled: boolean;
+  expiration: number | null;
+  allow: Permission[];
+  deny: Permission[];
+  created_ts: number;
+}
+
+const DEVICE_OPTION = { type: "string" as const, short: "d", value: "DEVICE", description: "a device token of this device (default: user access tokens)" };
+
+/**
+ * Expiry from `30d`, `12h`, `45m`, `90s` (from now) or an ISO 8601 date; returns ms since the epoch.
+ * @param now for tests
+ */
+export function parseExpiry(value: string, now = Date.now()): number {
+  const rel = /^(\d{1,6})([smhd])$/.exec(value);
+  if (rel) return now + Number(rel[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as "s" | "m" | "h" | "d"];
+  const abs = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(abs)) throw usageError(`--expires "${value}": use e.g. 30d, 12h, 45m or an ISO date (2030-01-31T12:00:00Z)`);
+  if (abs <= now) throw usageError(`--expires "${value}" is in the past`);
+  return abs;
+}
+
+/** `ACTION[:TARGET[:RES1,RES2]]`, e.g. `AccessDeviceResources:nodemcu:temperature` or `ListDevices`. */
+export function parsePermission(spec: string): Permission {
+  const [action, target, resources, ...rest] = spec.split(":");
+  if (!action || rest.length > 0) throw usageError(`permission "${spec}": use ACTION[:DEVICE[:RESOURCE,…]], e.g. AccessDeviceResources:nodemcu:temperature`);
+  const p: Permission = { action };
+  if (target) p.target = target;
+  if (resources) p.resources = resources.split(",").filter((r) => r !== "");
+  return p;
+}
+
+function when(ms: number | null): string {
+  return ms === null ? "never" : new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+function describe(perms: Permission[]): string {
+  return perms.map((p) => [p.action, p.target ?? "*", ...(p.resources ? [p.resources.join(",")] : [])].join(":")).join(" ");
+}
+
+export const tokensList: Command = {
+  path: ["tokens", "list"],
+  summary: "list user access tokens, or a device's tokens with --device",
+  maxArgs: 0,
+  options: { device: DEVICE_OPTION },
+  async run(ctx, _args, options) {
+    const device = str(options, "device");
+    if (device !== undefined) {
+      const tokens = await ctx.client.call<DeviceToken[]>("GET", await accountPath(ctx, "devices", device, "tokens"));
+      if (ctx.json) return printJson(ctx.io, tokens);
+      if (tokens.length === 0) return print(ctx.io, `No tokens for ${device}.`);
+      return print(ctx.io, table([["ID", "NAME"], ...tokens.map((t) => [t.id, t.name])]));
+    }
+    const tokens = await ctx.client.call<UserToken[]>("GET", await accountPath(ctx, "tokens"));
+    if (ctx.json) return printJson(ctx.io, tokens);
+    if (tokens.length === 0) return print(ctx.io, "No user access tokens.");
+    print(ctx.io, table([
+      ["ID", "NAME", "ENABLED", "EXPIRES", "ALLOW", "DENY"],
+      ...tokens.map((t) => [t.id, t.name, t.enabled ? "yes" : "no", when(t.expiration), describe(t.allow), describe(t.deny)]),
+    ]));
+  },
+};
+
+export const tokensCreate: Command = {
+  path: ["tokens", "create"],
+  summary: "create a user access token, or a device token with --device",
+  description: "Prints the new token alone on stdout (so `TOKEN=$(thingrelay tokens create …)` works) and its id "
+    + "on stderr. A device token opens one device (--resource limits it to some resources); a user access token "
+    + "holds --allow/--deny permissions: ACTION[:DEVICE[:RESOURCE,…]] with Thinger's actions "
+    + "(AccessDeviceResources, ListDevices, GetDeviceStats, ReadDevice, …) or * for every action.",
+  maxArgs: 0,
+  options: {
+    name: { type: "string", short: "n", value: "NAME", description: "token name (required)" },
+    device: DEVICE_OPTION,
+    resource: { type: "string", short: "r", multiple: true, value: "RESOURCE", description: "device token: a resource it may call (repeatable; default all)" },
+    allow: { type: "string", multiple: true, value: "PERMISSION", description: "user token: a permission to grant (repeatable)" },
+    deny: { type: "string", multiple: true, value: "PERMISSION", description: "user token: a permission to refuse (repeatable; wins over allow)" },
+    expires: { type: "string", short: "e", value: "WHEN", description: "expiry: 30d, 12h, 45m, 90s or an ISO date (default never)" },
+    disabled: { type: "boolean", description: "user token: create it disabled" },
+  },
+  examples: [
+    'thingrelay tokens create --device nodemcu --name "wall screen" --resource temperature',
+    "thingrelay tokens create --name reader --allow ListDevices --allow AccessDeviceResources:nodemcu:temperature --expires 30d",
+  ],
+  async run(ctx, _args, options) {
+    const name = str(options, "name");
+    if (!name) throw usageError("--name is required");
+    const device = str(options, "device");
+    const expiresRaw = str(options, "expires");
+    const expires = expiresRaw === undefined ? undefined : parseExpiry(expiresRaw);
+    let created: DeviceToken | UserToken;
+    if (device !== undefined) {
+      if (list(options, "allow").length > 0 || list(options, "deny").length > 0 || options.disabled === true) {
+        throw usageError("--allow, --deny and --disabled apply to user access tokens (no --device)");
+      }
+      const body: Record<string, unknown> = { token_name: name };
+      const resources = list(options, "resource");
+      if (resources.length > 0) body.token_resources = resources;
+      if (expires !== undefined) body.token_expiration = expires;
+      created = await ctx.client.call<DeviceToken>("POST", await accountPath(ctx, "devices", device, "tokens"), { json: body });
+    } else {
+      if (list(options, "resource").length > 0) throw usageError("--resource applies to device tokens (with --device); use --allow ACTION:DEVICE:RESOURCE");
+      const body: Record<string, unknown> = {
+        name, enabled: options.disabled !== true, allow: list(options, "allow").map(parsePermission), deny: list(options, "deny").map(parsePermission),
+      };
+      if (expires !== undefined) body.expiration = expires;
+      created = await ctx.client.call<UserToken>("POST", await accountPath(ctx, "tokens"), { json: body });
+    }
+    if (ctx.json) return printJson(ctx.io, created);
+    note(ctx.io, `Created ${device !== undefined ? `device token for ${device}` : "user access token"} "${created.name}" (id ${created.id}).`);
+    print(ctx.io, created.token ?? "");
+  },
+};
+
+export const tokensRm: Command = {
+  path: ["tokens", "rm"],
+  args: "<id>",
+  minArgs: 1,
+  maxArgs: 1,
+  summary: "delete (revoke) a user access token, or a device token with --device",
+  options: { device: DEVICE_OPTION },
+  async run(ctx, [id], options) {
+    const device = str(options, "device");
+    const path = device !== undefined ? await accountPath(ctx, "devices", device, "tokens", id!) : await accountPath(ctx, "tokens", id!);
+    await ctx.client.call("DELETE", path);
+    if (ctx.json) printJson(ctx.io, { id, deleted: true });
+    else print(ctx.io, `Deleted token ${id}.`);
+  },
+};

@@ -1,0 +1,384 @@
+import { expect } from "chai";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Device } from "../device-sdk/index.js";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount } from "./helpers/api.js";
+import { until } from "./helpers/wait.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `thingrelay` from source as its own process, with its own HOME / XDG_CONFIG_HOME. */
+function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ["--import=tsx", "server/cli/bin.ts", ...args], {
+    cwd: ROOT,
+    // Only what the CLI needs: no inherited THINGRELAY_URL or config from the developer's machine.
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+}
+
+function collect(child: ChildProcess, input?: string): Promise<CliResult> {
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin!.end(input ?? "");
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}
+
+describe("thingrelay CLI (a client of the REST API, run as a process)", function () {
+  this.timeout(30_000);
+  let srv: TestServer;
+  let home: string;
+  let env: Record<string, string>;
+  let device: Device;
+  let relay: unknown = null;
+
+  const cli = (args: string[], o: { input?: string; env?: Record<string, string> } = {}) => collect(spawnCli(args, { ...env, ...o.env }), o.input);
+  const credentialsFile = () => join(home, "config", "thingrelay", "credentials.json");
+  const stored = async () => JSON.parse(await readFile(credentialsFile(), "utf8")) as { default: string; servers: Record<string, { user: string; refresh_token: string; access_token: string; expires_at: number }> };
+
+  before(async () => {
+    srv = await startServer();
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    await newAccount(srv.url, admin.access_token, "alice", "alice-password");
+    home = await mkdtemp(join(tmpdir(), "thingrelay-cli-"));
+    env = { HOME: home, XDG_CONFIG_HOME: join(home, "config"), THINGRELAY_URL: srv.url };
+  });
+  after(async () => {
+    await device?.close();
+    await srv?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  describe("help and usage errors", () => {
+    it("--help lists every command and exits 0", async () => {
+      const r = await cli(["--help"]);
+      expect(r.code).to.equal(0);
+      for (const c of ["login", "users add", "devices list", "devices add", "devices rm", "tokens create", "tokens list", "tokens rm", "call", "watch", "serve"]) {
+        expect(r.stdout).to.include(`  ${c}`);
+      }
+    });
+
+    it("each command has --help (devices rm, tokens create, help watch)", async () => {
+      const rmHelp = await cli(["devices", "rm", "--help"]);
+      expect(rmHelp.code).to.equal(0);
+      expect(rmHelp.stdout).to.include("Usage: thingrelay devices rm <id>").and.include("--force");
+      const create = await cli(["tokens", "create", "-h"]);
+      expect(create.code).to.equal(0);
+      expect(create.stdout).to.include("--allow PERMISSION").and.include("--server URL");
+      const watchHelp = await cli(["help", "watch"]);
+      expect(watchHelp.code).to.equal(0);
+      expect(watchHelp.stdout).to.include("Usage: thingrelay watch");
+    });
+
+    it("an unknown command, an unknown option or a missing argument exits 2 with a clear message", async () => {
+      const unknown = await cli(["fly"]);
+      expect(unknown.code).to.equal(2);
+      expect(unknown.stderr).to.include('unknown command "fly"');
+      const option = await cli(["devices", "list", "--colour"]);
+      expect(option.code).to.equal(2);
+      expect(option.stderr).to.include("Unknown option '--colour'");
+      const missing = await cli(["devices", "add"]);
+      expect(missing.code).to.equal(2);
+      expect(missing.stderr).to.include("usage: thingrelay devices add <id>");
+    });
+
+    it("a command that needs a session exits 4 before signing in", async () => {
+      const r = await cli(["devices", "list"]);
+      expect(r.code).to.equal(4);
+      expect(r.stderr).to.include('not signed in to').and.include('run "thingrelay login"');
+    });
+  });
+
+  describe("login", () => {
+    it("a wrong password exits 4 and stores nothing", async () => {
+      const r = await cli(["login", "-u", "alice"], { input: "wrong-password\n" });
+      expect(r.code).to.equal(4);
+      expect(r.stderr).to.include("invalid username or password");
+      const err = await stat(credentialsFile()).catch((e: NodeJS.ErrnoException) => e.code);
+      expect(err).to.equal("ENOENT");
+    });
+
+    it("an unreachable server exits 1 and says so", async () => {
+      const r = await cli(["login", "-u", "alice", "--server", "http://127.0.0.1:9"], { input: "alice-password\n" });
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.include("cannot reach http://127.0.0.1:9");
+    });
+
+    it("keeps the refresh token in $XDG_CONFIG_HOME/thingrelay, file 0600 in a 0700 directory", async () => {
+      const r = await cli(["login", "--user", "alice", "--json"], { input: "alice-password\n" });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout)).to.deep.include({ server: srv.url, user: "alice" });
+      expect((await stat(credentialsFile())).mode & 0o777).to.equal(0o600);
+      expect((await stat(join(home, "config", "thingrelay"))).mode & 0o777).to.equal(0o700);
+      const s = await stored();
+      expect(s.default).to.equal(srv.url);
+      expect(s.servers[srv.url]!.user).to.equal("alice");
+      expect(s.servers[srv.url]!.refresh_token).to.be.a("string").with.length.greaterThan(20);
+      // The password itself is never stored.
+      expect(JSON.stringify(s)).to.not.include("alice-password");
+    });
+
+    it("whoami uses the stored session; --server overrides THINGRELAY_URL", async () => {
+      const r = await cli(["whoami", "--json", "--server", srv.url], { env: { THINGRELAY_URL: "http://127.0.0.1:9" } });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout)).to.deep.include({ user: "alice", token_kind: "session", admin: false });
+    });
+
+    it("without --server or THINGRELAY_URL, uses the server signed in to last", async () => {
+      const r = await collect(spawnCli(["whoami"], { HOME: home, XDG_CONFIG_HOME: join(home, "config") }));
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal(`alice on ${srv.url}\n`);
+    });
+
+    it("refreshes an expired access token by itself and rotates the stored refresh token", async () => {
+      const before = await stored();
+      const entry = before.servers[srv.url]!;
+      await writeFile(credentialsFile(), JSON.stringify({ ...before, servers: { [srv.url]: { ...entry, expires_at: 0 } } }));
+      const r = await cli(["whoami"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const after = (await stored()).servers[srv.url]!;
+      expect(after.refresh_token).to.not.equal(entry.refresh_token);
+      expect(after.access_token).to.not.equal(entry.access_token);
+      expect(after.expires_at).to.be.greaterThan(Date.now() + 3_600_000);
+      expect((await stat(credentialsFile())).mode & 0o777).to.equal(0o600);
+    });
+
+    it("refreshes and retries once when the server refuses the stored access token (401)", async () => {
+      const before = await stored();
+      const entry = before.servers[srv.url]!;
+      await writeFile(credentialsFile(), JSON.stringify({ ...before, servers: { [srv.url]: { ...entry, access_token: "not.a.token" } } }), { mode: 0o600 });
+      const r = await cli(["whoami", "--json"]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout).user).to.equal("alice");
+      expect((await stored()).servers[srv.url]!.refresh_token).to.not.equal(entry.refresh_token);
+    });
+  });
+
+  describe("users add", () => {
+    it("is refused (exit 1, forbidden) for a non-administrator", async () => {
+      const r = await cli(["users", "add", "bob"], { input: "bob-password\n" });
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.include("forbidden").and.include("HTTP 403");
+    });
+
+    it("creates an account as an administrator; a duplicate exits 1 (conflict)", async () => {
+      const adminEnv = { XDG_CONFIG_HOME: join(home, "admin-config") };
+      expect((await cli(["login", "-u", ADMIN.user], { input: `${ADMIN.password}\n`, env: adminEnv })).code).to.equal(0);
+      const r = await cli(["users", "add", "bob", "--json"], { input: "bob-password\n", env: adminEnv });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout)).to.deep.equal({ username: "bob" });
+      expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "bob", password: "bob-password" } })).status).to.equal(200);
+      const again = await cli(["users", "add", "bob"], { input: "bob-password\n", env: adminEnv });
+      expect(again.code).to.equal(1);
+      expect(again.stderr).to.include("conflict");
+    });
+  });
+
+  describe("devices", () => {
+    it("devices add registers a device with given or generated credentials", async () => {
+      const r = await cli(["devices", "add", "nodemcu", "--credentials", "s3cret", "-d", "living room"]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal("Registered device nodemcu.\n");
+      const gen = await cli(["devices", "add", "spare", "--json"]);
+      expect(gen.code, gen.stderr).to.equal(0);
+      const body = JSON.parse(gen.stdout);
+      expect(body).to.deep.include({ device: "spare", type: "Generic" });
+      expect(body.credentials).to.be.a("string").with.length.greaterThan(20);
+      // The generated credentials really are the device's.
+      const d = new Device({ server: srv.wsUrl, user: "alice", device: "spare", credentials: body.credentials });
+      await d.connect();
+      await d.close();
+      const bad = await cli(["devices", "add", "bad id"]);
+      expect(bad.code).to.equal(1);
+      expect(bad.stderr).to.include("invalid_request");
+    });
+
+    it("devices list shows state as a table, or the API's JSON", async () => {
+      device = new Device({ server: srv.wsUrl, user: "alice", device: "nodemcu", credentials: "s3cret", reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 });
+      device.output("temperature", () => 21.5);
+      device.input("relay", (on: unknown) => {
+        relay = on;
+      });
+      device.io("io", ({ value1, value2 }: { value1: number; value2: number }) => ({ sum: value1 + value2, mult: value1 * value2 }));
+      await device.connect();
+      const r = await cli(["devices", "list"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = r.stdout.trim().split("\n");
+      expect(lines[0]).to.match(/^DEVICE\s+STATE\s+SINCE\s+DESCRIPTION$/);
+      expect(lines.find((l) => l.startsWith("nodemcu"))).to.match(/^nodemcu\s+online\s+\S+\s+living room$/);
+      const json = await cli(["devices", "list", "--json"]);
+      expect(JSON.parse(json.stdout).map((d: { device: string }) => d.device)).to.deep.equal(["nodemcu", "spare"]);
+    });
+  });
+
+  describe("call", () => {
+    it("GETs an output resource and prints its value", async () => {
+      const r = await cli(["call", "nodemcu/temperature"]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal("21.5\n");
+    });
+
+    it("POSTs JSON input (argument or stdin) to input and io resources", async () => {
+      const input = await cli(["call", "nodemcu/relay", "true"]);
+      expect(input.code, input.stderr).to.equal(0);
+      expect(input.stdout).to.equal("");
+      expect(relay).to.equal(true);
+      const io = await cli(["call", "nodemcu/io", '{"value1":20,"value2":10}', "--json"]);
+      expect(JSON.parse(io.stdout)).to.deep.equal({ out: { sum: 30, mult: 200 } });
+      const piped = await cli(["call", "nodemcu/io", "-"], { input: '{"value1":2,"value2":3}' });
+      expect(JSON.parse(piped.stdout)).to.deep.equal({ sum: 5, mult: 6 });
+    });
+
+    it("reports relay errors (exit 1 with the code) and bad input (exit 2)", async () => {
+      const missing = await cli(["call", "nodemcu/nothing", "--json"]);
+      expect(missing.code).to.equal(1);
+      expect(JSON.parse(missing.stderr)).to.deep.equal({ error: { code: "resource_not_found", message: 'device has no resource "nothing"', status: 404 } });
+      const offline = await cli(["call", "spare/temperature"]);
+      expect(offline.code).to.equal(1);
+      expect(offline.stderr).to.include("device_offline");
+      const notJson = await cli(["call", "nodemcu/relay", "on"]);
+      expect(notJson.code).to.equal(2);
+      expect(notJson.stderr).to.include("input must be JSON");
+      const noResource = await cli(["call", "nodemcu"]);
+      expect(noResource.code).to.equal(2);
+    });
+  });
+
+  describe("tokens", () => {
+    it("device tokens: create prints a working token; list shows it; rm revokes it", async () => {
+      const c = await cli(["tokens", "create", "--device", "nodemcu", "--name", "screen", "--resource", "temperature"]);
+      expect(c.code, c.stderr).to.equal(0);
+      const token = c.stdout.trim();
+      expect(c.stderr).to.match(/Created device token for nodemcu "screen" \(id [a-f0-9]{32}\)/);
+      const id = /id ([a-f0-9]{32})/.exec(c.stderr)![1]!;
+      const call = await api(srv.url, "GET", `/v2/users/alice/devices/nodemcu/temperature?authorization=${token}`);
+      expect(call.status).to.equal(200);
+      expect(call.body).to.deep.equal({ out: 21.5 });
+      const l = await cli(["tokens", "list", "--device", "nodemcu", "--json"]);
+      expect(JSON.parse(l.stdout)).to.deep.equal([{ id, name: "screen", token }]);
+      const human = await cli(["tokens", "list", "-d", "nodemcu"]);
+      expect(human.stdout).to.match(new RegExp(`^ID\\s+NAME\\n${id}\\s+screen\\n$`));
+      const r = await cli(["tokens", "rm", id, "--device", "nodemcu"]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect((await api(srv.url, "GET", `/v2/users/alice/devices/nodemcu/temperature?authorization=${token}`)).status).to.equal(401);
+      const again = await cli(["tokens", "rm", id, "--device", "nodemcu"]);
+      expect(again.code).to.equal(1);
+      expect(again.stderr).to.include("token_not_found");
+    });
+
+    it("user access tokens: create with --allow and --expires, list, rm", async () => {
+      const c = await cli(["tokens", "create", "--name", "reader", "--allow", "ListDevices", "--allow", "AccessDeviceResources:nodemcu:temperature", "--expires", "30d", "--json"]);
+      expect(c.code, c.stderr).to.equal(0);
+      const t = JSON.parse(c.stdout);
+      expect(t.allow).to.deep.equal([{ action: "ListDevices", target: "*" }, { action: "AccessDeviceResources", target: "nodemcu", resources: ["temperature"] }]);
+      expect(t.expiration).to.be.closeTo(Date.now() + 30 * 86_400_000, 120_000);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices", { token: t.token })).status).to.equal(200);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/nodemcu/tokens", { token: t.token })).status).to.equal(403);
+      const l = await cli(["tokens", "list"]);
+      expect(l.stdout).to.match(new RegExp(`${t.id}\\s+reader\\s+yes\\s+\\S+\\s+ListDevices:\\* AccessDeviceResources:nodemcu:temperature`));
+      const bad = await cli(["tokens", "create", "--name", "x", "--expires", "yesterday"]);
+      expect(bad.code).to.equal(2);
+      const r = await cli(["tokens", "rm", t.id, "--json"]);
+      expect(JSON.parse(r.stdout)).to.deep.equal({ id: t.id, deleted: true });
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices", { token: t.token })).status).to.equal(401);
+    });
+  });
+
+  describe("watch (SSE parsed with eventsource-parser)", () => {
+    it("watch <device> prints the device's stats events", async () => {
+      const r = await cli(["watch", "nodemcu", "--count", "1", "--json"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+      expect(lines).to.have.length(1);
+      expect(lines[0].event).to.equal("stats");
+      expect(lines[0].data).to.include({ connected: true });
+    });
+
+    it("watch <device>/<resource> --interval prints sampled values", async () => {
+      const r = await cli(["watch", "nodemcu/temperature", "--interval", "0.1", "--count", "2"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = r.stdout.trim().split("\n");
+      expect(lines).to.have.length(2);
+      for (const l of lines) expect(l).to.match(/^\d{4}-\d\d-\d\dT\S+Z {2}21\.5$/);
+    });
+
+    it("watch (no device) prints account events; devices rm --force closes the session and deletes", async () => {
+      const blocked = await cli(["devices", "rm", "nodemcu"]);
+      expect(blocked.code).to.equal(1);
+      expect(blocked.stderr).to.include("device_connected");
+      const open = srv.relay.services.streams.openCount;
+      const watching = collect(spawnCli(["watch", "--count", "1", "--json"], env));
+      await until(() => srv.relay.services.streams.openCount > open, 10_000, "the watch stream to open");
+      const removed = await cli(["devices", "rm", "nodemcu", "--force"]);
+      expect(removed.code, removed.stderr).to.equal(0);
+      expect(removed.stdout).to.equal("Deleted device nodemcu.\n");
+      const w = await watching;
+      expect(w.code, w.stderr).to.equal(0);
+      const ev = JSON.parse(w.stdout.trim());
+      expect(ev.event).to.equal("offline");
+      expect(ev.data).to.include({ type: "offline", device: "nodemcu" });
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/nodemcu", { token: (await login(srv.url, "alice", "alice-password")).access_token })).status).to.equal(404);
+    });
+
+    it("a refused stream exits 1 with the server's error", async () => {
+      const r = await cli(["watch", "ghost"]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.include("device_not_found");
+    });
+  });
+
+  describe("logout", () => {
+    it("revokes the refresh token on the server and forgets it", async () => {
+      const rt = (await stored()).servers[srv.url]!.refresh_token;
+      const r = await cli(["logout"]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect((await stored()).servers[srv.url]).to.equal(undefined);
+      const reuse = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: rt } });
+      expect(reuse.status).to.equal(401);
+      expect((await cli(["whoami"])).code).to.equal(4);
+    });
+  });
+
+  describe("serve", () => {
+    it("starts the server in the foreground and stops with exit 0 on SIGTERM", async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-serve-"));
+      try {
+        const child = spawnCli(["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir], {
+          ...env, THINGRELAY_PRINT_PORT: "1", NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", LOG_LEVEL: "warn",
+          THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password",
+        });
+        const done = collect(child);
+        const port = await new Promise<number>((resolve, reject) => {
+          let out = "";
+          child.stdout!.on("data", (d: Buffer) => {
+            out += d.toString();
+            const m = /THINGRELAY_PORT=(\d+)/.exec(out);
+            if (m) resolve(Number(m[1]));
+          });
+          child.once("close", (code) => reject(new Error(`serve exited with ${code}`)));
+        });
+        const health = await api(`http://127.0.0.1:${port}`, "GET", "/health");
+        expect(health.status).to.equal(200);
+        expect(health.body).to.deep.equal({ status: "ok" });
+        expect((await stat(join(dataDir, "secret.key"))).isFile()).to.equal(true);
+        child.kill("SIGTERM");
+        const r = await done;
+        expect(r.code, r.stderr).to.equal(0);
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    });
+  });
+});
