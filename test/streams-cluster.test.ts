@@ -10,6 +10,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "./helpers/nats.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
+import { until } from "./helpers/wait.js";
 import { RawDevice } from "./helpers/raw-device.js";
 
 /**
@@ -101,5 +102,22 @@ describe("streams across cluster nodes (NATS)", function () {
     expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 3000 });
     local.close();
     expect(await dev.nextStreamFrame()).to.deep.equal({ type: "unstream", resource: "temp" });
+  });
+
+  it("a remote subscriber that left while the device was away is not re-subscribed when it comes back", async () => {
+    const first = await RawDevice.connect(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
+    raws.push(first);
+    const remote = await sse(`${B.url}/v2/users/alice/devices/sensor/temp?interval=2&authorization=${token}`);
+    expect(await first.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
+    await first.close();
+    await until(() => A.relay.services.hub.get("alice", "sensor") === undefined, 5000, "A to see the device go");
+    remote.close(); // B's "no subscribers left" now has no node to reach
+    await until(() => B.relay.services.streams.openCount === 0, 5000, "B's stream to close");
+    const second = await RawDevice.connect(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
+    raws.push(second);
+    const local = await sse(`${A.url}/v2/users/alice/devices/sensor/hum?interval=1&authorization=${token}`);
+    expect(local.status).to.equal(200);
+    // A stale wish for "temp" would have been sent right after `connected`, before this one.
+    expect(await second.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "hum", interval: 1000 });
   });
 });

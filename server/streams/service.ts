@@ -433,10 +433,21 @@ export class StreamService {
     }
   };
 
-  private readonly onOffline = ({ user, device, ts }: { user: string; device: string; ts: number }): void => {
+  private readonly onOffline = (e: { user: string; device: string; ts: number }): void => {
+    const { user, device, ts } = e;
     this.publishEvent(user, "offline", { device, ts });
     const st = this.stats.get(`${user}/${device}`);
     if (st) this.publishStats(st);
+    const topics = this.resourcesByDevice.get(`${user}/${device}`);
+    if (topics && (e as { remote?: boolean }).remote !== true) {
+      // Cluster: other nodes' wishes were for the session that just ended. They re-announce when the device
+      // is back (they see its `online`), and a wish withdrawn meanwhile could not reach us: forget them all.
+      for (const t of [...topics]) {
+        if (t.remote.size === 0) continue;
+        t.remote.clear();
+        this.release(this.resources, `${t.user}/${t.device}/${t.resource}`, t);
+      }
+    }
   };
 
   private readonly onInvalidate = (key: string): void => {
