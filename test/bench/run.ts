@@ -8,7 +8,8 @@
  *
  * Options: --quick, --only <list>, --devices N, --many N, --subscribers N, --reps N, --duration S,
  * --warmup S, --profile (node --cpu-prof on the server during scenario 1), --log-cost (scenario 1 again at
- * LOG_LEVEL=info), --no-build, --write-md (put the table into BENCHMARKS.md), --out DIR.
+ * LOG_LEVEL=info), --no-build, --write-md (put the table into BENCHMARKS.md), --out DIR, --alt DIR (also
+ * measure the build in another checkout DIR in scenario 1, side by side: before/after a change).
  *
  * Results: one table on stdout, JSON in .bench-results/ (latest.json / latest-quick.json and a
  * timestamped copy). Progress goes to stderr.
@@ -34,7 +35,7 @@ function parseArgs(argv: string[]): BenchOptions & { build: boolean; writeMd: bo
     else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("--")) flags.set(k, argv[++i]!);
     else flags.set(k, true);
   }
-  const known = ["quick", "only", "devices", "many", "subscribers", "reps", "duration", "warmup", "profile", "log-cost", "no-build", "write-md", "out"];
+  const known = ["quick", "only", "devices", "many", "subscribers", "reps", "duration", "warmup", "profile", "log-cost", "no-build", "write-md", "out", "alt"];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} (known: ${known.map((x) => `--${x}`).join(" ")})`);
   const quick = flags.has("quick");
   const num = (k: string, d: number) => {
@@ -58,6 +59,7 @@ function parseArgs(argv: string[]): BenchOptions & { build: boolean; writeMd: bo
     logCost: flags.has("log-cost") || (!quick && !flags.has("only")),
     outDir: resolve(ROOT, typeof flags.get("out") === "string" ? (flags.get("out") as string) : ".bench-results"),
     build: !flags.has("no-build"),
+    ...(typeof flags.get("alt") === "string" ? { alt: resolve(flags.get("alt") as string) } : {}),
     writeMd: flags.has("write-md"),
   };
 }
@@ -108,7 +110,9 @@ async function main(): Promise<void> {
   mkdirSync(o.outDir, { recursive: true });
   if (o.build) {
     log("building the server (tsc -p tsconfig.build.json)");
-    execFileSync(process.execPath, [resolve(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: ROOT, stdio: "inherit" });
+    for (const dir of o.alt ? [ROOT, o.alt] : [ROOT]) {
+      execFileSync(process.execPath, [resolve(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
+    }
   }
   const rows: Row[] = [];
   const results: Record<string, unknown> = {};

@@ -20,6 +20,8 @@ export interface BenchOptions {
   /** Also measure thingrelay at LOG_LEVEL=info (scenario 1, c=64) to show the logging cost. */
   logCost: boolean;
   outDir: string;
+  /** Another checkout (built) measured next to this one in scenario 1: before/after comparisons. */
+  alt?: string;
 }
 
 /** One line of the final table. */

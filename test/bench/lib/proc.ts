@@ -54,6 +54,11 @@ export function spawnChild(name: string, cmd: string, args: string[], o: SpawnOp
   const onData = (chunk: Buffer) => {
     const s = chunk.toString();
     out = (out + s).slice(-keep);
+    // Line splitting only while someone waits for a line (a server at LOG_LEVEL=info writes megabytes).
+    if (lineWaiters.size === 0) {
+      partial = "";
+      return;
+    }
     partial += s;
     const lines = partial.split("\n");
     partial = lines.pop() ?? "";

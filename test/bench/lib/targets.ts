@@ -20,6 +20,8 @@ export interface ThingrelayOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs?: string[];
   env?: Record<string, string>;
+  /** Another checkout whose dist/ to run (before/after comparisons with --alt). */
+  root?: string;
 }
 
 export interface ThingrelayProc {
@@ -55,7 +57,7 @@ export function serverEnv(dataDir: string, port: number, extra: Record<string, s
 export async function startThingrelay(o: ThingrelayOptions = {}): Promise<ThingrelayProc> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
   const t0 = performance.now();
-  const child = spawnChild("thingrelay", process.execPath, [...(o.nodeArgs ?? []), resolve(ROOT, "dist/server/main.js")], {
+  const child = spawnChild("thingrelay", process.execPath, [...(o.nodeArgs ?? []), resolve(o.root ?? ROOT, "dist/server/main.js")], {
     env: serverEnv(dataDir, o.port ?? 0, o.env),
   });
   const m = await child.waitFor(/^THINGRELAY_PORT=(\d+)$/, 60_000);

@@ -19,6 +19,8 @@ interface Target {
   name: string;
   base: string;
   token?: string;
+  /** Measured at c=64 only. */
+  c64only?: boolean;
 }
 
 export interface RunSummary {
@@ -47,13 +49,11 @@ async function expectOut(t: Target): Promise<void> {
 }
 
 export interface RelayResults {
-  scenario1: {
+  scenario1?: {
     durationS: number;
     reps: number;
     targets: Record<string, { c1: RunSummary; c64: RunSummary }>;
     ratios: Record<string, number>;
-    logInfoC64?: RunSummary;
-    profile?: string;
   };
   scenario2?: {
     devices: number;
@@ -68,7 +68,6 @@ export async function relayScenarios(o: BenchOptions, rows: Row[]): Promise<Rela
   const cleanups: Array<() => Promise<void>> = [];
   const profileDir = join(o.outDir, "profiles");
   try {
-    log("scenario 1: starting thingrelay, floor, Mosquitto + peer");
     if (o.profile) mkdirSync(profileDir, { recursive: true });
     const srv = await startThingrelay(o.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {});
     cleanups.push(async () => {
@@ -77,106 +76,114 @@ export async function relayScenarios(o: BenchOptions, rows: Row[]): Promise<Rela
     });
     const token = await benchAccount(srv.base);
     await registerDevices(srv.base, token, "d", 0, many);
-    const floor = await startFloor();
-    cleanups.push(floor.stop);
-    const peer = await startPeer(BENCH_USER.user, "d0");
-    cleanups.push(peer.stop);
-
-    // One SDK device each for thingrelay and the floor, in their own processes.
     const dev = startFleet({ url: srv.wsUrl, count: 1, noSourceAddresses: true });
     cleanups.push(dev.close);
-    const floorDev = startFleet({ url: `ws://127.0.0.1:${floor.port}`, count: 1, noSourceAddresses: true });
-    cleanups.push(floorDev.close);
-    await Promise.all([dev.ready, floorDev.ready]);
-
-    const targets: Target[] = [
-      { name: "floor", base: floor.base },
-      { name: "peer", base: peer.endpoint.base },
-      { name: "thingrelay", base: srv.base, token },
-    ];
-    for (const t of targets) await expectOut(t);
-
+    await dev.ready;
     const wrk = (t: Target, c: number, durationS: number, devices = 1) =>
       runWrk({ base: t.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: c, durationS, ...(t.token ? { token: t.token } : {}) });
-
-    log(`scenario 1: warm-up ${o.warmupS}s per target`);
-    for (const t of targets) await wrk(t, 64, o.warmupS);
-    const raw: Record<string, { c1: WrkResult[]; c64: WrkResult[] }> = {};
-    for (const t of targets) raw[t.name] = { c1: [], c64: [] };
-    // Interleaved repetitions: drift in the machine's load hits every target alike.
-    for (let rep = 0; rep < o.reps; rep++) {
-      for (const t of targets) {
-        const r1 = await wrk(t, 1, o.durationS);
-        const r64 = await wrk(t, 64, o.durationS);
-        raw[t.name]!.c1.push(r1);
-        raw[t.name]!.c64.push(r64);
-        log(`  rep ${rep + 1} ${t.name.padEnd(10)} c=1 ${fmt.int(r1.rps)} req/s p50 ${fmt.ms(r1.p50, 3)} | c=64 ${fmt.int(r64.rps)} req/s p50 ${fmt.ms(r64.p50, 3)}${r1.errors + r64.errors ? ` ERRORS ${r1.errors + r64.errors}` : ""}`);
-      }
-    }
-    const sum: Record<string, { c1: RunSummary; c64: RunSummary }> = {};
-    for (const t of targets) sum[t.name] = { c1: summarise(raw[t.name]!.c1), c64: summarise(raw[t.name]!.c64) };
-    const tr = sum.thingrelay!;
-    const fl = sum.floor!;
-    const pe = sum.peer!;
-    const ratios = {
-      throughput_c64_vs_floor: round(tr.c64.rps / fl.c64.rps, 3),
-      throughput_c64_vs_peer: round(tr.c64.rps / pe.c64.rps, 3),
-      p50_c1_minus_floor_ms: round(tr.c1.p50 - fl.c1.p50, 3),
-      p50_c1_vs_peer: round(tr.c1.p50 / pe.c1.p50, 3),
-      throughput_c1_vs_floor: round(tr.c1.rps / fl.c1.rps, 3),
-      throughput_c1_vs_peer: round(tr.c1.rps / pe.c1.rps, 3),
-    };
-    const s1 = "1 relay";
-    for (const name of ["floor", "peer", "thingrelay"]) {
-      const s = sum[name]!;
-      rows.push({ scenario: s1, metric: `${name} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)})`, verdict: "info" });
-      rows.push({ scenario: s1, metric: `${name} c=1 latency`, value: `p50 ${fmt.ms(s.c1.p50, 3)}, p99 ${fmt.ms(s.c1.p99, 3)} (${fmt.int(s.c1.rps)} req/s)`, verdict: "info" });
-    }
-    rows.push({ scenario: s1, metric: "throughput c=64 vs floor", value: fmt.ratio(ratios.throughput_c64_vs_floor), target: "≥ 0.85×", verdict: verdict(ratios.throughput_c64_vs_floor >= 0.85) });
-    rows.push({ scenario: s1, metric: "p50 c=1 minus floor", value: `${ratios.p50_c1_minus_floor_ms >= 0 ? "+" : ""}${fmt.ms(ratios.p50_c1_minus_floor_ms, 3)}`, target: "≤ +0.2 ms", verdict: verdict(ratios.p50_c1_minus_floor_ms <= 0.2) });
-    rows.push({ scenario: s1, metric: "throughput c=64 vs peer", value: fmt.ratio(ratios.throughput_c64_vs_peer), target: "> 1×", verdict: verdict(ratios.throughput_c64_vs_peer > 1) });
-    rows.push({ scenario: s1, metric: "p50 c=1 vs peer", value: fmt.ratio(ratios.p50_c1_vs_peer), target: "< 1×", verdict: verdict(ratios.p50_c1_vs_peer < 1) });
-    const errs = Object.values(sum).reduce((a, s) => a + s.c1.errors + s.c64.errors, 0);
-    if (errs > 0) rows.push({ scenario: s1, metric: "wrk errors (non-2xx, socket, timeout)", value: String(errs), verdict: "missed" });
-    const result: RelayResults = { scenario1: { durationS: o.durationS, reps: o.reps, targets: sum, ratios } };
-
-    if (o.logCost) {
-      log("scenario 1: thingrelay at LOG_LEVEL=info (logging cost)");
-      // A copy of the store: the server must stay the only writer of its data directory.
-      const infoDir = mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
-      cpSync(srv.dataDir, infoDir, { recursive: true });
-      // Its log lines go to a pipe the harness drains, as a process manager would.
-      const info = await startThingrelay({ env: { LOG_LEVEL: "info" }, dataDir: infoDir });
-      cleanups.push(async () => {
-        await info.stop();
-        removeDir(infoDir);
-      });
-      const t = { name: "thingrelay-info", base: info.base, token };
-      const d2 = startFleet({ url: info.wsUrl, count: 1, noSourceAddresses: true });
-      cleanups.push(d2.close);
-      await d2.ready;
-      await expectOut(t);
-      await wrk(t, 64, o.warmupS);
-      const rs: WrkResult[] = [];
-      for (let rep = 0; rep < o.reps; rep++) rs.push(await wrk(t, 64, o.durationS));
-      result.scenario1.logInfoC64 = summarise(rs);
-      rows.push({ scenario: s1, metric: "thingrelay c=64 at LOG_LEVEL=info", value: `${fmt.int(result.scenario1.logInfoC64.rps)} req/s (${fmt.ratio(result.scenario1.logInfoC64.rps / tr.c64.rps)} of warn)`, verdict: "info" });
-      await d2.close();
-      await info.stop();
-    }
-
-    if (o.only.has(2)) {
-      result.scenario2 = await manyDevices(o, rows, srv, token, many, wrk);
-    }
+    const result: RelayResults = {};
+    if (o.only.has(1)) result.scenario1 = await scenario1(o, rows, srv, token, cleanups, wrk);
+    if (o.only.has(2)) result.scenario2 = await manyDevices(o, rows, srv, token, many, wrk);
     return result;
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
 }
 
+type Wrk = (t: Target, c: number, durationS: number, devices?: number) => Promise<WrkResult>;
+
+/** Another thingrelay on a copy of the store (same accounts, devices and token), with its own device. */
+async function extraServer(srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, o: { root?: string; env?: Record<string, string> }): Promise<ThingrelayProc> {
+  // A copy: the server must stay the only writer of its data directory.
+  const dir = mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
+  cpSync(srv.dataDir, dir, { recursive: true });
+  const other = await startThingrelay({ dataDir: dir, ...o });
+  cleanups.push(async () => {
+    await other.stop();
+    removeDir(dir);
+  });
+  const d = startFleet({ url: other.wsUrl, count: 1, noSourceAddresses: true });
+  cleanups.push(d.close);
+  await d.ready;
+  return other;
+}
+
+async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, token: string, cleanups: Array<() => Promise<void>>, wrk: Wrk): Promise<NonNullable<RelayResults["scenario1"]>> {
+  log("scenario 1: starting the floor, Mosquitto + peer");
+  const floor = await startFloor();
+  cleanups.push(floor.stop);
+  const peer = await startPeer(BENCH_USER.user, "d0");
+  cleanups.push(peer.stop);
+  // The floor's device is the same SDK device as thingrelay's, in its own process.
+  const floorDev = startFleet({ url: `ws://127.0.0.1:${floor.port}`, count: 1, noSourceAddresses: true });
+  cleanups.push(floorDev.close);
+  await floorDev.ready;
+
+  const targets: Target[] = [
+    { name: "floor", base: floor.base },
+    { name: "peer", base: peer.endpoint.base },
+    { name: "thingrelay", base: srv.base, token },
+  ];
+  if (o.alt) targets.push({ name: "alt", base: (await extraServer(srv, cleanups, { root: o.alt })).base, token });
+  // Logging cost: the same server at LOG_LEVEL=info, its lines drained through a pipe as a process manager would.
+  if (o.logCost) targets.push({ name: "thingrelay-info", base: (await extraServer(srv, cleanups, { env: { LOG_LEVEL: "info" } })).base, token, c64only: true });
+  for (const t of targets) await expectOut(t);
+
+  log(`scenario 1: warm-up ${o.warmupS}s per target`);
+  for (const t of targets) await wrk(t, 64, o.warmupS);
+  const raw: Record<string, { c1: WrkResult[]; c64: WrkResult[] }> = {};
+  for (const t of targets) raw[t.name] = { c1: [], c64: [] };
+  // Interleaved repetitions: drift in the machine's load hits every target alike.
+  for (let rep = 0; rep < o.reps; rep++) {
+    for (const t of targets) {
+      const r1 = t.c64only ? undefined : await wrk(t, 1, o.durationS);
+      const r64 = await wrk(t, 64, o.durationS);
+      if (r1) raw[t.name]!.c1.push(r1);
+      raw[t.name]!.c64.push(r64);
+      const errors = (r1?.errors ?? 0) + r64.errors;
+      log(`  rep ${rep + 1} ${t.name.padEnd(15)} ${r1 ? `c=1 ${fmt.int(r1.rps)} req/s p50 ${fmt.ms(r1.p50, 3)} | ` : ""}c=64 ${fmt.int(r64.rps)} req/s p50 ${fmt.ms(r64.p50, 3)}${errors ? ` ERRORS ${errors}` : ""}`);
+    }
+  }
+  const sum: Record<string, { c1: RunSummary; c64: RunSummary }> = {};
+  for (const t of targets) sum[t.name] = { c1: summarise(raw[t.name]!.c1), c64: summarise(raw[t.name]!.c64) };
+  const tr = sum.thingrelay!;
+  const fl = sum.floor!;
+  const pe = sum.peer!;
+  const ratios: Record<string, number> = {
+    throughput_c64_vs_floor: round(tr.c64.rps / fl.c64.rps, 3),
+    throughput_c64_vs_peer: round(tr.c64.rps / pe.c64.rps, 3),
+    p50_c1_minus_floor_ms: round(tr.c1.p50 - fl.c1.p50, 3),
+    p50_c1_vs_floor: round(tr.c1.p50 / fl.c1.p50, 3),
+    p50_c1_vs_peer: round(tr.c1.p50 / pe.c1.p50, 3),
+    throughput_c1_vs_floor: round(tr.c1.rps / fl.c1.rps, 3),
+    throughput_c1_vs_peer: round(tr.c1.rps / pe.c1.rps, 3),
+  };
+  if (sum.alt) {
+    ratios.alt_throughput_c64_vs_this = round(sum.alt.c64.rps / tr.c64.rps, 3);
+    ratios.alt_p50_c1_minus_this_ms = round(sum.alt.c1.p50 - tr.c1.p50, 3);
+  }
+  if (sum["thingrelay-info"]) ratios.log_info_throughput_c64_vs_warn = round(sum["thingrelay-info"].c64.rps / tr.c64.rps, 3);
+  const s1 = "1 relay";
+  for (const t of targets) {
+    const s = sum[t.name]!;
+    const label = t.name === "alt" ? `alt build (${o.alt})` : t.name === "thingrelay-info" ? "thingrelay at LOG_LEVEL=info" : t.name;
+    rows.push({ scenario: s1, metric: `${label} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)})`, verdict: "info" });
+    if (!t.c64only) rows.push({ scenario: s1, metric: `${label} c=1 latency`, value: `p50 ${fmt.ms(s.c1.p50, 3)}, p99 ${fmt.ms(s.c1.p99, 3)} (${fmt.int(s.c1.rps)} req/s)`, verdict: "info" });
+  }
+  rows.push({ scenario: s1, metric: "throughput c=64 vs floor", value: fmt.ratio(ratios.throughput_c64_vs_floor!), target: "≥ 0.85×", verdict: verdict(ratios.throughput_c64_vs_floor! >= 0.85) });
+  rows.push({ scenario: s1, metric: "p50 c=1 minus floor", value: `${ratios.p50_c1_minus_floor_ms! >= 0 ? "+" : ""}${fmt.ms(ratios.p50_c1_minus_floor_ms!, 3)} (${fmt.ratio(ratios.p50_c1_vs_floor!)})`, target: "≤ +0.2 ms", verdict: verdict(ratios.p50_c1_minus_floor_ms! <= 0.2) });
+  rows.push({ scenario: s1, metric: "throughput c=64 vs peer", value: fmt.ratio(ratios.throughput_c64_vs_peer!), target: "> 1×", verdict: verdict(ratios.throughput_c64_vs_peer! > 1) });
+  rows.push({ scenario: s1, metric: "p50 c=1 vs peer", value: fmt.ratio(ratios.p50_c1_vs_peer!), target: "< 1×", verdict: verdict(ratios.p50_c1_vs_peer! < 1) });
+  if (ratios.alt_throughput_c64_vs_this !== undefined) rows.push({ scenario: s1, metric: "alt build vs this build, c=64", value: fmt.ratio(ratios.alt_throughput_c64_vs_this), verdict: "info" });
+  if (ratios.log_info_throughput_c64_vs_warn !== undefined) rows.push({ scenario: s1, metric: "LOG_LEVEL=info vs warn, c=64", value: fmt.ratio(ratios.log_info_throughput_c64_vs_warn), verdict: "info" });
+  const errs = Object.values(sum).reduce((a, s) => a + s.c1.errors + s.c64.errors, 0);
+  if (errs > 0) rows.push({ scenario: s1, metric: "wrk errors (non-2xx, socket, timeout)", value: String(errs), verdict: "missed" });
+  return { durationS: o.durationS, reps: o.reps, targets: sum, ratios };
+}
+
 async function manyDevices(
   o: BenchOptions, rows: Row[], srv: ThingrelayProc, token: string, many: number,
-  wrk: (t: Target, c: number, durationS: number, devices?: number) => Promise<WrkResult>,
+  wrk: Wrk,
 ): Promise<NonNullable<RelayResults["scenario2"]>> {
   log(`scenario 2: connecting ${many - 1} more devices (d1…d${many - 1})`);
   let fleet: Fleet | undefined;
