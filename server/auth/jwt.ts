@@ -16,6 +16,8 @@ export class InvalidTokenError extends Error {
 }
 
 const ALG = "HS256";
+/** Verified tokens remembered at most (the map is cleared when full). */
+const VERIFIED_CACHE_SIZE = 10_000;
 const NAME = /^[a-zA-Z0-9_]{1,32}$/;
 
 /**
@@ -25,7 +27,15 @@ const NAME = /^[a-zA-Z0-9_]{1,32}$/;
  * Signing is deterministic, so a listed token is re-created from its stored claims and never stored itself.
  */
 export class TokenSigner {
-  private readonly key: Uint8Array;
+  private readonly key: Uint8Array<ArrayBuffer>;
+  /** The key imported into WebCrypto once: given raw bytes, jose imports them again on every sign and verify. */
+  private cryptoKey: Promise<CryptoKey> | undefined;
+  /**
+   * Payloads of tokens whose signature already verified, keyed by the whole token (signature included, so
+   * only that exact token hits). WebCrypto HMAC runs as a thread-pool job per call: ~¼ of a relay call's CPU
+   * (BENCHMARKS.md). Revocation is not cached here: the Authenticator checks it on every request.
+   */
+  private readonly verified = new Map<string, JWTPayload>();
 
   constructor(secret: string) {
     if (Buffer.byteLength(secret, "utf8") < 32) throw new RangeError('"secret" must be at least 32 bytes');
@@ -49,22 +59,35 @@ export class TokenSigner {
   private sign(payload: JWTPayload, iat: number, exp: number | undefined): Promise<string> {
     const jwt = new SignJWT({ ...payload }).setProtectedHeader({ alg: ALG, typ: "JWT" }).setIssuedAt(iat);
     if (exp !== undefined) jwt.setExpirationTime(exp);
-    return jwt.sign(this.key);
+    return this.importedKey().then((key) => jwt.sign(key));
+  }
+
+  private importedKey(): Promise<CryptoKey> {
+    return (this.cryptoKey ??= crypto.subtle.importKey("raw", this.key, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]));
   }
 
   /** Verifies signature, algorithm and expiry, then the claim shape of one of the three kinds. */
   async verify(token: string, nowMs = Date.now()): Promise<TokenClaims> {
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, this.key, {
-        algorithms: [ALG],
-        typ: "JWT",
-        currentDate: new Date(nowMs),
-        requiredClaims: ["iat", "usr"],
-      }));
-    } catch (err) {
-      if (err instanceof joseErrors.JOSEError) throw new InvalidTokenError(err.code, { cause: err });
-      throw new InvalidTokenError("malformed token", { cause: err });
+    let payload = this.verified.get(token);
+    if (payload !== undefined) {
+      // Signature, header and claim types were checked when it was cached; only time moves. Same rule as jose.
+      const now = Math.floor(nowMs / 1000);
+      if (typeof payload.exp === "number" && payload.exp <= now) throw new InvalidTokenError("ERR_JWT_EXPIRED");
+      if (typeof payload.nbf === "number" && payload.nbf > now) throw new InvalidTokenError("ERR_JWT_CLAIM_VALIDATION_FAILED");
+    } else {
+      try {
+        ({ payload } = await jwtVerify(token, await this.importedKey(), {
+          algorithms: [ALG],
+          typ: "JWT",
+          currentDate: new Date(nowMs),
+          requiredClaims: ["iat", "usr"],
+        }));
+      } catch (err) {
+        if (err instanceof joseErrors.JOSEError) throw new InvalidTokenError(err.code, { cause: err });
+        throw new InvalidTokenError("malformed token", { cause: err });
+      }
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.clear();
+      this.verified.set(token, payload);
     }
     const { usr, iat, exp } = payload;
     if (typeof usr !== "string" || !NAME.test(usr) || typeof iat !== "number") throw new InvalidTokenError("bad claims");

@@ -36,7 +36,8 @@ export function optionalString(obj: Record<string, unknown>, key: string, max: n
 }
 
 /** Route parameter check: names that cannot exist answer the same 404 as missing ones. */
-export function param(value: string | undefined, re: RegExp, notFound: AppError): string {
-  if (value === undefined || !re.test(value)) throw notFound;
+export function param(value: string | undefined, re: RegExp, notFound: AppError | (() => AppError)): string {
+  // A factory keeps hot routes from building (and capturing a stack for) an error they rarely throw.
+  if (value === undefined || !re.test(value)) throw typeof notFound === "function" ? notFound() : notFound;
   return value;
 }

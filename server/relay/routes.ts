@@ -9,6 +9,7 @@ import { DEVICE_ID_RE } from "../devices/service.js";
 import { normalizeResource } from "./resource.js";
 
 const noDevice = () => new AppError("device_not_found");
+const noUser = () => new AppError("user_not_found");
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
 export function parseTimeout(value: unknown, defaultMs: number, maxMs: number): number {
@@ -30,8 +31,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   };
 
   const target = (ctx: Context) => {
-    const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
-    const device = param(ctx.params.device, DEVICE_ID_RE, noDevice());
+    const user = param(ctx.params.user, USERNAME_RE, noUser);
+    const device = param(ctx.params.device, DEVICE_ID_RE, noDevice);
     return { user, device, resource: normalizeResource(prefix(ctx, user, device)) };
   };
 
