@@ -63,6 +63,14 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
 
+  const reset = () => {
+    for (const [a, b] of [...pairs]) {
+      a.destroy();
+      b.destroy();
+    }
+    pairs.clear();
+    dangling.clear();
+  };
   return {
     port,
     get connections() {
@@ -83,19 +91,12 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
       }
       dangling.clear();
     },
-    reset() {
-      for (const [a, b] of [...pairs]) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
-      dangling.clear();
-    },
+    reset,
     setTarget(p: number) {
       target = p;
     },
     async close() {
-      this.reset();
+      reset();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
