@@ -21,7 +21,7 @@ function toTemplate(routerPath: string): string {
 }
 
 /** Example values for path parameters, to turn a documented template into a concrete path. */
-const SAMPLE: Record<string, string> = { user: "alice", device: "nodemcu", id: "0123456789abcdef0123456789abcdef", resource: "temperature", asset: "init.js" };
+const SAMPLE: Record<string, string> = { user: "alice", device: "nodemcu", id: "0123456789abcdef0123456789abcdef", resource: "temperature", asset: "init.js", file: "app.js" };
 
 interface Recorded {
   method: string;
@@ -140,7 +140,7 @@ describe("OpenAPI document (GET /openapi.json)", () => {
         body = o.raw;
       }
       const ac = new AbortController();
-      const res = await fetch(srv.url + path, { method, headers, body, signal: ac.signal });
+      const res = await fetch(srv.url + path, { method, headers, body, signal: ac.signal, redirect: "manual" });
       const contentType = res.headers.get("content-type") ?? "";
       let text = "";
       const events: EventSourceMessage[] = [];
@@ -275,6 +275,10 @@ describe("OpenAPI document (GET /openapi.json)", () => {
       await call("GET", "/docs");
       await call("GET", "/docs/init.js");
       await call("GET", "/docs/..%2Fpackage.json");
+      await call("GET", "/");
+      await call("GET", "/dashboard");
+      await call("GET", "/dashboard/");
+      await call("GET", "/dashboard/nope.js");
       await call("GET", "/nowhere");
       await call("POST", "/oauth/revoke", { form: { token: session.refresh_token } });
       await call("POST", "/oauth/revoke", { form: {} });

@@ -298,13 +298,38 @@ const OPERATIONS: Operation[] = [
     method: "get", path: "/openapi.json", operationId: "getOpenApi", tag: "operations", auth: false,
     summary: "This document", ok: [ok("OpenAPI 3.1 document.", { type: "object" })], errors: [],
   },
+  // ---- browser pages ----
   {
-    method: "get", path: "/docs", operationId: "getDocs", tag: "operations", auth: false,
+    method: "get", path: "/", operationId: "home", tag: "pages", auth: false,
+    summary: "Redirect to the dashboard",
+    ok: [{
+      status: 302, description: "Redirect to /dashboard/ (with koa's small HTML note).",
+      headers: { Location: { type: "string", const: "/dashboard/" } }, other: { "text/html": { type: "string" } },
+    }],
+    errors: [],
+  },
+  {
+    method: "get", path: "/dashboard", operationId: "getDashboard", tag: "pages", auth: false,
+    summary: "The dashboard (sign in, watch devices, call resources, chart a stream)",
+    ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: ["not_found"],
+  },
+  {
+    method: "get", path: "/dashboard/", operationId: "getDashboardSlash", tag: "pages", auth: false,
+    summary: "The dashboard (same page as /dashboard)",
+    ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: ["not_found"],
+  },
+  {
+    method: "get", path: "/dashboard/{file}", operationId: "getDashboardFile", tag: "pages", auth: false, params: ["file"],
+    summary: "Static files of the dashboard",
+    ok: [ok("The file.", undefined, { other: { "*/*": { type: "string" } } })], errors: ["not_found"],
+  },
+  {
+    method: "get", path: "/docs", operationId: "getDocs", tag: "pages", auth: false,
     summary: "Interactive API reference (this page)",
     ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: [],
   },
   {
-    method: "get", path: "/docs/{asset}", operationId: "getDocsAsset", tag: "operations", auth: false, params: ["asset"],
+    method: "get", path: "/docs/{asset}", operationId: "getDocsAsset", tag: "pages", auth: false, params: ["asset"],
     summary: "Static files of the API reference page",
     ok: [ok("The file.", undefined, { other: { "*/*": { type: "string" } } })], errors: ["not_found"],
   },
@@ -337,6 +362,7 @@ const PARAMETERS: Record<string, Schema> = {
   deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   idFilter: { name: "id", in: "query", required: false, description: "only this device", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
+  file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };
 
 const RETRY_AFTER = { "Retry-After": { description: "seconds to wait", schema: { type: "string" } } };
@@ -457,7 +483,8 @@ export function buildOpenApiDocument(): Schema {
       { name: "devices", description: "Device registry, live sessions and statistics" },
       { name: "tokens", description: "Device tokens and user access tokens" },
       { name: "relay", description: "Calls relayed to a device's resources" },
-      { name: "operations", description: "Health, readiness, metrics and this reference" },
+      { name: "operations", description: "Health, readiness, metrics and this document" },
+      { name: "pages", description: "Browser pages: the dashboard and this reference" },
     ],
     paths,
     components: {
