@@ -40,7 +40,9 @@ export async function main(env: Record<string, string | undefined> = process.env
     process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
   }
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024 });
+  // connectionsCheckingInterval: node enforces headersTimeout only on this sweep (default 30 s), so a
+  // slowloris socket would otherwise live up to 40 s instead of 10 s.
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1_000 });
   server.keepAliveTimeout = 5_000;
   relay.attach(server);
   await new Promise<void>((resolve, reject) => {

@@ -36,6 +36,8 @@ export interface HardOptions {
   env?: Record<string, string>;
   serverOptions?: ServerOptions;
   store?: Store;
+  /** Wraps the embedded store the harness opens (fault injection). */
+  wrapStore?: (s: Store) => Store;
   bruteForce?: BruteForceLimits;
 }
 
@@ -54,7 +56,8 @@ export async function startHard(options: HardOptions = {}): Promise<HardServer> 
     },
   });
   const logger = createLogger(config.logLevel, sink);
-  const store = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  const store = options.wrapStore ? options.wrapStore(opened) : opened;
   const relay = createThingrelay({ config, store, logger, secret: SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}) });
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer(options.serverOptions ?? {});
@@ -341,4 +344,46 @@ export async function rawDevice(port: number, user: string, device: string, cred
   await ws.text((s) => s.includes('"connected"'));
   ws.send(frame({ opcode: 1, payload: JSON.stringify({ type: "describe", resources }) }));
   return ws;
+}
+
+// ---------------------------------------------------------------- fault-injecting store
+
+export type StoreMode = "ok" | "unavailable" | "broken";
+
+/**
+ * Wraps a store so a test can make it fail: "unavailable" throws StoreUnavailableError (what the MongoDB
+ * backend throws when the database is down) and rejects ping(); "broken" throws a plain Error whose message
+ * and stack must never reach a client.
+ */
+export function faultyStore(inner: Store): { store: Store; set(mode: StoreMode): void } {
+  let mode: StoreMode = "ok";
+  const fail = async (): Promise<void> => {
+    if (mode === "unavailable") {
+      const { StoreUnavailableError } = await import("../../server/store/types.js");
+      throw new StoreUnavailableError({ cause: new Error("connect ECONNREFUSED 127.0.0.1:27017") });
+    }
+    if (mode === "broken") throw new Error("internal detail: /srv/thingrelay/node_modules/driver/lib/x.js:12:34 v9.9.9");
+  };
+  const store: Store = {
+    kind: inner.kind,
+    collection(name) {
+      const c = inner.collection(name);
+      return new Proxy(c, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== "function") return v;
+          return async (...args: unknown[]) => {
+            await fail();
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    },
+    async ping() {
+      if (mode !== "ok") throw new Error("ping failed");
+      await inner.ping();
+    },
+    close: () => inner.close(),
+  };
+  return { store, set: (m) => (mode = m) };
 }
