@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import { loadConfig } from "../../server/config.js";
 import { createLogger } from "../../server/log.js";
 import { openNedbStore } from "../../server/store/nedb.js";
-import type { Store } from "../../server/store/types.js";
+import type { Collection, Doc, Store } from "../../server/store/types.js";
 import { createThingrelay, type Thingrelay } from "../../server/app.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 import { ERROR_CODES } from "../../server/errors.js";
@@ -366,8 +366,8 @@ export function faultyStore(inner: Store): { store: Store; set(mode: StoreMode):
   };
   const store: Store = {
     kind: inner.kind,
-    collection(name) {
-      const c = inner.collection(name);
+    collection<T extends Doc>(name: string): Collection<T> {
+      const c = inner.collection<T>(name);
       return new Proxy(c, {
         get(target, prop, receiver) {
           const v = Reflect.get(target, prop, receiver) as unknown;
