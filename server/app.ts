@@ -51,6 +51,8 @@ export interface Thingrelay {
   app: Koa;
   router: Router;
   services: Services;
+  /** The device socket gateway (its WebSocketServer options are checked by the hardening tests). */
+  gateway: Gateway;
   /** HTTP request listener. */
   callback: ReturnType<Koa["callback"]>;
   /** Hands device sockets (`/v1/connect`) to the gateway; other upgrades are refused. */
@@ -191,7 +193,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => gateway.handleUpgrade(req, socket, head);
   hub.start();
   return {
-    app, router, services, callback, handleUpgrade,
+    app, router, services, gateway, callback, handleUpgrade,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
