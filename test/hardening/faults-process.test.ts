@@ -170,6 +170,12 @@ describe("hardening: process faults (server child process)", function () {
       const reused = await raw(b.port, { method: "POST", path: "/oauth/token", body: `grant_type=refresh_token&refresh_token=${u1b.refresh_token}`, headers: { "Content-Type": "application/x-www-form-urlencoded" } });
       expect(reused.status).to.equal(401);
 
+      // A dump of the store yields no usable secret: no token, refresh token, password or device credential in clear.
+      const files = await Promise.all((await readdir(join(dataDir, "db"))).map((f) => readFile(join(dataDir, "db", f), "utf8")));
+      const dump = files.join("\n");
+      const clear = [u1, u2, u1live.access_token, u1live.refresh_token, u1b.refresh_token, u2gone.refresh_token, dt.body.token, ut.body.token,
+        "u1-password", "u2-password", "d1-secret", ...ackedLogins.map((l) => l.refresh_token)].filter((x) => dump.includes(x));
+      expect(clear, "secrets in the store files").to.deep.equal([]);
       faults(1, 1, lost);
       process.stdout.write(`      figures: SIGKILL under load: faults injected 1, survived 1, requests sent ${n} (relayed ${relayed}), acknowledged writes ${ackedDevices.length + ackedLogins.length}, ` +
         `in flight at kill ${sentDevices.length - ackedDevices.length} device creations (${appeared.length - ackedDevices.length} of them persisted), ` +

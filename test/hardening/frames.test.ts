@@ -157,6 +157,21 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
     await stillServing();
   });
 
+  it("THINGRELAY_WS_ORIGINS: a browser Origin not on the list → 403 before the upgrade; listed or absent (non-browser) → 101", async () => {
+    const s = await startHard({ env: { THINGRELAY_WS_ORIGINS: "https://app.example" } });
+    try {
+      tried("ws_raw", 3);
+      const evil = await exchange(s.port, upgradeHead(["Origin: https://evil.example"]));
+      expect(evil).to.match(/^HTTP\/1\.1 403 /);
+      const good = await exchange(s.port, upgradeHead(["Origin: https://app.example"]));
+      expect(good).to.match(/^HTTP\/1\.1 101 /);
+      const none = await exchange(s.port, upgradeHead([]));
+      expect(none).to.match(/^HTTP\/1\.1 101 /);
+    } finally {
+      await s.close();
+    }
+  });
+
   describe("unauthenticated sockets", () => {
     let s: HardServer;
     before(async () => {
@@ -184,7 +199,7 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
     });
   });
 
-  it("slowloris: 50 sockets trickling upgrade headers are answered 408 and closed at headersTimeout; devices unaffected", async function () {
+  it("slowloris: 200 sockets trickling upgrade headers are answered 408 and closed at headersTimeout; devices unaffected", async function () {
     // main.ts uses headersTimeout 10 s; this server uses 1 s (and a 100 ms check interval) to keep CI fast.
     const s = await startHard({ serverOptions: { headersTimeout: 1000, requestTimeout: 2000, connectionsCheckingInterval: 100 } });
     const sockets: Socket[] = [];
@@ -192,7 +207,7 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
     try {
       const admin = (await loginAs(s.port, ADMIN.user, ADMIN.password)).access_token;
       await account(s.port, admin, "bob", ["d"]);
-      const answers = await Promise.all(Array.from({ length: 50 }, () => new Promise<string>((resolve) => {
+      const answers = await Promise.all(Array.from({ length: 200 }, () => new Promise<string>((resolve) => {
         tried("slowloris");
         const sock = connect({ host: "127.0.0.1", port: s.port });
         sockets.push(sock);
@@ -208,14 +223,14 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
         timers.push(t);
       })));
       const timedOut = answers.filter((a) => /^HTTP\/1\.1 408 /.test(a)).length;
-      expect(timedOut).to.equal(50);
+      expect(timedOut).to.equal(200);
       expect(answers[0]).to.include('"code":"request_timeout"');
       // A real device still connects on the same server.
       const d = new Device({ server: s.url.replace("http", "ws"), user: "bob", device: "d", credentials: "d-secret" });
       d.on("error", () => {});
       await d.connect();
       await d.close();
-      process.stdout.write(`      figures: slowloris sockets 50, answered 408 and closed 50\n`);
+      process.stdout.write(`      figures: slowloris sockets 200, answered 408 and closed ${timedOut}\n`);
     } finally {
       for (const t of timers) clearInterval(t);
       for (const sock of sockets) sock.destroy();

@@ -312,6 +312,25 @@ describe("hardening: fuzzing every surface (fast-check)", function () {
     ), fcParams());
   });
 
+  // ---------------------------------------------------------------- SSE streams
+
+  it("SSE: any Last-Event-ID, ?interval= and ?device= on every stream never 5xx", async () => {
+    const lastId = fc.oneof(fc.constantFrom("0", "-1", "1e400", "999999999999999999999", "abc", "", "10:5", "x".repeat(10_000)), latin1(80), fc.integer().map(String));
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom("/v1/users/alice/devices/dev1/stats", "/v1/users/alice/events", "/v2/users/alice/devices/dev1/temp", "/v2/users/alice/devices/dev1/echo", "/v2/users/alice/devices/dev2/temp"),
+      fc.option(lastId, { nil: undefined }), fc.option(fc.oneof(fc.constantFrom("0", "0.1", "-1", "1e9", "x"), latin1(10)), { nil: undefined }),
+      fc.option(fc.oneof(fc.constantFrom("dev1", "dev2", "../x"), latin1(10)), { nil: undefined }),
+      async (path, id, interval, dev) => {
+        const q = [interval !== undefined ? `interval=${encodeURIComponent(interval)}` : "", dev !== undefined ? `device=${encodeURIComponent(dev)}` : ""].filter(Boolean).join("&");
+        const r = await probe("sse", {
+          path: q ? `${path}?${q}` : path,
+          headers: { Authorization: `Bearer ${alice}`, Accept: "text/event-stream", ...(id !== undefined ? { "Last-Event-ID": id } : {}) },
+        }, { api: true });
+        expect([200, 400, 404, 406, 429]).to.include(r.status);
+      },
+    ), fcParams());
+  });
+
   // ---------------------------------------------------------------- raw HTTP bytes
 
   it("raw HTTP bytes: malformed request lines, headers and framing get a 4xx or a closed socket, never 5xx", async () => {

@@ -175,7 +175,10 @@ export function answerProblem(r: RawResponse, opts: { api?: boolean } = {}): str
   if (r.headers["x-content-type-options"] !== "nosniff") return "X-Content-Type-Options missing";
   if (r.headers["referrer-policy"] !== "no-referrer") return "Referrer-Policy missing";
   if (!r.headers["content-security-policy"]) return "Content-Security-Policy missing";
-  if (opts.api && r.headers["cache-control"] !== "no-store") return "Cache-Control no-store missing on API";
+  // Event streams answer `no-cache` (SECURITY-CHECKS #36), every other API answer `no-store`.
+  const isStream = String(r.headers["content-type"] ?? "").startsWith("text/event-stream");
+  if (opts.api && !isStream && r.headers["cache-control"] !== "no-store") return "Cache-Control no-store missing on API";
+  if (isStream && !/no-(cache|store)/.test(String(r.headers["cache-control"]))) return "event stream cacheable";
   if (/\n\s+at |node_modules|\(\/[^)]*:\d+:\d+\)/.test(r.text)) return "stack trace in body";
   if (r.status >= 400) {
     const e = r.body?.error;
