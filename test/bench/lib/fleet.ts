@@ -34,7 +34,8 @@ export interface Fleet {
   mark(): Promise<void>;
   /** Resolves with the time (performance.timeOrigin-based ms) the last device got back. */
   allBack(timeoutMs: number): Promise<number>;
-  stormProgress(): { down: number; back: number };
+  /** Totals since mark(); lagMs is the worst event-loop delay seen in any fleet process. */
+  stormProgress(): { down: number; back: number; lagMs: number; attempts: number };
   push(index: number, resource: string, count: number, intervalMs: number): Promise<number[]>;
   close(): Promise<void>;
 }
@@ -46,7 +47,7 @@ export function startFleet(o: FleetOptions): Fleet {
   const n = Math.max(1, Math.ceil(o.count / perChild));
   const children: Child[] = [];
   const progress: number[] = [];
-  const storm: Array<{ down: number; back: number }> = [];
+  const storm: Array<{ down: number; back: number; lagMs: number; attempts: number }> = [];
   const t0 = now();
   const readies: Array<Promise<{ ms: number; t: number }>> = [];
   const from = o.from ?? 0;
@@ -55,11 +56,11 @@ export function startFleet(o: FleetOptions): Fleet {
     const child = spawnTs(`devices-${i}`, "devices.ts");
     children.push(child);
     progress.push(0);
-    storm.push({ down: 0, back: 0 });
+    storm.push({ down: 0, back: 0, lagMs: 0, attempts: 0 });
     child.proc.on("message", (m: Event) => {
       if (m.ev === "progress") progress[i] = m.connected;
       else if (m.ev === "ready") progress[i] = m.connected;
-      else if (m.ev === "storm") storm[i] = { down: m.down, back: m.back };
+      else if (m.ev === "storm") storm[i] = { down: m.down, back: m.back, lagMs: Math.max(m.lagMs, storm[i]!.lagMs), attempts: m.attempts };
       else if (m.ev === "error") process.stderr.write(`[devices-${i}] ${m.message}\n`);
     });
     const cmd: StartCommand = {
@@ -89,7 +90,7 @@ export function startFleet(o: FleetOptions): Fleet {
       const ts = await Promise.all(children.map((c) => c.message<Event & { t: number }>((m) => m.ev === "all-back", timeoutMs)));
       return Math.max(...ts.map((m) => m.t));
     },
-    stormProgress: () => storm.reduce((a, s) => ({ down: a.down + s.down, back: a.back + s.back }), { down: 0, back: 0 }),
+    stormProgress: () => storm.reduce((a, s) => ({ down: a.down + s.down, back: a.back + s.back, lagMs: Math.max(a.lagMs, s.lagMs), attempts: a.attempts + s.attempts }), { down: 0, back: 0, lagMs: 0, attempts: 0 }),
     async push(index, resource, count, intervalMs) {
       const c = children[0]!;
       const p = c.message<Event & { times: number[] }>((m) => m.ev === "pushed", count * intervalMs + 30_000);

@@ -132,8 +132,10 @@ export function spawnChild(name: string, cmd: string, args: string[], o: SpawnOp
 }
 
 /** Starts a TypeScript module from test/bench in its own Node process (tsx loader). */
-export function spawnTs(name: string, file: string, args: string[] = [], o: SpawnOptions = {}): Child {
-  return spawnChild(name, process.execPath, ["--import=tsx", resolve(BENCH_DIR, file), ...args], { ipc: true, ...o });
+export function spawnTs(name: string, file: string, args: string[] = [], o: SpawnOptions & { nodeArgs?: string[] } = {}): Child {
+  // Investigations: BENCH_CHILD_PROF=<dir> profiles every load generator too (node --cpu-prof).
+  const prof = process.env.BENCH_CHILD_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CHILD_PROF}`] : [];
+  return spawnChild(name, process.execPath, [...prof, ...(o.nodeArgs ?? []), "--import=tsx", resolve(BENCH_DIR, file), ...args], { ipc: true, ...o });
 }
 
 /** Kills every child still running (on exit or error): the benchmark must never leave processes behind. */

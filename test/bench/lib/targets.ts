@@ -2,7 +2,7 @@
  * The processes under test: thingrelay from the compiled build (dist/), the floor, the MQTT peer and its
  * Mosquitto broker. Each one in its own process, listening on loopback, port chosen by the OS.
  */
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -46,7 +46,7 @@ export function serverEnv(dataDir: string, port: number, extra: Record<string, s
     NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10",
     PORT: String(port), HOST: "127.0.0.1", THINGRELAY_PRINT_PORT: "1", DATA_DIR: dataDir,
     THINGRELAY_SECRET: SECRET, THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password,
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? "warn",
     THINGRELAY_RATE_LIMIT: "1000000000",
     THINGRELAY_MAX_PENDING_SOCKETS: "200000",
     THINGRELAY_MAX_STREAMS: "1000000",
@@ -60,6 +60,12 @@ export async function startThingrelay(o: ThingrelayOptions = {}): Promise<Thingr
   const child = spawnChild("thingrelay", process.execPath, [...(o.nodeArgs ?? []), resolve(o.root ?? ROOT, "dist/server/main.js")], {
     env: serverEnv(dataDir, o.port ?? 0, o.env),
   });
+  // Investigations: BENCH_SERVER_LOG_LEVEL=info BENCH_SERVER_LOG=/tmp/server.log keeps the server's log lines.
+  if (process.env.BENCH_SERVER_LOG) {
+    const file = createWriteStream(process.env.BENCH_SERVER_LOG, { flags: "a" });
+    child.proc.stdout!.pipe(file);
+    child.proc.stderr!.pipe(file);
+  }
   const m = await child.waitFor(/^THINGRELAY_PORT=(\d+)$/, 60_000);
   const port = Number(m[1]);
   return {
