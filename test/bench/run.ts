@@ -132,27 +132,31 @@ async function main(): Promise<void> {
     }
   };
 
+  const profiles: Record<string, ReturnType<typeof topFrames> & { file: string }> = {};
+  const profiled = async (key: string, since: number) => {
+    if (!o.profile) return;
+    const file = newestProfile(join(o.outDir, "profiles"), since - 1000);
+    if (!file) return;
+    profiles[key] = { file, ...topFrames(file, 25) };
+    log(`cpu profile (${key}): ${file}`);
+  };
   if (o.only.has(1) || o.only.has(2)) {
     const since = Date.now();
     const r = await timed("relay (1, 2)", () => relayScenarios(o, rows));
     if (r) results.relay = r;
-    if (o.profile) {
-      const file = newestProfile(join(o.outDir, "profiles"), since - 1000);
-      if (file) {
-        const p = topFrames(file, 25);
-        results.profile = { file, ...p };
-        log(`cpu profile: ${file}`);
-      }
-    }
+    await profiled("relay", since);
   }
   if (o.only.has(3) || o.only.has(4)) {
     const r = await timed("sessions (3, 4)", () => sessionScenarios(o, rows));
     if (r) results.sessions = r;
   }
   if (o.only.has(5)) {
+    const since = Date.now();
     const r = await timed("fan-out (5)", () => fanoutScenario(o, rows));
     if (r) results.fanout = r;
+    await profiled("fanout", since);
   }
+  if (Object.keys(profiles).length > 0) results.profiles = profiles;
 
   const totalS = Math.round((performance.now() - t0) / 100) / 10;
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
@@ -170,9 +174,8 @@ async function main(): Promise<void> {
 
   const md = table(rows);
   process.stdout.write(`\nthingrelay benchmarks — ${meta.cpu} (${meta.cpus} CPUs), Node ${meta.node}, ${o.quick ? "QUICK" : "full"} run, ${totalS} s\n\n${md}\n\n`);
-  if (results.profile) {
-    const p = results.profile as ReturnType<typeof topFrames>;
-    process.stdout.write(`server CPU profile during scenario 1 (busy ${p.totalMs} ms), self time by area:\n`);
+  for (const [key, p] of Object.entries(profiles)) {
+    process.stdout.write(`server CPU profile, ${key} scenarios (busy ${p.totalMs} ms), self time by area:\n`);
     for (const a of p.byArea.slice(0, 12)) process.stdout.write(`  ${a.pct.toFixed(1).padStart(5)}%  ${a.area}\n`);
     process.stdout.write("top functions:\n");
     for (const f of p.frames.slice(0, 15)) process.stdout.write(`  ${f.selfPct.toFixed(1).padStart(5)}%  ${f.fn}  ${f.where}\n`);

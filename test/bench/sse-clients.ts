@@ -5,6 +5,7 @@
  * records the delay from the device's send to the arrival here.
  */
 import { request, type IncomingMessage } from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createParser } from "eventsource-parser";
 
 export interface SubscribeCommand {
@@ -22,7 +23,7 @@ export type SseEvent =
   | { ev: "progress"; open: number; total: number }
   | { ev: "ready"; open: number; ms: number }
   | { ev: "refused"; status: number; body: string }
-  | { ev: "report"; delays: number[]; events: number; open: number; closed: number };
+  | { ev: "report"; delays: number[]; events: number; open: number; closed: number; lagMs: number };
 
 const now = (): number => performance.timeOrigin + performance.now();
 const send = (e: SseEvent) => process.send?.(e);
@@ -31,6 +32,8 @@ const delays: number[] = [];
 let events = 0;
 let open = 0;
 let closed = 0;
+/** Event-loop delay of this load generator while values fan out (client-side bottleneck check). */
+const lag = monitorEventLoopDelay({ resolution: 10 });
 
 /** Finds a numeric `sent_at` anywhere in the event's JSON (the stream's envelope is not ours to assume). */
 function findStamp(v: unknown, depth = 0): number | undefined {
@@ -62,6 +65,8 @@ function subscribe(c: SubscribeCommand): Promise<boolean> {
         return;
       }
       open++;
+      // Arrival is when the bytes reach this process, before parsing: parsing cost is ours, not the server's.
+      let arrival = 0;
       const parser = createParser({
         onEvent(e) {
           let data: unknown;
@@ -73,10 +78,13 @@ function subscribe(c: SubscribeCommand): Promise<boolean> {
           const sent = findStamp(data);
           if (sent === undefined) return;
           events++;
-          delays.push(now() - sent);
+          delays.push(arrival - sent);
         },
       });
-      res.on("data", (s: string) => parser.feed(s));
+      res.on("data", (s: string) => {
+        arrival = now();
+        parser.feed(s);
+      });
       res.on("close", () => {
         open--;
         closed++;
@@ -101,6 +109,7 @@ async function start(c: SubscribeCommand): Promise<void> {
   };
   await Promise.all(Array.from({ length: Math.min(c.concurrency, c.count) }, worker));
   clearInterval(progress);
+  lag.enable();
   send({ ev: "ready", open, ms: now() - t0 });
 }
 
@@ -110,7 +119,7 @@ process.on("message", (m: SseCommand) => {
       void start(m);
       return;
     case "report":
-      send({ ev: "report", delays, events, open, closed });
+      send({ ev: "report", delays, events, open, closed, lagMs: lag.max / 1e6 });
       return;
     case "close":
       process.exit(0);

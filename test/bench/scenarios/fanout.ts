@@ -3,7 +3,9 @@
  * (`GET /v2/users/{u}/devices/{d}/{resource}` with `Accept: text/event-stream`, `?authorization=`); the
  * device pushes stamped values and every subscriber records the delay from the device's send to arrival.
  */
+import { mkdirSync } from "node:fs";
 import { request } from "node:http";
+import { join } from "node:path";
 import { type BenchOptions, type Row, fmt, log, verdict } from "../lib/context.js";
 import { startFleet, type Fleet } from "../lib/fleet.js";
 import { spawnTs, sleep, type Child } from "../lib/proc.js";
@@ -22,6 +24,8 @@ export interface FanoutResults {
   p50?: number;
   p99?: number;
   max?: number;
+  /** Worst event-loop delay in the subscriber processes while values fanned out. */
+  clientLagMaxMs?: number;
 }
 
 /** One SSE request: is the stream there? (status, first bytes) */
@@ -46,7 +50,9 @@ function probe(url: string): Promise<{ status: number; body: string; type: strin
 
 export async function fanoutScenario(o: BenchOptions, rows: Row[]): Promise<FanoutResults> {
   const s5 = "5 SSE fan-out";
-  const srv = await startThingrelay();
+  const profileDir = join(o.outDir, "profiles");
+  if (o.profile) mkdirSync(profileDir, { recursive: true });
+  const srv = await startThingrelay(o.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {});
   let fleet: Fleet | undefined;
   const clients: Child[] = [];
   try {
@@ -101,16 +107,23 @@ export async function fanoutScenario(o: BenchOptions, rows: Row[]): Promise<Fano
       return r;
     }));
     const all: number[] = [];
-    for (const r of reports) if (r.ev === "report") for (const d of r.delays) all.push(d);
+    let lagMs = 0;
+    for (const r of reports) {
+      if (r.ev !== "report") continue;
+      for (const d of r.delays) all.push(d);
+      lagMs = Math.max(lagMs, r.lagMs);
+    }
     const sorted = Float64Array.from(all).sort();
     const res: FanoutResults = {
       available: true, subscribers: open, subscribeS: round(subscribeS, 2), events: times.length,
       expectedDeliveries: open * times.length, deliveries: sorted.length,
       p50: round(percentileSorted(sorted, 50), 2), p99: round(percentileSorted(sorted, 99), 2), max: round(sorted[sorted.length - 1] ?? NaN, 2),
+      clientLagMaxMs: round(lagMs, 0),
     };
     rows.push({ scenario: s5, metric: `subscribe ${fmt.int(open)} streams`, value: `${res.subscribeS} s`, verdict: "info" });
     rows.push({ scenario: s5, metric: "deliveries", value: `${fmt.int(res.deliveries!)} of ${fmt.int(res.expectedDeliveries!)} (${times.length} values)`, verdict: res.deliveries! >= res.expectedDeliveries! ? "info" : "missed" });
     rows.push({ scenario: s5, metric: "delay device → subscriber", value: `p50 ${fmt.ms(res.p50!, 1)}, p99 ${fmt.ms(res.p99!, 1)}, max ${fmt.ms(res.max!, 1)}`, target: "p99 ≤ 500 ms", verdict: verdict(res.p99! <= 500 && res.deliveries! >= res.expectedDeliveries!) });
+    rows.push({ scenario: s5, metric: "subscriber processes: worst event-loop lag", value: fmt.ms(lagMs, 0), verdict: "info" });
     return res;
   } finally {
     for (const c of clients) c.send({ cmd: "close" });

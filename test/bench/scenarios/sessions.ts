@@ -50,6 +50,10 @@ export interface SessionResults {
     allBack: boolean;
     back: number;
     down: number;
+    /** Connection attempts the devices made from the SIGTERM until all were back. */
+    attempts: number;
+    /** Worst event-loop delay of the device processes during the storm (client-side bottleneck check). */
+    clientLagMaxMs: number;
   };
 }
 
@@ -120,7 +124,7 @@ export async function sessionScenarios(o: BenchOptions, rows: Row[]): Promise<Se
       const tListen = now();
       const ticker2 = setInterval(() => {
         const p = fleet!.stormProgress();
-        log(`  storm: ${p.down} dropped, ${p.back} back / ${n}`);
+        log(`  storm: ${p.down} dropped, ${p.back} back / ${n} (${p.attempts} attempts, device event-loop lag ≤ ${Math.round(p.lagMs)} ms)`);
       }, 1000);
       let tBack = NaN;
       let allBack = true;
@@ -137,6 +141,7 @@ export async function sessionScenarios(o: BenchOptions, rows: Row[]): Promise<Se
       result.scenario4 = {
         backS: round(backS, 2), fromListenS: round((tBack - tListen) / 1000, 2), shutdownS: round((tDown - ts) / 1000, 2),
         startS: round((tListen - tDown) / 1000, 2), reconnect: RECONNECT, allBack, back: p.back, down: p.down,
+        attempts: p.attempts, clientLagMaxMs: round(p.lagMs, 0),
       };
       const s4 = "4 reconnect storm";
       if (allBack) {
@@ -144,7 +149,7 @@ export async function sessionScenarios(o: BenchOptions, rows: Row[]): Promise<Se
       } else {
         rows.push({ scenario: s4, metric: `${fmt.int(n)} devices back after restart`, value: `only ${p.back} back before the time limit`, target: "≤ 10 s", verdict: "missed" });
       }
-      rows.push({ scenario: s4, metric: "device reconnect backoff", value: `${RECONNECT.initialMs} ms doubling to ${RECONNECT.maxMs} ms, equal jitter`, verdict: "info" });
+      rows.push({ scenario: s4, metric: "devices: backoff, attempts, worst event-loop lag", value: `${RECONNECT.initialMs} ms doubling to ${RECONNECT.maxMs} ms with jitter; ${fmt.int(p.attempts)} attempts; ${fmt.int(p.lagMs)} ms`, verdict: "info" });
     }
     return result;
   } finally {
