@@ -277,14 +277,21 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.sendDescribe();
     this.lastSeen = Date.now();
     const ws = this.ws;
+    const intervalMs = this.keepaliveS * 1000;
+    let lastPing = Date.now();
+    // Checked four times per interval, so silence is noticed at most a quarter interval after 2 intervals.
     this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastSeen > 2 * this.keepaliveS * 1000) {
+      const now = Date.now();
+      if (now - this.lastSeen > 2 * intervalMs) {
         // Two silent intervals: the server (or the path to it) is gone. Drop and reconnect.
         if (ws) this.abandon(ws, 4408, "keepalive timeout");
         return;
       }
-      this.send({ type: "ping" });
-    }, this.keepaliveS * 1000);
+      if (now - lastPing >= intervalMs - 5) {
+        lastPing = now;
+        this.send({ type: "ping" });
+      }
+    }, Math.max(1, Math.floor(intervalMs / 4)));
     this.emit("connected");
     this.settleWaiters();
   }

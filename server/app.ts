@@ -12,7 +12,7 @@ import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
 import { WindowLimiter } from "./auth/limiter.js";
-import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE } from "./oauth/service.js";
+import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
@@ -23,7 +23,8 @@ import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
 import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
-import { corsFor, jsonDepth, requestLifecycle, securityHeaders } from "./http/middleware.js";
+import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
+import { jsonDepth } from "./json.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
 import { oauthRoutes } from "./oauth/routes.js";
@@ -104,8 +105,12 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   if (services.cluster) {
     const cluster = services.cluster;
     app.use(async (_ctx, next) => {
-      await next();
-      await cluster.barrier();
+      try {
+        await next();
+      } finally {
+        // Also when the request failed: a refresh-token reuse revokes its family and answers 401.
+        await cluster.barrier();
+      }
     });
   }
   app.use(securityHeaders());
@@ -189,6 +194,16 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     notImplemented: () => new AppError("method_not_allowed"),
   }));
 
+  // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
+  const purge = () => {
+    repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
+      (n) => (n.tokens + n.families > 0 ? logger.info(n, "purged expired refresh tokens") : undefined),
+      (err: unknown) => logger.warn({ err }, "refresh token purge failed"),
+    );
+  };
+  const purgeTimers = [setTimeout(purge, 60_000), setInterval(purge, 3_600_000)];
+  for (const t of purgeTimers) t.unref();
+
   const callback = app.callback();
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => gateway.handleUpgrade(req, socket, head);
   hub.start();
@@ -200,6 +215,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       server.on("clientError", clientErrorHandler(logger));
     },
     async close(code = 1001) {
+      for (const t of purgeTimers) clearTimeout(t);
       gateway.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");
       await services.streams.close();

@@ -28,6 +28,8 @@ export async function loadOrCreateSecret(dataDir: string, configured: string | u
 }
 
 export async function writeAdminPassword(dataDir: string, user: string, password: string): Promise<string> {
+  // DATA_DIR may not exist yet on MongoDB with THINGRELAY_SECRET set (nothing else is written there).
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, ADMIN_PASSWORD_FILE);
   await writeFile(file, `${user}:${password}\n`, { mode: 0o600 });
   await chmod(file, 0o600);

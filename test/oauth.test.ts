@@ -301,7 +301,7 @@ describe("oauth: POST /oauth/token", () => {
       const s1 = await login(srv.url, "bob", "bob-password");
       const s2 = await login(srv.url, "bob", "bob-password");
       const aliceSession = await login(srv.url, "alice", "alice-password");
-      const r = await api(srv.url, "PUT", "/v1/users/bob/password", { token: s1.access_token, json: { password: "bob-new-password" } });
+      const r = await api(srv.url, "PUT", "/v1/users/bob/password", { token: s1.access_token, json: { current_password: "bob-password", password: "bob-new-password" } });
       expect(r.status).to.equal(200);
       expect(r.body).to.deep.equal({});
       for (const s of [s1, s2]) {
@@ -322,6 +322,16 @@ describe("oauth: POST /oauth/token", () => {
       expectError(await api(srv.url, "PUT", "/v1/users/alice/password", { token: alice.access_token, json: { password: "long-enough-pw", admin: true } }), 400, "invalid_request");
       expectError(await api(srv.url, "PUT", "/v1/users/alice/password", { json: { password: "long-enough-pw" } }), 401, "unauthorized");
       expect((await me(alice.access_token)).status).to.equal(200);
+    });
+
+    it("password change needs the current password: missing 400, wrong 403, and nothing changes", async () => {
+      const alice = await login(srv.url, "alice", "alice-password");
+      const path = "/v1/users/alice/password";
+      expectError(await api(srv.url, "PUT", path, { token: alice.access_token, json: { password: "taken-over-pw" } }), 400, "invalid_request");
+      expectError(await api(srv.url, "PUT", path, { token: alice.access_token, json: { current_password: "guess-guess", password: "taken-over-pw" } }), 403, "forbidden");
+      expect((await me(alice.access_token)).status).to.equal(200);
+      await login(srv.url, "alice", "alice-password");
+      expectError(await token({ form: { grant_type: "password", username: "alice", password: "taken-over-pw" } }), 401, "invalid_grant", "invalid username or password");
     });
 
     it("POST /oauth/revoke with a refresh token revokes its family (refresh and access tokens)", async () => {

@@ -283,7 +283,8 @@ describe("OpenAPI document (GET /openapi.json)", () => {
       await call("POST", "/oauth/revoke", { form: { token: session.refresh_token } });
       await call("POST", "/oauth/revoke", { form: {} });
       await call("PUT", "/v1/users/alice/password", { token, json: { password: "short" } });
-      await call("PUT", "/v1/users/alice/password", { token, json: { password: "alice-new-password" } });
+      await call("PUT", "/v1/users/alice/password", { token, json: { current_password: "wrong-password", password: "alice-new-password" } });
+      await call("PUT", "/v1/users/alice/password", { token, json: { current_password: "alice-password", password: "alice-new-password" } });
       await call("GET", "/v1/me", { token });
     });
     after(async () => {

@@ -1,7 +1,10 @@
 import type { Action, Permission } from "../store/repos.js";
 
 export interface Target {
-  /** Device id the action concerns, when it concerns one. */
+  /**
+   * Device id the action concerns, when it concerns one. `"*"` asks "on at least one device?" (list and
+   * stream routes); such routes must then filter every item through `can(action, { device })`.
+   */
   device?: string;
   /** Normalised resource name (AccessDeviceResources only). */
   resource?: string;
@@ -80,6 +83,11 @@ export class UserTokenPrincipal implements Principal {
     readonly expiresAt: number | null,
   ) {}
   can(action: Action, target: Target = {}): boolean {
+    if (target.device === "*") {
+      // Some device may qualify unless a deny covers every device; the route filters item by item.
+      if (this.deny.some((p) => (p.action === "*" || p.action === action) && p.target === "*" && p.resources === undefined)) return false;
+      return this.allow.some((p) => p.action === "*" || p.action === action);
+    }
     if (this.deny.some((p) => matches(p, action, target))) return false;
     return this.allow.some((p) => matches(p, action, target));
   }

@@ -16,7 +16,8 @@ type DeviceOp =
   | { op: "call"; resource: string; in?: unknown; hasInput: boolean; timeoutMs: number }
   | { op: "stats" }
   | { op: "api" }
-  | { op: "stream"; node: string; resource: string; interval: number | null };
+  | { op: "stream"; node: string; resource: string; interval: number | null }
+  | { op: "kick"; code: number; reason: string };
 
 type Reply =
   | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }> }
@@ -48,10 +49,10 @@ export class ClusterBridge {
   private readonly remoteHolders = new Map<string, { node: string; ts: number; stats: SessionStats }>();
   private readonly trafficAt = new Map<string, number>();
   private readonly applyingRemote = new Set<string>();
-  private readonly takenOver = new Set<string>();
   private readonly unhook: Array<() => void> = [];
   streamSink: RemoteStreamSink | undefined;
   private unflushed = false;
+  private flushing: Promise<void> | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -88,8 +89,6 @@ export class ClusterBridge {
       const key = `${e.user}/${e.device}`;
       if (!this.nc.isClosed()) this.deviceSubs.get(key)?.unsubscribe();
       this.deviceSubs.delete(key);
-      // Closed because another node took the device over: that node already announced it online.
-      if (this.takenOver.delete(key)) return;
       this.publishEvent({ kind: "offline", node: this.nodeId, user: e.user, device: e.device, ts: e.ts });
     });
     on("data", (e) => {
@@ -122,9 +121,12 @@ export class ClusterBridge {
    * been sent to every node by the time the revoking call returns.
    */
   async barrier(): Promise<void> {
-    if (!this.unflushed || this.nc.isClosed()) return;
-    this.unflushed = false;
-    await this.nc.flush().catch((err: unknown) => this.logger.warn({ err }, "cluster flush failed"));
+    if (this.unflushed && !this.nc.isClosed()) {
+      this.unflushed = false;
+      // A flush covers every publish made before it; concurrent requests wait for the same one.
+      this.flushing = this.nc.flush().catch((err: unknown) => this.logger.warn({ err }, "cluster flush failed"));
+    }
+    await this.flushing;
   }
 
   /** Asks the other nodes to announce the devices they hold. */
@@ -154,6 +156,10 @@ export class ClusterBridge {
 
   async resources(user: string, device: string): Promise<Record<string, { kind: string }>> {
     return (await this.request(user, device, { op: "api" }, 2_000)).resources ?? {};
+  }
+
+  kick(user: string, device: string, code: number, reason: string): void {
+    this.publish(this.deviceSubject(user, device), { op: "kick", code, reason } satisfies DeviceOp);
   }
 
   /** Tells the node holding the device what this node's subscribers want (null = none left here). */
@@ -221,6 +227,9 @@ export class ClusterBridge {
           respond({ ok: true, resources: Object.fromEntries([...(s.resources ?? new Map())].map(([n, k]) => [n, { kind: k }])) });
           return;
         }
+        case "kick":
+          this.hub.closeSession(user, device, op.code, op.reason.slice(0, 100));
+          return;
         case "stream":
           if (op.node !== this.nodeId) this.streamSink?.setRemoteInterval(user, device, op.resource, op.node, op.interval);
           return;
@@ -265,8 +274,8 @@ export class ClusterBridge {
         const local = this.hub.get(e.user, e.device);
         // One live session per device across the cluster: the newer session wins; ties go to the larger node id.
         if (local && (local.connectedAt < e.ts || (local.connectedAt === e.ts && this.nodeId < e.node))) {
-          this.takenOver.add(key);
-          this.hub.closeSession(e.user, e.device, CLOSE.replaced, "replaced by a new session on another node");
+          // Silent: subscribers here get the remote "online" below, not a spurious "offline".
+          this.hub.closeSession(e.user, e.device, CLOSE.replaced, "replaced by a new session on another node", false);
         }
         this.remoteHolders.set(key, { node: e.node, ts: e.ts, stats: { connected: true, connected_ts: e.ts, ip_address: e.ip, rx_bytes: 0, tx_bytes: 0 } });
         this.hub.emit("online", { ...ref, ts: e.ts, ip: e.ip });

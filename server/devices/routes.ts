@@ -16,10 +16,11 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
 
   router.get("/v1/users/:user/devices", requireAuth, async (ctx) => {
     const user = userOf(ctx.params.user);
-    authorize(ctx, user, "ListDevices", { device: "*" }, noUser);
+    const p = authorize(ctx, user, "ListDevices", { device: "*" }, noUser);
     const id = ctx.query.id;
     if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
-    ctx.body = await s.devices.list(user, id);
+    // A scoped token sees only the devices it may list (a per-device deny hides that device).
+    ctx.body = (await s.devices.list(user, id)).filter((d) => p.can("ListDevices", { device: d.device }));
   });
 
   router.post("/v1/users/:user/devices", requireAuth, async (ctx) => {
@@ -70,8 +71,8 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
   /** Live sessions of the account (flespi-style connection list). */
   router.get("/v1/users/:user/sessions", requireAuth, (ctx) => {
     const user = userOf(ctx.params.user);
-    authorize(ctx, user, "ListDeviceSessions", { device: "*" }, noUser);
-    ctx.body = s.hub.list(user);
+    const p = authorize(ctx, user, "ListDeviceSessions", { device: "*" }, noUser);
+    ctx.body = s.hub.list(user).filter((d) => p.can("ListDeviceSessions", { device: d.device }));
   });
 
   /** Force a device's live session closed (close code 4003); the device may reconnect. */

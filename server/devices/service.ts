@@ -87,10 +87,13 @@ export class DevicesService {
   }
 
   async delete(user: string, device: string): Promise<void> {
-    if (this.hub.get(user, device)) throw new AppError("device_connected");
+    // Connected here or, in cluster mode, on another node (as announced over NATS).
+    if (this.hub.stats(user, device).connected) throw new AppError("device_connected");
     const tokens = await this.repos.deviceTokens.find({ user, device });
     if (!(await this.repos.deleteDevice(user, device))) throw new AppError("device_not_found");
     for (const t of tokens) this.cache.invalidate(cacheKey.deviceToken(t._id));
+    // A session that authenticated between the check and the delete must not outlive its registration.
+    this.hub.kick(user, device, CLOSE.deviceDeleted, "device deleted");
     this.hub.forget(user, device);
   }
 

@@ -21,6 +21,8 @@ export interface RemoteRelay {
   call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
   /** Session stats of a device another node holds, as last announced; undefined if none does. */
   remoteStats(user: string, device: string): SessionStats | undefined;
+  /** Asks whichever node holds the device to close its session. */
+  kick(user: string, device: string, code: number, reason: string): void;
 }
 
 export interface SessionInfo {
@@ -80,7 +82,8 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   }
 
   /** Called when a session's socket closed. Only unregisters the session that is current. */
-  unregister(session: DeviceSession): void {
+  /** `announce = false` when the device moved to another node, which announced it online already. */
+  unregister(session: DeviceSession, announce = true): void {
     session.markClosed();
     if (this.sessions.get(session.key) !== session) return;
     this.sessions.delete(session.key);
@@ -88,7 +91,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
     set?.delete(session.device);
     if (set?.size === 0) this.perUser.delete(session.user);
     this.lastStats.set(session.key, { ...session.stats(), connected: false });
-    this.emit("offline", { user: session.user, device: session.device, ts: Date.now() });
+    if (announce) this.emit("offline", { user: session.user, device: session.device, ts: Date.now() });
   }
 
   call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
@@ -118,12 +121,18 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
     return out.sort((a, b) => a.device.localeCompare(b.device));
   }
 
-  closeSession(user: string, device: string, code: number, reason: string): boolean {
+  closeSession(user: string, device: string, code: number, reason: string, announce = true): boolean {
     const s = this.get(user, device);
     if (!s) return false;
     s.close(code, reason);
-    this.unregister(s);
+    this.unregister(s, announce);
     return true;
+  }
+
+  /** Closes the device's session wherever it is: here, or (cluster mode) on the node holding it. */
+  kick(user: string, device: string, code: number, reason: string): void {
+    this.closeSession(user, device, code, reason);
+    this.remote?.kick(user, device, code, reason);
   }
 
   /** Closes every session (shutdown): pending calls fail with device_disconnected. */

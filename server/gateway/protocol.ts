@@ -39,6 +39,8 @@ export const DEVICE_RE = /^[a-zA-Z0-9_]{1,25}$/;
 /** Resource names: printable segments joined by "/", no "." or ".." segments, at most 128 characters. */
 export const RESOURCE_RE = /^(?!.*(?:^|\/)\.{1,2}(?:\/|$))[^\s/\\?#%\x00-\x1f\x7f]+(?:\/[^\s/\\?#%\x00-\x1f\x7f]+)*$/;
 export const MAX_RESOURCE_LENGTH = 128;
+/** Deepest nesting accepted in a device frame (the frame object itself is level 1). */
+export const MAX_FRAME_DEPTH = 64;
 
 export function isResourceName(s: unknown): s is string {
   return typeof s === "string" && s.length <= MAX_RESOURCE_LENGTH && RESOURCE_RE.test(s);

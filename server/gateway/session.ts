@@ -1,7 +1,8 @@
 import { randomInt } from "node:crypto";
 import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
-import { CLOSE, isResourceName, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
+import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
+import { jsonDepth } from "../json.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -123,6 +124,13 @@ export class DeviceSession {
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return;
       f = parsed as Record<string, unknown>;
     } catch {
+      return;
+    }
+    // Values nested deeper than callers and stream encoders can handle safely are refused here, once.
+    if (!jsonDepth(f, MAX_FRAME_DEPTH)) {
+      if (f.type === "result" || f.type === "error") {
+        this.settle(f.id, (p) => p.reject(new AppError("device_error", `device reply nested deeper than ${MAX_FRAME_DEPTH} levels`, { status: 502 })));
+      }
       return;
     }
     switch (f.type) {

@@ -27,6 +27,7 @@ export interface GatewayOptions {
 export class Gateway {
   readonly wss: WebSocketServer;
   private pendingSockets = 0;
+  private readonly pendingByIp = new Map<string, number>();
   private readonly touched = new Set<string>();
   private touchQueued = false;
   private readonly failures: WindowLimiter;
@@ -68,21 +69,32 @@ export class Gateway {
     if (this.pendingSockets >= this.options.limits.maxPendingSockets) return reject(socket, 503, "Service Unavailable");
     const ip = clientIp(req, this.options.trustProxy);
     if (!this.failures.peek(ip).allowed) return reject(socket, 429, "Too Many Requests");
+    // One address may hold at most a quarter of the unauthenticated slots, so it cannot starve the others.
+    if ((this.pendingByIp.get(ip) ?? 0) >= Math.max(1, Math.floor(this.options.limits.maxPendingSockets / 4))) {
+      return reject(socket, 503, "Service Unavailable");
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip));
   }
 
   private authenticate(ws: WebSocket, ip: string): void {
     this.pendingSockets++;
+    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
     let done = false;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
       this.pendingSockets--;
+      const n = (this.pendingByIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.pendingByIp.delete(ip);
+      else this.pendingByIp.set(ip, n);
       clearTimeout(deadline);
       return true;
     };
     const deadline = setTimeout(() => {
-      if (finish()) closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
+      if (!finish()) return;
+      // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
+      this.failures.hit(ip);
+      closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
     ws.on("close", () => finish());
@@ -97,6 +109,7 @@ export class Gateway {
       const frame = parseConnect(parsed);
       if (typeof frame === "string") {
         finish();
+        this.failures.hit(ip);
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
         return;
       }
@@ -131,7 +144,12 @@ export class Gateway {
     session.rxBytes = connectBytes;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return;
-      session.receive(rawToString(data), rawSize(data));
+      try {
+        session.receive(rawToString(data), rawSize(data));
+      } catch (err) {
+        // Last resort: a throwing event listener must not take the process down with a device's frame.
+        this.logger.error({ err, user, device }, "device frame handling failed");
+      }
     });
     ws.on("pong", () => {
       session.alive = true;

@@ -86,15 +86,3 @@ export function corsFor(origins: readonly string[]) {
     maxAge: 600,
   });
 }
-
-/** Rejects JSON nested deeper than `max` (a cheap guard against stack-heavy payloads). */
-export function jsonDepth(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop()!;
-    if (v === null || typeof v !== "object") continue;
-    if (d > max) return false;
-    for (const child of Object.values(v)) if (child !== null && typeof child === "object") stack.push([child, d + 1]);
-  }
-  return true;
-}

@@ -32,6 +32,9 @@ export const DEFAULT_BRUTE_FORCE: Readonly<BruteForceLimits> = Object.freeze({
   perAccountAndClient: 5, perClient: 20, perAccount: 50, windowMs: 15 * 60_000,
 });
 
+/** Password checks allowed in flight at once (running or queued for libuv's thread pool). */
+export const MAX_QUEUED_HASHES = 64;
+
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
 }
@@ -46,6 +49,9 @@ export class OAuthService {
   private readonly account: WindowLimiter;
   /** Addresses that logged in successfully per account (bounded), exempt from the per-account lock. */
   private readonly knownClients = new Map<string, Set<string>>();
+
+  /** Password checks running or waiting for the thread pool. */
+  private hashQueue = 0;
 
   constructor(
     private readonly repos: Repositories,
@@ -75,8 +81,15 @@ export class OAuthService {
       this.logger.warn({ event: "login_throttled", user: username, ip }, "password grant throttled");
       throw new AppError("too_many_requests", "too many failed attempts; try again later", { headers: { "Retry-After": String(Math.max(...results.map((r) => r.retryAfterS))) } });
     }
+    // Scrypt at the OWASP floor costs ~0.3 s and 128 MiB: bound the checks running and waiting at once, so a
+    // flood of sign-ins (valid or not) cannot queue unbounded work and memory.
+    if (this.hashQueue >= MAX_QUEUED_HASHES) {
+      for (const [limiter, key] of reserved) limiter.release(key);
+      throw new AppError("too_many_requests", "too many sign-ins in progress; try again shortly", { headers: { "Retry-After": "1" } });
+    }
     let user: UserDoc | null;
     let ok: boolean;
+    this.hashQueue++;
     try {
       user = /^[a-zA-Z0-9_]{1,32}$/.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
       // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
@@ -85,6 +98,8 @@ export class OAuthService {
       // The store failed, not the caller: that attempt proved nothing.
       for (const [limiter, key] of reserved) limiter.release(key);
       throw err;
+    } finally {
+      this.hashQueue--;
     }
     if (!user || !ok) {
       this.logger.info({ event: "login_failed", user: username, ip }, "password grant failed");

@@ -103,8 +103,9 @@ const OPERATIONS: Operation[] = [
   {
     method: "put", path: "/v1/users/{user}/password", operationId: "changePassword", tag: "users", params: ["user"],
     summary: "Change one's own password",
-    description: "Only the account's own password-grant session may do this. Every refresh family of the "
-      + "account (and so every access token issued from it) is revoked.",
+    description: "Only the account's own password-grant session may do this, and only with the current "
+      + "password (403 `forbidden` when it is wrong). Every refresh family of the account (and so every access "
+      + "token issued from it) is revoked; device and user tokens stay valid.",
     body: { schema: ref("PasswordChange") },
     ok: [EMPTY],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],

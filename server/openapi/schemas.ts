@@ -96,9 +96,12 @@ export function componentSchemas(): Record<string, Schema> {
     },
     PasswordChange: {
       type: "object",
-      required: ["password"],
+      required: ["current_password", "password"],
       additionalProperties: false,
-      properties: { password: { type: "string", format: "password", minLength: PASSWORD_MIN, maxLength: PASSWORD_MAX } },
+      properties: {
+        current_password: { type: "string", format: "password" },
+        password: { type: "string", format: "password", minLength: PASSWORD_MIN, maxLength: PASSWORD_MAX },
+      },
     },
     Device: {
       type: "object",

@@ -115,6 +115,19 @@ export class Repositories {
     return await this.families.updateMany({ user, revoked: false }, { $set: { revoked: true, revokedReason: reason } });
   }
 
+  /**
+   * Deletes refresh tokens past their expiry and the families left without any, a batch at a time. Used
+   * tokens are kept until they expire: they are what reveals a reuse.
+   */
+  async purgeExpired(now: number, familyTtlMs: number, batch = 1000): Promise<{ tokens: number; families: number }> {
+    const tokens = await this.refreshTokens.deleteMany({ expiresAt: { $lt: now } });
+    let families = 0;
+    for (const f of await this.families.find({ createdAt: { $lt: now - familyTtlMs } }, { limit: batch })) {
+      if ((await this.refreshTokens.count({ family: f._id })) === 0) families += await this.families.deleteOne({ _id: f._id });
+    }
+    return { tokens, families };
+  }
+
   /** Deletes a device with its tokens. */
   async deleteDevice(user: string, device: string): Promise<boolean> {
     const n = await this.devices.deleteOne({ _id: Repositories.deviceKey(user, device) });

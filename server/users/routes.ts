@@ -23,8 +23,9 @@ export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddl
   router.put("/v1/users/:user/password", requireAuth, async (ctx) => {
     const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
     requireSession(ctx, user, () => new AppError("user_not_found"));
-    const body = objectBody(ctx, ["password"]);
-    await s.users.changePassword(user, requireString(body, "password"));
+    const body = objectBody(ctx, ["current_password", "password"]);
+    const password = requireString(body, "password");
+    await s.users.changePassword(user, requireString(body, "current_password"), password);
     ctx.body = {};
   });
 }

@@ -31,8 +31,16 @@ export class UsersService {
   }
 
   /** Changes a password and revokes every refresh family (and so every access token) of the user. */
-  async changePassword(username: string, password: string): Promise<void> {
+  /**
+   * Changes a password after checking the current one (a stolen access token alone must not take the account
+   * over), then revokes every refresh family (and so every access token) of the user. Device and user tokens
+   * are deliberate grants and stay valid; revoke them one by one.
+   */
+  async changePassword(username: string, current: string, password: string): Promise<void> {
     checkPassword(password);
+    const user = await this.repos.users.findOne({ _id: username });
+    if (!user) throw new AppError("user_not_found");
+    if (!(await this.passwords.verify(current, user.passwordHash))) throw new AppError("forbidden", "current password is wrong");
     const passwordHash = await this.passwords.hash(password);
     const n = await this.repos.users.updateOne({ _id: username }, { $set: { passwordHash, passwordChangedAt: Date.now() } });
     if (n === 0) throw new AppError("user_not_found");

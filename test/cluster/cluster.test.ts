@@ -10,6 +10,7 @@ import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
 import { once } from "../helpers/wait.js";
+import { sse } from "../helpers/sse.js";
 
 /**
  * Cluster mode over a real nats-server (Debian package). The three nodes run in this process and share one
@@ -136,13 +137,29 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
   it("a device that reconnects to B takes over: A closes its old session with 4000", async () => {
     const old = devices[0]!;
     const closed = once<{ code: number }>(old, "disconnected");
+    const events = await sse(`${A.url}/v1/users/alice/events?device=nodemcu&authorization=${token}`);
+    expect(events.status).to.equal(200);
     const moved = device([B.wsUrl]);
     await moved.connect();
     expect((await closed).code).to.equal(4000);
+    // Subscribers on the old node see the device online (now on B) and no spurious offline in between.
+    const online = await events.next((e) => e.event === "online" || e.event === "offline");
+    expect(online.event).to.equal("online");
+    const ping = await api(A.url, "GET", v2("temperature"), { token });
+    expect(ping.status).to.equal(200);
+    expect(events.events.filter((e) => e.event === "offline")).to.have.length(0);
+    events.close();
     expect(A.relay.services.hub.get("alice", "nodemcu")).to.equal(undefined);
     expect(B.relay.services.hub.get("alice", "nodemcu")).to.not.equal(undefined);
     expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
     expect((await api(A.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+  });
+
+  it("deleting a device connected to another node answers 400 device_connected", async () => {
+    const r = await api(A.url, "DELETE", "/v1/users/alice/devices/nodemcu", { token });
+    expect(r.status).to.equal(400);
+    expect(r.body.error.code).to.equal("device_connected");
+    expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
   });
 
   it("node A dies under load: no call hangs, and its device comes back on B", async () => {

@@ -116,7 +116,7 @@ describe("hardening: observability", function () {
       keepToken("access 3", s3.access_token);
       keep("refresh 3", s3.refresh_token);
       const pw2 = keep("new password", "olga-New-pw-6620");
-      expect((await raw(p, { method: "PUT", path: "/v1/users/olga/password", body: JSON.stringify({ password: pw2 }), headers: { ...H(s3.access_token), "Content-Type": "application/json" } })).status).to.equal(200);
+      expect((await raw(p, { method: "PUT", path: "/v1/users/olga/password", body: JSON.stringify({ current_password: pw, password: pw2 }), headers: { ...H(s3.access_token), "Content-Type": "application/json" } })).status).to.equal(200);
       keepToken("access 4", (await loginAs(p, "olga", pw2)).access_token);
       await device.close();
 

@@ -1,0 +1,135 @@
+import { expect } from "chai";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { RawDevice } from "./helpers/rawdevice.js";
+import { writeAdminPassword } from "../server/secrets.js";
+import { openNedbStore } from "../server/store/nedb.js";
+import { Repositories } from "../server/store/repos.js";
+
+/** Regression tests for the findings of the code review of the first release. */
+describe("review regressions", () => {
+  let srv: TestServer;
+  let token: string;
+
+  before(async () => {
+    srv = await startServer({ env: { THINGRELAY_MAX_PENDING_SOCKETS: "8", THINGRELAY_AUTH_DEADLINE_MS: "300" } });
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(srv.url, admin.access_token, "alice");
+    await newDevice(srv.url, token, "alice", "deep", "s3cret");
+    await newDevice(srv.url, token, "alice", "open_dev", "s3cret");
+    await newDevice(srv.url, token, "alice", "secret_dev", "s3cret");
+  });
+  after(() => srv?.close());
+
+  it("a device reply nested thousands deep answers 502 device_error and the server stays up", async () => {
+    const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "deep", credentials: "s3cret" });
+    try {
+      const pending = api(srv.url, "GET", "/v2/users/alice/devices/deep/value", { token });
+      const call = await d.call(0);
+      const nested = "[".repeat(5000) + "]".repeat(5000);
+      d.send(`{"type":"data","resource":"value","out":${nested}}`);
+      d.send(`{"type":"result","id":${call.id},"out":${nested}}`);
+      const r = await pending;
+      expect(r.status).to.equal(502);
+      expect(r.body.error.code).to.equal("device_error");
+      expect((await api(srv.url, "GET", "/health")).status).to.equal(200);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("a per-device deny hides that device from list routes that ask for every device", async () => {
+    const t = await api(srv.url, "POST", "/v1/users/alice/tokens", {
+      token,
+      json: {
+        name: "lister",
+        allow: [{ action: "ListDevices", target: "*" }, { action: "ListDeviceSessions", target: "*" }],
+        deny: [{ action: "ListDevices", target: "secret_dev" }, { action: "ListDeviceSessions", target: "secret_dev" }],
+      },
+    });
+    expect(t.status).to.equal(200);
+    const d1 = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "open_dev", credentials: "s3cret" });
+    const d2 = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "secret_dev", credentials: "s3cret" });
+    try {
+      const list = await api(srv.url, "GET", "/v1/users/alice/devices", { token: t.body.token });
+      expect(list.status).to.equal(200);
+      expect(list.body.map((d: { device: string }) => d.device)).to.include("open_dev").and.not.include("secret_dev");
+      const sessions = await api(srv.url, "GET", "/v1/users/alice/sessions", { token: t.body.token });
+      expect(sessions.body.map((d: { device: string }) => d.device)).to.deep.equal(["open_dev"]);
+      // An allow limited to one device lists just that device instead of refusing the route.
+      const one = await api(srv.url, "POST", "/v1/users/alice/tokens", { token, json: { name: "one", allow: [{ action: "ListDevices", target: "open_dev" }] } });
+      const l1 = await api(srv.url, "GET", "/v1/users/alice/devices", { token: one.body.token });
+      expect(l1.status).to.equal(200);
+      expect(l1.body.map((d: { device: string }) => d.device)).to.deep.equal(["open_dev"]);
+    } finally {
+      await d1.close();
+      await d2.close();
+    }
+  });
+
+  it("sockets that never authenticate count as failures: the address is throttled (429) after 20", async () => {
+    const upgrade = (localAddress: string) => new Promise<number | "open">((resolve) => {
+      const ws = new WebSocket(`${srv.wsUrl}/v1/connect`, { localAddress });
+      ws.on("open", () => resolve("open"));
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("error", () => undefined);
+      ws.on("close", () => undefined);
+    });
+    // One address may hold a quarter of the 8 unauthenticated slots.
+    const idle: WebSocket[] = [];
+    const opened = await Promise.all([1, 2, 3].map(() => new Promise<WebSocket | number>((resolve) => {
+      const ws = new WebSocket(`${srv.wsUrl}/v1/connect`, { localAddress: "127.0.0.3" });
+      ws.on("open", () => resolve(ws));
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("error", () => undefined);
+    })));
+    for (const o of opened) if (typeof o !== "number") idle.push(o);
+    expect(idle.length).to.equal(2);
+    expect(opened.filter((o) => o === 503).length).to.equal(1);
+    // Another address is not starved.
+    expect(await upgrade("127.0.0.4")).to.equal("open");
+    await Promise.all(idle.map((ws) => new Promise((r) => ws.once("close", r))));
+    // Each missed deadline is a failed attempt; after 20 the address gets 429 before the upgrade.
+    for (let i = 0; i < 18; i++) {
+      const ws = new WebSocket(`${srv.wsUrl}/v1/connect`, { localAddress: "127.0.0.3" });
+      ws.on("error", () => undefined);
+      await new Promise((r) => ws.once("open", () => ws.send("not json")).once("close", r));
+    }
+    expect(await upgrade("127.0.0.3")).to.equal(429);
+  });
+
+  it("writes the generated admin password even when DATA_DIR does not exist yet", async () => {
+    const base = await mkdtemp(join(tmpdir(), "thingrelay-admin-"));
+    try {
+      const file = await writeAdminPassword(join(base, "not", "yet"), "admin", "pw-123456789");
+      expect(await readFile(file, "utf8")).to.equal("admin:pw-123456789\n");
+      expect((await stat(file)).mode & 0o777).to.equal(0o600);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("purges expired refresh tokens and the families left without any", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "thingrelay-purge-"));
+    const store = await openNedbStore(dir);
+    try {
+      const repos = new Repositories(store);
+      const now = 100 * 24 * 3600_000;
+      await repos.families.insertOne({ _id: "old", user: "u", createdAt: 0, revoked: false, revokedReason: null });
+      await repos.families.insertOne({ _id: "live", user: "u", createdAt: 0, revoked: false, revokedReason: null });
+      await repos.refreshTokens.insertOne({ _id: "h1", family: "old", user: "u", used: true, createdAt: 0, expiresAt: now - 1 });
+      await repos.refreshTokens.insertOne({ _id: "h2", family: "live", user: "u", used: true, createdAt: 0, expiresAt: now - 1 });
+      await repos.refreshTokens.insertOne({ _id: "h3", family: "live", user: "u", used: false, createdAt: 0, expiresAt: now + 1 });
+      expect(await repos.purgeExpired(now, 60 * 24 * 3600_000)).to.deep.equal({ tokens: 2, families: 1 });
+      expect((await repos.families.find({})).map((f) => f._id)).to.deep.equal(["live"]);
+      expect((await repos.refreshTokens.find({})).map((t) => t._id)).to.deep.equal(["h3"]);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
