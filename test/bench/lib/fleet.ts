@@ -25,6 +25,7 @@ export interface FleetOptions {
 
 export interface Fleet {
   children: Child[];
+  pids: number[];
   count: number;
   /** Resolves when every device is connected: duration from the start command to the last `ready`. */
   ready: Promise<{ ms: number; t: number }>;
@@ -77,7 +78,7 @@ export function startFleet(o: FleetOptions): Fleet {
     return { ms: t - t0, t };
   });
   return {
-    children, count: o.count, ready,
+    children, count: o.count, ready, pids: children.map((c) => c.proc.pid!),
     connected: () => progress.reduce((a, b) => a + b, 0),
     async mark() {
       await Promise.all(children.map((c) => {

@@ -3,7 +3,7 @@
  * process, started through a bash wrapper that raises the soft file-descriptor limit to the hard limit, so
  * neither side of thousands of loopback sockets is capped by the default 1024.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -169,6 +169,23 @@ export function freePort(): Promise<number> {
 export function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+let clkTck: number | undefined;
+
+/** CPU time (user + system, all threads) used so far by these processes, in seconds (/proc/<pid>/stat). */
+export function cpuSeconds(pids: readonly number[]): number {
+  clkTck ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* process gone */
+    }
+  }
+  return ticks / clkTck;
 }
 
 /** The soft "Max open files" of a running process. */

@@ -123,6 +123,8 @@ export async function startFloor(): Promise<SimpleProc> {
 }
 
 export interface PeerProcs {
+  /** The relay side: HTTP endpoint and broker. */
+  pids: number[];
   broker: Child;
   endpoint: SimpleProc;
   device: Child;
@@ -163,7 +165,7 @@ export async function startPeer(user: string, device: string): Promise<PeerProcs
   const ep = spawnTs("peer", "peer.ts", [mqttUrl], { ipc: false });
   const epPort = Number((await ep.waitFor(/^PEER_PORT=(\d+)$/))[1]);
   return {
-    broker, device: dev,
+    pids: [ep.proc.pid!, broker.proc.pid!], broker, device: dev,
     endpoint: { child: ep, port: epPort, base: `http://127.0.0.1:${epPort}`, stop: async () => void (await ep.stop()) },
     async stop() {
       await Promise.all([ep.stop(), dev.stop()]);

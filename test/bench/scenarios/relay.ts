@@ -7,10 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { api } from "../../helpers/api.js";
 import { type BenchOptions, type Row, fmt, log, verdict } from "../lib/context.js";
-import { startFleet, type Fleet } from "../lib/fleet.js";
+import { startFleet } from "../lib/fleet.js";
 import { median, round } from "../lib/stats.js";
 import { benchAccount, BENCH_USER, registerDevices, removeDir, startFloor, startPeer, startThingrelay, type ThingrelayProc } from "../lib/targets.js";
 import { runWrk, type WrkResult } from "../lib/wrk.js";
+import { cpuSeconds } from "../lib/proc.js";
 
 const PREFIX = `/v2/users/${BENCH_USER.user}/devices/d`;
 const SUFFIX = "/temperature";
@@ -21,7 +22,14 @@ interface Target {
   token?: string;
   /** Measured at c=64 only. */
   c64only?: boolean;
+  /** Processes doing the relaying (server; for the peer: endpoint + broker), for CPU per call. */
+  pids: number[];
+  /** Processes playing the device(s). */
+  devicePids: number[];
 }
+
+/** A wrk run plus the CPU the relay side and the device side spent per call during it. */
+type Measured = WrkResult & { serverCpuUs: number; deviceCpuUs: number };
 
 export interface RunSummary {
   rps: number;
@@ -29,17 +37,25 @@ export interface RunSummary {
   p90: number;
   p99: number;
   errors: number;
-  runs: Array<Pick<WrkResult, "rps" | "p50" | "p90" | "p99" | "errors" | "durationS">>;
+  /** CPU µs per call of the relay-side processes (median of runs): steadier than throughput on a shared machine. */
+  serverCpuUs: number;
+  deviceCpuUs: number;
+  runs: Array<Pick<Measured, "rps" | "p50" | "p90" | "p99" | "errors" | "durationS" | "serverCpuUs" | "deviceCpuUs">>;
 }
 
-function summarise(rs: WrkResult[]): RunSummary {
+function summarise(rs: Measured[]): RunSummary {
   return {
     rps: round(median(rs.map((r) => r.rps)), 0),
     p50: round(median(rs.map((r) => r.p50)), 3),
     p90: round(median(rs.map((r) => r.p90)), 3),
     p99: round(median(rs.map((r) => r.p99)), 3),
     errors: rs.reduce((a, r) => a + r.errors, 0),
-    runs: rs.map((r) => ({ rps: round(r.rps, 0), p50: r.p50, p90: r.p90, p99: r.p99, errors: r.errors, durationS: round(r.durationS, 2) })),
+    serverCpuUs: round(median(rs.map((r) => r.serverCpuUs)), 1),
+    deviceCpuUs: round(median(rs.map((r) => r.deviceCpuUs)), 1),
+    runs: rs.map((r) => ({
+      rps: round(r.rps, 0), p50: r.p50, p90: r.p90, p99: r.p99, errors: r.errors, durationS: round(r.durationS, 2),
+      serverCpuUs: round(r.serverCpuUs, 1), deviceCpuUs: round(r.deviceCpuUs, 1),
+    })),
   };
 }
 
@@ -60,6 +76,9 @@ export interface RelayResults {
     single: RunSummary;
     spread: RunSummary;
     ratio: number;
+    floorSingle: RunSummary;
+    floorSpread: RunSummary;
+    floorRatio: number;
   };
 }
 
@@ -79,21 +98,27 @@ export async function relayScenarios(o: BenchOptions, rows: Row[]): Promise<Rela
     const dev = startFleet({ url: srv.wsUrl, count: 1, noSourceAddresses: true });
     cleanups.push(dev.close);
     await dev.ready;
-    const wrk = (t: Target, c: number, durationS: number, devices = 1) =>
-      runWrk({ base: t.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: c, durationS, ...(t.token ? { token: t.token } : {}) });
+    const wrk: Wrk = async (t, c, durationS, devices = 1) => {
+      const s0 = cpuSeconds(t.pids);
+      const d0 = cpuSeconds(t.devicePids);
+      const r = await runWrk({ base: t.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: c, durationS, ...(t.token ? { token: t.token } : {}) });
+      const perCall = (sec: number) => (r.requests > 0 ? (sec * 1e6) / r.requests : NaN);
+      return { ...r, serverCpuUs: perCall(cpuSeconds(t.pids) - s0), deviceCpuUs: perCall(cpuSeconds(t.devicePids) - d0) };
+    };
+    const main: Target = { name: "thingrelay", base: srv.base, token, pids: [srv.pid], devicePids: dev.pids };
     const result: RelayResults = {};
-    if (o.only.has(1)) result.scenario1 = await scenario1(o, rows, srv, token, cleanups, wrk);
-    if (o.only.has(2)) result.scenario2 = await manyDevices(o, rows, srv, token, many, wrk);
+    if (o.only.has(1)) result.scenario1 = await scenario1(o, rows, main, srv, cleanups, wrk);
+    if (o.only.has(2)) result.scenario2 = await manyDevices(o, rows, main, srv, many, wrk);
     return result;
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
 }
 
-type Wrk = (t: Target, c: number, durationS: number, devices?: number) => Promise<WrkResult>;
+type Wrk = (t: Target, c: number, durationS: number, devices?: number) => Promise<Measured>;
 
 /** Another thingrelay on a copy of the store (same accounts, devices and token), with its own device. */
-async function extraServer(srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, o: { root?: string; env?: Record<string, string> }): Promise<ThingrelayProc> {
+async function extraServer(name: string, main: Target, srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, o: { root?: string; env?: Record<string, string> }): Promise<Target> {
   // A copy: the server must stay the only writer of its data directory.
   const dir = mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
   cpSync(srv.dataDir, dir, { recursive: true });
@@ -105,10 +130,10 @@ async function extraServer(srv: ThingrelayProc, cleanups: Array<() => Promise<vo
   const d = startFleet({ url: other.wsUrl, count: 1, noSourceAddresses: true });
   cleanups.push(d.close);
   await d.ready;
-  return other;
+  return { ...main, name, base: other.base, pids: [other.pid], devicePids: d.pids };
 }
 
-async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, token: string, cleanups: Array<() => Promise<void>>, wrk: Wrk): Promise<NonNullable<RelayResults["scenario1"]>> {
+async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, wrk: Wrk): Promise<NonNullable<RelayResults["scenario1"]>> {
   log("scenario 1: starting the floor, Mosquitto + peer");
   const floor = await startFloor();
   cleanups.push(floor.stop);
@@ -120,18 +145,18 @@ async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, toke
   await floorDev.ready;
 
   const targets: Target[] = [
-    { name: "floor", base: floor.base },
-    { name: "peer", base: peer.endpoint.base },
-    { name: "thingrelay", base: srv.base, token },
+    { name: "floor", base: floor.base, pids: [floor.child.proc.pid!], devicePids: floorDev.pids },
+    { name: "peer", base: peer.endpoint.base, pids: peer.pids, devicePids: [peer.device.proc.pid!] },
+    main,
   ];
-  if (o.alt) targets.push({ name: "alt", base: (await extraServer(srv, cleanups, { root: o.alt })).base, token });
+  if (o.alt) targets.push({ ...(await extraServer("alt", main, srv, cleanups, { root: o.alt })) });
   // Logging cost: the same server at LOG_LEVEL=info, its lines drained through a pipe as a process manager would.
-  if (o.logCost) targets.push({ name: "thingrelay-info", base: (await extraServer(srv, cleanups, { env: { LOG_LEVEL: "info" } })).base, token, c64only: true });
+  if (o.logCost) targets.push({ ...(await extraServer("thingrelay-info", main, srv, cleanups, { env: { LOG_LEVEL: "info" } })), c64only: true });
   for (const t of targets) await expectOut(t);
 
   log(`scenario 1: warm-up ${o.warmupS}s per target`);
   for (const t of targets) await wrk(t, 64, o.warmupS);
-  const raw: Record<string, { c1: WrkResult[]; c64: WrkResult[] }> = {};
+  const raw: Record<string, { c1: Measured[]; c64: Measured[] }> = {};
   for (const t of targets) raw[t.name] = { c1: [], c64: [] };
   // Interleaved repetitions: drift in the machine's load hits every target alike.
   for (let rep = 0; rep < o.reps; rep++) {
@@ -141,7 +166,7 @@ async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, toke
       if (r1) raw[t.name]!.c1.push(r1);
       raw[t.name]!.c64.push(r64);
       const errors = (r1?.errors ?? 0) + r64.errors;
-      log(`  rep ${rep + 1} ${t.name.padEnd(15)} ${r1 ? `c=1 ${fmt.int(r1.rps)} req/s p50 ${fmt.ms(r1.p50, 3)} | ` : ""}c=64 ${fmt.int(r64.rps)} req/s p50 ${fmt.ms(r64.p50, 3)}${errors ? ` ERRORS ${errors}` : ""}`);
+      log(`  rep ${rep + 1} ${t.name.padEnd(15)} ${r1 ? `c=1 ${fmt.int(r1.rps)} req/s p50 ${fmt.ms(r1.p50, 3)} | ` : ""}c=64 ${fmt.int(r64.rps)} req/s p50 ${fmt.ms(r64.p50, 3)}, ${r64.serverCpuUs.toFixed(1)} µs CPU/call${errors ? ` ERRORS ${errors}` : ""}`);
     }
   }
   const sum: Record<string, { c1: RunSummary; c64: RunSummary }> = {};
@@ -163,17 +188,20 @@ async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, toke
     ratios.alt_p50_c1_minus_this_ms = round(sum.alt.c1.p50 - tr.c1.p50, 3);
   }
   if (sum["thingrelay-info"]) ratios.log_info_throughput_c64_vs_warn = round(sum["thingrelay-info"].c64.rps / tr.c64.rps, 3);
+  ratios.cpu_per_call_c64_vs_floor = round(tr.c64.serverCpuUs / fl.c64.serverCpuUs, 3);
+  ratios.cpu_per_call_c64_vs_peer = round(tr.c64.serverCpuUs / pe.c64.serverCpuUs, 3);
   const s1 = "1 relay";
   for (const t of targets) {
     const s = sum[t.name]!;
     const label = t.name === "alt" ? `alt build (${o.alt})` : t.name === "thingrelay-info" ? "thingrelay at LOG_LEVEL=info" : t.name;
-    rows.push({ scenario: s1, metric: `${label} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)})`, verdict: "info" });
+    rows.push({ scenario: s1, metric: `${label} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)}; relay CPU ${s.c64.serverCpuUs} µs/call)`, verdict: "info" });
     if (!t.c64only) rows.push({ scenario: s1, metric: `${label} c=1 latency`, value: `p50 ${fmt.ms(s.c1.p50, 3)}, p99 ${fmt.ms(s.c1.p99, 3)} (${fmt.int(s.c1.rps)} req/s)`, verdict: "info" });
   }
   rows.push({ scenario: s1, metric: "throughput c=64 vs floor", value: fmt.ratio(ratios.throughput_c64_vs_floor!), target: "≥ 0.85×", verdict: verdict(ratios.throughput_c64_vs_floor! >= 0.85) });
   rows.push({ scenario: s1, metric: "p50 c=1 minus floor", value: `${ratios.p50_c1_minus_floor_ms! >= 0 ? "+" : ""}${fmt.ms(ratios.p50_c1_minus_floor_ms!, 3)} (${fmt.ratio(ratios.p50_c1_vs_floor!)})`, target: "≤ +0.2 ms", verdict: verdict(ratios.p50_c1_minus_floor_ms! <= 0.2) });
   rows.push({ scenario: s1, metric: "throughput c=64 vs peer", value: fmt.ratio(ratios.throughput_c64_vs_peer!), target: "> 1×", verdict: verdict(ratios.throughput_c64_vs_peer! > 1) });
   rows.push({ scenario: s1, metric: "p50 c=1 vs peer", value: fmt.ratio(ratios.p50_c1_vs_peer!), target: "< 1×", verdict: verdict(ratios.p50_c1_vs_peer! < 1) });
+  rows.push({ scenario: s1, metric: "relay CPU per call c=64 vs floor / peer", value: `${fmt.ratio(ratios.cpu_per_call_c64_vs_floor!)} / ${fmt.ratio(ratios.cpu_per_call_c64_vs_peer!)}`, verdict: "info" });
   if (ratios.alt_throughput_c64_vs_this !== undefined) rows.push({ scenario: s1, metric: "alt build vs this build, c=64", value: fmt.ratio(ratios.alt_throughput_c64_vs_this), verdict: "info" });
   if (ratios.log_info_throughput_c64_vs_warn !== undefined) rows.push({ scenario: s1, metric: "LOG_LEVEL=info vs warn, c=64", value: fmt.ratio(ratios.log_info_throughput_c64_vs_warn), verdict: "info" });
   const errs = Object.values(sum).reduce((a, s) => a + s.c1.errors + s.c64.errors, 0);
@@ -182,31 +210,47 @@ async function scenario1(o: BenchOptions, rows: Row[], srv: ThingrelayProc, toke
 }
 
 async function manyDevices(
-  o: BenchOptions, rows: Row[], srv: ThingrelayProc, token: string, many: number,
+  o: BenchOptions, rows: Row[], main: Target, srv: ThingrelayProc, many: number,
   wrk: Wrk,
 ): Promise<NonNullable<RelayResults["scenario2"]>> {
-  log(`scenario 2: connecting ${many - 1} more devices (d1…d${many - 1})`);
-  let fleet: Fleet | undefined;
+  log(`scenario 2: connecting ${many - 1} more devices (d1…d${many - 1}), and ${many} to a fresh floor`);
+  const cleanups: Array<() => Promise<void>> = [];
   try {
-    fleet = startFleet({ url: srv.wsUrl, from: 1, count: many - 1, perChild: 5000 });
-    await fleet.ready;
-    const t: Target = { name: "thingrelay", base: srv.base, token };
+    const fleet = startFleet({ url: srv.wsUrl, from: 1, count: many - 1, perChild: 5000 });
+    cleanups.push(fleet.close);
+    // The floor spread over as many devices tells what spreading itself costs on this machine.
+    const floor = await startFloor();
+    cleanups.push(floor.stop);
+    const floorFleet = startFleet({ url: `ws://127.0.0.1:${floor.port}`, from: 0, count: many, perChild: 5000, firstAddress: 30 });
+    cleanups.push(floorFleet.close);
+    await Promise.all([fleet.ready, floorFleet.ready]);
+    const t: Target = { ...main, devicePids: [...main.devicePids, ...fleet.pids] };
+    const f: Target = { name: "floor", base: floor.base, pids: [floor.child.proc.pid!], devicePids: floorFleet.pids };
     await wrk(t, 64, o.warmupS, many);
-    const single: WrkResult[] = [];
-    const spread: WrkResult[] = [];
+    await wrk(f, 64, o.warmupS, many);
+    const runs = { single: [] as Measured[], spread: [] as Measured[], floorSingle: [] as Measured[], floorSpread: [] as Measured[] };
     for (let rep = 0; rep < o.reps; rep++) {
-      single.push(await wrk(t, 64, o.durationS, 1));
-      spread.push(await wrk(t, 64, o.durationS, many));
-      log(`  rep ${rep + 1} one device ${fmt.int(single.at(-1)!.rps)} req/s | ${many} devices ${fmt.int(spread.at(-1)!.rps)} req/s`);
+      runs.single.push(await wrk(t, 64, o.durationS, 1));
+      runs.spread.push(await wrk(t, 64, o.durationS, many));
+      runs.floorSingle.push(await wrk(f, 64, o.durationS, 1));
+      runs.floorSpread.push(await wrk(f, 64, o.durationS, many));
+      log(`  rep ${rep + 1} thingrelay one device ${fmt.int(runs.single.at(-1)!.rps)} | ${many} devices ${fmt.int(runs.spread.at(-1)!.rps)} req/s; floor ${fmt.int(runs.floorSingle.at(-1)!.rps)} | ${fmt.int(runs.floorSpread.at(-1)!.rps)} req/s`);
     }
-    const s = summarise(single);
-    const m = summarise(spread);
+    const s = summarise(runs.single);
+    const m = summarise(runs.spread);
+    const fs = summarise(runs.floorSingle);
+    const fm = summarise(runs.floorSpread);
     const ratio = round(m.rps / s.rps, 3);
-    rows.push({ scenario: "2 many devices", metric: `${many} devices, c=64`, value: `${fmt.int(m.rps)} req/s (p50 ${fmt.ms(m.p50)}, p99 ${fmt.ms(m.p99)})`, verdict: "info" });
-    rows.push({ scenario: "2 many devices", metric: "vs one device (same run)", value: `${fmt.ratio(ratio)} (one device: ${fmt.int(s.rps)} req/s)`, target: "≥ 0.9×", verdict: verdict(ratio >= 0.9) });
-    if (m.errors + s.errors > 0) rows.push({ scenario: "2 many devices", metric: "wrk errors", value: String(m.errors + s.errors), verdict: "missed" });
-    return { devices: many, single: s, spread: m, ratio };
+    const floorRatio = round(fm.rps / fs.rps, 3);
+    const s2 = "2 many devices";
+    rows.push({ scenario: s2, metric: `${many} devices, c=64`, value: `${fmt.int(m.rps)} req/s (p50 ${fmt.ms(m.p50)}, p99 ${fmt.ms(m.p99)}); CPU/call: server ${m.serverCpuUs} µs (one device ${s.serverCpuUs}), devices ${m.deviceCpuUs} µs (one device ${s.deviceCpuUs})`, verdict: "info" });
+    rows.push({ scenario: s2, metric: "vs one device (same run)", value: `${fmt.ratio(ratio)} (one device: ${fmt.int(s.rps)} req/s)`, target: "≥ 0.9×", verdict: verdict(ratio >= 0.9) });
+    rows.push({ scenario: s2, metric: `floor: ${many} devices vs one`, value: `${fmt.ratio(floorRatio)} (${fmt.int(fm.rps)} vs ${fmt.int(fs.rps)} req/s); CPU/call: floor ${fm.serverCpuUs} µs (one device ${fs.serverCpuUs}), devices ${fm.deviceCpuUs} µs (one device ${fs.deviceCpuUs})`, verdict: "info" });
+    rows.push({ scenario: s2, metric: `${many} devices vs floor with ${many} devices`, value: fmt.ratio(m.rps / fm.rps), verdict: "info" });
+    const errors = m.errors + s.errors + fm.errors + fs.errors;
+    if (errors > 0) rows.push({ scenario: s2, metric: "wrk errors", value: String(errors), verdict: "missed" });
+    return { devices: many, single: s, spread: m, ratio, floorSingle: fs, floorSpread: fm, floorRatio };
   } finally {
-    await fleet?.close();
+    for (const c of cleanups.reverse()) await c().catch(() => {});
   }
 }
