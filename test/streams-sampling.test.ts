@@ -83,22 +83,23 @@ describe("streams: event log and Last-Event-ID", () => {
   it("ids are <epoch>-<seq>; since() returns the events after a known id", () => {
     const log = new EventLog(3);
     expect(log.lastId).to.equal(`${log.epoch}-0`);
-    const a = log.append("x", 1);
-    const b = log.append("x", 2);
+    const a = log.append("x", 1, 1);
+    const b = log.append("x", 2, 2);
     expect(a.id).to.equal(`${log.epoch}-1`);
-    expect(log.since(a.id)!.map((e) => e.data)).to.deep.equal([2]);
+    expect(a.text).to.equal(`id: ${log.epoch}-1\nevent: x\ndata: 1\n\n`);
+    expect(log.since(a.id)!.map((e) => e.meta)).to.deep.equal([2]);
     expect(log.since(b.id)).to.deep.equal([]);
-    expect(log.since(`${log.epoch}-0`)!.map((e) => e.data)).to.deep.equal([1, 2]);
+    expect(log.since(`${log.epoch}-0`)!.map((e) => e.meta)).to.deep.equal([1, 2]);
   });
 
   it("ids from another log, from the future, or older than the buffer are not resumed", () => {
     const log = new EventLog(2);
-    for (let i = 1; i <= 5; i++) log.append("x", i);
+    for (let i = 1; i <= 5; i++) log.append("x", i, i);
     const other = new EventLog(2);
     expect(log.since(`${other.epoch}-3`)).to.equal(null);
     expect(log.since(`${log.epoch}-6`)).to.equal(null);
     expect(log.since(`${log.epoch}-2`)).to.equal(null);
-    expect(log.since(`${log.epoch}-3`)!.map((e) => e.data)).to.deep.equal([4, 5]);
+    expect(log.since(`${log.epoch}-3`)!.map((e) => e.meta)).to.deep.equal([4, 5]);
   });
 
   it("any string is handled without throwing: garbage and oversized ids are ignored", () => {

@@ -22,7 +22,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
     srv = await startServer({ env: { THINGRELAY_SSE_HEARTBEAT_MS: "200", THINGRELAY_MAX_STREAMS: "3" } });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
-    for (const d of ["sensor", "other", "raw", "spare"]) await newDevice(srv.url, token, "alice", d, `${d}-secret`);
+    for (const d of ["sensor", "other", "raw", "spare", "secret_dev"]) await newDevice(srv.url, token, "alice", d, `${d}-secret`);
   });
   afterEach(async () => {
     closeAllSse();
@@ -186,6 +186,55 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const missed = await again.next();
       expect(missed.event).to.equal("offline");
       expect(json(missed)).to.include({ device: "sensor" });
+    });
+
+    it("a user token allowing ReadEvents on * but denying one device never sees that device's events, live or replayed, nor after an edit denies another", async () => {
+      const created = await api(srv.url, "POST", "/v1/users/alice/tokens", {
+        token, json: { name: "events but not secret", allow: [{ action: "ReadEvents", target: "*" }], deny: [{ action: "ReadEvents", target: "secret_dev" }] },
+      });
+      expect(created.status).to.equal(200);
+      const ut = created.body as { id: string; token: string };
+      const url = `${srv.url}/v1/users/alice/events?authorization=${ut.token}`;
+      const denied = await sse(`${url}&device=secret_dev`);
+      expect(denied.status).to.equal(403);
+      expect(denied.body.error.code).to.equal("forbidden");
+
+      // Live: the denied device's online comes first, yet the first event the stream shows is the other one.
+      const c = await sse(url);
+      expect(c.status).to.equal(200);
+      const secret = sdkDevice("secret_dev").output("t", () => 1);
+      await secret.connect();
+      const other = sdkDevice("other").output("t", () => 1);
+      await other.connect();
+      const first = await c.next();
+      expect(json(first)).to.include({ type: "online", device: "other" });
+
+      // Replay: events recorded while the client was away go through the same filter.
+      c.close();
+      await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
+      await secret.close();
+      await other.close();
+      const again = await sse(url, { "Last-Event-ID": first.id! });
+      expect(again.status).to.equal(200);
+      const replayed = await again.next();
+      expect(json(replayed)).to.include({ type: "offline", device: "other" });
+      // The stream reaches the live end without ever showing secret_dev.
+      await sdkDevice("spare").output("t", () => 1).connect();
+      await again.next((e) => json(e).device === "spare");
+      expect(again.events.map((e) => json(e).device)).to.not.include("secret_dev");
+
+      // An edit that denies "other" too: the stream stays open (some device is still allowed) and its
+      // re-check applies the new permissions to what follows.
+      const edited = await api(srv.url, "PUT", `/v1/users/alice/tokens/${ut.id}`, {
+        token, json: { deny: [{ action: "ReadEvents", target: "secret_dev" }, { action: "ReadEvents", target: "other" }] },
+      });
+      expect(edited.status).to.equal(200);
+      await other.connect();
+      await sdkDevice("sensor").output("t", () => 1).connect();
+      const next = await again.next((e) => e.event === "online" || e.event === "end");
+      expect(json(next)).to.include({ type: "online", device: "sensor" });
+      expect(again.events.map((e) => json(e).device).filter((d) => d === "other")).to.deep.equal(["other"]); // the replayed offline only
+      expect(srv.relay.services.streams.openCount).to.equal(1);
     });
   });
 

@@ -6,7 +6,7 @@ import type { Hub } from "../gateway/hub.js";
 import { cacheKey, type Authenticator } from "../auth/authenticator.js";
 import type { Principal } from "../auth/principal.js";
 import type { Metrics } from "../metrics.js";
-import { EventLog, type StreamEvent } from "./log.js";
+import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { gcd, SampleScheduler } from "./sampling.js";
 import { SseConnection } from "./sse.js";
 
@@ -29,6 +29,12 @@ export interface StreamOptions {
   statsThrottleMs: number;
   /** Events kept per topic for `Last-Event-ID` resume. */
   bufferSize: number;
+  /** Bytes (wire size) kept per topic for resume; the oldest events leave first. */
+  bufferBytes: number;
+  /** Events larger than this (wire size) are delivered live but never kept for resume. */
+  maxEventBytes: number;
+  /** Bytes kept for resume across all topics together; the oldest events (of any topic) leave first. */
+  totalBufferBytes: number;
   /** How long a topic nobody listens to keeps its buffer (and keeps recording) for resuming clients (ms). */
   retainMs: number;
   /** Most idle topics retained at once; beyond this an idle topic is dropped at once. */
@@ -41,6 +47,9 @@ export const STREAM_DEFAULTS: Readonly<StreamOptions> = Object.freeze({
   retryMs: 3000,
   statsThrottleMs: 1000,
   bufferSize: 100,
+  bufferBytes: 256 * 1024,
+  maxEventBytes: 64 * 1024,
+  totalBufferBytes: 32 * 1024 * 1024,
   retainMs: 60_000,
   maxRetainedTopics: 1000,
   maxBufferedBytes: 1024 * 1024,
@@ -76,13 +85,21 @@ export function parseInterval(value: unknown): number {
   return ms;
 }
 
+/** Whether the stream's (current) principal may see one event; per-event checks of `*` streams. */
+type Admit = (p: Principal) => boolean;
+
 /** One open SSE response and who opened it. */
 class OpenStream {
   /** Revocation-cache keys whose invalidation makes this stream re-check its token. */
   readonly keys: string[];
+  /** The token's permissions as last checked: per-event filters use these. */
+  private principal: Principal;
   private expiryTimer: NodeJS.Timeout | undefined;
   private checking: Promise<void> | undefined;
   private recheckAgain = false;
+  /** Events that arrived while a re-check was in flight, delivered (or not) under its outcome. */
+  private held: Array<{ ev: StreamEvent; admit: Admit | undefined }> = [];
+  private heldBytes = 0;
 
   constructor(
     readonly kind: StreamKind,
@@ -93,12 +110,45 @@ class OpenStream {
     /** Whether a (re-authenticated) principal may still read this stream. */
     private readonly allowed: (p: Principal) => boolean,
     private readonly authenticator: Authenticator,
+    /** Most bytes held during a re-check before the stream is dropped as if it were a slow reader. */
+    private readonly maxHeldBytes: number,
   ) {
+    this.principal = principal;
     const ref = principal.kind === "session" ? cacheKey.family(principal.tokenRef)
       : principal.kind === "device_token" ? cacheKey.deviceToken(principal.tokenRef) : cacheKey.userToken(principal.tokenRef);
     this.keys = [ref, cacheKey.user(principal.user)];
     this.armExpiry(principal.expiresAt);
-    conn.onClose(() => clearTimeout(this.expiryTimer));
+    conn.onClose(() => {
+      clearTimeout(this.expiryTimer);
+      this.held = [];
+      this.heldBytes = 0;
+    });
+  }
+
+  /**
+   * Sends one event if the stream's principal admits it. While a re-check is in flight (a token edited or
+   * revoked a moment ago) the event waits for its outcome, so it is judged by the permissions in force now.
+   */
+  deliver(ev: StreamEvent, admit?: Admit): void {
+    if (this.conn.isClosed) return;
+    if (this.checking) {
+      this.heldBytes += ev.bytes;
+      if (this.heldBytes > this.maxHeldBytes) {
+        this.conn.abort("slow_consumer");
+        return;
+      }
+      this.held.push({ ev, admit });
+      return;
+    }
+    if (admit && !admit(this.principal)) return;
+    this.conn.sendText(ev.id, ev.text);
+  }
+
+  private flushHeld(): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const h of held) this.deliver(h.ev, h.admit);
   }
 
   /** Re-authenticates the token (revocation, expiry, changed permissions); ends the stream if it no longer holds. */
@@ -123,10 +173,13 @@ class OpenStream {
           this.conn.end("forbidden");
           return;
         }
+        this.principal = p;
         this.armExpiry(p.expiresAt);
       } while (this.recheckAgain && !this.conn.isClosed);
     })().finally(() => {
       this.checking = undefined;
+      // Under the new permissions (or dropped with the stream if it ended).
+      this.flushHeld();
     });
     return this.checking;
   }
@@ -147,18 +200,34 @@ class OpenStream {
 }
 
 /** A log plus its subscribers; kept a while after the last one leaves so reconnecting clients can resume. */
-class Topic<S> {
+class Topic<S, M = unknown> {
   readonly subs = new Set<S>();
   idleTimer: NodeJS.Timeout | undefined;
-  constructor(readonly log: EventLog) {}
+  /** Until when (ms) the topic records without a local subscriber: the resume window after the last left. */
+  recordUntil = 0;
+  constructor(readonly log: EventLog<M>) {}
   get idle(): boolean {
     return this.subs.size === 0;
+  }
+  /** Whether an event now is worth buffering: someone listens, or someone who left may still resume. */
+  get recording(): boolean {
+    return this.subs.size > 0 || Date.now() < this.recordUntil;
   }
 }
 
 interface EventSub {
   stream: OpenStream;
   device: string | undefined;
+}
+
+/** What account-event filters need. */
+interface EventMeta {
+  device: string;
+}
+
+/** What resource-stream sampling needs. */
+interface ValueMeta {
+  ts: number;
 }
 
 interface StatsTopic {
@@ -171,11 +240,11 @@ interface StatsTopic {
   timer: NodeJS.Timeout | undefined;
 }
 
-class ResourceTopic extends Topic<OpenStream> {
+class ResourceTopic extends Topic<OpenStream, ValueMeta> {
   readonly scheduler = new SampleScheduler<OpenStream>();
   /** Intervals other cluster nodes asked for (by node id), for a device held here. */
   readonly remote = new Map<string, number>();
-  constructor(log: EventLog, readonly user: string, readonly device: string, readonly resource: string) {
+  constructor(log: EventLog<ValueMeta>, readonly user: string, readonly device: string, readonly resource: string) {
     super(log);
   }
   override get idle(): boolean {
@@ -203,21 +272,24 @@ export class StreamService {
   private readonly open = new Set<OpenStream>();
   private readonly perUser = new Map<string, number>();
   private readonly byKey = new Map<string, Set<OpenStream>>();
-  private readonly events = new Map<string, Topic<EventSub>>();
+  private readonly events = new Map<string, Topic<EventSub, EventMeta>>();
   private readonly resources = new Map<string, ResourceTopic>();
   /** Resource topics by `user/device`, to re-subscribe after a device reconnects. */
   private readonly resourcesByDevice = new Map<string, Set<ResourceTopic>>();
   private readonly stats = new Map<string, StatsTopic>();
   private retained = 0;
+  /** Bytes of all topics' resume buffers together. */
+  private readonly budget: ResumeBudget;
   private closing = false;
   private cluster: StreamCluster | undefined;
   private readonly unsubscribeCache: () => void;
 
   constructor(protected readonly deps: StreamDeps) {
     this.options = Object.freeze({ ...STREAM_DEFAULTS, ...deps.options });
-    for (const k of ["retryMs", "statsThrottleMs", "bufferSize", "maxBufferedBytes"] as const) {
+    for (const k of ["retryMs", "statsThrottleMs", "bufferSize", "bufferBytes", "maxEventBytes", "totalBufferBytes", "maxBufferedBytes"] as const) {
       if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`"${k}" must be a positive integer`);
     }
+    this.budget = new ResumeBudget(this.options.totalBufferBytes);
     deps.hub.on("online", this.onOnline);
     deps.hub.on("offline", this.onOffline);
     deps.hub.on("data", this.onData);
@@ -233,6 +305,30 @@ export class StreamService {
   /** Open streams in this process (all accounts, all kinds). */
   get openCount(): number {
     return this.open.size;
+  }
+
+  /** Bytes and events held in all topics' resume buffers (bounded by `totalBufferBytes`). */
+  get resumeBuffer(): { bytes: number; events: number; topics: number } {
+    return { bytes: this.budget.bytes, events: this.budget.count, topics: this.events.size + this.resources.size };
+  }
+
+  private newLog<M>(): EventLog<M> {
+    const o = this.options;
+    return new EventLog<M>({ maxEvents: o.bufferSize, maxBytes: o.bufferBytes, maxEventBytes: o.maxEventBytes, budget: this.budget });
+  }
+
+  /**
+   * Hub and cache listeners run inside someone else's emit (a device's message handler, a revocation): an
+   * exception there would reach the process's uncaught handler. None may escape.
+   */
+  private guard<A extends unknown[]>(what: string, fn: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        fn(...args);
+      } catch (err) {
+        this.deps.logger.error({ err }, `stream ${what} listener failed`);
+      }
+    };
   }
 
   // ---------------------------------------------------------------------------------------------- stats
@@ -268,10 +364,10 @@ export class StreamService {
     t.lastSentAt = Date.now();
     t.lastBytes = `${data.rx_bytes}/${data.tx_bytes}`;
     const ev = t.log.append("stats", data);
-    for (const s of t.subs) s.conn.send(ev);
+    for (const s of t.subs) s.deliver(ev);
   }
 
-  private readonly onTraffic = ({ user, device }: { user: string; device: string }): void => {
+  private readonly onTraffic = this.guard("traffic", ({ user, device }: { user: string; device: string }): void => {
     const t = this.stats.get(`${user}/${device}`);
     if (!t || t.timer) return;
     // Byte counters change on every frame: coalesce to at most one update per statsThrottleMs.
@@ -279,38 +375,52 @@ export class StreamService {
     t.timer = setTimeout(() => {
       t.timer = undefined;
       const s = this.deps.hub.stats(t.user, t.device);
-      if (`${s.rx_bytes}/${s.tx_bytes}` !== t.lastBytes) this.publishStats(t);
+      try {
+        if (`${s.rx_bytes}/${s.tx_bytes}` !== t.lastBytes) this.publishStats(t);
+      } catch (err) {
+        this.deps.logger.error({ err }, "stream stats update failed");
+      }
     }, wait);
     t.timer.unref();
-  };
+  });
 
   // --------------------------------------------------------------------------------------------- events
 
   /**
    * `GET /v1/users/{user}/events`: `online` and `offline` events of the account's devices, optionally of one
    * device. Resumes from `Last-Event-ID` while the account's buffer still holds the events after it.
+   *
+   * The route lets the stream open when the token allows ReadEvents on at least one device (`*`); every
+   * event, live or replayed, then goes through `can("ReadEvents", { device })` with the token's current
+   * permissions, so a device the token denies never shows, even after an edit of the token.
    */
   async eventStream(ctx: Context, user: string, device: string | undefined): Promise<void> {
     const stream = this.start(ctx, "events", user, (p) => p.user === user && p.can("ReadEvents", { device: device ?? "*" }));
-    const topic = this.acquire(this.events, user, () => new Topic<EventSub>(new EventLog(this.options.bufferSize)));
+    const topic = this.acquire(this.events, user, () => new Topic<EventSub, EventMeta>(this.newLog<EventMeta>()));
     const sub: EventSub = { stream, device };
     stream.conn.lastId = topic.log.lastId;
     for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
-      if (device === undefined || (ev.data as { device: string }).device === device) stream.conn.send(ev);
+      if (device === undefined || ev.meta.device === device) stream.deliver(ev, readEvents(ev.meta.device));
     }
     topic.subs.add(sub);
     stream.conn.onClose(() => {
       topic.subs.delete(sub);
+      if (topic.subs.size === 0) topic.recordUntil = Date.now() + this.options.retainMs;
       this.release(this.events, user, topic);
     });
   }
 
-  private publishEvent(user: string, type: "online" | "offline", data: Record<string, unknown>): void {
+  private publishEvent(user: string, type: "online" | "offline", data: { device: string } & Record<string, unknown>): void {
     const topic = this.events.get(user);
     if (!topic) return;
-    const ev = topic.log.append(type, { type, ...data });
+    if (!topic.recording) {
+      topic.log.skip();
+      return;
+    }
+    const ev = topic.log.append(type, { type, ...data }, { device: data.device });
+    const admit = readEvents(data.device);
     for (const sub of topic.subs) {
-      if (sub.device === undefined || sub.device === data.device) sub.stream.conn.send(ev);
+      if (sub.device === undefined || sub.device === data.device) sub.stream.deliver(ev, admit);
     }
   }
 
@@ -336,7 +446,7 @@ export class StreamService {
     const localBefore = topic.scheduler.gcd;
     topic.scheduler.add(stream, intervalMs);
     for (const ev of topic.log.since(ctx.get("Last-Event-ID")) ?? []) {
-      if (topic.scheduler.admit(stream, (ev.data as { ts: number }).ts, topic.interval)) stream.conn.send(ev);
+      if (topic.scheduler.admit(stream, ev.meta.ts, topic.interval)) stream.deliver(ev);
     }
     topic.subs.add(stream);
     // Sent on every join, even when the GCD is unchanged: the device answers a `stream` frame with a sample at
@@ -345,6 +455,7 @@ export class StreamService {
     if (topic.subs.size === 1 || topic.scheduler.gcd !== localBefore) this.announce(topic);
     stream.conn.onClose(() => {
       topic.subs.delete(stream);
+      if (topic.subs.size === 0) topic.recordUntil = Date.now() + this.options.retainMs;
       const before = topic.interval;
       const localChanged = topic.scheduler.remove(stream);
       if (topic.subs.size === 0 || localChanged) this.announce(topic);
@@ -356,7 +467,7 @@ export class StreamService {
 
   private resourceTopic(user: string, device: string, resource: string): ResourceTopic {
     return this.acquire(this.resources, `${user}/${device}/${resource}`, () => {
-      const t = new ResourceTopic(new EventLog(this.options.bufferSize), user, device, resource);
+      const t = new ResourceTopic(this.newLog<ValueMeta>(), user, device, resource);
       const dk = `${user}/${device}`;
       let set = this.resourcesByDevice.get(dk);
       if (!set) this.resourcesByDevice.set(dk, (set = new Set()));
@@ -398,16 +509,29 @@ export class StreamService {
     this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "unstream", resource: t.resource }));
   }
 
-  private readonly onData = ({ user, device, resource, out, ts }: { user: string; device: string; resource: string; out: unknown; ts: number }): void => {
+  private readonly onData = this.guard("data", ({ user, device, resource, out, ts }: { user: string; device: string; resource: string; out: unknown; ts: number }): void => {
     const topic = this.resources.get(`${user}/${device}/${resource}`);
     if (!topic) return;
-    const ev = topic.log.append("data", { out: out === undefined ? null : out, ts });
-    for (const s of topic.scheduler.take(ts, topic.interval)) s.conn.send(ev);
-  };
+    // A topic held only for other nodes' subscribers (cluster) has nobody here to resume: nothing to record.
+    if (!topic.recording) {
+      topic.log.skip();
+      return;
+    }
+    let ev: StreamEvent<ValueMeta>;
+    try {
+      ev = topic.log.append("data", { out: out === undefined ? null : out, ts }, { ts });
+    } catch (err) {
+      // JSON.stringify throws on values nested too deep (RangeError), BigInts, cycles. Dropped for every
+      // subscriber; the value itself is never logged.
+      this.deps.logger.warn({ user, device, resource, err: { type: (err as Error)?.name } }, "stream value dropped: it cannot be serialised");
+      return;
+    }
+    for (const s of topic.scheduler.take(ts, topic.interval)) s.deliver(ev);
+  });
 
   // ------------------------------------------------------------------------------------ shared plumbing
 
-  private readonly onOnline = (e: { user: string; device: string; ts: number; ip: string }): void => {
+  private readonly onOnline = this.guard("online", (e: { user: string; device: string; ts: number; ip: string }): void => {
     const { user, device, ts, ip } = e;
     this.publishEvent(user, "online", { device, ts, ip });
     const st = this.stats.get(`${user}/${device}`);
@@ -424,16 +548,16 @@ export class StreamService {
     } else if (topics) {
       // The hub announces a session before the gateway sends it `connected`; a device ignores frames before
       // that one, so the `stream` frames go out right after (same socket, same order).
-      queueMicrotask(() => {
+      queueMicrotask(this.guard("online", () => {
         for (const t of topics) {
           t.scheduler.reset();
           this.sendStream(t);
         }
-      });
+      }));
     }
-  };
+  });
 
-  private readonly onOffline = (e: { user: string; device: string; ts: number }): void => {
+  private readonly onOffline = this.guard("offline", (e: { user: string; device: string; ts: number }): void => {
     const { user, device, ts } = e;
     this.publishEvent(user, "offline", { device, ts });
     const st = this.stats.get(`${user}/${device}`);
@@ -448,15 +572,15 @@ export class StreamService {
         this.release(this.resources, `${t.user}/${t.device}/${t.resource}`, t);
       }
     }
-  };
+  });
 
-  private readonly onInvalidate = (key: string): void => {
+  private readonly onInvalidate = this.guard("invalidate", (key: string): void => {
     const streams = this.byKey.get(key);
     if (!streams) return;
     for (const s of [...streams]) {
       s.recheck().catch((err: unknown) => this.deps.logger.error({ err }, "stream token re-check failed"));
     }
-  };
+  });
 
   /** Opens an SSE response for `user` after the per-account cap; the caller wires it to its topic. */
   private start(ctx: Context, kind: StreamKind, user: string, allowed: (p: Principal) => boolean): OpenStream {
@@ -475,7 +599,7 @@ export class StreamService {
       maxBufferedBytes: this.options.maxBufferedBytes,
       onHeartbeat: () => void stream?.recheck().catch((err: unknown) => this.deps.logger.error({ err }, "stream token re-check failed")),
     });
-    stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator);
+    stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator, this.options.maxBufferedBytes);
     const s = stream;
     this.open.add(s);
     this.perUser.set(user, count + 1);
@@ -505,7 +629,7 @@ export class StreamService {
   }
 
   /** Gets or creates a topic and cancels its retention timer. */
-  private acquire<T extends Topic<unknown>>(map: Map<string, T>, key: string, create: () => T): T {
+  private acquire<T extends Topic<unknown, unknown>>(map: Map<string, T>, key: string, create: () => T): T {
     let t = map.get(key);
     if (!t) map.set(key, (t = create()));
     if (t.idleTimer) {
@@ -517,7 +641,7 @@ export class StreamService {
   }
 
   /** After a subscriber left: keeps an idle topic for `retainMs` (bounded in number), then drops it. */
-  private release<T extends Topic<unknown>>(map: Map<string, T>, key: string, t: T): void {
+  private release<T extends Topic<unknown, unknown>>(map: Map<string, T>, key: string, t: T): void {
     if (!t.idle || t.idleTimer || map.get(key) !== t) return;
     if (this.closing || this.retained >= this.options.maxRetainedTopics) {
       this.drop(map, key, t);
@@ -532,9 +656,10 @@ export class StreamService {
     t.idleTimer.unref();
   }
 
-  private drop<T extends Topic<unknown>>(map: Map<string, T>, key: string, t: T): void {
+  private drop<T extends Topic<unknown, unknown>>(map: Map<string, T>, key: string, t: T): void {
     if (map.get(key) !== t) return;
     map.delete(key);
+    t.log.clear();
     if (t instanceof ResourceTopic) {
       const dk = `${t.user}/${t.device}`;
       const set = this.resourcesByDevice.get(dk);
@@ -547,7 +672,7 @@ export class StreamService {
   async close(): Promise<void> {
     this.closing = true;
     for (const s of [...this.open]) s.conn.end("shutdown");
-    for (const map of [this.events, this.resources] as Array<Map<string, Topic<unknown>>>) {
+    for (const map of [this.events, this.resources] as Array<Map<string, Topic<unknown, unknown>>>) {
       for (const [key, t] of [...map]) {
         if (t.idleTimer) {
           clearTimeout(t.idleTimer);
@@ -563,6 +688,11 @@ export class StreamService {
     this.deps.hub.off("traffic", this.onTraffic);
     this.unsubscribeCache();
   }
+}
+
+/** Account-event filter of `*` streams: the token must allow ReadEvents on the event's device. */
+function readEvents(device: string): Admit {
+  return (p) => p.can("ReadEvents", { device });
 }
 
 export type { StreamEvent };

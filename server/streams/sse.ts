@@ -18,7 +18,11 @@ export interface SseMessage {
   data: unknown;
 }
 
-/** Formats one event (WHATWG HTML §9.2.6). `data` is JSON on one line: JSON escapes every CR and LF. */
+/**
+ * Formats one event (WHATWG HTML §9.2.6). `data` is JSON on one line: JSON escapes every CR and LF.
+ * Throws what `JSON.stringify` throws (a value nested too deep, a BigInt, a cycle): callers serialising
+ * device values catch it.
+ */
 export function formatEvent(m: SseMessage): string {
   return `id: ${m.id}\nevent: ${m.event}\ndata: ${JSON.stringify(m.data)}\n\n`;
 }
@@ -72,7 +76,22 @@ export class SseConnection {
   }
 
   send(m: SseMessage): void {
-    if (this.write(formatEvent(m))) this.lastId = m.id;
+    this.sendText(m.id, formatEvent(m));
+  }
+
+  /** Writes an event already formatted by {@link formatEvent} (serialised once for all subscribers). */
+  sendText(id: string, text: string): void {
+    if (this.write(text)) this.lastId = id;
+  }
+
+  /**
+   * Drops the connection without a final event, as for a client that stops reading: `EventSource`
+   * reconnects and resumes from its last id where possible.
+   */
+  abort(reason: string): void {
+    if (this.closed) return;
+    this.body.destroy();
+    this.dispose(reason);
   }
 
   /** Ends the stream from the server side with a final `end` event carrying the reason. */
