@@ -92,11 +92,15 @@ export class ApiClient {
     return entry;
   }
 
-  /** Sends a request; with auth, retries once after a refresh if the server says the token is no good. */
+  /**
+   * Sends a request; with auth, retries once after a refresh if the server says the token is no good
+   * (`unauthorized`). Any other 401 — a device's own answer relayed as `device_error` — is returned as is:
+   * retrying would run the device's handler twice and rotate the refresh token for nothing.
+   */
   async request(method: string, path: string, o: RequestOptions = {}): Promise<Response> {
     if (o.auth === false) return this.send(method, path, o);
     const res = await this.send(method, path, { ...o, token: await this.accessToken() });
-    if (res.status !== 401) return res;
+    if (res.status !== 401 || !(await isTokenRefusal(res))) return res;
     await res.body?.cancel();
     return this.send(method, path, { ...o, token: await this.accessToken(true) });
   }
@@ -116,7 +120,8 @@ export class ApiClient {
     }
     if (res.ok) return body;
     const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-    const exit = res.status === 401 ? EXIT.auth : EXIT.failure;
+    // A device answering 401 is the device's business, not a sign-in problem.
+    const exit = res.status === 401 && err?.code !== "device_error" ? EXIT.auth : EXIT.failure;
     if (err?.message) throw new CliError(`${err.message} (${err.code ?? "error"}, HTTP ${res.status})`, exit, err.code, res.status, err.message);
     throw new CliError(`server answered HTTP ${res.status}`, exit, undefined, res.status);
   }
@@ -139,5 +144,15 @@ export class ApiClient {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new CliError(`cannot reach ${this.server}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, EXIT.failure, "unreachable");
     }
+  }
+}
+
+/** Whether a 401 is the server refusing the access token (`unauthorized`), read from a copy of the body. */
+async function isTokenRefusal(res: Response): Promise<boolean> {
+  try {
+    const body = (await res.clone().json()) as { error?: { code?: unknown } } | null;
+    return body?.error?.code === "unauthorized";
+  } catch {
+    return false;
   }
 }

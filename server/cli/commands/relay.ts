@@ -177,11 +177,15 @@ async function follow(ctx: Context, path: string, limit: number): Promise<void> 
     const wait = Math.min(MAX_BACKOFF_MS, retryMs * 2 ** Math.max(0, attempt - 1));
     note(ctx.io, `thingrelay: stream ended${endReason ? ` (${endReason})` : ""}; reconnecting in ${Math.round(wait / 100) / 10} s`);
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, wait);
-      outer?.addEventListener("abort", () => {
+      // One listener per wait, removed when the wait ends either way: a long run must not pile them up.
+      const done = () => {
         clearTimeout(t);
+        outer?.removeEventListener("abort", done);
         resolve();
-      }, { once: true });
+      };
+      const t = setTimeout(done, wait);
+      outer?.addEventListener("abort", done, { once: true });
+      if (outer?.aborted) done();
     });
   }
 }
