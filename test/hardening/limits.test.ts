@@ -169,12 +169,13 @@ describe("hardening: limits and headers", function () {
     });
 
     it("THINGRELAY_MAX_PENDING_SOCKETS=3: a 4th unauthenticated socket → 503 on upgrade; a slot frees when one authenticates", async () => {
-      for (let i = 0; i < 3; i++) held.push(await rawUpgrade(s.port));
-      const refused = await rawUpgrade(s.port).then(() => 101, (e: { status?: number }) => e.status);
+      // Distinct source addresses: one address alone may hold only a quarter of the slots (checked below).
+      for (let i = 0; i < 3; i++) held.push(await rawUpgrade(s.port, { localAddress: `127.0.0.${11 + i}` }));
+      const refused = await rawUpgrade(s.port, { localAddress: "127.0.0.14" }).then(() => 101, (e: { status?: number }) => e.status);
       expect(refused).to.equal(503);
       held[0]!.send(frame({ opcode: 1, payload: JSON.stringify({ type: "connect", user: "carol", device: "d", credentials: "d-secret" }) }));
       await held[0]!.text((t) => t.includes('"connected"'));
-      const fourth = await rawUpgrade(s.port);
+      const fourth = await rawUpgrade(s.port, { localAddress: "127.0.0.14" });
       held.push(fourth);
       tried("socket_cap", 5);
     });
