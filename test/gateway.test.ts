@@ -136,19 +136,21 @@ describe("gateway: device sockets on /v1/connect", function () {
       }
     });
 
-    it("bad connect frames do not count as failed authentications, good ones never do", async () => {
+    it("bad connect frames count as failed attempts (429 after 20 from one address); good ones never do", async () => {
       const { srv } = await fixture({}, ["dev1"]);
       try {
-        for (let i = 0; i < 25; i++) {
-          const d = await RawDevice.open(srv.wsUrl);
+        for (let i = 0; i < 20; i++) {
+          const d = await RawDevice.open(srv.wsUrl, { localAddress: "127.0.0.5" });
           d.send({ type: "nonsense" });
           expect((await d.closed).code).to.equal(4400);
         }
+        const refused = await RawDevice.open(srv.wsUrl, { localAddress: "127.0.0.5" }).then(() => 101, (e: unknown) => String(e));
+        expect(String(refused)).to.match(/429/);
         for (let i = 0; i < 25; i++) {
-          const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "dev1", credentials: "dev1-secret" });
+          const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "dev1", credentials: "dev1-secret", ws: { localAddress: "127.0.0.6" } });
           d.kill();
         }
-        const last = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "dev1", credentials: "dev1-secret" });
+        const last = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "dev1", credentials: "dev1-secret", ws: { localAddress: "127.0.0.6" } });
         expect(last.frames[0]!.type).to.equal("connected");
         last.kill();
       } finally {
