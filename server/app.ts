@@ -123,9 +123,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     }
     await next();
   });
-  const parseBody = bodyParser({
+  const makeParser = (jsonLimit: number) => bodyParser({
     enableTypes: ["json", "form"],
-    jsonLimit: config.limits.jsonLimitBytes,
+    jsonLimit,
     formLimit: config.limits.tokenBodyLimitBytes,
     strict: false,
     queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
@@ -134,19 +134,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);
+  const parseBody = makeParser(config.limits.jsonLimitBytes);
   // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
   // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
-  const parseTokenBody = bodyParser({
-    enableTypes: ["json", "form"],
-    jsonLimit: config.limits.tokenBodyLimitBytes,
-    formLimit: config.limits.tokenBodyLimitBytes,
-    strict: false,
-    queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
-    onerror: (err: Error & { status?: number }) => {
-      if (err.status === 413) throw new AppError("payload_too_large");
-      throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
-    },
-  } as unknown as bodyParser.Options);
+  const parseTokenBody = makeParser(config.limits.tokenBodyLimitBytes);
   app.use(async (ctx, next) => {
     if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
     let parse = parseBody;

@@ -3,6 +3,7 @@ import { list, str } from "../command.js";
 import { usageError } from "../errors.js";
 import { note, print, printJson, table } from "../io.js";
 import { accountPath } from "./devices.js";
+import type { UserTokenView } from "../../tokens/service.js";
 
 interface DeviceToken {
   id: string;
@@ -16,16 +17,8 @@ interface Permission {
   resources?: string[];
 }
 
-interface UserToken {
-  id: string;
-  name: string;
-  token: string;
-  enabled: boolean;
-  expiration: number | null;
-  allow: Permission[];
-  deny: Permission[];
-  created_ts: number;
-}
+/** The server's answer shape (a type only: the CLI stays a client of the REST API). */
+type UserToken = UserTokenView;
 
 const DEVICE_OPTION = { type: "string" as const, short: "d", value: "DEVICE", description: "a device token of this device (default: user access tokens)" };
 
