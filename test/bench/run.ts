@@ -5,9 +5,10 @@
  *   npm run bench -- --quick            every scenario in small form (CI)
  *   npm run bench -- --devices 100000   scenario 3/4 with 100,000 devices
  *   npm run bench -- --only 1,2 --profile --write-md
+ *   npm run bench -- --only 6           cluster mode: the cross-node hop over NATS
  *
  * Options: --quick, --only <list>, --devices N, --many N, --subscribers N, --reps N, --duration S,
- * --warmup S, --profile (node --cpu-prof on the server during scenario 1), --log-cost (scenario 1 again at
+ * --warmup S, --profile (node --cpu-prof on the server during scenario 1, 5, and on both nodes in 6), --log-cost (scenario 1 again at
  * LOG_LEVEL=info), --no-build, --write-md (put the table into BENCHMARKS.md), --out DIR, --alt DIR (also
  * measure the build in another checkout DIR in scenario 1, side by side: before/after a change).
  *
@@ -23,6 +24,7 @@ import { ROOT, killAllSync, stopAll } from "./lib/proc.js";
 import { relayScenarios } from "./scenarios/relay.js";
 import { sessionScenarios } from "./scenarios/sessions.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
+import { clusterScenario, NATS_SERVER } from "./scenarios/cluster.js";
 import { topFrames } from "./profile.js";
 
 function parseArgs(argv: string[]): BenchOptions & { build: boolean; writeMd: boolean } {
@@ -48,7 +50,7 @@ function parseArgs(argv: string[]): BenchOptions & { build: boolean; writeMd: bo
   const only = flags.get("only");
   return {
     quick,
-    only: new Set(typeof only === "string" ? only.split(",").map(Number) : [1, 2, 3, 4, 5]),
+    only: new Set(typeof only === "string" ? only.split(",").map(Number) : [1, 2, 3, 4, 5, 6]),
     devices: Math.round(num("devices", quick ? 1_000 : 10_000)),
     manyDevices: Math.round(num("many", quick ? 100 : 1_000)),
     subscribers: Math.round(num("subscribers", quick ? 500 : 10_000)),
@@ -156,6 +158,17 @@ async function main(): Promise<void> {
     if (r) results.fanout = r;
     await profiled("fanout", since);
   }
+  if (o.only.has(6)) {
+    const r = await timed("cluster (6)", () => clusterScenario(o, rows));
+    if (r) results.cluster = r;
+    // The nodes have stopped, so their profiles are written; the busiest one is the main thread's.
+    for (const [node, dir] of Object.entries(r?.profileDirs ?? {})) {
+      const best = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).map((f) => ({ file: join(dir, f), ...topFrames(join(dir, f), 25) }))
+        .sort((x, y) => y.totalMs - x.totalMs)[0];
+      if (best) profiles[`cluster ${node}`] = best;
+      log(best ? `cpu profile (cluster ${node}): ${best.file}` : `no cpu profile in ${dir}`);
+    }
+  }
   if (Object.keys(profiles).length > 0) results.profiles = profiles;
 
   const totalS = Math.round((performance.now() - t0) / 100) / 10;
@@ -164,6 +177,7 @@ async function main(): Promise<void> {
     command, quick: o.quick, startedAt: startedAt.toISOString(), totalS, durations,
     node: process.version, cpu: cpuModel(), cpus: cpus().length, memoryGB: Math.round(totalmem() / 1024 ** 3),
     wrk: tool("wrk", ["--version"]), mosquitto: tool("/usr/sbin/mosquitto", ["-h"]),
+    ...(o.only.has(6) ? { natsServer: tool(NATS_SERVER, ["--version"]) } : {}),
     options: { ...o, only: [...o.only] },
     serverEnv: "NODE_ENV=test THINGRELAY_PASSWORD_COST=10 LOG_LEVEL=warn THINGRELAY_RATE_LIMIT=1000000000 THINGRELAY_MAX_PENDING_SOCKETS=200000 THINGRELAY_MAX_STREAMS=1000000",
   };

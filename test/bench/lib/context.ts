@@ -2,7 +2,7 @@
 
 export interface BenchOptions {
   quick: boolean;
-  /** Scenarios to run (1…5). */
+  /** Scenarios to run (1…6). */
   only: Set<number>;
   /** Scenario 3/4 device count. */
   devices: number;

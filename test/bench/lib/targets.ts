@@ -22,6 +22,10 @@ export interface ThingrelayOptions {
   env?: Record<string, string>;
   /** Another checkout whose dist/ to run (before/after comparisons with --alt). */
   root?: string;
+  /** Script and arguments to run instead of dist/server/main.js (the cluster-node launcher, scenario 6). */
+  entry?: string[];
+  /** Name of the child process in logs and errors. */
+  name?: string;
 }
 
 export interface ThingrelayProc {
@@ -57,7 +61,7 @@ export function serverEnv(dataDir: string, port: number, extra: Record<string, s
 export async function startThingrelay(o: ThingrelayOptions = {}): Promise<ThingrelayProc> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
   const t0 = performance.now();
-  const child = spawnChild("thingrelay", process.execPath, [...(o.nodeArgs ?? []), resolve(o.root ?? ROOT, "dist/server/main.js")], {
+  const child = spawnChild(o.name ?? "thingrelay", process.execPath, [...(o.nodeArgs ?? []), ...(o.entry ?? [resolve(o.root ?? ROOT, "dist/server/main.js")])], {
     env: serverEnv(dataDir, o.port ?? 0, o.env),
   });
   // Investigations: BENCH_SERVER_LOG_LEVEL=info BENCH_SERVER_LOG=/tmp/server.log keeps the server's log lines.
@@ -131,7 +135,7 @@ export interface PeerProcs {
   stop(): Promise<void>;
 }
 
-async function waitTcp(port: number, timeoutMs = 10_000): Promise<void> {
+export async function waitTcp(port: number, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((res) => {
