@@ -81,6 +81,22 @@ describe("jwt: TokenSigner", () => {
     );
   });
 
+  it("a signature with the spare bits of its last base64url character changed is refused", async () => {
+    const valid = await signer.signAccess("alice", "fam", 1_700_000_000);
+    const last = valid.at(-1)!;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // The 43rd character carries 4 signature bits and 2 spare bits: its three siblings decode to the same bytes.
+    const base = alphabet.indexOf(last) & ~3;
+    const twins = [0, 1, 2, 3].map((k) => alphabet[base + k]!).filter((c) => c !== last);
+    for (const c of twins) {
+      const twin = valid.slice(0, -1) + c;
+      expect(Buffer.from(twin.split(".")[2]!, "base64url")).to.deep.equal(Buffer.from(valid.split(".")[2]!, "base64url"));
+      const err = await signer.verify(twin, 1_700_000_000_000).then(() => null, (e: unknown) => e);
+      expect(err).to.be.instanceOf(InvalidTokenError);
+    }
+    expect((await signer.verify(valid, 1_700_000_000_000)).usr).to.equal("alice");
+  });
+
   it("property: arbitrary strings never verify and never throw anything but InvalidTokenError", async () => {
     const valid = await signer.signAccess("alice", "fam", 1_700_000_000);
     await fc.assert(

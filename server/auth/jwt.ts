@@ -75,6 +75,10 @@ export class TokenSigner {
       if (typeof payload.exp === "number" && payload.exp <= now) throw new InvalidTokenError("ERR_JWT_EXPIRED");
       if (typeof payload.nbf === "number" && payload.nbf > now) throw new InvalidTokenError("ERR_JWT_CLAIM_VALIDATION_FAILED");
     } else {
+      // base64url leaves spare bits in the last character of the 32-byte signature: "…V4" and "…V5" decode to
+      // the same bytes. Accept only the canonical spelling, so one token has exactly one valid string.
+      const sig = token.slice(token.lastIndexOf(".") + 1);
+      if (Buffer.from(sig, "base64url").toString("base64url") !== sig) throw new InvalidTokenError("non-canonical signature encoding");
       try {
         ({ payload } = await jwtVerify(token, await this.importedKey(), {
           algorithms: [ALG],
