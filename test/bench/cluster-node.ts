@@ -11,7 +11,7 @@
  *
  * Environment as for `dist/server/main.js` (PORT, HOST, DATA_DIR, THINGRELAY_SECRET, LOG_LEVEL, limits…).
  * Prints `THINGRELAY_PORT=<port>` once listening, stops cleanly on SIGTERM/SIGINT. Investigation hook:
- * BENCH_NATS_NO_ASYNC_TRACES=1 connects with nats.js `noAsyncTraces` (server/main.ts does not).
+ * Connects with nats.js `noAsyncTraces` like server/main.ts; BENCH_NATS_ASYNC_TRACES=1 turns the traces back on.
  */
 import { createServer } from "node:http";
 import { join, resolve } from "node:path";
@@ -47,9 +47,9 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const secret = await loadOrCreateSecret(config.dataDir, config.secret);
   const store = await openNedbStore(join(config.dataDir, "db"));
-  // As server/main.ts connects. BENCH_NATS_NO_ASYNC_TRACES=1 (investigation): no stack captured per request.
-  const noAsyncTraces = process.env.BENCH_NATS_NO_ASYNC_TRACES === "1";
-  const nc = await connect({ servers: natsUrl, name: "thingrelay-bench", maxReconnectAttempts: -1, ...(noAsyncTraces ? { noAsyncTraces } : {}) });
+  // Same options as server/main.ts (BENCH_NATS_ASYNC_TRACES=1 turns nats.js async traces back on, for comparison).
+  const noAsyncTraces = process.env.BENCH_NATS_ASYNC_TRACES !== "1";
+  const nc = await connect({ servers: natsUrl, name: "thingrelay-bench", maxReconnectAttempts: -1, noAsyncTraces });
   const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, cluster: { nc } });
 
   // Same HTTP server settings as server/main.ts.
