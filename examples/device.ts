@@ -65,14 +65,31 @@ if (isMain) {
     device: env.THINGRELAY_DEVICE ?? "nodemcu",
     credentials: env.THINGRELAY_CREDENTIALS ?? "s3cret",
   });
+  const server = env.THINGRELAY_SERVER ?? "ws://localhost:8080";
+  process.stdout.write(`example device connecting to ${server}\n`);
+  let stopping = false;
+  // Say so while the server cannot be reached, instead of retrying silently.
+  setInterval(() => {
+    if (device.state === "connecting") process.stdout.write(`example device: still trying to reach ${server}\n`);
+  }, 5_000).unref();
+  device.on("state", (s) => {
+    // The SDK stops for good after a fatal close (replaced, bad credentials, deleted): so does this program.
+    if (s === "closed" && !stopping) {
+      process.stdout.write("example device stopped: the server closed the session for good\n");
+      process.exit(1);
+    }
+  });
   device.on("connected", () => process.stdout.write("example device connected\n"));
-  device.on("disconnected", ({ code }) => process.stdout.write(`example device disconnected (${code}), reconnecting\n`));
+  device.on("disconnected", ({ code }) => process.stdout.write(`example device disconnected (${code})\n`));
   device.on("error", (e) => process.stderr.write(`example device: ${e.message}\n`));
   device.connect().catch((e: unknown) => {
     process.stderr.write(`example device: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(1);
   });
-  const stop = () => void device.close().then(() => process.exit(0));
+  const stop = () => {
+    stopping = true;
+    void device.close().then(() => process.exit(0));
+  };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }

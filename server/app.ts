@@ -123,8 +123,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     }
     await next();
   });
-  const makeParser = (jsonLimit: number) => bodyParser({
-    enableTypes: ["json", "form"],
+  const makeParser = (jsonLimit: number, enableTypes: string[]) => bodyParser({
+    enableTypes,
     jsonLimit,
     formLimit: config.limits.tokenBodyLimitBytes,
     strict: false,
@@ -134,10 +134,11 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);
-  const parseBody = makeParser(config.limits.jsonLimitBytes);
+  // The API speaks JSON only: a form body (curl -d without a Content-Type) answers 415, not a garbled input.
+  const parseBody = makeParser(config.limits.jsonLimitBytes, ["json"]);
   // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
   // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
-  const parseTokenBody = makeParser(config.limits.tokenBodyLimitBytes);
+  const parseTokenBody = makeParser(config.limits.tokenBodyLimitBytes, ["json", "form"]);
   app.use(async (ctx, next) => {
     if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
     let parse = parseBody;
@@ -179,11 +180,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
   app.use(router.routes());
-  app.use(router.allowedMethods({
-    throw: true,
-    methodNotAllowed: () => new AppError("method_not_allowed"),
-    notImplemented: () => new AppError("method_not_allowed"),
-  }));
+  // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
+  app.use(router.allowedMethods());
 
   // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
   const purge = () => {

@@ -38,12 +38,6 @@ export async function main(env: Record<string, string | undefined> = process.env
     noAsyncTraces: true,
   }) : undefined;
   const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, ...(nc ? { cluster: { nc } } : {}) });
-  const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
-  if (admin) {
-    const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
-    // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
-    process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
-  }
 
   // connectionsCheckingInterval: node enforces headersTimeout only on this sweep (default 30 s), so a
   // slowloris socket would otherwise live up to 40 s instead of 10 s.
@@ -54,6 +48,13 @@ export async function main(env: Record<string, string | undefined> = process.env
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  // After binding: a server that cannot listen (port taken) must not create and print an admin it never serves.
+  const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
+  if (admin) {
+    const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
+    // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
+    process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
+  }
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.port;
   logger.info({ port, host: config.host, store: store.kind }, "thingrelay listening");

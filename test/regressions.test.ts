@@ -9,6 +9,9 @@ import { RawDevice } from "./helpers/rawdevice.js";
 import { writeAdminPassword } from "../server/secrets.js";
 import { openNedbStore } from "../server/store/nedb.js";
 import { Repositories } from "../server/store/repos.js";
+import { createServer as createNetServer } from "node:net";
+import { existsSync } from "node:fs";
+import { runMain } from "./helpers/process.js";
 
 /** Regression tests for the findings of the code review of the first release. */
 describe("review regressions", () => {
@@ -131,5 +134,99 @@ describe("review regressions", () => {
       await store.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  describe("black-box QA findings", () => {
+    const v2 = (d: string, r: string) => `/v2/users/alice/devices/${d}/${r}`;
+
+    it("changing a device's credentials closes its live session with 4001", async () => {
+      await newDevice(srv.url, token, "alice", "rotating", "old-secret");
+      const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "rotating", credentials: "old-secret" });
+      const r = await api(srv.url, "PUT", "/v1/users/alice/devices/rotating", { token, json: { device_credentials: "new-secret" } });
+      expect(r.status).to.equal(200);
+      expect((await d.closed).code).to.equal(4001);
+      const again = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "rotating", credentials: "new-secret" });
+      await again.close();
+    });
+
+    it("a form body on the JSON API answers 415 and never reaches the device", async () => {
+      const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "open_dev", credentials: "s3cret" });
+      try {
+        const form = { "Content-Type": "application/x-www-form-urlencoded" };
+        const relay = await api(srv.url, "POST", v2("open_dev", "relay"), { token, raw: '{"in":true}', headers: form });
+        expect(relay.status).to.equal(415);
+        expect(relay.body.error.code).to.equal("unsupported_media_type");
+        const create = await api(srv.url, "POST", "/v1/users/alice/devices", { token, raw: "device_id=x&device_credentials=y", headers: form });
+        expect(create.status).to.equal(415);
+        expect(d.calls).to.have.length(0);
+        expect((await api(srv.url, "GET", "/v1/users/alice/devices?id=x", { token })).body).to.deep.equal([]);
+      } finally {
+        await d.close();
+      }
+    });
+
+    it("HEAD on a resource answers 405 with Allow and does not run it; other 405s carry Allow too", async () => {
+      const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "open_dev", credentials: "s3cret" });
+      try {
+        const head = await fetch(srv.url + v2("open_dev", "reset"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+        expect(head.status).to.equal(405);
+        expect(head.headers.get("allow")).to.equal("GET, POST");
+        const put = await api(srv.url, "PUT", v2("open_dev", "relay"), { token, json: { in: true } });
+        expect(put.status).to.equal(405);
+        expect(put.body.error.code).to.equal("method_not_allowed");
+        expect(put.headers.get("allow")).to.include("POST");
+        expect(d.calls).to.have.length(0);
+      } finally {
+        await d.close();
+      }
+    });
+
+    it("stats honour Accept q-values: JSON preferred over event-stream answers JSON", async () => {
+      const r = await api(srv.url, "GET", "/v1/users/alice/devices/open_dev/stats", { token, headers: { Accept: "application/json;q=1, text/event-stream;q=0.1" } });
+      expect(r.status).to.equal(200);
+      expect(r.headers.get("content-type")).to.match(/^application\/json/);
+      expect(r.body).to.have.keys(["connected", "connected_ts", "ip_address", "rx_bytes", "tx_bytes"]);
+    });
+
+    it("token endpoints with no body answer 400 invalid_request, not 415", async () => {
+      for (const path of ["/oauth/token", "/oauth/revoke"]) {
+        const r = await api(srv.url, "POST", path);
+        expect(r.status, path).to.equal(400);
+        expect(r.body.error.code, path).to.equal("invalid_request");
+      }
+    });
+
+    it("user names are unique regardless of case (409)", async () => {
+      const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+      const r = await api(srv.url, "POST", "/v1/users", { token: admin.access_token, json: { username: "Alice", password: "look-alike-pw" } });
+      expect(r.status).to.equal(409);
+      expect(r.body.error.code).to.equal("conflict");
+    });
+
+    it("DELETE ?force=true deletes a connected device and closes its session with 4004", async () => {
+      await newDevice(srv.url, token, "alice", "doomed", "s3cret");
+      const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "doomed", credentials: "s3cret" });
+      expect((await api(srv.url, "DELETE", "/v1/users/alice/devices/doomed", { token })).status).to.equal(400);
+      const r = await api(srv.url, "DELETE", "/v1/users/alice/devices/doomed?force=true", { token });
+      expect(r.status).to.equal(200);
+      expect((await d.closed).code).to.equal(4004);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/doomed", { token })).status).to.equal(404);
+    });
+
+    it("a server that cannot bind its port exits 1 without creating an administrator", async () => {
+      const blocker = createNetServer();
+      await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+      const port = (blocker.address() as { port: number }).port;
+      const dir = await mkdtemp(join(tmpdir(), "thingrelay-busy-"));
+      try {
+        const run = await runMain({ dataDir: dir, env: { PORT: String(port) } });
+        expect(run.code).to.equal(1);
+        expect(run.stdout).to.not.include("created administrator");
+        expect(existsSync(join(dir, "admin-password.txt"))).to.equal(false);
+      } finally {
+        blocker.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 });

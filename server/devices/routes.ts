@@ -64,7 +64,9 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const user = userOf(ctx.params.user);
     const device = deviceOf(ctx.params.device);
     authorize(ctx, user, "DeleteDevice", { device }, noDevice);
-    await s.devices.delete(user, device);
+    const force = ctx.query.force;
+    if (force !== undefined && force !== "true" && force !== "false") throw new AppError("invalid_request", '"force" must be true or false');
+    await s.devices.delete(user, device, force === "true");
     ctx.body = {};
   });
 

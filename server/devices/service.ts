@@ -83,12 +83,15 @@ export class DevicesService {
       ? await this.repos.devices.findOne({ _id: Repositories.deviceKey(user, device) })
       : await this.repos.devices.findOneAndUpdate({ _id: Repositories.deviceKey(user, device) }, { $set });
     if (!doc) throw new AppError("device_not_found");
+    // A session opened with the old credentials must not outlive them (close 4001: reconnect with the new ones).
+    if (patch.credentials !== undefined) this.hub.kick(user, device, CLOSE.unauthorized, "credentials changed");
     return doc;
   }
 
-  async delete(user: string, device: string): Promise<void> {
+  /** Deletes a device. Refused while connected unless `force`, which closes its session with 4004 first. */
+  async delete(user: string, device: string, force = false): Promise<void> {
     // Connected here or, in cluster mode, on another node (as announced over NATS).
-    if (this.hub.stats(user, device).connected) throw new AppError("device_connected");
+    if (!force && this.hub.stats(user, device).connected) throw new AppError("device_connected");
     const tokens = await this.repos.deviceTokens.find({ user, device });
     if (!(await this.repos.deleteDevice(user, device))) throw new AppError("device_not_found");
     for (const t of tokens) this.cache.invalidate(cacheKey.deviceToken(t._id));

@@ -14,6 +14,10 @@ export function requestLifecycle(logger: Logger) {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw new AppError("not_found", "no such route");
+      // The router's allowedMethods() leaves 405/501 without a body (it has set `Allow`).
+      if ((ctx.status === 405 || ctx.status === 501) && !ctx.body) {
+        throw new AppError("method_not_allowed", undefined, { status: 405, headers: { Allow: ctx.response.get("Allow") || "" } });
+      }
     } catch (err) {
       renderError(ctx, err, logger, id);
     }

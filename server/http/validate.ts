@@ -1,11 +1,11 @@
 import type { Context } from "koa";
 import { AppError } from "../errors.js";
 
-/** The parsed JSON (or form) body as a plain object; 400 for anything else, 415 for other media types. */
+/** The parsed JSON body as a plain object; 400 for anything else, 415 for other media types (forms included). */
 export function objectBody(ctx: Context, allowed: readonly string[]): Record<string, unknown> {
   const raw = (ctx.request as { rawBody?: string }).rawBody;
   if (raw === undefined || raw === "") {
-    if (hasBody(ctx) && !ctx.is("json", "urlencoded")) throw new AppError("unsupported_media_type", "send application/json");
+    if (hasBody(ctx) && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
     throw new AppError("invalid_request", "request body required");
   }
   const body = (ctx.request as { body?: unknown }).body;

@@ -13,6 +13,8 @@ function field(body: Record<string, unknown>, name: string): string | undefined 
 }
 
 function tokenBody(ctx: Context, limitBytes: number): Record<string, unknown> {
+  // No body at all: the required fields are missing (400), not the media type.
+  if (!ctx.request.length && ctx.get("Transfer-Encoding") === "") return {};
   if (!ctx.is("urlencoded", "json")) throw new AppError("unsupported_media_type", "send application/x-www-form-urlencoded or application/json");
   // Content-Length is checked before parsing (app.ts); a chunked JSON body only meets the general JSON limit
   // there, so hold the token endpoints to their own limit here.

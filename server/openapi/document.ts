@@ -139,9 +139,10 @@ const OPERATIONS: Operation[] = [
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found"],
   },
   {
-    method: "delete", path: devicePath, operationId: "deleteDevice", tag: "devices", params: ["user", "device"],
+    method: "delete", path: devicePath, operationId: "deleteDevice", tag: "devices", params: ["user", "device", "force"],
     summary: "Delete a device",
-    description: "A connected device answers 400 `device_connected`: close its session first.",
+    description: "A connected device answers 400 `device_connected` unless `?force=true`, which closes its session "
+      + "with close code 4004 (device deleted) and deletes it. Its device tokens are revoked with it.",
     ok: [EMPTY],
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_connected"],
   },
@@ -362,6 +363,7 @@ const PARAMETERS: Record<string, Schema> = {
   },
   deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   idFilter: { name: "id", in: "query", required: false, description: "only this device", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
+  force: { name: "force", in: "query", required: false, description: "delete even while connected", schema: { type: "string", enum: ["true", "false"] } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
   file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };

@@ -80,7 +80,11 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   };
 
   const path = "/v2/users/:user/devices/:device/{*resource}";
-  router.get(path, requireAuth, (ctx) => relay(ctx, false, undefined));
+  router.get(path, requireAuth, (ctx) => {
+    // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
+    if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET or POST", { headers: { Allow: "GET, POST" } });
+    return relay(ctx, false, undefined);
+  });
   router.post(path, requireAuth, (ctx) => {
     const raw = (ctx.request as { rawBody?: string }).rawBody;
     if (raw === undefined || raw.trim() === "") {

@@ -4,6 +4,8 @@ export interface UserDoc {
   [key: string]: unknown;
   _id: string; // = username
   username: string;
+  /** Lower-cased name: names are unique regardless of case. */
+  lower?: string;
   passwordHash: string;
   admin: boolean;
   createdAt: number;

@@ -57,6 +57,7 @@ export class StoreUnavailableError extends Error {
 
 /** Secondary (non-unique) indexes both backends create at start. */
 export const INDEXES: readonly IndexSpec[] = [
+  { collection: "users", field: "lower" },
   { collection: "devices", field: "user" },
   { collection: "refresh_tokens", field: "family" },
   { collection: "device_tokens", field: "user" },

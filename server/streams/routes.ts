@@ -17,7 +17,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
     const device = param(ctx.params.device, DEVICE_ID_RE, noDevice());
     authorize(ctx, user, "GetDeviceStats", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
-    if (ctx.get("Accept").includes("text/event-stream")) {
+    if (ctx.accepts("json", "text/event-stream") === "text/event-stream") {
       await s.streams.statsStream(ctx, user, device);
       return;
     }

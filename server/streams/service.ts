@@ -437,7 +437,7 @@ export class StreamService {
     if (!session && !(await this.deps.devices.exists(user, device))) throw new AppError("device_not_found");
     const kind = session?.resources?.get(resource);
     if (session?.resources && kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
-    if (kind === "input" || kind === "run") throw new AppError("invalid_request", `"${resource}" is an ${kind} resource: only output and io resources can be streamed`);
+    if (kind === "input" || kind === "run") throw new AppError("invalid_request", `"${resource}" is ${kind === "input" ? "an" : "a"} ${kind} resource: only output and io resources can be streamed`);
     const stream = this.start(ctx, "resource", user, (p) => p.user === user && p.can("AccessDeviceResources", { device, resource }));
 
     const key = `${user}/${device}/${resource}`;

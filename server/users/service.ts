@@ -19,10 +19,13 @@ export class UsersService {
 
   async create(username: string, password: string, admin = false): Promise<void> {
     checkPassword(password);
+    // Names differing only in case ("alice", "Alice") would be look-alike accounts: one of them only.
+    const lower = username.toLowerCase();
+    if (await this.repos.users.findOne({ lower })) throw new AppError("conflict", `user "${username}" already exists (names are unique regardless of case)`);
     const now = Date.now();
     const passwordHash = await this.passwords.hash(password);
     try {
-      await this.repos.users.insertOne({ _id: username, username, passwordHash, admin, createdAt: now, passwordChangedAt: now });
+      await this.repos.users.insertOne({ _id: username, username, lower, passwordHash, admin, createdAt: now, passwordChangedAt: now });
     } catch (err) {
       if (err instanceof DuplicateKeyError) throw new AppError("conflict", `user "${username}" already exists`);
       throw err;
@@ -30,7 +33,6 @@ export class UsersService {
     this.cache.invalidate(cacheKey.user(username));
   }
 
-  /** Changes a password and revokes every refresh family (and so every access token) of the user. */
   /**
    * Changes a password after checking the current one (a stolen access token alone must not take the account
    * over), then revokes every refresh family (and so every access token) of the user. Device and user tokens

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Command, Context } from "../command.js";
 import { str } from "../command.js";
-import { CliError } from "../errors.js";
 import { print, printJson, table } from "../io.js";
 
 interface DeviceView {
@@ -71,16 +70,11 @@ export const devicesRm: Command = {
   minArgs: 1,
   maxArgs: 1,
   summary: "delete a device",
-  description: "A connected device cannot be deleted; --force closes its session first.",
-  options: { force: { type: "boolean", short: "f", description: "close the device's live session first" } },
+  description: "A connected device cannot be deleted; --force closes its session (close code 4004, \"device deleted\") and deletes it.",
+  options: { force: { type: "boolean", short: "f", description: "delete even while connected (the session is closed with 4004)" } },
   async run(ctx, [id], options) {
-    if (options.force === true) {
-      await ctx.client.call("DELETE", await accountPath(ctx, "devices", id!, "session")).catch((err: unknown) => {
-        // Not connected is fine: there is nothing to close.
-        if (!(err instanceof CliError && err.code === "device_offline")) throw err;
-      });
-    }
-    await ctx.client.call("DELETE", await accountPath(ctx, "devices", id!));
+    const path = await accountPath(ctx, "devices", id!);
+    await ctx.client.call("DELETE", options.force === true ? `${path}?force=true` : path);
     if (ctx.json) printJson(ctx.io, { device: id, deleted: true });
     else print(ctx.io, `Deleted device ${id}.`);
   },
