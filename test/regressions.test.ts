@@ -11,7 +11,7 @@ import { openNedbStore } from "../server/store/nedb.js";
 import { Repositories } from "../server/store/repos.js";
 import { createServer as createNetServer } from "node:net";
 import { existsSync } from "node:fs";
-import { runMain } from "./helpers/process.js";
+import { runMain, startMain } from "./helpers/process.js";
 
 /** Regression tests for the findings of the code review of the first release. */
 describe("review regressions", () => {
@@ -225,6 +225,52 @@ describe("review regressions", () => {
         expect(existsSync(join(dir, "admin-password.txt"))).to.equal(false);
       } finally {
         blocker.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("a chunked form body on a resource answers 415 and does not run it", async () => {
+      const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "open_dev", credentials: "s3cret" });
+      try {
+        const body = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("in=true")); c.close(); } });
+        const r = await fetch(srv.url + v2("open_dev", "relay"), {
+          method: "POST", body, duplex: "half", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/x-www-form-urlencoded" },
+        } as RequestInit);
+        expect(r.status).to.equal(415);
+        expect(d.calls).to.have.length(0);
+      } finally {
+        await d.close();
+      }
+    });
+
+    it("wrong current passwords are throttled per account (429 after 5)", async () => {
+      const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+      expect((await api(srv.url, "POST", "/v1/users", { token: admin.access_token, json: { username: "pat", password: "pat-password" } })).status).to.equal(201);
+      const pat = await login(srv.url, "pat", "pat-password");
+      const change = (current: string) => api(srv.url, "PUT", "/v1/users/pat/password", { token: pat.access_token, json: { current_password: current, password: "pat-new-password" } });
+      for (let i = 0; i < 5; i++) expect((await change(`guess-${i}-xx`)).status).to.equal(403);
+      const limited = await change("pat-password");
+      expect(limited.status).to.equal(429);
+      expect(limited.headers.get("retry-after")).to.match(/^\d+$/);
+      await login(srv.url, "pat", "pat-password");
+    });
+
+    it("names differing in case cannot be created concurrently either", async () => {
+      const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+      const names = ["carol", "Carol", "CAROL"];
+      const results = await Promise.all(names.map((username) => api(srv.url, "POST", "/v1/users", { token: admin.access_token, json: { username, password: "carol-password" } })));
+      expect(results.map((r) => r.status).sort()).to.deep.equal([201, 409, 409]);
+    });
+
+    it("a configured admin name that differs only in case from an account stops the start with a message", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "thingrelay-admincase-"));
+      try {
+        const first = await startMain({ dataDir: dir, env: { THINGRELAY_ADMIN_USER: "admin", THINGRELAY_ADMIN_PASSWORD: "admin-password-1" } });
+        await first.kill("SIGTERM");
+        const second = await runMain({ dataDir: dir, env: { THINGRELAY_ADMIN_USER: "Admin", THINGRELAY_ADMIN_PASSWORD: "admin-password-1" }, timeoutMs: 20_000 });
+        expect(second.code).to.equal(1);
+        expect(second.stderr).to.include("differs only in case");
+      } finally {
         await rm(dir, { recursive: true, force: true });
       }
     });

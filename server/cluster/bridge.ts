@@ -87,8 +87,7 @@ export class ClusterBridge {
     on("offline", (e) => {
       if (isRemote(e)) return;
       const key = `${e.user}/${e.device}`;
-      if (!this.nc.isClosed()) this.deviceSubs.get(key)?.unsubscribe();
-      this.deviceSubs.delete(key);
+      this.dropDeviceSubscription(key);
       this.publishEvent({ kind: "offline", node: this.nodeId, user: e.user, device: e.device, ts: e.ts });
     });
     on("data", (e) => {
@@ -214,13 +213,22 @@ export class ClusterBridge {
     try {
       switch (op.op) {
         case "call": {
-          const r = await this.hub.call(user, device, op.resource, op.in, op.hasInput, op.timeoutMs);
+          // Only a session held here answers: never forward again (hub.call would send it back over NATS).
+          const session = this.hub.get(user, device);
+          if (!session) {
+            this.dropDeviceSubscription(`${user}/${device}`);
+            throw new AppError("device_offline");
+          }
+          const r = await session.call(op.resource, op.in, op.hasInput, op.timeoutMs);
           respond(r.hasOut ? { ok: true, hasOut: true, out: r.out ?? null } : { ok: true, hasOut: false });
           return;
         }
-        case "stats":
-          respond({ ok: true, stats: this.hub.stats(user, device) });
+        case "stats": {
+          const session = this.hub.get(user, device);
+          if (!session) throw new AppError("device_offline");
+          respond({ ok: true, stats: session.stats() });
           return;
+        }
         case "api": {
           const s = this.hub.get(user, device);
           if (!s) throw new AppError("device_offline");
@@ -241,6 +249,12 @@ export class ClusterBridge {
         respond({ ok: false, code: "internal_error", status: 500, message: "internal server error", headers: {} });
       }
     }
+  }
+
+  /** Stops answering for a device this node no longer holds. */
+  private dropDeviceSubscription(key: string): void {
+    if (!this.nc.isClosed()) this.deviceSubs.get(key)?.unsubscribe();
+    this.deviceSubs.delete(key);
   }
 
   private publishEvent(e: ClusterEvent): void {
@@ -276,6 +290,7 @@ export class ClusterBridge {
         if (local && (local.connectedAt < e.ts || (local.connectedAt === e.ts && this.nodeId < e.node))) {
           // Silent: subscribers here get the remote "online" below, not a spurious "offline".
           this.hub.closeSession(e.user, e.device, CLOSE.replaced, "replaced by a new session on another node", false);
+          this.dropDeviceSubscription(key);
         }
         this.remoteHolders.set(key, { node: e.node, ts: e.ts, stats: { connected: true, connected_ts: e.ts, ip_address: e.ip, rx_bytes: 0, tx_bytes: 0 } });
         this.hub.emit("online", { ...ref, ts: e.ts, ip: e.ip });

@@ -16,7 +16,10 @@ export function requestLifecycle(logger: Logger) {
       if (ctx.status === 404 && ctx.body === undefined) throw new AppError("not_found", "no such route");
       // The router's allowedMethods() leaves 405/501 without a body (it has set `Allow`).
       if ((ctx.status === 405 || ctx.status === 501) && !ctx.body) {
-        throw new AppError("method_not_allowed", undefined, { status: 405, headers: { Allow: ctx.response.get("Allow") || "" } });
+        let allow = String(ctx.response.get("Allow") || "");
+        // The router lists HEAD wherever GET exists, but a HEAD on a device resource is refused (it would run it).
+        if (ctx.path.startsWith("/v2/")) allow = allow.split(/,\s*/).filter((m) => m !== "HEAD").join(", ");
+        throw new AppError("method_not_allowed", undefined, { status: 405, headers: { Allow: allow } });
       }
     } catch (err) {
       renderError(ctx, err, logger, id);

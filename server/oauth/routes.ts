@@ -3,6 +3,7 @@ import type { Context } from "koa";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { principalOf } from "../http/auth.js";
+import { hasBody } from "../http/validate.js";
 
 function field(body: Record<string, unknown>, name: string): string | undefined {
   const v = body[name];
@@ -14,7 +15,7 @@ function field(body: Record<string, unknown>, name: string): string | undefined 
 
 function tokenBody(ctx: Context, limitBytes: number): Record<string, unknown> {
   // No body at all: the required fields are missing (400), not the media type.
-  if (!ctx.request.length && ctx.get("Transfer-Encoding") === "") return {};
+  if (!hasBody(ctx)) return {};
   if (!ctx.is("urlencoded", "json")) throw new AppError("unsupported_media_type", "send application/x-www-form-urlencoded or application/json");
   // Content-Length is checked before parsing (app.ts); a chunked JSON body only meets the general JSON limit
   // there, so hold the token endpoints to their own limit here.

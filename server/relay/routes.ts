@@ -3,7 +3,7 @@ import type { Context } from "koa";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
-import { param } from "../http/validate.js";
+import { hasBody, param } from "../http/validate.js";
 import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { normalizeResource } from "./resource.js";
@@ -88,7 +88,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   router.post(path, requireAuth, (ctx) => {
     const raw = (ctx.request as { rawBody?: string }).rawBody;
     if (raw === undefined || raw.trim() === "") {
-      if (ctx.request.length && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
+      // Sized or chunked: any body that is not JSON is refused rather than run as "no input".
+      if (hasBody(ctx) && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
       return relay(ctx, false, undefined);
     }
     const body = (ctx.request as { body?: unknown }).body;

@@ -57,7 +57,9 @@ export async function openMongoStore(url: string, options: { serverSelectionTime
   const client = new MongoClient(url, { serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 5_000 });
   await client.connect();
   const db: Db = client.db();
-  for (const { collection, field } of INDEXES) await db.collection(collection).createIndex({ [field]: 1 });
+  for (const { collection, field, unique } of INDEXES) {
+    await db.collection(collection).createIndex({ [field]: 1 }, unique ? { unique: true, sparse: true } : {});
+  }
   const colls = new Map<string, MongoColl<Doc>>();
   return {
     kind: "mongodb",

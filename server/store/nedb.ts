@@ -69,7 +69,9 @@ export async function openNedbStore(dir: string): Promise<Store> {
     db.setAutocompactionInterval(COMPACTION_INTERVAL_MS);
     dbs.set(name, db);
   }
-  for (const { collection, field } of INDEXES) await dbs.get(collection)!.ensureIndexAsync({ fieldName: field });
+  for (const { collection, field, unique } of INDEXES) {
+    await dbs.get(collection)!.ensureIndexAsync(unique ? { fieldName: field, unique: true, sparse: true } : { fieldName: field });
+  }
   const collections = new Map<string, NedbCollection<Doc>>();
   return {
     kind: "embedded",

@@ -31,6 +31,8 @@ export interface Collection<T extends Doc> {
 export interface IndexSpec {
   collection: string;
   field: string;
+  /** Unique among the documents that have the field (sparse). */
+  unique?: boolean;
 }
 
 export interface Store {
@@ -57,7 +59,7 @@ export class StoreUnavailableError extends Error {
 
 /** Secondary (non-unique) indexes both backends create at start. */
 export const INDEXES: readonly IndexSpec[] = [
-  { collection: "users", field: "lower" },
+  { collection: "users", field: "lower", unique: true },
   { collection: "devices", field: "user" },
   { collection: "refresh_tokens", field: "family" },
   { collection: "device_tokens", field: "user" },

@@ -166,7 +166,9 @@ class OpenStream {
         try {
           p = await this.authenticator.authenticate(this.token);
         } catch {
-          this.conn.end("token_revoked");
+          // A re-check (heartbeat, invalidation) that lands just after the expiry is an expiry, not a revocation.
+          const exp = this.principal.expiresAt;
+          this.conn.end(exp !== null && Date.now() >= exp ? "token_expired" : "token_revoked");
           return;
         }
         if (!this.allowed(p)) {

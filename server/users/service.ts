@@ -4,6 +4,7 @@ import type { Logger } from "../log.js";
 import type { Repositories } from "../store/repos.js";
 import { DuplicateKeyError } from "../store/types.js";
 import type { PasswordHasher } from "../auth/passwords.js";
+import { WindowLimiter } from "../auth/limiter.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 
 export const USERNAME_RE = /^[a-zA-Z0-9_]{1,32}$/;
@@ -11,6 +12,9 @@ export const PASSWORD_MIN = 8;
 export const PASSWORD_MAX = 1024;
 
 export class UsersService {
+  /** Wrong current passwords per account: 5 per 15 minutes. */
+  private readonly passwordChecks = new WindowLimiter(5, 15 * 60_000);
+
   constructor(
     private readonly repos: Repositories,
     private readonly passwords: PasswordHasher,
@@ -42,7 +46,11 @@ export class UsersService {
     checkPassword(password);
     const user = await this.repos.users.findOne({ _id: username });
     if (!user) throw new AppError("user_not_found");
+    // A stolen session must not be able to guess the current password: a few tries, then wait.
+    const limit = this.passwordChecks.hit(username);
+    if (!limit.allowed) throw new AppError("too_many_requests", "too many wrong current passwords; try again later", { headers: { "Retry-After": String(limit.retryAfterS) } });
     if (!(await this.passwords.verify(current, user.passwordHash))) throw new AppError("forbidden", "current password is wrong");
+    this.passwordChecks.reset(username);
     const passwordHash = await this.passwords.hash(password);
     const n = await this.repos.users.updateOne({ _id: username }, { $set: { passwordHash, passwordChangedAt: Date.now() } });
     if (n === 0) throw new AppError("user_not_found");
@@ -62,7 +70,10 @@ export class UsersService {
       if (!existing) {
         // Another node sharing the store may create it at the same moment: then it exists, as wanted.
         if (await this.createUnlessExists(user, password)) logger.info({ user }, "admin account created");
-        else await this.ensureAdmin(user, password, logger);
+        else if (!(await this.repos.users.findOne({ _id: user }))) {
+          // Not created by a concurrent node: the name collides (in case only) with another account.
+          throw new Error(`THINGRELAY_ADMIN_USER "${user}" differs only in case from an existing account; use that account's exact name`);
+        } else await this.ensureAdmin(user, password, logger);
       } else if (!existing.admin) {
         await this.repos.users.updateOne({ _id: user }, { $set: { admin: true } });
         this.cache.invalidate(cacheKey.user(user));

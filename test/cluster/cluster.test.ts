@@ -151,8 +151,18 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
     events.close();
     expect(A.relay.services.hub.get("alice", "nodemcu")).to.equal(undefined);
     expect(B.relay.services.hub.get("alice", "nodemcu")).to.not.equal(undefined);
+    // Exactly one request travels on the device's subject per call: the old node no longer answers (or
+    // forwards) for it, which once made a call bounce between nodes forever.
+    const spy = await connect({ servers: nats.url });
+    conns.push(spy);
+    let seen = 0;
+    spy.subscribe("trtest.dev.alice.nodemcu", { callback: () => void seen++ });
+    await spy.flush();
     expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
     expect((await api(A.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+    await spy.flush();
+    await new Promise((r) => setTimeout(r, 200)); // a looping request would have produced thousands by now
+    expect(seen).to.equal(2);
   });
 
   it("deleting a device connected to another node answers 400 device_connected", async () => {
