@@ -78,6 +78,10 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "server">> & { WebSocket?: WebSocketFactory };
   private readonly resources = new Map<string, Resource>();
   private readonly streamTimers = new Map<string, ReturnType<typeof setInterval>>();
+  /** Resources whose stream sample is still being computed. */
+  private readonly streamBusy = new Set<string>();
+  /** Set while close() waits for the closing handshake. */
+  private closing: Promise<void> | undefined;
   private readonly backoff: Backoff;
   private ws: WebSocketLike | undefined;
   private urlIndex = 0;
@@ -138,6 +142,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   async stream(name: string): Promise<void> {
     const r = this.resources.get(name);
     if (!r) throw new TypeError(`unknown resource "${name}"`);
+    // Input and run handlers actuate things: streaming must never call them.
+    if (r.kind !== "output" && r.kind !== "io") throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
     if (this._state !== "open") return;
     const out = await r.handler(undefined);
     this.send({ type: "data", resource: name, out: out === undefined ? null : out });
@@ -146,6 +152,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   /** Opens the session. Resolves once the server accepted it; rejects if it refuses the credentials. */
   connect(): Promise<void> {
     if (this._state === "open") return Promise.resolve();
+    // A close in progress finishes first; then this opens a new session.
+    if (this._state === "closing" && this.closing) return this.closing.then(() => this.connect());
     return new Promise<void>((resolve, reject) => {
       this.connectWaiters.push({ resolve, reject });
       if (this._state !== "connecting") this.open();
@@ -159,9 +167,10 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const ws = this.ws;
     this.ws = undefined;
     this.settleWaiters(new Error("closed before connecting"));
+    if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
       this.setState("closing");
-      await new Promise<void>((resolve) => {
+      this.closing = new Promise<void>((resolve) => {
         const prev = ws.onclose;
         const t = setTimeout(resolve, 2000);
         ws.onclose = (ev) => {
@@ -171,6 +180,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
         };
         ws.close(1000, "device closing");
       });
+      await this.closing;
+      this.closing = undefined;
     }
     this.setState("closed");
   }
@@ -220,6 +231,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
         ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
       };
       ws.onmessage = (ev) => {
+        if (this.ws !== ws) return; // closed or replaced meanwhile
         this.lastSeen = Date.now();
         if (typeof ev.data !== "string") return;
         let f: Record<string, unknown>;
@@ -352,10 +364,19 @@ export class Device extends TypedEmitter<DeviceEvents> {
 
   private startStream(name: string, intervalMs: number): void {
     this.stopStream(name);
-    if (intervalMs <= 0 || !this.resources.has(name)) return;
+    const kind = this.resources.get(name)?.kind;
+    if (intervalMs <= 0 || (kind !== "output" && kind !== "io")) return;
     const ms = Math.max(50, intervalMs);
-    this.streamTimers.set(name, setInterval(() => void this.stream(name).catch((e: unknown) => this.emit("error", e as Error)), ms));
-    void this.stream(name).catch((e: unknown) => this.emit("error", e as Error));
+    const sample = () => {
+      // A slow or hung handler: skip ticks instead of piling up calls.
+      if (this.streamBusy.has(name)) return;
+      this.streamBusy.add(name);
+      void this.stream(name)
+        .catch((e: unknown) => this.emit("error", e as Error))
+        .finally(() => this.streamBusy.delete(name));
+    };
+    this.streamTimers.set(name, setInterval(sample, ms));
+    sample();
   }
 
   private stopStream(name: string): void {
