@@ -88,7 +88,8 @@ export class ApiClient {
     const entry: SessionEntry = {
       user, refresh_token: tokens.refresh_token, access_token: tokens.access_token, expires_at: Date.now() + tokens.expires_in * 1000,
     };
-    await this.store.set(this.server, entry, true);
+    // Under the refresh lock: a refresh running in another command must not write back a spent token after us.
+    await this.store.withLock(() => this.store.set(this.server, entry, true));
     return entry;
   }
 

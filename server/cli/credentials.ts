@@ -96,7 +96,12 @@ export class CredentialStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
         const age = await stat(this.lockFile).then((s) => Date.now() - s.mtimeMs, () => 0);
-        if (age > LOCK_STALE_MS) await unlink(this.lockFile).catch(() => undefined);
+        if (age > LOCK_STALE_MS) {
+          // Take the stale lock away atomically: of several waiters only one rename succeeds, so none of them
+          // can delete a fresh lock another waiter has just created.
+          const grave = `${this.lockFile}.stale.${process.pid}.${Date.now()}`;
+          if (await rename(this.lockFile, grave).then(() => true, () => false)) await unlink(grave).catch(() => undefined);
+        }
         else if (Date.now() > deadline) throw new Error(`another thingrelay command holds ${this.lockFile}; remove it if none is running`);
         else await new Promise((r) => setTimeout(r, 50));
       }

@@ -31,7 +31,7 @@ export const logout: Command = {
     await ctx.client.call("POST", "/oauth/revoke", { auth: false, form: { token: entry.refresh_token } }).catch((err: Error) => {
       note(ctx.io, `thingrelay: could not revoke the session on the server (${err.message}); forgetting it anyway`);
     });
-    await ctx.store.set(ctx.server, undefined);
+    await ctx.store.withLock(() => ctx.store.set(ctx.server, undefined));
     if (ctx.json) printJson(ctx.io, { server: ctx.server, user: entry.user, signed_out: true });
     else print(ctx.io, `Signed out of ${ctx.server}.`);
   },
