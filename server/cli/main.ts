@@ -3,7 +3,6 @@
  * `run(argv, io)` parses the command line with node:util parseArgs, runs one command and returns the exit
  * code; bin.ts is the only place that touches the real process.
  */
-import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ApiClient, normalizeServer } from "./client.js";
 import { type Command, type Context, GLOBAL_OPTIONS, type OptionSpec, type Options } from "./command.js";
@@ -16,6 +15,7 @@ import { devicesAdd, devicesList, devicesRm } from "./commands/devices.js";
 import { tokensCreate, tokensList, tokensRm } from "./commands/tokens.js";
 import { call, watch } from "./commands/relay.js";
 import { serve } from "./commands/serve.js";
+import { packageVersion } from "../version.js";
 
 export const COMMANDS: readonly Command[] = [
   login, logout, whoami, usersAdd, devicesList, devicesAdd, devicesRm, tokensList, tokensCreate, tokensRm, call, watch, serve,
@@ -29,17 +29,6 @@ const GROUPS: Record<string, string> = {
 
 export const DEFAULT_SERVER = "http://localhost:8080";
 
-function packageVersion(): string {
-  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "thingrelay" && pkg.version) return pkg.version;
-    } catch {
-      // keep looking upwards
-    }
-  }
-  return "unknown";
-}
 
 function parseConfig(specs: Record<string, OptionSpec>): ParseArgsConfig["options"] {
   return Object.fromEntries(Object.entries(specs).map(([name, s]) => [name, {
@@ -137,7 +126,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     if (words[0] === "help") return run([...words.slice(1), "--help"], io);
     if (words.length === 0) {
       if (loose.values.version === true) {
-        print(io, packageVersion());
+        print(io, packageVersion("unknown"));
         return EXIT.ok;
       }
       print(io, mainHelp());

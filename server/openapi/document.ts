@@ -4,12 +4,12 @@
  * be documented with the wrong status. test/openapi.test.ts checks the table against the live router in
  * both directions and validates real responses against these schemas.
  */
-import { readFileSync } from "node:fs";
 import { ERROR_CODES, type ErrorCode } from "../errors.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { USERNAME_RE } from "../users/service.js";
 import { MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
 import { componentSchemas, TOKEN_ID_PATTERN, type Schema } from "./schemas.js";
+import { packageVersion } from "../version.js";
 
 type Method = "get" | "post" | "put" | "delete";
 
@@ -442,18 +442,6 @@ function operationObject(op: Operation): Schema {
   return o;
 }
 
-function packageVersion(): string {
-  // server/openapi/ and dist/server/openapi/ sit at different depths below package.json: look upwards.
-  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "thingrelay" && pkg.version) return pkg.version;
-    } catch {
-      // not here; keep looking
-    }
-  }
-  return "0.0.0";
-}
 
 const INTRO = `A self-hosted, Thinger-compatible relay of REST calls to IoT devices over WebSocket sessions.
 
@@ -473,7 +461,7 @@ export function buildOpenApiDocument(): Schema {
     openapi: "3.1.0",
     info: {
       title: "thingrelay API",
-      version: packageVersion(),
+      version: packageVersion("0.0.0"),
       description: INTRO,
       license: { name: "MIT", identifier: "MIT" },
     },
