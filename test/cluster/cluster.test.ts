@@ -76,7 +76,11 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
   const v2 = (r: string) => `/v2/users/alice/devices/nodemcu/${r}`;
 
   it("a device on node A answers calls made through B and C for every resource kind", async () => {
+    // B and C learn that A holds the device from its NATS "online" event (published after A's subscription,
+    // so once they see it, a request reaches A). A call sent before that answers device_offline, correctly.
+    const known = [B, C].map((n) => once(n.relay.services.hub, "online"));
     await device([A.wsUrl]).connect();
+    await Promise.all(known);
     for (const n of [B, C]) {
       expect((await api(n.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
       const input = await api(n.url, "POST", v2("relay"), { token, json: { in: true } });
