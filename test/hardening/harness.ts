@@ -1,82 +1,24 @@
 /**
- * In-process server and raw clients for the hardening suite. Unlike test/helpers/server.ts this lets a test
- * choose the http.Server options (headersTimeout, connectionsCheckingInterval…), inject a store and the
- * brute-force limits, and talk HTTP through node:http with raw paths (fetch would normalise `..` and `%2e`).
+ * In-process server and raw clients for the hardening suite: the server is test/helpers/server.ts (which takes
+ * http.Server options, a store wrapper and brute-force limits); the clients talk HTTP through node:http with
+ * raw paths (fetch would normalise `..` and `%2e`).
  */
-import { createServer, request, Agent, type ServerOptions, type Server, type IncomingHttpHeaders } from "node:http";
+import { request, Agent, type IncomingHttpHeaders } from "node:http";
 import { connect, type Socket } from "node:net";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Writable } from "node:stream";
-import type { AddressInfo } from "node:net";
-import { loadConfig } from "../../server/config.js";
-import { createLogger } from "../../server/log.js";
-import { openNedbStore } from "../../server/store/nedb.js";
 import type { Collection, Doc, Store } from "../../server/store/types.js";
-import { createThingrelay, type Thingrelay } from "../../server/app.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 import { ERROR_CODES } from "../../server/errors.js";
+import { startServer, type TestServer, type TestServerOptions } from "../helpers/server.js";
 
-export const SECRET = "hardening-secret-that-is-at-least-32-bytes!";
-export const ADMIN = { user: "admin", password: "admin-password-1" };
+export { ADMIN } from "../helpers/server.js";
 export const NO_BRUTE_FORCE: BruteForceLimits = { perAccountAndClient: 1e9, perClient: 1e9, perAccount: 1e9, windowMs: 60_000 };
 
-export interface HardServer {
-  url: string;
-  port: number;
-  relay: Thingrelay;
-  store: Store;
-  server: Server;
-  logs: string[];
-  close(): Promise<void>;
-}
+export type HardServer = TestServer;
+export type HardOptions = TestServerOptions;
 
-export interface HardOptions {
-  env?: Record<string, string>;
-  serverOptions?: ServerOptions;
-  store?: Store;
-  /** Wraps the embedded store the harness opens (fault injection). */
-  wrapStore?: (s: Store) => Store;
-  bruteForce?: BruteForceLimits;
-}
-
-/** A real server on 127.0.0.1:0, embedded store in a temp dir, cheap password hashing, captured logs. */
-export async function startHard(options: HardOptions = {}): Promise<HardServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-hard-"));
-  const config = loadConfig({
-    NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", DATA_DIR: dataDir, LOG_LEVEL: "info",
-    THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password, ...options.env,
-  });
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logs.push(chunk.toString());
-      cb();
-    },
-  });
-  const logger = createLogger(config.logLevel, sink);
-  const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
-  const store = options.wrapStore ? options.wrapStore(opened) : opened;
-  const relay = createThingrelay({ config, store, logger, secret: SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}) });
-  await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
-  const server = createServer(options.serverOptions ?? {});
-  relay.attach(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  let closed = false;
-  return {
-    url: `http://127.0.0.1:${port}`, port, relay, store, server, logs,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await relay.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await store.close().catch(() => {});
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+/** A real server on 127.0.0.1:0 (test/helpers/server.ts): embedded store in a temp dir, captured logs. */
+export function startHard(options: HardOptions = {}): Promise<HardServer> {
+  return startServer(options);
 }
 
 export interface RawResponse {

@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerOptions } from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,10 @@ export interface TestServerOptions {
   store?: Store;
   /** Cluster mode: the node's own NATS connection (nodes in one test share `store`). */
   cluster?: AppOptions["cluster"];
+  /** Options of the http.Server (headersTimeout, connectionsCheckingInterval…). */
+  serverOptions?: ServerOptions;
+  /** Wraps the store the server uses (fault injection); the unwrapped store is the one closed. */
+  wrapStore?: (s: Store) => Store;
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -51,10 +55,11 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
   });
   const logger: Logger = createLogger(config.logLevel, sink);
-  const store = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  const store = options.wrapStore ? options.wrapStore(opened) : opened;
   const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}) });
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
-  const server = createServer();
+  const server = createServer(options.serverOptions ?? {});
   relay.attach(server);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -67,7 +72,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       await relay.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      if (!options.store) await store.close();
+      if (!options.store) await opened.close();
       if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
