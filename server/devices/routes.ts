@@ -3,19 +3,15 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { requireOwnAccount } from "../http/auth.js";
-import { objectBody, optionalString, param, requireString } from "../http/validate.js";
-import { USERNAME_RE } from "../users/service.js";
+import { objectBody, optionalString, requireString } from "../http/validate.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
+import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 
-const noDevice = () => new AppError("device_not_found");
-const noUser = () => new AppError("user_not_found");
 
 export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
-  const userOf = (v: string | undefined) => param(v, USERNAME_RE, noUser());
-  const deviceOf = (v: string | undefined) => param(v, DEVICE_ID_RE, noDevice());
 
   router.get("/v1/users/:user/devices", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     const p = authorize(ctx, user, "ListDevices", { device: "*" }, noUser);
     const id = ctx.query.id;
     if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
@@ -24,7 +20,7 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
   });
 
   router.post("/v1/users/:user/devices", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     // Another account answers 404 before its body is even read, like every other route of that account.
     requireOwnAccount(ctx, user, noUser());
     const body = objectBody(ctx, ["device_id", "device_description", "device_credentials", "device_type"]);
@@ -40,15 +36,15 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
   });
 
   router.get("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "ReadDevice", { device }, noDevice);
     ctx.body = s.devices.view(await s.devices.get(user, device));
   });
 
   router.put("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "UpdateDevice", { device }, noDevice);
     const body = objectBody(ctx, ["device_description", "device_credentials"]);
     const description = optionalString(body, "device_description", MAX_DESCRIPTION);
@@ -61,8 +57,8 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
   });
 
   router.delete("/v1/users/:user/devices/:device", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "DeleteDevice", { device }, noDevice);
     const force = ctx.query.force;
     if (force !== undefined && force !== "true" && force !== "false") throw new AppError("invalid_request", '"force" must be true or false');
@@ -72,15 +68,15 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
 
   /** Live sessions of the account (flespi-style connection list). */
   router.get("/v1/users/:user/sessions", requireAuth, (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     const p = authorize(ctx, user, "ListDeviceSessions", { device: "*" }, noUser);
     ctx.body = s.hub.list(user).filter((d) => p.can("ListDeviceSessions", { device: d.device }));
   });
 
   /** Force a device's live session closed (close code 4003); the device may reconnect. */
   router.delete("/v1/users/:user/devices/:device/session", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "CloseDeviceSession", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
     s.devices.closeSession(user, device);

@@ -3,13 +3,10 @@ import type { Context } from "koa";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
-import { hasBody, param } from "../http/validate.js";
-import { USERNAME_RE } from "../users/service.js";
-import { DEVICE_ID_RE } from "../devices/service.js";
+import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
+import { deviceParam, noDevice, userParam } from "../http/params.js";
 
-const noDevice = () => new AppError("device_not_found");
-const noUser = () => new AppError("user_not_found");
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
 export function parseTimeout(value: unknown, defaultMs: number, maxMs: number): number {
@@ -22,18 +19,17 @@ export function parseTimeout(value: unknown, defaultMs: number, maxMs: number): 
 
 /** The relay: `GET`/`POST /v2/users/{user}/devices/{device}/{resource…}` and `/api`. */
 export function relayRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
-  const prefix = (ctx: Context, user: string, device: string): string => {
-    // Raw path: the router decodes %2F into "/", which would let a path trick change the resource name.
+  /** The raw resource path: the router decodes %2F into "/", which would let a path trick change the name. */
+  const rawResource = (ctx: Context): string => {
     const m = /^\/v2\/users\/[^/]+\/devices\/[^/]+\//.exec(ctx.path);
     if (!m) throw new AppError("invalid_request", "resource name required");
-    void user; void device;
     return ctx.path.slice(m[0].length);
   };
 
   const target = (ctx: Context) => {
-    const user = param(ctx.params.user, USERNAME_RE, noUser);
-    const device = param(ctx.params.device, DEVICE_ID_RE, noDevice);
-    return { user, device, resource: normalizeResource(prefix(ctx, user, device)) };
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
+    return { user, device, resource: normalizeResource(rawResource(ctx)) };
   };
 
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {

@@ -2,19 +2,16 @@ import type { Router, RouterMiddleware } from "@koa/router";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
-import { param } from "../http/validate.js";
-import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
+import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 
-const noDevice = () => new AppError("device_not_found");
-const noUser = () => new AppError("user_not_found");
 
 /** Stats (JSON or SSE) and the account event stream. Resource streams hang off the relay route. See docs/streams.md. */
 export function streamRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   /** Thinger's stats object; with `Accept: text/event-stream` the same object as an SSE stream. */
   router.get("/v1/users/:user/devices/:device/stats", requireAuth, async (ctx) => {
-    const user = param(ctx.params.user, USERNAME_RE, noUser());
-    const device = param(ctx.params.device, DEVICE_ID_RE, noDevice());
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "GetDeviceStats", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
     if (ctx.accepts("json", "text/event-stream") === "text/event-stream") {
@@ -29,7 +26,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
    * has no JSON form). `?device=` narrows it to one device, and then needs ReadEvents on that device only.
    */
   router.get("/v1/users/:user/events", requireAuth, async (ctx) => {
-    const user = param(ctx.params.user, USERNAME_RE, noUser());
+    const user = userParam(ctx.params.user);
     const device = ctx.query.device;
     if (device !== undefined && (typeof device !== "string" || !DEVICE_ID_RE.test(device))) {
       throw new AppError("invalid_request", '"device" must be a device id ([a-zA-Z0-9_]{1,25})');

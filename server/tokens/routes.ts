@@ -3,24 +3,19 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize, requireSession } from "../http/authorize.js";
 import { objectBody, param } from "../http/validate.js";
-import { USERNAME_RE } from "../users/service.js";
-import { DEVICE_ID_RE } from "../devices/service.js";
 import { parseExpiration, parseName, parsePermissions, parseResources } from "./service.js";
+import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 
 const TOKEN_ID_RE = /^[a-f0-9]{32}$/;
-const noDevice = () => new AppError("device_not_found");
-const noUser = () => new AppError("user_not_found");
 const noToken = () => new AppError("token_not_found");
 
 export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
-  const userOf = (v: string | undefined) => param(v, USERNAME_RE, noUser());
-  const deviceOf = (v: string | undefined) => param(v, DEVICE_ID_RE, noDevice());
   const tokenOf = (v: string | undefined) => param(v, TOKEN_ID_RE, noToken());
 
   // ---- device tokens (Thinger-compatible) ----
   router.get("/v1/users/:user/devices/:device/tokens", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     const p = authorize(ctx, user, "ListDeviceTokens", { device }, noDevice);
     await s.devices.get(user, device);
     const tokens = await s.tokens.listDeviceTokens(user, device);
@@ -29,8 +24,8 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
   });
 
   router.post("/v1/users/:user/devices/:device/tokens", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     const p = authorize(ctx, user, "CreateDeviceToken", { device }, noDevice);
     if (!p.canManageTokens) throw new AppError("forbidden", "only a password-grant session may create tokens");
     const body = objectBody(ctx, ["token_name", "token_resources", "token_expiration"]);
@@ -42,8 +37,8 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
   });
 
   router.delete("/v1/users/:user/devices/:device/tokens/:id", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
-    const device = deviceOf(ctx.params.device);
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "DeleteDeviceToken", { device }, noDevice);
     // A missing device answers device_not_found whatever the token id, as on every other device route.
     await s.devices.get(user, device);
@@ -53,13 +48,13 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
 
   // ---- user access tokens: managed only by the account's own password-grant session ----
   router.get("/v1/users/:user/tokens", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
     ctx.body = await s.tokens.listUserTokens(user);
   });
 
   router.post("/v1/users/:user/tokens", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
     const body = objectBody(ctx, ["name", "enabled", "expiration", "allow", "deny"]);
     const name = parseName(body.name, "name");
@@ -71,13 +66,13 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
   });
 
   router.get("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
     ctx.body = await s.tokens.getUserToken(user, tokenOf(ctx.params.id));
   });
 
   router.put("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
     const id = tokenOf(ctx.params.id);
     const body = objectBody(ctx, ["name", "enabled", "expiration", "allow", "deny"]);
@@ -94,7 +89,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
   });
 
   router.delete("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {
-    const user = userOf(ctx.params.user);
+    const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
     await s.tokens.deleteUserToken(user, tokenOf(ctx.params.id));
     ctx.body = {};

@@ -3,8 +3,9 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { principalOf } from "../http/auth.js";
 import { requireSession } from "../http/authorize.js";
-import { objectBody, param, requireString } from "../http/validate.js";
+import { objectBody, requireString } from "../http/validate.js";
 import { USERNAME_RE } from "./service.js";
+import { noUser, userParam } from "../http/params.js";
 
 export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   /** Admin only: create an account. */
@@ -21,8 +22,8 @@ export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddl
 
   /** Change one's own password; every refresh family (and access token) of the account is revoked. */
   router.put("/v1/users/:user/password", requireAuth, async (ctx) => {
-    const user = param(ctx.params.user, USERNAME_RE, new AppError("user_not_found"));
-    requireSession(ctx, user, () => new AppError("user_not_found"));
+    const user = userParam(ctx.params.user);
+    requireSession(ctx, user, noUser);
     const body = objectBody(ctx, ["current_password", "password"]);
     const password = requireString(body, "password");
     await s.users.changePassword(user, requireString(body, "current_password"), password);
