@@ -23,7 +23,7 @@ import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
 import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
-import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
+import { corsFor, isApiPath, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { jsonDepth } from "./json.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
@@ -117,7 +117,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
   app.use(async (ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
-    if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
+    if (isApiPath(ctx.path)) {
       const r = apiLimiter.hit(`ip:${ctx.ip}`);
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }

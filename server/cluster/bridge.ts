@@ -232,7 +232,7 @@ export class ClusterBridge {
         case "api": {
           const s = this.hub.get(user, device);
           if (!s) throw new AppError("device_offline");
-          respond({ ok: true, resources: Object.fromEntries([...(s.resources ?? new Map())].map(([n, k]) => [n, { kind: k }])) });
+          respond({ ok: true, resources: s.resourceList() });
           return;
         }
         case "kick":

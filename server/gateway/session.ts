@@ -71,6 +71,11 @@ export class DeviceSession {
     this.key = `${user}/${device}`;
   }
 
+  /** The announced resources as the `/api` route answers them: `{name: {kind}}`. */
+  resourceList(): Record<string, { kind: ResourceKind }> {
+    return Object.fromEntries([...(this.resources ?? new Map<string, ResourceKind>())].map(([name, kind]) => [name, { kind }]));
+  }
+
   get inflight(): number {
     return this.pending.size;
   }

@@ -67,11 +67,16 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze(
   "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 });
 
+/** The token-bearing API (as opposed to pages, docs, health and metrics): rate-limited, never cached. */
+export function isApiPath(path: string): boolean {
+  return path.startsWith("/v1/") || path.startsWith("/v2/") || path.startsWith("/oauth/");
+}
+
 /** Headers suited to an API that may carry tokens in URLs and to a page that holds tokens. */
 export function securityHeaders() {
   return async function security(ctx: Context, next: Next): Promise<void> {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) ctx.set(k, v);
-    if (ctx.path.startsWith("/v1/") || ctx.path.startsWith("/v2/") || ctx.path.startsWith("/oauth/")) {
+    if (isApiPath(ctx.path)) {
       ctx.set("Cache-Control", "no-store");
       ctx.set("Pragma", "no-cache");
     }

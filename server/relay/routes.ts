@@ -38,7 +38,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
       const session = s.hub.get(user, device);
       if (session) {
-        ctx.body = Object.fromEntries([...(session.resources ?? new Map())].map(([name, kind]) => [name, { kind }]));
+        ctx.body = session.resourceList();
         return;
       }
       const remote = s.cluster ? await s.cluster.resources(user, device).catch((e: unknown) => {
