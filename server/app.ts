@@ -4,7 +4,7 @@ import Koa from "koa";
 import { Router } from "@koa/router";
 import bodyParser from "koa-bodyparser";
 import type { Config } from "./config.js";
-import { AppError } from "./errors.js";
+import { AppError, payloadTooLarge } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { Store } from "./store/types.js";
 import { Repositories } from "./store/repos.js";
@@ -27,6 +27,7 @@ import { corsFor, isApiPath, requestLifecycle, securityHeaders } from "./http/mi
 import { jsonDepth } from "./json.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
+import { startupGate } from "./http/startup.js";
 import { oauthRoutes } from "./oauth/routes.js";
 import { userRoutes } from "./users/routes.js";
 import { deviceRoutes } from "./devices/routes.js";
@@ -46,6 +47,8 @@ export interface AppOptions {
   collectDefaultMetrics?: boolean;
   /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
   cluster?: { nc: NatsConnection; subjectPrefix?: string };
+  /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
+  startup?: Promise<unknown>;
 }
 
 export interface Thingrelay {
@@ -102,6 +105,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.use(requestLifecycle(logger));
+  if (options.startup) app.use(startupGate(options.startup));
   if (services.cluster) {
     const cluster = services.cluster;
     app.use(async (_ctx, next) => {
@@ -130,7 +134,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     strict: false,
     queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
     onerror: (err: Error & { status?: number }) => {
-      if (err.status === 413) throw new AppError("payload_too_large");
+      if (err.status === 413) throw payloadTooLarge(jsonLimit);
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);
@@ -142,9 +146,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   app.use(async (ctx, next) => {
     if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
     let parse = parseBody;
-    if (ctx.path === "/oauth/token" || ctx.path === "/oauth/revoke") {
+    // The router matches "/oauth/token/" too (non-strict), so its body is read the same way.
+    if (/^\/oauth\/(token|revoke)\/?$/.test(ctx.path)) {
       const len = Number(ctx.get("Content-Length") || 0);
-      if (len > config.limits.tokenBodyLimitBytes) throw new AppError("payload_too_large");
+      if (len > config.limits.tokenBodyLimitBytes) throw payloadTooLarge(config.limits.tokenBodyLimitBytes);
       parse = parseTokenBody;
     }
     await parse(ctx, async () => {

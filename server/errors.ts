@@ -68,3 +68,8 @@ export function isAppError(err: unknown): err is AppError {
 export function errorBody(code: ErrorCode, message?: string): { error: { code: ErrorCode; message: string } } {
   return { error: { code, message: message ?? ERROR_CODES[code].message } };
 }
+
+/** 413 that states the limit the body broke, so a client knows how far to cut it (issue 12). */
+export function payloadTooLarge(limitBytes: number): AppError {
+  return new AppError("payload_too_large", `request body larger than the limit of ${limitBytes} bytes`);
+}

@@ -37,7 +37,12 @@ export async function main(env: Record<string, string | undefined> = process.env
     // in the cluster benchmark (scenario 6), for traces we never read.
     noAsyncTraces: true,
   }) : undefined;
-  const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, ...(nc ? { cluster: { nc } } : {}) });
+  // Requests that reach the port before the admin bootstrap below has finished wait for it (http/startup.ts).
+  let startupDone!: (v: unknown) => void;
+  let startupFailed!: (e: unknown) => void;
+  const startup = new Promise<unknown>((resolve, reject) => { startupDone = resolve; startupFailed = reject; });
+  startup.catch(() => undefined);
+  const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, startup, ...(nc ? { cluster: { nc } } : {}) });
 
   // connectionsCheckingInterval: node enforces headersTimeout only on this sweep (default 30 s), so a
   // slowloris socket would otherwise live up to 40 s instead of 10 s.
@@ -49,7 +54,10 @@ export async function main(env: Record<string, string | undefined> = process.env
     server.listen(config.port, config.host, () => resolve());
   });
   // After binding: a server that cannot listen (port taken) must not create and print an admin it never serves.
-  const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
+  const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger).catch((err: unknown) => {
+    startupFailed(err);
+    throw err;
+  });
   if (admin) {
     const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
     // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
@@ -57,7 +65,11 @@ export async function main(env: Record<string, string | undefined> = process.env
   }
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.port;
+  startupDone(undefined);
   logger.info({ port, host: config.host, store: store.kind }, "thingrelay listening");
+  // For the person who just ran `npm start`: where to click (0.0.0.0 / :: are reached as localhost).
+  const shown = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host.includes(":") ? `[${config.host}]` : config.host;
+  process.stdout.write(`thingrelay: listening on ${config.host}:${port}\n  dashboard: http://${shown}:${port}/dashboard\n  API docs:  http://${shown}:${port}/docs\n`);
   // Machine-readable line for tests and scripts that start the server on port 0.
   if (env.THINGRELAY_PRINT_PORT === "1") process.stdout.write(`THINGRELAY_PORT=${port}\n`);
 

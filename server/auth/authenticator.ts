@@ -74,32 +74,34 @@ export class Authenticator {
   ) {}
 
   async authenticate(token: string, now = Date.now()): Promise<Principal> {
-    if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid();
+    if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid("malformed");
     let claims;
     try {
       claims = await this.signer.verify(token, now);
     } catch (err) {
-      if (err instanceof InvalidTokenError) throw invalid(err);
+      // jose checks the signature before the time claims: "expired" is only said of a token we signed.
+      if (err instanceof InvalidTokenError) throw invalid(err.message === "ERR_JWT_EXPIRED" ? "expired" : "malformed", err);
       throw err;
     }
     const user = await this.cache.get(cacheKey.user(claims.usr), () => this.repos.users.findOne({ _id: claims.usr }));
-    if (!user) throw invalid();
+    if (!user) throw invalid("revoked");
     switch (claims.kind) {
       case "access": {
         const fam = await this.cache.get(cacheKey.family(claims.fam), () => this.repos.families.findOne({ _id: claims.fam }));
-        if (!fam || fam.revoked || fam.user !== claims.usr) throw invalid();
+        if (!fam || fam.revoked || fam.user !== claims.usr) throw invalid("revoked");
         return new SessionPrincipal(claims.usr, user.admin, claims.fam, claims.exp * 1000);
       }
       case "device": {
         const doc = await this.cache.get(cacheKey.deviceToken(claims.jti), () => this.repos.deviceTokens.findOne({ _id: claims.jti }));
-        if (!doc || doc.user !== claims.usr || doc.device !== claims.dev) throw invalid();
+        if (!doc || doc.user !== claims.usr || doc.device !== claims.dev) throw invalid("revoked");
         return new DeviceTokenPrincipal(claims.usr, claims.dev, claims.res ?? null, claims.jti, claims.exp ? claims.exp * 1000 : null);
       }
       case "user": {
         const doc = await this.cache.get(cacheKey.userToken(claims.jti), () => this.repos.userTokens.findOne({ _id: claims.jti }));
-        if (!doc || doc.user !== claims.usr || !doc.enabled) throw invalid();
+        if (!doc || doc.user !== claims.usr) throw invalid("revoked");
+        if (!doc.enabled) throw invalid("disabled");
         // Expiry lives in the document: editing it takes effect on the next request.
-        if (doc.exp !== null && doc.exp * 1000 <= now) throw invalid();
+        if (doc.exp !== null && doc.exp * 1000 <= now) throw invalid("expired");
         return new UserTokenPrincipal(claims.usr, doc.allow, doc.deny, claims.jti, doc.exp !== null ? doc.exp * 1000 : null);
       }
     }
@@ -116,8 +118,20 @@ export class Authenticator {
   }
 }
 
-function invalid(cause?: unknown): AppError {
-  return new AppError("unauthorized", "invalid, expired or revoked token", {
+/**
+ * Why a token was refused, as the 401 message says it (issue 12): a client can tell "sign in again" (expired,
+ * revoked) from "fix the request" (malformed) without learning anything else (which check failed inside, whose
+ * account, which family). A deleted account's tokens read as revoked.
+ */
+export const TOKEN_REFUSALS = {
+  malformed: "malformed or invalid token",
+  expired: "token expired",
+  revoked: "token revoked",
+  disabled: "token disabled",
+} as const;
+
+function invalid(why: keyof typeof TOKEN_REFUSALS, cause?: unknown): AppError {
+  return new AppError("unauthorized", TOKEN_REFUSALS[why], {
     cause,
     headers: { "WWW-Authenticate": 'Bearer realm="thingrelay", error="invalid_token"' },
   });

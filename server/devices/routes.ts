@@ -7,6 +7,32 @@ import { objectBody, optionalString, requireString } from "../http/validate.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 
+const CLASSIC_FIELDS = ["device_id", "device_description", "device_credentials", "device_type"] as const;
+/** Thinger's newer console API names the same fields without the `device_` prefix. */
+const NEWER_FIELDS: Readonly<Record<string, (typeof CLASSIC_FIELDS)[number]>> = {
+  device: "device_id", description: "device_description", credentials: "device_credentials", type: "device_type",
+};
+
+/**
+ * A create-device body in either of Thinger's shapes, as the classic one: `{"device_id","device_credentials",
+ * "device_description"?,"device_type"?}` or the newer `{"device","credentials","description"?,"type"?,"name"?}`
+ * (`name`, which we do not keep separately, becomes the description when there is none). Mixing the two shapes
+ * is refused with a 400 that names both sets of fields, so a half-renamed body never loses a field silently.
+ */
+function createBody(body: Record<string, unknown>): Record<string, unknown> {
+  const newer = Object.keys(body).filter((k) => k in NEWER_FIELDS || k === "name");
+  if (newer.length === 0) return body;
+  const classic = Object.keys(body).filter((k) => (CLASSIC_FIELDS as readonly string[]).includes(k));
+  if (classic.length > 0) {
+    throw new AppError("invalid_request", `mixed field names (${[...classic, ...newer].join(", ")}): send either device_id, device_credentials, device_description, device_type or device, credentials, description, type, name`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(body)) if (k !== "name") out[NEWER_FIELDS[k]!] = v;
+  if (out.device_description === undefined && body.name !== undefined) out.device_description = body.name;
+  if (out.device_id === undefined) throw new AppError("invalid_request", '"device" (or "device_id") is required and must be a string');
+  if (out.device_credentials === undefined) throw new AppError("invalid_request", '"credentials" (or "device_credentials") is required and must be a string');
+  return out;
+}
 
 export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
 
@@ -23,7 +49,7 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const user = userParam(ctx.params.user);
     // Another account answers 404 before its body is even read, like every other route of that account.
     requireOwnAccount(ctx, user, noUser());
-    const body = objectBody(ctx, ["device_id", "device_description", "device_credentials", "device_type"]);
+    const body = createBody(objectBody(ctx, [...CLASSIC_FIELDS, ...Object.keys(NEWER_FIELDS), "name"]));
     const id = requireString(body, "device_id", DEVICE_ID_RE, "must match [a-zA-Z0-9_]{1,25}");
     authorize(ctx, user, "CreateDevice", { device: id }, noUser);
     const credentials = requireString(body, "device_credentials");

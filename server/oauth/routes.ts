@@ -1,6 +1,6 @@
 import type { Router, RouterMiddleware } from "@koa/router";
 import type { Context } from "koa";
-import { AppError } from "../errors.js";
+import { AppError, payloadTooLarge } from "../errors.js";
 import type { Services } from "../services.js";
 import { principalOf } from "../http/auth.js";
 import { hasBody } from "../http/validate.js";
@@ -20,7 +20,7 @@ function tokenBody(ctx: Context, limitBytes: number): Record<string, unknown> {
   // Content-Length is checked before parsing (app.ts); a chunked JSON body only meets the general JSON limit
   // there, so hold the token endpoints to their own limit here.
   const rawBody = (ctx.request as { rawBody?: string }).rawBody;
-  if (rawBody !== undefined && Buffer.byteLength(rawBody) > limitBytes) throw new AppError("payload_too_large");
+  if (rawBody !== undefined && Buffer.byteLength(rawBody) > limitBytes) throw payloadTooLarge(limitBytes);
   const body = (ctx.request as { body?: unknown }).body;
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new AppError("invalid_request", "body must be an object");
   return body as Record<string, unknown>;

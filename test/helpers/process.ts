@@ -269,3 +269,42 @@ export async function stopAllMains(): Promise<void> {
     c.kill("SIGKILL");
   })));
 }
+
+/** A child started by {@link launchMain}: not yet known to listen. */
+export interface LaunchedMain {
+  readonly child: ChildProcess;
+  readonly dataDir: string;
+  readonly exited: Promise<ExitInfo>;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** SIGKILLs the child if still running and removes the temp DATA_DIR. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Starts the server without waiting for anything (start-up race tests pick the port themselves and hit it the
+ * instant it answers, before the `THINGRELAY_PORT` line, which is printed only after the admin bootstrap).
+ */
+export async function launchMain(options: MainOptions = {}): Promise<LaunchedMain> {
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await tempDir());
+  const { child, out, exited } = spawnMain(childEnv(dataDir, options.env), options);
+  let ended = false;
+  void exited.then(() => (ended = true));
+  return {
+    child, dataDir, exited,
+    get stdout() {
+      return out.stdout;
+    },
+    get stderr() {
+      return out.stderr;
+    },
+    async cleanup() {
+      if (!ended) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

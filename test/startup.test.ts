@@ -1,0 +1,74 @@
+import { expect } from "chai";
+import { createServer } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
+import { launchMain, stopAllMains } from "./helpers/process.js";
+import { api, type ApiResponse } from "./helpers/api.js";
+
+/** A port free right now (the child binds it a moment later; nothing else on this loopback takes it meanwhile). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** Sends `send()` until the port accepts a connection; returns the first answer the server gave. */
+async function firstAnswer(send: () => Promise<ApiResponse>, exited: () => boolean, deadlineMs = 60_000): Promise<ApiResponse> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await send();
+    } catch (err) {
+      // Nothing listens yet: the polling interval is the only wait (no event tells us the child bound).
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code !== "ECONNREFUSED" || exited() || Date.now() > end) throw err;
+      await delay(2);
+    }
+  }
+}
+
+describe("start-up (issue 12 point 3)", function () {
+  this.timeout(300_000);
+  after(stopAllMains);
+
+  it("a sign-in sent the instant the port answers succeeds, 20 times in a row on fresh data dirs", async () => {
+    for (let i = 0; i < 20; i++) {
+      const port = await freePort();
+      // A slower password hash widens the window between listening and the admin account existing.
+      const p = await launchMain({
+        env: { PORT: String(port), THINGRELAY_PASSWORD_COST: "14", THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password-1" },
+      });
+      let ended = false;
+      void p.exited.then(() => (ended = true));
+      try {
+        const url = `http://127.0.0.1:${port}`;
+        const r = await firstAnswer(() => api(url, "POST", "/oauth/token", { form: { grant_type: "password", username: "root", password: "root-password-1" } }), () => ended);
+        expect(r.status, `run ${i + 1}: ${r.text}\n${p.stderr}`).to.equal(200);
+        expect(r.body.access_token).to.be.a("string");
+        const me = await api(url, "GET", "/v1/me", { token: r.body.access_token });
+        expect(me.body).to.deep.include({ user: "root", admin: true });
+      } finally {
+        await p.cleanup();
+      }
+    }
+  });
+
+  it("npm start prints where the dashboard and the API docs are", async () => {
+    const port = await freePort();
+    const p = await launchMain({ env: { PORT: String(port), HOST: "127.0.0.1" } });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const check = () => /API docs.*\n/.test(p.stdout) && resolve();
+        p.child.stdout!.on("data", check);
+        void p.exited.then(() => reject(new Error(`exited: ${p.stderr}`)));
+        check();
+      });
+      expect(p.stdout).to.include(`dashboard: http://127.0.0.1:${port}/dashboard`);
+      expect(p.stdout).to.include(`API docs:  http://127.0.0.1:${port}/docs`);
+      expect((await api(`http://127.0.0.1:${port}`, "GET", "/docs")).status).to.equal(200);
+    } finally {
+      await p.cleanup();
+    }
+  });
+});
