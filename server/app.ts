@@ -16,6 +16,7 @@ import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
+import { AccountService, coreAccountParts } from "./users/account.js";
 import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
 import { StreamService } from "./streams/service.js";
@@ -79,12 +80,15 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const hub = new Hub(config.limits.pingIntervalMs);
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
+  const tokens = new TokensService(repos, signer, cache);
   const services: Services = {
     config, logger, repos, authenticator, apiLimiter, hub, metrics,
     oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE),
     users: new UsersService(repos, passwords, cache),
     devices: new DevicesService(repos, credentials, hub, cache),
-    tokens: new TokensService(repos, signer, cache),
+    tokens,
+    // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
+    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens)]),
     streams: undefined as unknown as StreamService,
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });

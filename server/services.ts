@@ -7,6 +7,7 @@ import type { OAuthService } from "./oauth/service.js";
 import type { UsersService } from "./users/service.js";
 import type { DevicesService } from "./devices/service.js";
 import type { TokensService } from "./tokens/service.js";
+import type { AccountService } from "./users/account.js";
 import type { Hub } from "./gateway/hub.js";
 import type { StreamService } from "./streams/service.js";
 import type { Metrics } from "./metrics.js";
@@ -23,6 +24,8 @@ export interface Services {
   users: UsersService;
   devices: DevicesService;
   tokens: TokensService;
+  /** The account as a whole: export, cascading delete. */
+  account: AccountService;
   hub: Hub;
   streams: StreamService;
   metrics: Metrics;

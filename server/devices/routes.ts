@@ -6,6 +6,10 @@ import { requireOwnAccount } from "../http/auth.js";
 import { objectBody, optionalString, requireString } from "../http/validate.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
+import { sendList } from "../http/list.js";
+
+const DEVICE_FIELDS = ["device", "description", "type", "connection"];
+const SESSION_FIELDS = ["device", "ip_address", "connected_ts", "rx_bytes", "tx_bytes", "inflight", "buffered_bytes"];
 
 const CLASSIC_FIELDS = ["device_id", "device_description", "device_credentials", "device_type"] as const;
 /** Thinger's newer console API names the same fields without the `device_` prefix. */
@@ -42,7 +46,7 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const id = ctx.query.id;
     if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
     // A scoped token sees only the devices it may list (a per-device deny hides that device).
-    ctx.body = (await s.devices.list(user, id)).filter((d) => p.can("ListDevices", { device: d.device }));
+    sendList(ctx, (await s.devices.list(user, id)).filter((d) => p.can("ListDevices", { device: d.device })), { fields: DEVICE_FIELDS });
   });
 
   router.post("/v1/users/:user/devices", requireAuth, async (ctx) => {
@@ -96,7 +100,7 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
   router.get("/v1/users/:user/sessions", requireAuth, (ctx) => {
     const user = userParam(ctx.params.user);
     const p = authorize(ctx, user, "ListDeviceSessions", { device: "*" }, noUser);
-    ctx.body = s.hub.list(user).filter((d) => p.can("ListDeviceSessions", { device: d.device }));
+    sendList(ctx, s.hub.list(user).filter((d) => p.can("ListDeviceSessions", { device: d.device })), { fields: SESSION_FIELDS });
   });
 
   /** Force a device's live session closed (close code 4003); the device may reconnect. */

@@ -94,7 +94,7 @@ export function corsFor(origins: readonly string[]) {
     },
     allowMethods: ["GET", "POST", "PUT", "DELETE"],
     allowHeaders: ["Authorization", "Content-Type", "Accept", "Last-Event-ID"],
-    exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate"],
+    exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate", "Link", "X-Total-Count"],
     maxAge: 600,
   });
 }

@@ -5,6 +5,7 @@ import { authorize, requireSession } from "../http/authorize.js";
 import { objectBody, param } from "../http/validate.js";
 import { parseExpiration, parseName, parsePermissions, parseResources } from "./service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
+import { sendList } from "../http/list.js";
 
 const TOKEN_ID_RE = /^[a-f0-9]{32}$/;
 const noToken = () => new AppError("token_not_found");
@@ -20,7 +21,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     await s.devices.get(user, device);
     const tokens = await s.tokens.listDeviceTokens(user, device);
     // A scoped token sees which tokens exist but not their values: listing must not widen its own access.
-    ctx.body = p.canManageTokens ? tokens : tokens.map((t) => ({ ...t, token: null }));
+    sendList<object>(ctx, p.canManageTokens ? tokens : tokens.map((t) => ({ ...t, token: null })), { fields: ["id", "name", "token"] });
   });
 
   router.post("/v1/users/:user/devices/:device/tokens", requireAuth, async (ctx) => {
@@ -50,7 +51,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
   router.get("/v1/users/:user/tokens", requireAuth, async (ctx) => {
     const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
-    ctx.body = await s.tokens.listUserTokens(user);
+    sendList(ctx, await s.tokens.listUserTokens(user), { fields: ["id", "name", "token", "enabled", "expiration", "allow", "deny", "created_ts"] });
   });
 
   router.post("/v1/users/:user/tokens", requireAuth, async (ctx) => {

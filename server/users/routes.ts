@@ -6,18 +6,79 @@ import { requireSession } from "../http/authorize.js";
 import { objectBody, requireString } from "../http/validate.js";
 import { USERNAME_RE } from "./service.js";
 import { noUser, userParam } from "../http/params.js";
+import { sendList } from "../http/list.js";
+import type { Context } from "koa";
+import type { Principal } from "../auth/principal.js";
+import { userView } from "./account.js";
+
+const USER_FIELDS = ["username", "admin", "created_ts", "password_changed_ts"];
+
+/** An administrator's password-grant session (scoped tokens never administer accounts). */
+function requireAdmin(ctx: Context, what: string): Principal {
+  const p = principalOf(ctx);
+  if (!p.admin || p.kind !== "session") throw new AppError("forbidden", `only an administrator may ${what}`);
+  return p;
+}
+
+/**
+ * An administrator's session, or the account's own password-grant session. Anyone else gets the same 404 as
+ * for a missing account, so accounts cannot be probed.
+ */
+function requireAdminOrSelf(ctx: Context, user: string): Principal {
+  const p = principalOf(ctx);
+  if (p.admin && p.kind === "session") return p;
+  if (p.user !== user) throw noUser();
+  if (!p.canManageTokens) throw new AppError("forbidden", "only a password-grant session may read the account");
+  return p;
+}
 
 export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   /** Admin only: create an account. */
   router.post("/v1/users", requireAuth, async (ctx) => {
-    const p = principalOf(ctx);
-    if (!p.admin || p.kind !== "session") throw new AppError("forbidden", "only an administrator may create users");
+    requireAdmin(ctx, "create users");
     const body = objectBody(ctx, ["username", "password"]);
     const username = requireString(body, "username", USERNAME_RE, "must match [a-zA-Z0-9_]{1,32}");
     const password = requireString(body, "password");
     await s.users.create(username, password);
     ctx.status = 201;
     ctx.body = { username };
+  });
+
+  /** Admin: every account, paginated like every list (`?page=&limit=`, `Link`, `X-Total-Count`, `?fields=`). */
+  router.get("/v1/users", requireAuth, async (ctx) => {
+    requireAdmin(ctx, "list users");
+    const docs = await s.repos.users.find({}, { sort: { username: 1 } });
+    sendList(ctx, docs.map(userView), { fields: USER_FIELDS });
+  });
+
+  /** One account: an administrator, or the account itself. */
+  router.get("/v1/users/:user", requireAuth, async (ctx) => {
+    const user = userParam(ctx.params.user);
+    requireAdminOrSelf(ctx, user);
+    const doc = await s.repos.users.findOne({ _id: user });
+    if (!doc) throw noUser();
+    ctx.body = userView(doc);
+  });
+
+  /**
+   * Admin: deletes an account and everything it owns (devices, device and user tokens, sign-in sessions);
+   * its live device sessions are closed (4004) and its open streams end. An administrator cannot delete their
+   * own account (there would be no one left to undo it).
+   */
+  router.delete("/v1/users/:user", requireAuth, async (ctx) => {
+    const user = userParam(ctx.params.user);
+    const p = requireAdmin(ctx, "delete users");
+    if (p.user === user) throw new AppError("conflict", "an administrator cannot delete their own account");
+    await s.account.delete(user);
+    ctx.body = {};
+  });
+
+  /** The whole account as one JSON document, without any secret or hash (issue 12 point 7). */
+  router.get("/v1/users/:user/export", requireAuth, async (ctx) => {
+    const user = userParam(ctx.params.user);
+    requireAdminOrSelf(ctx, user);
+    ctx.set("Content-Disposition", `attachment; filename="${user}-export.json"`);
+    ctx.body = await s.account.export(user);
   });
 
   /** Change one's own password; every refresh family (and access token) of the account is revoked. */

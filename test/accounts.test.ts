@@ -1,0 +1,176 @@
+import { expect } from "chai";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { RawDevice } from "./helpers/rawdevice.js";
+import { sse, closeAllSse } from "./helpers/sse.js";
+import { COLLECTIONS } from "../server/store/types.js";
+
+/** Every document of every collection of the store, as JSON text. */
+async function dump(srv: TestServer): Promise<Array<{ collection: string; json: string }>> {
+  const out: Array<{ collection: string; json: string }> = [];
+  for (const name of COLLECTIONS) {
+    for (const doc of await srv.store.collection(name).find({})) out.push({ collection: name, json: JSON.stringify(doc) });
+  }
+  return out;
+}
+
+describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
+  let srv: TestServer;
+  let admin: string;
+  let bob: string;
+  before(async () => {
+    srv = await startServer();
+    admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+    bob = await newAccount(srv.url, admin, "bob_acct");
+  });
+  after(() => srv.close());
+  afterEach(closeAllSse);
+
+  describe("GET /v1/users and /v1/users/{user}", () => {
+    it("an administrator lists every account, never a password hash", async () => {
+      const r = await api(srv.url, "GET", "/v1/users", { token: admin });
+      expect(r.status).to.equal(200);
+      expect(r.body).to.be.an("array");
+      const names = r.body.map((u: { username: string }) => u.username);
+      expect(names).to.include.members([ADMIN.user, "bob_acct"]);
+      expect(r.headers.get("x-total-count")).to.equal(String(r.body.length));
+      const b = r.body.find((u: { username: string }) => u.username === "bob_acct");
+      expect(Object.keys(b).sort()).to.deep.equal(["admin", "created_ts", "password_changed_ts", "username"]);
+      expect(b.admin).to.equal(false);
+      expect(r.text).to.not.match(/scrypt|passwordHash|\$/);
+    });
+
+    it("a user who is not an administrator may not list accounts (403)", async () => {
+      const r = await api(srv.url, "GET", "/v1/users", { token: bob });
+      expect(r.status).to.equal(403);
+      expect(r.body.error.code).to.equal("forbidden");
+    });
+
+    it("a user reads their own account; another user's answers 404 like a missing one", async () => {
+      const self = await api(srv.url, "GET", "/v1/users/bob_acct", { token: bob });
+      expect(self.status).to.equal(200);
+      expect(self.body).to.deep.include({ username: "bob_acct", admin: false });
+      const other = await api(srv.url, "GET", `/v1/users/${ADMIN.user}`, { token: bob });
+      const missing = await api(srv.url, "GET", "/v1/users/nobody_here", { token: bob });
+      expect(other.status).to.equal(404);
+      expect(other.body).to.deep.equal(missing.body);
+      expect(other.body.error.code).to.equal("user_not_found");
+    });
+
+    it("an administrator reads any account; a missing one is 404 user_not_found", async () => {
+      expect((await api(srv.url, "GET", "/v1/users/bob_acct", { token: admin })).body.username).to.equal("bob_acct");
+      const r = await api(srv.url, "GET", "/v1/users/nobody_here", { token: admin });
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("user_not_found");
+    });
+
+    it("GET /v1/users pages with Link and X-Total-Count, and projects ?fields=", async () => {
+      for (const n of ["pg_a", "pg_b", "pg_c"]) await newAccount(srv.url, admin, n);
+      const all = (await api(srv.url, "GET", "/v1/users", { token: admin })).body as Array<{ username: string }>;
+      const r = await api(srv.url, "GET", "/v1/users?limit=2&page=2&fields=username", { token: admin });
+      expect(r.status).to.equal(200);
+      expect(r.body).to.deep.equal(all.slice(2, 4).map((u) => ({ username: u.username })));
+      expect(r.headers.get("x-total-count")).to.equal(String(all.length));
+      const last = Math.ceil(all.length / 2);
+      const link = r.headers.get("link")!;
+      expect(link).to.include('</v1/users?fields=username&page=1&limit=2>; rel="first"');
+      expect(link).to.include('</v1/users?fields=username&page=1&limit=2>; rel="prev"');
+      if (last > 2) expect(link).to.include('</v1/users?fields=username&page=3&limit=2>; rel="next"');
+      expect(link).to.include(`</v1/users?fields=username&page=${last}&limit=2>; rel="last"`);
+    });
+  });
+
+  describe("DELETE /v1/users/{user}", () => {
+    it("only an administrator deletes accounts, and not their own", async () => {
+      const r = await api(srv.url, "DELETE", "/v1/users/bob_acct", { token: bob });
+      expect(r.status).to.equal(403);
+      const self = await api(srv.url, "DELETE", `/v1/users/${ADMIN.user}`, { token: admin });
+      expect(self.status).to.equal(409);
+      expect(self.body.error.code).to.equal("conflict");
+      const missing = await api(srv.url, "DELETE", "/v1/users/nobody_here", { token: admin });
+      expect(missing.status).to.equal(404);
+      expect(missing.body.error.code).to.equal("user_not_found");
+    });
+
+    it("cascades: nothing of the user is left in any collection, its device session is closed (4004), its stream ends, its tokens are refused", async () => {
+      const user = "zed_doomed";
+      const zed = await newAccount(srv.url, admin, user);
+      await login(srv.url, user, `${user}-password`); // a second refresh family
+      await newDevice(srv.url, zed, user, "lamp", "lamp-secret");
+      await newDevice(srv.url, zed, user, "spare", "spare-secret");
+      const dt = await api(srv.url, "POST", `/v1/users/${user}/devices/lamp/tokens`, { token: zed, json: { token_name: "dash" } });
+      expect(dt.status, dt.text).to.equal(200);
+      const ut = await api(srv.url, "POST", `/v1/users/${user}/tokens`, { token: zed, json: { name: "script" } });
+      expect(ut.status, ut.text).to.equal(200);
+      const dev = await RawDevice.connect({ wsUrl: srv.wsUrl, user, device: "lamp", credentials: "lamp-secret", describe: { level: "output" } });
+      const stream = await sse(`${srv.url}/v1/users/${user}/events`, { Authorization: `Bearer ${zed}` });
+      expect(stream.status).to.equal(200);
+      expect((await dump(srv)).some((d) => d.json.includes(user))).to.equal(true);
+
+      const r = await api(srv.url, "DELETE", `/v1/users/${user}`, { token: admin });
+      expect(r.status, r.text).to.equal(200);
+      expect(r.body).to.deep.equal({});
+
+      expect((await dev.closed).code).to.equal(4004);
+      await stream.ended;
+      const left = (await dump(srv)).filter((d) => d.json.includes(user));
+      expect(left, JSON.stringify(left)).to.deep.equal([]);
+      for (const token of [zed, dt.body.token as string, ut.body.token as string]) {
+        const me = await api(srv.url, "GET", "/v1/me", { token });
+        expect(me.status).to.equal(401);
+        expect(me.body.error.code).to.equal("unauthorized");
+      }
+      expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: user, password: `${user}-password` } })).status).to.equal(401);
+      expect((await api(srv.url, "GET", `/v1/users/${user}`, { token: admin })).status).to.equal(404);
+      expect(srv.relay.services.hub.list(user)).to.deep.equal([]);
+      // The name is free again, and the new account starts empty.
+      const again = await newAccount(srv.url, admin, user);
+      expect((await api(srv.url, "GET", `/v1/users/${user}/devices`, { token: again })).body).to.deep.equal([]);
+    });
+  });
+
+  describe("GET /v1/users/{user}/export", () => {
+    it("the whole account as one document, with no secret or hash of the store in it", async () => {
+      const user = "exp_user";
+      const tok = await newAccount(srv.url, admin, user);
+      await newDevice(srv.url, tok, user, "sensor", "sensor-credentials");
+      const dt = await api(srv.url, "POST", `/v1/users/${user}/devices/sensor/tokens`, { token: tok, json: { token_name: "ro", token_resources: ["temp"] } });
+      const ut = await api(srv.url, "POST", `/v1/users/${user}/tokens`, { token: tok, json: { name: "script" } });
+      const r = await api(srv.url, "GET", `/v1/users/${user}/export`, { token: tok });
+      expect(r.status, r.text).to.equal(200);
+      expect(r.body).to.include({ format: "thingrelay-account-export", version: 1 });
+      expect(r.body.user).to.deep.include({ username: user, admin: false });
+      expect(r.body.devices).to.have.length(1);
+      expect(r.body.devices[0]).to.deep.include({ device: "sensor", description: "sensor test device", type: "Generic" });
+      expect(r.body.device_tokens).to.deep.equal([{ id: dt.body.id, device: "sensor", name: "ro", resources: ["temp"], created_ts: r.body.device_tokens[0].created_ts, expiration: null }]);
+      expect(r.body.user_tokens).to.have.length(1);
+      expect(r.body.user_tokens[0]).to.include({ id: ut.body.id, name: "script", enabled: true });
+      expect(r.body).to.not.have.property("refresh_families");
+
+      // Every secret the store holds for this account, and every token value the API gave out.
+      const secrets = [tok, dt.body.token as string, ut.body.token as string, "sensor-credentials", `${user}-password`];
+      for (const { json } of await dump(srv)) {
+        const doc = JSON.parse(json) as Record<string, unknown>;
+        if (JSON.stringify(doc).includes(user)) {
+          for (const k of ["passwordHash", "credentialsHash"]) if (typeof doc[k] === "string") secrets.push(doc[k]);
+          if (doc.family !== undefined) secrets.push(doc._id as string, doc.family as string); // refresh token hash, family id
+          if (doc.revoked !== undefined) secrets.push(doc._id as string); // a refresh family
+        }
+      }
+      expect(secrets.length).to.be.greaterThan(6);
+      for (const secret of secrets) expect(r.text, "export leaks a secret").to.not.include(secret);
+    });
+
+    it("an administrator exports any account; another user gets 404; the account's device token gets 403", async () => {
+      expect((await api(srv.url, "GET", "/v1/users/bob_acct/export", { token: admin })).status).to.equal(200);
+      const owner = (await login(srv.url, "exp_user", "exp_user-password")).access_token;
+      const dt = await api(srv.url, "POST", "/v1/users/exp_user/devices/sensor/tokens", { token: owner, json: { token_name: "scoped" } });
+      const scoped = await api(srv.url, "GET", "/v1/users/exp_user/export", { token: dt.body.token });
+      expect(scoped.status).to.equal(403);
+      expect(scoped.body.error.code).to.equal("forbidden");
+      const other = await api(srv.url, "GET", "/v1/users/exp_user/export", { token: bob });
+      expect(other.status).to.equal(404);
+      expect(other.body.error.code).to.equal("user_not_found");
+    });
+  });
+});
