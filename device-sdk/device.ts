@@ -53,6 +53,16 @@ type Handler = (input: any) => unknown;
 interface Resource {
   kind: ResourceKind;
   handler: Handler;
+  state?: () => unknown;
+}
+
+/** Options of an input or io resource. */
+export interface InputOptions {
+  /**
+   * Returns the resource's current state (may be async), served by `GET …/{resource}/api` as `{"in": state}`
+   * without running the handler. Without it, the resource's `/api` answers its kind only.
+   */
+  state?: () => unknown;
 }
 
 const DEFAULTS = Object.freeze({ keepalive: 60, reconnectInitialMs: 500, reconnectMaxMs: 30_000, connectTimeoutMs: 10_000 });
@@ -116,24 +126,25 @@ export class Device extends TypedEmitter<DeviceEvents> {
   output(name: string, handler: () => unknown): this {
     return this.add(name, "output", handler);
   }
-  /** Input resource: `POST {"in": x}` calls `handler(x)`. */
-  input<T = any>(name: string, handler: (input: T) => unknown): this {
-    return this.add(name, "input", handler);
+  /** Input resource: `POST {"in": x}` calls `handler(x)`; `options.state` reports its current state. */
+  input<T = any>(name: string, handler: (input: T) => unknown, options: InputOptions = {}): this {
+    return this.add(name, "input", handler, options.state);
   }
-  /** Input/output resource: `POST {"in": x}` answers `{"out": handler(x)}`. */
-  io<T = any>(name: string, handler: (input: T) => unknown): this {
-    return this.add(name, "io", handler);
+  /** Input/output resource: `POST {"in": x}` answers `{"out": handler(x)}`; `options.state` reports its input state. */
+  io<T = any>(name: string, handler: (input: T) => unknown, options: InputOptions = {}): this {
+    return this.add(name, "io", handler, options.state);
   }
   /** Run resource: `GET` calls `handler()` with no parameters. */
   run(name: string, handler: () => unknown): this {
     return this.add(name, "run", handler);
   }
 
-  private add(name: string, kind: ResourceKind, handler: Handler): this {
+  private add(name: string, kind: ResourceKind, handler: Handler, state?: () => unknown): this {
     check(typeof name === "string" && name.length > 0 && name.length <= 128 && !/[\s\\?#%]/.test(name) && !name.split("/").some((s) => s === "" || s === "." || s === ".."), `invalid resource name "${name}"`);
-    check(name !== "api", '"api" is reserved');
+    check(name !== "api" && !name.endsWith("/api"), '"api" is reserved (as a name and as a last segment)');
     check(typeof handler === "function", "handler must be a function");
-    this.resources.set(name, { kind, handler });
+    check(state === undefined || typeof state === "function", '"state" must be a function');
+    this.resources.set(name, state ? { kind, handler, state } : { kind, handler });
     this.queueDescribe();
     return this;
   }
@@ -331,6 +342,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
       case "call":
         if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(ws, f.id, f.resource, f.in);
         return;
+      case "state":
+        if (typeof f.id === "number" && typeof f.resource === "string") await this.answerState(ws, f.id, f.resource);
+        return;
       case "stream":
         if (typeof f.resource === "string" && typeof f.interval === "number") this.startStream(f.resource, f.interval);
         return;
@@ -359,6 +373,24 @@ export class Device extends TypedEmitter<DeviceEvents> {
     } catch (err) {
       const status = typeof (err as { status?: unknown } | null)?.status === "number" ? (err as { status: number }).status : 500;
       reply({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  /** Answers a `state` frame with the resource's reported state; the handler never runs. */
+  private async answerState(ws: WebSocketLike, id: number, name: string): Promise<void> {
+    const reply = (frame: object) => {
+      if (this.ws === ws) this.send(frame);
+    };
+    const state = this.resources.get(name)?.state;
+    if (!state) {
+      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no state for "${name}"` });
+      return;
+    }
+    try {
+      const value = await state();
+      reply({ type: "result", id, in: value === undefined ? null : value });
+    } catch (err) {
+      reply({ type: "error", id, status: 500, message: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -401,8 +433,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private sendDescribe(): void {
-    const resources: Record<string, { kind: ResourceKind }> = {};
-    for (const [name, r] of this.resources) resources[name] = { kind: r.kind };
+    const resources: Record<string, { kind: ResourceKind; state?: true }> = {};
+    for (const [name, r] of this.resources) resources[name] = r.state ? { kind: r.kind, state: true } : { kind: r.kind };
     this.send({ type: "describe", resources });
   }
 

@@ -3,5 +3,5 @@
  * uses the `ws` package. Wire protocol: docs/protocol.md.
  */
 export { Device, DeviceError } from "./device.js";
-export type { DeviceOptions, DeviceEvents, DeviceState, ResourceKind, WebSocketLike, WebSocketFactory } from "./device.js";
+export type { DeviceOptions, DeviceEvents, InputOptions, DeviceState, ResourceKind, WebSocketLike, WebSocketFactory } from "./device.js";
 export { Backoff } from "./backoff.js";

@@ -6,6 +6,7 @@ import type { Hub, HubEventMap } from "../gateway/hub.js";
 import type { CallResult, SessionStats } from "../gateway/session.js";
 import { CLOSE } from "../gateway/protocol.js";
 import type { RevocationCache } from "../auth/authenticator.js";
+import { type CallVerb, checkVerb, type ResourceApi, resourceApi } from "../relay/kinds.js";
 
 /** Extra time a remote call waits beyond the device timeout before the bridge gives up on the holder node. */
 const REMOTE_MARGIN_MS = 1_000;
@@ -13,14 +14,15 @@ const REMOTE_MARGIN_MS = 1_000;
 const TRAFFIC_PUBLISH_MS = 1_000;
 
 type DeviceOp =
-  | { op: "call"; resource: string; in?: unknown; hasInput: boolean; timeoutMs: number }
+  | { op: "call"; resource: string; in?: unknown; hasInput: boolean; timeoutMs: number; verb?: CallVerb }
   | { op: "stats" }
   | { op: "api" }
+  | { op: "resource_api"; resource: string; timeoutMs: number }
   | { op: "stream"; node: string; resource: string; interval: number | null }
   | { op: "kick"; code: number; reason: string };
 
 type Reply =
-  | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }> }
+  | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }>; api?: ResourceApi }
   | { ok: false; code: AppErrorCode; status: number; message: string; headers: Record<string, string> };
 
 type ClusterEvent =
@@ -138,8 +140,9 @@ export class ClusterBridge {
     return this.remoteHolders.get(`${user}/${device}`)?.stats;
   }
 
-  async call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+  async call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number, verb?: CallVerb): Promise<CallResult> {
     const op: DeviceOp = hasInput ? { op: "call", resource, in: input, hasInput, timeoutMs } : { op: "call", resource, hasInput, timeoutMs };
+    if (verb) op.verb = verb;
     const r = await this.request(user, device, op, timeoutMs + REMOTE_MARGIN_MS);
     return r.hasOut ? { hasOut: true, out: r.out } : { hasOut: false };
   }
@@ -155,6 +158,13 @@ export class ClusterBridge {
 
   async resources(user: string, device: string): Promise<Record<string, { kind: string }>> {
     return (await this.request(user, device, { op: "api" }, 2_000)).resources ?? {};
+  }
+
+  /** A resource's `/api` (kind and state), from the node holding the device. */
+  async resourceApi(user: string, device: string, resource: string, timeoutMs: number): Promise<ResourceApi> {
+    const r = await this.request(user, device, { op: "resource_api", resource, timeoutMs }, timeoutMs + REMOTE_MARGIN_MS);
+    if (!r.api) throw new AppError("internal_error", "the node holding the device sent no resource description");
+    return r.api;
   }
 
   kick(user: string, device: string, code: number, reason: string): void {
@@ -219,6 +229,7 @@ export class ClusterBridge {
             this.dropDeviceSubscription(`${user}/${device}`);
             throw new AppError("device_offline");
           }
+          checkVerb(session, op.resource, op.verb);
           const r = await session.call(op.resource, op.in, op.hasInput, op.timeoutMs);
           respond(r.hasOut ? { ok: true, hasOut: true, out: r.out ?? null } : { ok: true, hasOut: false });
           return;
@@ -233,6 +244,12 @@ export class ClusterBridge {
           const s = this.hub.get(user, device);
           if (!s) throw new AppError("device_offline");
           respond({ ok: true, resources: s.resourceList() });
+          return;
+        }
+        case "resource_api": {
+          const session = this.hub.get(user, device);
+          if (!session) throw new AppError("device_offline");
+          respond({ ok: true, api: await resourceApi(session, op.resource, op.timeoutMs) });
           return;
         }
         case "kick":

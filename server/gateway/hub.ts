@@ -18,7 +18,8 @@ export interface HubEventMap {
 
 /** Where calls go for devices this process does not hold (cluster mode: the NATS bridge). */
 export interface RemoteRelay {
-  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
+  /** `verb`: the REST method, checked against the resource's kind by the node holding the device. */
+  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number, verb?: "GET" | "POST"): Promise<CallResult>;
   /** Session stats of a device another node holds, as last announced; undefined if none does. */
   remoteStats(user: string, device: string): SessionStats | undefined;
   /** Asks whichever node holds the device to close its session. */
@@ -94,9 +95,13 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
     if (announce) this.emit("offline", { user: session.user, device: session.device, ts: Date.now() });
   }
 
-  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+  /**
+   * Calls a device resource here or, in cluster mode, on the node holding it. `verb` (the REST method) is for
+   * that node's kind check (relay/kinds.ts); for a session held here the relay checked it before calling.
+   */
+  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number, verb?: "GET" | "POST"): Promise<CallResult> {
     const s = this.sessions.get(`${user}/${device}`);
-    if (!s) return this.remote ? this.remote.call(user, device, resource, input, hasInput, timeoutMs) : Promise.reject(new AppError("device_offline"));
+    if (!s) return this.remote ? this.remote.call(user, device, resource, input, hasInput, timeoutMs, verb) : Promise.reject(new AppError("device_offline"));
     return s.call(resource, input, hasInput, timeoutMs);
   }
 

@@ -19,6 +19,7 @@ export type ServerFrame =
   | { type: "connected"; user: string; device: string; keepalive: number; server_time: number }
   | { type: "error"; code: string; message: string; id?: number }
   | { type: "call"; id: number; resource: string; in?: unknown }
+  | { type: "state"; id: number; resource: string }
   | { type: "stream"; resource: string; interval: number }
   | { type: "unstream"; resource: string }
   | { type: "pong" };

@@ -16,6 +16,8 @@ export interface CallResult {
   /** True when the device's answer carried an `out` value. */
   hasOut: boolean;
   out?: unknown;
+  /** An input's state, in the answer to a `state` frame. */
+  in?: unknown;
 }
 
 interface Pending {
@@ -52,6 +54,8 @@ export class DeviceSession {
   alive = true;
   /** Resources announced by `describe`; null until the first one. */
   resources: Map<string, ResourceKind> | null = null;
+  /** Input and io resources whose current state the device reports (`"state": true` in `describe`). */
+  private stateful = new Set<string>();
   private readonly pending = new Map<number, Pending>();
   /**
    * Call ids start at a random point per session: a reply an SDK sends late on a new session of the same
@@ -88,8 +92,25 @@ export class DeviceSession {
     return { connected: !this.closed, connected_ts: this.connectedAt, ip_address: this.ip, rx_bytes: this.rxBytes, tx_bytes: this.txBytes };
   }
 
+  /** True when the device said (in `describe`) that it reports this resource's current input state. */
+  reportsState(resource: string): boolean {
+    return this.stateful.has(resource);
+  }
+
   /** Sends one call to the device and waits for its answer, at most `timeoutMs`. */
   call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+    return this.request(resource, timeoutMs, (id) => hasInput
+      ? `{"type":"call","id":${id},"resource":${JSON.stringify(resource)},"in":${JSON.stringify(input)}}`
+      : `{"type":"call","id":${id},"resource":${JSON.stringify(resource)}}`);
+  }
+
+  /** Asks the device for an input's current state (`state` frame; its handler does not run). */
+  async state(resource: string, timeoutMs: number): Promise<unknown> {
+    const r = await this.request(resource, timeoutMs, (id) => `{"type":"state","id":${id},"resource":${JSON.stringify(resource)}}`);
+    return r.in;
+  }
+
+  private request(resource: string, timeoutMs: number, frameFor: (id: number) => string): Promise<CallResult> {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     if (this.resources !== null && !this.resources.has(resource)) {
       return Promise.reject(new AppError("resource_not_found", `device has no resource "${resource}"`));
@@ -98,9 +119,7 @@ export class DeviceSession {
       return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
     }
     const id = (this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER);
-    const frame = hasInput
-      ? `{"type":"call","id":${id},"resource":${JSON.stringify(resource)},"in":${JSON.stringify(input)}}`
-      : `{"type":"call","id":${id},"resource":${JSON.stringify(resource)}}`;
+    const frame = frameFor(id);
     return new Promise<CallResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -140,7 +159,11 @@ export class DeviceSession {
     }
     switch (f.type) {
       case "result":
-        this.settle(f.id, (p) => p.resolve("out" in f ? { hasOut: true, out: f.out } : { hasOut: false }));
+        this.settle(f.id, (p) => {
+          const r: CallResult = "out" in f ? { hasOut: true, out: f.out } : { hasOut: false };
+          if ("in" in f) r.in = f.in;
+          p.resolve(r);
+        });
         return;
       case "error":
         this.settle(f.id, (p) => p.reject(deviceError(f)));
@@ -172,12 +195,17 @@ export class DeviceSession {
   private describe(resources: unknown): void {
     if (typeof resources !== "object" || resources === null || Array.isArray(resources)) return;
     const map = new Map<string, ResourceKind>();
+    const stateful = new Set<string>();
     for (const [name, desc] of Object.entries(resources)) {
       if (map.size >= 1024) break;
       const kind = typeof desc === "string" ? desc : (desc as { kind?: unknown } | null)?.kind;
-      if (isResourceName(name) && RESOURCE_KINDS.includes(kind as ResourceKind)) map.set(name, kind as ResourceKind);
+      if (isResourceName(name) && RESOURCE_KINDS.includes(kind as ResourceKind)) {
+        map.set(name, kind as ResourceKind);
+        if ((kind === "input" || kind === "io") && (desc as { state?: unknown }).state === true) stateful.add(name);
+      }
     }
     this.resources = map;
+    this.stateful = stateful;
     this.events.onDescribe(this);
   }
 

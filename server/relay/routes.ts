@@ -5,6 +5,7 @@ import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
+import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
 
@@ -32,8 +33,31 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     return { user, device, resource: normalizeResource(rawResource(ctx)) };
   };
 
+  /** `GET …/{resource…}/api`: the resource's kind and current state, from wherever the device is connected. */
+  const describeOne = async (ctx: Context, user: string, device: string, resource: string) => {
+    authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
+    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+    const session = s.hub.get(user, device);
+    if (session) {
+      ctx.body = await resourceApi(session, resource, timeoutMs);
+      return;
+    }
+    const remote = s.cluster ? await s.cluster.resourceApi(user, device, resource, timeoutMs).catch((e: unknown) => {
+      if (e instanceof AppError && e.code === "device_offline") return null;
+      throw e;
+    }) : null;
+    if (!remote) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
+    ctx.body = remote;
+  };
+
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
+    const verb: CallVerb = ctx.method === "POST" ? "POST" : "GET";
+    if (resource.endsWith("/api")) {
+      if (verb !== "GET") throw new AppError("method_not_allowed", "a resource's /api is read with GET", { headers: { Allow: "GET" } });
+      await describeOne(ctx, user, device, resource.slice(0, -"/api".length));
+      return;
+    }
     if (resource === "api") {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
       const session = s.hub.get(user, device);
@@ -54,12 +78,16 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
       await s.streams.resourceStream(ctx, user, device, resource);
       return;
     }
+    // Wrong method for the kind the device described: 405 before anything reaches the device (a node holding
+    // it elsewhere in the cluster makes the same check with the verb hub.call passes on).
+    const local = s.hub.get(user, device);
+    if (local) checkVerb(local, resource, verb);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     const started = performance.now();
     let outcome = "ok";
     try {
       // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs).catch(async (err: unknown) => {
+      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb).catch(async (err: unknown) => {
         if (err instanceof AppError && err.code === "device_offline" && !(await s.devices.exists(user, device))) throw noDevice();
         throw err;
       });
