@@ -60,6 +60,13 @@ const arrayOf = (name: string): Schema => ({ type: "array", items: ref(name) });
 const ok = (description: string, json?: Schema, extra: Partial<Success> = {}): Success =>
   json ? { status: 200, description, json, ...extra } : { status: 200, description, ...extra };
 const EMPTY = ok("Done.", ref("Empty"));
+/** Every list route: the body stays an array; paging and projection through server/http/list.ts. */
+const LIST_PARAMS = ["page", "limit", "fields"];
+const LIST_HEADERS: Record<string, Schema> = {
+  "X-Total-Count": { type: "string", description: "number of items before paging" },
+  Link: { type: "string", description: 'RFC 8288 links to the `first`, `prev`, `next` and `last` pages (only with `?page=` or `?limit=`)' },
+};
+const list = (description: string, item: string): Success => ok(description, arrayOf(item), { headers: LIST_HEADERS });
 
 const devicePath = "/v1/users/{user}/devices/{device}";
 const v2 = "/v2/users/{user}/devices/{device}";
@@ -101,6 +108,37 @@ const OPERATIONS: Operation[] = [
     errors: [...AUTH, ...BODY, "forbidden", "conflict"],
   },
   {
+    method: "get", path: "/v1/users", operationId: "listUsers", tag: "users", params: LIST_PARAMS,
+    summary: "List accounts (administrators only)",
+    ok: [list("Every account, sorted by name.", "User")],
+    errors: [...AUTH, "forbidden"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}", operationId: "getUser", tag: "users", params: ["user"],
+    summary: "Read an account (an administrator, or the account's own session)",
+    description: "Another account answers 404 `user_not_found`, as a missing one does. Never the password hash.",
+    ok: [ok("The account.", ref("User"))],
+    errors: [...AUTH, "forbidden", "user_not_found"],
+  },
+  {
+    method: "delete", path: "/v1/users/{user}", operationId: "deleteUser", tag: "users", params: ["user"],
+    summary: "Delete an account and everything it owns (administrators only)",
+    description: "Deletes the account, its devices, device tokens, user tokens and sign-in sessions (refresh "
+      + "families); its live device sessions are closed with 4004 and its open streams end (`token_revoked`). "
+      + "Its tokens answer 401 at once. An administrator cannot delete their own account (409 `conflict`).",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "conflict"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}/export", operationId: "exportAccount", tag: "users", params: ["user"],
+    summary: "Export the whole account as one JSON document",
+    description: "The account's own password-grant session or an administrator. One section per part of the "
+      + "account (`user`, `devices`, `device_tokens`, `user_tokens`, and those other features add). No secret "
+      + "or hash: no password hash, no device credentials, no token values, no sign-in sessions.",
+    ok: [ok("The export document.", ref("AccountExport"), { headers: { "Content-Disposition": { type: "string" } } })],
+    errors: [...AUTH, "forbidden", "user_not_found"],
+  },
+  {
     method: "put", path: "/v1/users/{user}/password", operationId: "changePassword", tag: "users", params: ["user"],
     summary: "Change one's own password",
     description: "Only the account's own password-grant session may do this, and only with the current "
@@ -112,15 +150,17 @@ const OPERATIONS: Operation[] = [
   },
   // ---- devices ----
   {
-    method: "get", path: "/v1/users/{user}/devices", operationId: "listDevices", tag: "devices", params: ["user", "idFilter"],
+    method: "get", path: "/v1/users/{user}/devices", operationId: "listDevices", tag: "devices", params: ["user", "idFilter", ...LIST_PARAMS],
     summary: "List devices",
-    ok: [ok("The account's devices, sorted by id.", arrayOf("Device"))],
+    ok: [list("The account's devices, sorted by id.", "Device")],
     errors: [...AUTH, "forbidden", "user_not_found"],
   },
   {
     method: "post", path: "/v1/users/{user}/devices", operationId: "createDevice", tag: "devices", params: ["user"],
     summary: "Register a device",
-    description: "`device_id` must match `[a-zA-Z0-9_]{1,25}`; a duplicate id answers 400 `device_exists`.",
+    description: "`device_id` must match `[a-zA-Z0-9_]{1,25}`; a duplicate id answers 400 `device_exists`. "
+      + "Thinger's newer field names are accepted too: `device`, `credentials`, `description`, `type` (and `name`, "
+      + "used as the description when there is none); a body mixing both shapes answers 400 naming the fields.",
     body: { schema: ref("NewDevice") },
     ok: [{ status: 201, description: "Registered.", json: ref("Device") }],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists"],
@@ -147,9 +187,9 @@ const OPERATIONS: Operation[] = [
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_connected"],
   },
   {
-    method: "get", path: "/v1/users/{user}/sessions", operationId: "listSessions", tag: "devices", params: ["user"],
+    method: "get", path: "/v1/users/{user}/sessions", operationId: "listSessions", tag: "devices", params: ["user", ...LIST_PARAMS],
     summary: "List live device sessions",
-    ok: [ok("Connected devices of the account.", arrayOf("Session"))],
+    ok: [list("Connected devices of the account.", "Session")],
     errors: [...AUTH, "forbidden", "user_not_found"],
   },
   {
@@ -189,10 +229,10 @@ const OPERATIONS: Operation[] = [
   },
   // ---- device tokens ----
   {
-    method: "get", path: `${devicePath}/tokens`, operationId: "listDeviceTokens", tag: "tokens", params: ["user", "device"],
+    method: "get", path: `${devicePath}/tokens`, operationId: "listDeviceTokens", tag: "tokens", params: ["user", "device", ...LIST_PARAMS],
     summary: "List a device's tokens",
     description: "A scoped token sees which tokens exist, with `token: null`.",
-    ok: [ok("The device's tokens.", arrayOf("DeviceToken"))],
+    ok: [list("The device's tokens.", "DeviceToken")],
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
   },
   {
@@ -212,9 +252,9 @@ const OPERATIONS: Operation[] = [
   },
   // ---- user tokens ----
   {
-    method: "get", path: "/v1/users/{user}/tokens", operationId: "listUserTokens", tag: "tokens", params: ["user"],
+    method: "get", path: "/v1/users/{user}/tokens", operationId: "listUserTokens", tag: "tokens", params: ["user", ...LIST_PARAMS],
     summary: "List user access tokens", description: "Only the account's own password-grant session.",
-    ok: [ok("The account's user tokens.", arrayOf("UserToken"))],
+    ok: [list("The account's user tokens.", "UserToken")],
     errors: [...AUTH, "forbidden", "user_not_found"],
   },
   {
@@ -253,12 +293,25 @@ const OPERATIONS: Operation[] = [
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline"],
   },
   {
+    method: "get", path: `${v2}/{resource}/api`, operationId: "getResourceApi", tag: "relay", params: ["user", "device", "resource", "timeout"],
+    summary: "One resource: its kind and current state",
+    description: "Thinger's resource API: `{\"kind\"}` plus, for an **output**, its current value `out` (the "
+      + "device runs it), and for an **input** or **io** resource whose device reports its state (SDK: "
+      + "`device.input(name, handler, { state })`), the state `in`, read without running the handler. A device "
+      + "that has not described its resources answers 404 `resource_not_found`.",
+    ok: [ok("The resource.", ref("ResourceApi"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
+      "device_busy", "device_disconnected", "device_timeout"],
+    deviceError: true,
+  },
+  {
     method: "get", path: `${v2}/{resource}`, operationId: "callResource", tag: "relay",
     params: ["user", "device", "resource", "timeout", "interval", "lastEventId"],
     summary: "Call an output or run resource",
     description: "An **output** resource answers `{\"out\": <json>}`; a **run** resource answers 200 with an "
       + "empty body. With `Accept: text/event-stream`, a stream of the resource's values instead "
-      + "(see docs/streams.md).",
+      + "(see docs/streams.md). On a resource the device described as an **input**: 405 `method_not_allowed` "
+      + "with `Allow: POST`, and its handler does not run.",
     ok: [ok("The device's answer (no body for a run resource).", ref("ResourceOutput"), {
       sse: {
         description: "SSE stream of an output or io resource: `data` events sampled every `?interval=` seconds "
@@ -267,18 +320,19 @@ const OPERATIONS: Operation[] = [
       },
     })],
     errors: [...AUTH, ...SSE, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
-      "device_busy", "device_disconnected", "device_timeout"],
+      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout"],
     deviceError: true,
   },
   {
     method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay", params: ["user", "device", "resource", "timeout"],
     summary: "Call an input or input/output resource",
     description: "Body `{\"in\": <json>}`; any other JSON body is passed whole as the input. An **input** "
-      + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`.",
+      + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`. On a resource the "
+      + "device described as an **output**: 405 `method_not_allowed` with `Allow: GET`.",
     body: { schema: ref("ResourceInput"), required: false },
     ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput"))],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
-      "device_busy", "device_disconnected", "device_timeout"],
+      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout"],
     deviceError: true,
   },
   // ---- operations ----
@@ -364,6 +418,9 @@ const PARAMETERS: Record<string, Schema> = {
   deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   idFilter: { name: "id", in: "query", required: false, description: "only this device", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   force: { name: "force", in: "query", required: false, description: "delete even while connected", schema: { type: "string", enum: ["true", "false"] } },
+  page: { name: "page", in: "query", required: false, description: "list routes: page number, from 1 (default page size 100)", schema: { type: "string", pattern: "^[1-9]\\d{0,6}$" } },
+  limit: { name: "limit", in: "query", required: false, description: "list routes: items per page, 1 to 1000", schema: { type: "string", pattern: "^[1-9]\\d{0,3}$" } },
+  fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string" } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
   file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };

@@ -123,14 +123,89 @@ export function componentSchemas(): Record<string, Schema> {
       },
     },
     NewDevice: {
+      description: "Thinger's classic field names, or its newer ones (`device`, `credentials`, `description`, "
+        + "`type`, `name`); not both in one body.",
+      oneOf: [
+        {
+          type: "object",
+          required: ["device_id", "device_credentials"],
+          additionalProperties: false,
+          properties: {
+            device_id: { type: "string", pattern: DEVICE_ID_RE.source, examples: ["nodemcu"] },
+            device_description: { type: "string", maxLength: MAX_DESCRIPTION },
+            device_credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+            device_type: { type: "string", maxLength: 32, default: "Generic" },
+          },
+        },
+        {
+          type: "object",
+          required: ["device", "credentials"],
+          additionalProperties: false,
+          properties: {
+            device: { type: "string", pattern: DEVICE_ID_RE.source, examples: ["nodemcu"] },
+            description: { type: "string", maxLength: MAX_DESCRIPTION },
+            name: { type: "string", maxLength: MAX_DESCRIPTION, description: "used as the description when there is none" },
+            credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+            type: { type: "string", maxLength: 32, default: "Generic" },
+          },
+        },
+      ],
+    },
+    User: {
       type: "object",
-      required: ["device_id", "device_credentials"],
+      required: ["username", "admin", "created_ts", "password_changed_ts"],
       additionalProperties: false,
       properties: {
-        device_id: { type: "string", pattern: DEVICE_ID_RE.source, examples: ["nodemcu"] },
-        device_description: { type: "string", maxLength: MAX_DESCRIPTION },
-        device_credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
-        device_type: { type: "string", maxLength: 32, default: "Generic" },
+        username: { type: "string", pattern: USERNAME_RE.source },
+        admin: { type: "boolean" },
+        created_ts: int("ms since the epoch"),
+        password_changed_ts: int("ms since the epoch"),
+      },
+    },
+    AccountExport: {
+      type: "object",
+      description: "One section per part of the account; features that keep per-account data add theirs. "
+        + "No secret or hash anywhere.",
+      required: ["format", "version", "exported_ts", "user"],
+      properties: {
+        format: { const: "thingrelay-account-export" },
+        version: { const: 1 },
+        exported_ts: int("ms since the epoch"),
+        user: ref("User"),
+        devices: {
+          type: "array",
+          items: {
+            type: "object",
+            required: ["device", "description", "type", "created_ts", "last_connection_ts"],
+            properties: {
+              device: { type: "string" }, description: { type: "string" }, type: { type: "string" },
+              created_ts: int("ms since the epoch"), last_connection_ts: nullableInt("ms since the epoch"),
+            },
+          },
+        },
+        device_tokens: {
+          type: "array",
+          items: {
+            type: "object",
+            required: ["id", "device", "name", "resources", "created_ts", "expiration"],
+            properties: {
+              id: { type: "string" }, device: { type: "string" }, name: { type: "string" },
+              resources: { type: ["array", "null"], items: { type: "string" } },
+              created_ts: int("ms since the epoch"), expiration: nullableInt("ms since the epoch"),
+            },
+          },
+        },
+        user_tokens: { type: "array", items: { type: "object", description: "a UserToken without `token`" } },
+      },
+    },
+    ResourceApi: {
+      type: "object",
+      required: ["kind"],
+      additionalProperties: false,
+      properties: {
+        kind: { type: "string", enum: [...RESOURCE_KINDS] },
+        in: { description: "input/io resources whose device reports it: the current state" },
+        out: { description: "output resources: the current value" },
       },
     },
     DeviceUpdate: {
