@@ -33,7 +33,7 @@ export function createExampleDevice(o: ExampleOptions): { device: Device; state:
   device.input("relay", (on: unknown) => {
     if (typeof on !== "boolean") throw new DeviceError(400, "relay expects true or false");
     state.relay = on;
-  });
+  }, { state: () => state.relay }); // GET …/relay/api → {"kind":"input","in":<state>}
   device.input("rgb", (v: unknown) => {
     const c = v as { r?: unknown; g?: unknown; b?: unknown } | null;
     const ok = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 255;
