@@ -108,6 +108,19 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
     }
   });
 
+  it("the node holding the device refuses wrong-kind calls (405 + Allow) and answers a resource's /api for the others", async () => {
+    for (const [method, path, allow] of [["GET", v2("relay"), "POST"], ["POST", v2("temperature"), "GET"]] as const) {
+      const r = await api(C.url, method, path, method === "POST" ? { token, json: { in: 1 } } : { token });
+      expect(r.status, path).to.equal(405);
+      expect(r.body.error.code).to.equal("method_not_allowed");
+      expect(r.headers.get("allow")).to.equal(allow);
+    }
+    expect((await api(B.url, "GET", v2("temperature/api"), { token })).body).to.deep.equal({ kind: "output", out: 21.5 });
+    expect((await api(C.url, "GET", v2("relay/api"), { token })).body).to.deep.equal({ kind: "input" });
+    expect((await api(C.url, "GET", v2("nope/api"), { token })).body.error.code).to.equal("resource_not_found");
+    expect((await api(C.url, "GET", "/v2/users/alice/devices/idle/x/api", { token })).body.error.code).to.equal("device_offline");
+  });
+
   it("the device list on another node shows the device connected", async () => {
     const r = await api(C.url, "GET", "/v1/users/alice/devices?id=nodemcu", { token });
     expect(r.body[0].connection.active).to.equal(true);
