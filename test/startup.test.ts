@@ -3,6 +3,24 @@ import { createServer } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { launchMain, stopAllMains } from "./helpers/process.js";
 import { api, type ApiResponse } from "./helpers/api.js";
+import { createServer as createHttpServer, type Server } from "node:http";
+import Koa from "koa";
+import { requestLifecycle } from "../server/http/middleware.js";
+import { startupGate } from "../server/http/startup.js";
+import { createLogger } from "../server/log.js";
+
+/** A bare app behind the start-up gate, on a real socket: answers `{ok:true}` once start-up lets it through. */
+async function gated(startup: Promise<unknown>, waitMs: number): Promise<{ url: string; server: Server }> {
+  const app = new Koa();
+  app.use(requestLifecycle(createLogger("silent")));
+  app.use(startupGate(startup, waitMs));
+  app.use((ctx) => {
+    ctx.body = { ok: true };
+  });
+  const server = createHttpServer(app.callback());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
+}
 
 /** A port free right now (the child binds it a moment later; nothing else on this loopback takes it meanwhile). */
 async function freePort(): Promise<number> {
@@ -52,6 +70,46 @@ describe("start-up (issue 12 point 3)", function () {
         await p.cleanup();
       }
     }
+  });
+
+  describe("the start-up gate (server/http/startup.ts)", () => {
+    it("holds a request until start-up finishes, then answers it", async () => {
+      let finish!: () => void;
+      const { url, server } = await gated(new Promise<void>((r) => (finish = r)), 60_000);
+      try {
+        let answered = false;
+        const arrived = new Promise((resolve) => server.once("request", resolve));
+        const pending = api(url, "GET", "/x").then((r) => ((answered = true), r));
+        await arrived;
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(answered, "answered before start-up finished").to.equal(false);
+        finish();
+        const r = await pending;
+        expect(r.status).to.equal(200);
+        expect(r.body).to.deep.equal({ ok: true });
+      } finally {
+        server.close();
+      }
+    });
+
+    it("answers 503 service_unavailable + Retry-After when start-up takes longer than the bound, or failed", async () => {
+      const failing = () => {
+        const p = Promise.reject(new Error("bootstrap failed"));
+        p.catch(() => undefined);
+        return p;
+      };
+      for (const startup of [() => new Promise<void>(() => undefined), failing]) {
+        const { url, server } = await gated(startup(), 20);
+        try {
+          const r = await api(url, "GET", "/x");
+          expect(r.status).to.equal(503);
+          expect(r.body).to.deep.equal({ error: { code: "service_unavailable", message: "server is starting" } });
+          expect(r.headers.get("retry-after")).to.equal("1");
+        } finally {
+          server.close();
+        }
+      }
+    });
   });
 
   it("npm start prints where the dashboard and the API docs are", async () => {
