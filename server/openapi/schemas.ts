@@ -265,7 +265,7 @@ export function componentSchemas(): Record<string, Schema> {
     },
     DeviceEvent: {
       type: "object",
-      description: "Data of the account stream's `online` and `offline` events.",
+      description: "Data of the account stream's events (unnamed SSE events): `type` is `online` or `offline`.",
       required: ["type", "device", "ts"],
       properties: {
         type: { type: "string", enum: ["online", "offline"] },
@@ -276,7 +276,7 @@ export function componentSchemas(): Record<string, Schema> {
     },
     DataEvent: {
       type: "object",
-      description: "Data of a resource stream's `data` events.",
+      description: "Data of a resource stream's events (unnamed SSE events).",
       required: ["out", "ts"],
       additionalProperties: false,
       properties: { out: { description: "the resource's value: any JSON" }, ts: int("ms since the epoch") },
