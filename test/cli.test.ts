@@ -245,6 +245,16 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(JSON.parse(piped.stdout)).to.deep.equal({ sum: 5, mult: 6 });
     });
 
+    it("call <device>/api prints the resource list as a table (the server's object with --json)", async () => {
+      const r = await cli(["call", "nodemcu/api"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = r.stdout.trimEnd().split("\n");
+      expect(lines[0]).to.match(/^RESOURCE\s+KIND$/);
+      expect(lines.slice(1).map((l) => l.split(/\s+/))).to.deep.include.members([["temperature", "output"], ["relay", "input"], ["io", "io"]]);
+      const json = await cli(["call", "nodemcu/api", "--json"]);
+      expect(JSON.parse(json.stdout)).to.deep.include({ temperature: { kind: "output" }, relay: { kind: "input" } });
+    });
+
     it("reports relay errors (exit 1 with the code) and bad input (exit 2)", async () => {
       const [missing, offline, notJson, noResource] = await Promise.all([
         cli(["call", "nodemcu/nothing", "--json"]), cli(["call", "spare/temperature"]), cli(["call", "nodemcu/relay", "on"]), cli(["call", "nodemcu"]),
@@ -308,6 +318,16 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(lines).to.have.length(1);
       expect(lines[0].event).to.equal("stats");
       expect(lines[0].data).to.include({ connected: true });
+    });
+
+    it("watch <device>/<resource> without --interval says it waits for values the device pushes", async () => {
+      const watching = collect(spawnCli(["watch", "nodemcu/temperature", "--count", "1"], env));
+      await until(() => srv.relay.services.streams.openCount > 0, 10_000, "the watch stream to open");
+      device.stream("temperature");
+      const w = await watching;
+      expect(w.code, w.stderr).to.equal(0);
+      expect(w.stderr).to.include("no --interval: waiting for values the device pushes");
+      expect(w.stdout).to.match(/^\d{4}-\d\d-\d\dT\S+Z {2}21\.5\n$/);
     });
 
     it("watch <device>/<resource> --interval prints sampled values", async () => {
