@@ -296,12 +296,20 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       const c = await cli(["tokens", "create", "--name", "reader", "--allow", "ListDevices", "--allow", "AccessDeviceResources:nodemcu:temperature", "--expires", "30d", "--json"]);
       expect(c.code, c.stderr).to.equal(0);
       const t = JSON.parse(c.stdout);
-      expect(t.allow).to.deep.equal([{ action: "ListDevices", target: "*" }, { action: "AccessDeviceResources", target: "nodemcu", resources: ["temperature"] }]);
+      // Sent and answered in Thinger's shape (issue 12).
+      expect(t.allow).to.deep.equal({ Device: { "*": ["ListDevices"], nodemcu: [{ AccessDeviceResources: ["temperature"] }] } });
+      expect(t.deny).to.deep.equal({});
       expect(t.expiration).to.be.closeTo(Date.now() + 30 * 86_400_000, 120_000);
       expect((await api(srv.url, "GET", "/v1/users/alice/devices", { token: t.token })).status).to.equal(200);
       expect((await api(srv.url, "GET", "/v1/users/alice/devices/nodemcu/tokens", { token: t.token })).status).to.equal(403);
       const l = await cli(["tokens", "list"]);
       expect(l.stdout).to.match(new RegExp(`${t.id}\\s+reader\\s+yes\\s+\\S+\\s+ListDevices:\\* AccessDeviceResources:nodemcu:temperature`));
+      const thinger = await cli(["tokens", "create", "--name", "door", "--allow", '{"Device":{"nodemcu":["ReadDevice"]}}', "--allow", "ListDevices", "--deny", "*:nodemcu", "--json"]);
+      expect(thinger.code, thinger.stderr).to.equal(0);
+      expect(JSON.parse(thinger.stdout)).to.deep.include({ allow: { Device: { nodemcu: ["ReadDevice"], "*": ["ListDevices"] } }, deny: { Device: { nodemcu: "*" } } });
+      const wrong = await cli(["tokens", "create", "--name", "x", "--allow", '{"Device":{"nodemcu":["ReadDevice","Fly"]}}']);
+      expect(wrong.code).to.equal(1);
+      expect(wrong.stderr).to.include("allow.Device.nodemcu[1]");
       const bad = await cli(["tokens", "create", "--name", "x", "--expires", "yesterday"]);
       expect(bad.code).to.equal(2);
       const r = await cli(["tokens", "rm", t.id, "--json"]);
