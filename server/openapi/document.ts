@@ -232,8 +232,11 @@ const OPERATIONS: Operation[] = [
   {
     method: "post", path: "/v1/users/{user}/tokens", operationId: "createUserToken", tag: "tokens", params: ["user"],
     summary: "Create a user access token",
-    description: "Permissions are Thinger actions (`AccessDeviceResources`, `ListDevices`, `GetDeviceStats`, …) "
-      + "per device (`target`) and, for AccessDeviceResources, per resource. `deny` wins over `allow`.",
+    description: "`allow` and `deny` in Thinger's shape (see the Permissions schema), e.g. "
+      + "`{\"Device\": {\"door\": [\"AccessDeviceResources\"]}, \"*\": {\"*\": [\"ListDevices\"]}}`: Thinger actions "
+      + "(`AccessDeviceResources`, `ListDevices`, `GetDeviceStats`, …) per device and, for AccessDeviceResources, "
+      + "per resource. `deny` wins over `allow`. The earlier array form is still accepted; answers use Thinger's "
+      + "shape. A bad shape answers 400 naming the JSON path of the offending element (`allow.Device.door[1]`).",
     body: { schema: ref("UserTokenRequest") },
     ok: [ok("The new token.", ref("UserToken"))],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
