@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { existsSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
 import { EventSource as NodeEventSource } from "eventsource";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -230,5 +231,61 @@ describe("SSE read by Chromium's EventSource: values arrive at onmessage", funct
     expect(got[1]!.type).to.equal("message");
     expect(got[1]!.data).to.include({ type: "offline", device: "door" });
     expect(Number(got[1]!.id.split("-")[1])).to.equal(Number(online!.id.split("-")[1]) + 1);
+  });
+});
+
+describe("SSE from a page on another origin (README: CORS next to ?authorization=)", function () {
+  this.timeout(60_000);
+  let browser: Browser;
+  let page: Server | undefined;
+  let pageOrigin: string;
+  const servers: TestServer[] = [];
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) this.skip();
+    // The "other origin": a blank page on another port.
+    page = createHttpServer((_req, res) => res.writeHead(200, { "Content-Type": "text/html" }).end("<!doctype html><title>panel</title>"));
+    await new Promise<void>((resolve) => page!.listen(0, "127.0.0.1", resolve));
+    pageOrigin = `http://127.0.0.1:${(page.address() as AddressInfo).port}`;
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  });
+  after(async () => {
+    await browser?.close();
+    for (const s of servers) await s.close();
+    if (page) await new Promise<void>((resolve) => page!.close(() => resolve()));
+  });
+
+  /** Opens the stats stream of a fresh server from the other origin; resolves with the first value or "error". */
+  async function firstValue(env: Record<string, string>): Promise<unknown> {
+    const srv = await startServer({ env });
+    servers.push(srv);
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    const token = await newAccount(srv.url, admin.access_token, "alice");
+    await newDevice(srv.url, token, "alice", "sensor");
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(`${pageOrigin}/`);
+      return await tab.evaluate((url) => new Promise((resolve) => {
+        const es = new window.EventSource(url);
+        es.onmessage = (e) => {
+          es.close();
+          resolve(JSON.parse(e.data));
+        };
+        es.onerror = () => {
+          // CLOSED: the browser gave up (here: the answer had no Access-Control-Allow-Origin for this page).
+          if (es.readyState === EventSource.CLOSED) resolve("error");
+        };
+      }), `${srv.url}/v1/users/alice/devices/sensor/stats?authorization=${encodeURIComponent(token)}`);
+    } finally {
+      await tab.close();
+    }
+  }
+
+  it("without THINGRELAY_CORS_ORIGINS the browser refuses the stream", async () => {
+    expect(await firstValue({})).to.equal("error");
+  });
+
+  it("with the page's origin in THINGRELAY_CORS_ORIGINS, onmessage receives the values", async () => {
+    expect(await firstValue({ THINGRELAY_CORS_ORIGINS: pageOrigin })).to.include({ connected: false });
   });
 });
