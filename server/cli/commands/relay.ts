@@ -56,6 +56,8 @@ export const call: Command = {
     if (ctx.json) return printJson(ctx.io, body ?? {});
     // `<device>/api` answers the resource list ({name: {kind}}), not an `out` value: print it as a table.
     if (!hasInput && resource === "api" && isResourceList(body)) return printResourceList(ctx, body);
+    // `<device>/<resource>/api` describes one resource ({"kind", "in"|"out"?}): shown whole, not just `out`.
+    if (!hasInput && resource!.endsWith("/api") && body !== undefined) return print(ctx.io, JSON.stringify(body, null, 2));
     if (body === undefined || !("out" in body)) return;
     print(ctx.io, typeof body.out === "string" ? body.out : JSON.stringify(body.out, null, 2));
   },
