@@ -322,7 +322,10 @@ export class ThingerDevice extends EventEmitter {
     this.teardown();
     if (this.ws) this.ws.close();
     else this.socket?.end();
+    // A peer that never finishes the close gets its socket destroyed.
+    const force = setTimeout(() => (this.ws ? this.ws.terminate() : this.socket?.destroy()), 1_000);
     await this.closedPromise;
+    clearTimeout(force);
   }
 
   // ————————————————————————————————————————————————————————— transport
