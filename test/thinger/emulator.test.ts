@@ -19,6 +19,7 @@ import {
   encodeLegacyMessage,
   hex,
   type Frame,
+  type PsonValue,
 } from "../../server/thinger/index.js";
 import { selfSigned } from "../helpers/self-signed.js";
 import { ThingerDevice, ThingerDeviceError, type ThingerDeviceOptions, type ThingerResource } from "../helpers/thinger-device.js";
@@ -347,6 +348,19 @@ describe("thinger device emulator vs the captured vectors", function () {
       await peer.expectNext(Uint8Array.of(0x0a, 0x04, 0x08, 0x0c, 0x1a, 0x60)); // echo: false
       peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.STREAM_DATA, streamId: 12, payload: true }, 2));
       await peer.expectNext(Uint8Array.of(0x0a, 0x04, 0x08, 0x0c, 0x1a, 0x61)); // now true
+    });
+
+    it("async handlers answer when they settle; one that never settles leaves its call unanswered", async () => {
+      const { peer, device: d } = await open();
+      let release!: (v: PsonValue) => void;
+      d.resource("slow", { kind: "output", out: () => new Promise<PsonValue>((r) => (release = r)) });
+      d.resource("hang", { kind: "output", out: () => new Promise<PsonValue>(() => {}) });
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 40, resource: "hang" }, 2));
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 41, resource: "slow" }, 2));
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 42, resource: "temp" }, 2));
+      expect(decodeIotmpFrame(frameOf(await peer.next()), 2)).to.deep.equal({ type: IOTMP_TYPE.OK, streamId: 42, payload: 21.5 });
+      release("late");
+      expect(decodeIotmpFrame(frameOf(await peer.next()), 2)).to.deep.equal({ type: IOTMP_TYPE.OK, streamId: 41, payload: "late" });
     });
 
     it("a RUN without a stream id is still answered, with id 0", async () => {
