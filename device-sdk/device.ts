@@ -26,6 +26,7 @@ export interface DeviceSocket {
   onmessage: Listener<{ data: any }> | null;
   onclose: Listener<{ code: number; reason: string }> | null;
   onerror: Listener<any> | null;
+  terminate?(): void;
 }
 /** Another name for DeviceSocket. */
 export type WebSocketLike = DeviceSocket;
@@ -377,8 +378,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     ws.onmessage = null;
     ws.onerror = () => undefined; // ws emits "error" while aborting a handshake; it must have a listener
     try {
-      const t = (ws as { terminate?: () => void }).terminate;
-      if (typeof t === "function") t.call(ws);
+      if (typeof ws.terminate === "function") ws.terminate();
       else if (ws.readyState === 0 || ws.readyState === 1) ws.close(code >= 4000 ? code : 1000, reason);
     } catch {
       /* already closed */
