@@ -1,11 +1,14 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Device } from "../device-sdk/index.js";
 import * as sdkProtocol from "../device-sdk/protocol.js";
 import * as serverProtocol from "../server/gateway/protocol.js";
+import { USERNAME_RE } from "../server/users/service.js";
+import { DEVICE_ID_RE } from "../server/devices/service.js";
 import { CLOSE, DEVICE_FRAME_TYPES, isResourceName, RESERVED_RESOURCE, SERVER_FRAME_TYPES, WS_ERROR_CODES } from "../device-sdk/protocol.js";
 
 const ROOT = join(fileURLToPath(new URL(".", import.meta.url)), "..");
@@ -25,6 +28,19 @@ describe("device protocol module", () => {
     expect(serverProtocol.CLOSE).to.equal(sdkProtocol.CLOSE);
     expect(serverProtocol.isResourceName).to.equal(sdkProtocol.isResourceName);
     expect(serverProtocol.parseConnect).to.equal(sdkProtocol.parseConnect);
+  });
+
+  it("user, device and resource name rules are written once: the server uses the protocol module's", async () => {
+    expect(USERNAME_RE).to.equal(sdkProtocol.NAME_RE);
+    expect(DEVICE_ID_RE).to.equal(sdkProtocol.DEVICE_RE);
+    const files = (await readdir(join(ROOT, "server"), { recursive: true })).filter((f) => f.endsWith(".ts"));
+    const copies: string[] = [];
+    for (const f of files) {
+      const src = readFileSync(join(ROOT, "server", f), "utf8");
+      // A regex literal of a name rule, or of the resource-name character class, anywhere in server/.
+      if (/\/\^\[a-zA-Z0-9_\]\{1,|\[\^\\s\/\\\\\?#%/.test(src)) copies.push(f);
+    }
+    expect(copies).to.deep.equal([]);
   });
 
   it("the SDK imports nothing from the server", () => {

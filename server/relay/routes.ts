@@ -5,6 +5,7 @@ import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
+import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
 
@@ -34,7 +35,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
 
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
-    if (resource === "api") {
+    if (resource === RESERVED_RESOURCE) {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
       const session = s.hub.get(user, device);
       if (session) {
