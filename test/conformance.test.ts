@@ -81,6 +81,8 @@ interface Runtime {
   name: string;
   device: string;
   runtime: string;
+  /** The package file its export conditions resolve to. */
+  entry: string;
   globalWebSocket: boolean;
   /** Why it cannot run here, if it cannot. */
   missing(): string | undefined;
@@ -156,35 +158,38 @@ describe("conformance: one device script on every runtime", function () {
 
   const RUNTIMES: Runtime[] = [
     {
-      name: "Node 20 with ws", device: "conf_node_ws", runtime: "node", globalWebSocket: false,
+      name: "Node 20 with ws", device: "conf_node_ws", runtime: "node", entry: "dist/index.js", globalWebSocket: false,
       missing: () => (typeof (globalThis as { WebSocket?: unknown }).WebSocket === "function" ? "this Node has a global WebSocket: the ws path is Node 20's" : undefined),
       start: async (args) => processRunning(process.execPath, ["device.mjs", ...args], withWs),
     },
     {
-      name: "Node 20 --experimental-websocket (no ws installed)", device: "conf_node_flag", runtime: "node", globalWebSocket: true,
+      name: "Node 20 --experimental-websocket (no ws installed)", device: "conf_node_flag", runtime: "node", entry: "dist/index.js", globalWebSocket: true,
       missing: () => undefined,
       start: async (args) => processRunning(process.execPath, ["--experimental-websocket", "device.mjs", ...args], alone),
     },
     {
-      name: "Bun (npm package bun)", device: "conf_bun", runtime: "bun", globalWebSocket: true,
+      name: "Bun (npm package bun)", device: "conf_bun", runtime: "bun", entry: "dist/portable.js", globalWebSocket: true,
       missing: () => (bun ? undefined : "bun is not installed (test/conformance/install-runtimes.sh)"),
       start: async (args) => processRunning(bun!, ["device.mjs", ...args], alone),
     },
     {
-      name: "Deno (npm package deno)", device: "conf_deno", runtime: "deno", globalWebSocket: true,
+      name: "Deno (npm package deno)", device: "conf_deno", runtime: "deno", entry: "dist/portable.js", globalWebSocket: true,
       missing: () => (deno ? undefined : "deno is not installed (test/conformance/install-runtimes.sh)"),
       start: async (args) => processRunning(deno!, ["run", "--allow-net=127.0.0.1", "device.mjs", ...args], alone, { DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" }),
     },
     {
-      name: "Chromium (headless, playwright-core)", device: "conf_chromium", runtime: "browser", globalWebSocket: true,
+      name: "Chromium (headless, playwright-core)", device: "conf_chromium", runtime: "browser", entry: "bundle", globalWebSocket: true,
       missing: () => (existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`),
       start: async (args) => {
         // The page bundles the SDK as a web project would (esbuild, platform browser) and loads the same script.
         const esbuild = await import("esbuild");
         const bundle = await esbuild.build({
           stdin: { contents: 'export * from "@thingrelay/device";', resolveDir: alone, loader: "js" },
-          bundle: true, platform: "browser", format: "iife", globalName: "THINGRELAY_SDK", write: false, logLevel: "silent",
+          bundle: true, platform: "browser", format: "iife", globalName: "THINGRELAY_SDK", write: false, logLevel: "silent", metafile: true,
         });
+        const sdkFiles = Object.keys(bundle.metafile.inputs).filter((f) => f.includes("@thingrelay/device/dist/"));
+        expect(sdkFiles.some((f) => f.endsWith("/dist/portable.js")), sdkFiles.join()).to.equal(true);
+        expect(sdkFiles.filter((f) => f.endsWith("/dist/index.js"))).to.deep.equal([]);
         const script = await readFile(SCRIPT, "utf8");
         const html = `<!doctype html><script>globalThis.CONFORMANCE = ${JSON.stringify(args)};</script><script src="/sdk.js"></script><script type="module" src="/device.mjs"></script>`;
         page = createServer((req, res) => {
@@ -233,7 +238,7 @@ describe("conformance: one device script on every runtime", function () {
           reset: { kind: "run" }, state: { kind: "output" }, counter: { kind: "output" }, pushed: { kind: "output" },
           push: { kind: "run" }, slow: { kind: "output" }, finish: { kind: "run" },
         });
-        expect((await get("runtime")).body).to.deep.equal({ out: { runtime: rt.runtime, globalWebSocket: rt.globalWebSocket } });
+        expect((await get("runtime")).body).to.deep.equal({ out: { runtime: rt.runtime, entry: rt.entry, globalWebSocket: rt.globalWebSocket } });
         expect((await get("temperature")).body).to.deep.equal({ out: 21.5 });
         expect((await post("relay", { in: true })).status).to.equal(200);
         const bad = await post("relay", { in: "on" });

@@ -42,7 +42,9 @@ const state = { relay: false, resets: 0 };
 let counter = 0;
 let pushed = 0;
 d.output("temperature", () => 21.5);
-d.output("runtime", () => ({ runtime, globalWebSocket: typeof g.WebSocket === "function" }));
+// Which file of the package this runtime's export conditions picked (a browser gets a bundle).
+const entry = g.THINGRELAY_SDK ? "bundle" : import.meta.resolve(sdk).split("/").slice(-2).join("/");
+d.output("runtime", () => ({ runtime, entry, globalWebSocket: typeof g.WebSocket === "function" }));
 d.input("relay", (on) => {
   if (typeof on !== "boolean") throw new DeviceError(400, "relay expects true or false");
   state.relay = on;
