@@ -2,6 +2,8 @@
  * Configuration: read once from the environment by `server/main.ts`, validated, frozen. Every bad variable
  * is reported in one {@link ConfigError}. Nothing else in the server reads `process.env`.
  */
+import { NAME_RE } from "../device-sdk/protocol.js";
+
 export interface Limits {
   /** Default relay call timeout (ms) when the caller gives no `?timeout=`. */
   callTimeoutMs: number;
@@ -142,7 +144,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if ((adminUser === undefined) !== (adminPassword === undefined)) {
     problems.push("THINGRELAY_ADMIN_USER and THINGRELAY_ADMIN_PASSWORD must be set together");
   }
-  if (adminUser !== undefined && !/^[a-zA-Z0-9_]{1,32}$/.test(adminUser)) {
+  if (adminUser !== undefined && !NAME_RE.test(adminUser)) {
     problems.push("THINGRELAY_ADMIN_USER must match [a-zA-Z0-9_]{1,32}");
   }
   if (adminPassword !== undefined && (adminPassword.length < 8 || adminPassword.length > 1024)) {

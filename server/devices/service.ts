@@ -3,10 +3,11 @@ import { type DeviceDoc, Repositories } from "../store/repos.js";
 import { DuplicateKeyError } from "../store/types.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import type { Hub } from "../gateway/hub.js";
-import { CLOSE } from "../gateway/protocol.js";
+import { CLOSE, DEVICE_RE } from "../gateway/protocol.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 
-export const DEVICE_ID_RE = /^[a-zA-Z0-9_]{1,25}$/;
+/** Device ids: the protocol's rule (device-sdk/protocol.ts). */
+export const DEVICE_ID_RE = DEVICE_RE;
 export const MAX_DESCRIPTION = 256;
 export const MAX_CREDENTIALS = 256;
 

@@ -6,7 +6,7 @@ import type { Logger } from "../log.js";
 import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import { WindowLimiter } from "../auth/limiter.js";
-import { CLOSE, parseConnect } from "./protocol.js";
+import { CLOSE, parseConnect, type WsErrorCode } from "./protocol.js";
 import { CLOSE_GRACE_MS, DeviceSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
@@ -129,7 +129,7 @@ export class Gateway {
         (err: unknown) => {
           if (!finish()) return;
           this.logger.error({ err }, "device lookup failed");
-          closeWith(ws, 1011, "internal_error", "server error");
+          closeWith(ws, CLOSE.internalError, "internal_error", "server error");
         },
       );
     });
@@ -201,7 +201,7 @@ function rawSize(data: RawData): number {
   return data.byteLength;
 }
 
-function closeWith(ws: WebSocket, code: number, errCode: string, message: string): void {
+function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string): void {
   try {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
     ws.close(code, errCode);

@@ -6,6 +6,7 @@ import { ACCESS_TOKEN_TTL_S, type TokenSigner } from "../auth/jwt.js";
 import type { PasswordHasher } from "../auth/passwords.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 import { type Clock, systemClock, WindowLimiter } from "../auth/limiter.js";
+import { NAME_RE } from "../../device-sdk/protocol.js";
 
 /** Refresh tokens live ~60 days from their issue; each use rotates them. */
 export const REFRESH_TOKEN_TTL_MS = 60 * 24 * 3600 * 1000;
@@ -91,7 +92,7 @@ export class OAuthService {
     let ok: boolean;
     this.hashQueue++;
     try {
-      user = /^[a-zA-Z0-9_]{1,32}$/.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
+      user = NAME_RE.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
       // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
       ok = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDummy(password);
     } catch (err) {

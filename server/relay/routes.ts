@@ -6,6 +6,7 @@ import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
+import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
 
@@ -53,12 +54,12 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
     const verb: CallVerb = ctx.method === "POST" ? "POST" : "GET";
-    if (resource.endsWith("/api")) {
+    if (resource.endsWith(`/${RESERVED_RESOURCE}`)) {
       if (verb !== "GET") throw new AppError("method_not_allowed", "a resource's /api is read with GET", { headers: { Allow: "GET" } });
-      await describeOne(ctx, user, device, resource.slice(0, -"/api".length));
+      await describeOne(ctx, user, device, resource.slice(0, -`/${RESERVED_RESOURCE}`.length));
       return;
     }
-    if (resource === "api") {
+    if (resource === RESERVED_RESOURCE) {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
       const session = s.hub.get(user, device);
       if (session) {

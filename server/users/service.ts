@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { NAME_RE } from "../../device-sdk/protocol.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Repositories } from "../store/repos.js";
@@ -7,7 +8,8 @@ import type { PasswordHasher } from "../auth/passwords.js";
 import { WindowLimiter } from "../auth/limiter.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 
-export const USERNAME_RE = /^[a-zA-Z0-9_]{1,32}$/;
+/** User names: the protocol's rule (device-sdk/protocol.ts). */
+export const USERNAME_RE = NAME_RE;
 export const PASSWORD_MIN = 8;
 export const PASSWORD_MAX = 1024;
 

@@ -38,6 +38,8 @@ export interface TestServerOptions {
   serverOptions?: ServerOptions;
   /** Wraps the store the server uses (fault injection); the unwrapped store is the one closed. */
   wrapStore?: (s: Store) => Store;
+  /** Port to listen on (default 0: any free port); a restarted server can take its predecessor's. */
+  port?: number;
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -61,7 +63,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer(options.serverOptions ?? {});
   relay.attach(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   let closed = false;
   return {
