@@ -35,6 +35,12 @@ import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
 import { openapiRoutes } from "./openapi/routes.js";
+import { PropertiesService } from "./properties/service.js";
+import { DevicePropertyLink } from "./properties/device.js";
+import { propertyRoutes } from "./properties/routes.js";
+import { CallQueue } from "./calls/queue.js";
+import { IdempotencyKeys } from "./calls/idempotency.js";
+import { callRoutes } from "./calls/routes.js";
 
 export interface AppOptions {
   config: Readonly<Config>;
@@ -46,6 +52,8 @@ export interface AppOptions {
   collectDefaultMetrics?: boolean;
   /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
   cluster?: { nc: NatsConnection; subjectPrefix?: string };
+  /** How often the queued-call poll runs (ms, default 30 s): it catches calls no notification announced. */
+  callPollMs?: number;
 }
 
 export interface Thingrelay {
@@ -60,6 +68,11 @@ export interface Thingrelay {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Wires an http.Server to this app (requests, upgrades, keepalive sweep). */
   attach(server: Server): void;
+  /**
+   * Resolves once start-up work on the store is done (issue 18: queued calls a previous run left `running`
+   * are marked failed). main.ts awaits it before listening; calls made before it are still safe.
+   */
+  ready: Promise<void>;
   /** Shuts down in order: stop accepting devices, close sessions (1001) and streams. Leaves the store open. */
   close(code?: number): Promise<void>;
 }
@@ -83,6 +96,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     devices: new DevicesService(repos, credentials, hub, cache),
     tokens: new TokensService(repos, signer, cache),
     streams: undefined as unknown as StreamService,
+    properties: new PropertiesService(repos),
+    calls: undefined as unknown as CallQueue,
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
@@ -93,10 +109,17 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     services.cluster = bridge;
     services.streams.attachCluster(bridge);
   }
+  services.calls = new CallQueue(repos, hub, logger, {
+    maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
+    pollMs: options.callPollMs ?? 30_000, shared: services.cluster !== undefined,
+  }, services.cluster);
+  services.calls.on("done", (e) => services.streams.accountEvent(e.user, "call", { device: e.device, ...e.call }));
+  const propertyLink = new DevicePropertyLink(services.properties, hub, logger, services.cluster);
+  propertyLink.start();
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {
-    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
+    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, requests: propertyLink,
   });
 
   const app = new Koa({ proxy: config.trustProxy });
@@ -177,6 +200,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   tokenRoutes(router, services, auth);
   streamRoutes(router, services, auth);
   relayRoutes(router, services, auth);
+  propertyRoutes(router, services, auth);
+  callRoutes(router, services, auth);
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
   app.use(router.routes());
@@ -185,6 +210,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
 
   // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
   const purge = () => {
+    services.idempotency.purge().catch((err: unknown) => logger.warn({ err }, "idempotency key purge failed"));
     repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
       (n) => (n.tokens + n.families > 0 ? logger.info(n, "purged expired refresh tokens") : undefined),
       (err: unknown) => logger.warn({ err }, "refresh token purge failed"),
@@ -196,8 +222,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const callback = app.callback();
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => gateway.handleUpgrade(req, socket, head);
   hub.start();
+  const ready = services.calls.start();
+  ready.catch((err: unknown) => logger.error({ err }, "queued call start-up failed"));
   return {
-    app, router, services, gateway, callback, handleUpgrade,
+    app, router, services, gateway, callback, handleUpgrade, ready,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
@@ -205,6 +233,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     },
     async close(code = 1001) {
       for (const t of purgeTimers) clearTimeout(t);
+      services.calls.close();
+      propertyLink.close();
       gateway.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");
       await services.streams.close();

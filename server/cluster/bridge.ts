@@ -17,7 +17,8 @@ type DeviceOp =
   | { op: "stats" }
   | { op: "api" }
   | { op: "stream"; node: string; resource: string; interval: number | null }
-  | { op: "kick"; code: number; reason: string };
+  | { op: "kick"; code: number; reason: string }
+  | { op: "notify"; kind: string; payload: unknown };
 
 type Reply =
   | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }> }
@@ -50,6 +51,7 @@ export class ClusterBridge {
   private readonly trafficAt = new Map<string, number>();
   private readonly applyingRemote = new Set<string>();
   private readonly unhook: Array<() => void> = [];
+  private readonly notifyListeners = new Set<(user: string, device: string, kind: string, payload: unknown) => void>();
   streamSink: RemoteStreamSink | undefined;
   private unflushed = false;
   private flushing: Promise<void> | undefined;
@@ -161,6 +163,20 @@ export class ClusterBridge {
     this.publish(this.deviceSubject(user, device), { op: "kick", code, reason } satisfies DeviceOp);
   }
 
+  /**
+   * Fire-and-forget note to whichever node holds the device (issue 18: a property edit to push, a queued
+   * call to deliver). Nobody holds it: dropped, as the store has the data for the device's next connect.
+   */
+  notify(user: string, device: string, kind: string, payload: unknown): void {
+    this.publish(this.deviceSubject(user, device), { op: "notify", kind, payload } satisfies DeviceOp);
+  }
+
+  /** Listens to {@link notify} notes for devices held here; returns the unsubscribe function. */
+  onNotify(fn: (user: string, device: string, kind: string, payload: unknown) => void): () => void {
+    this.notifyListeners.add(fn);
+    return () => this.notifyListeners.delete(fn);
+  }
+
   /** Tells the node holding the device what this node's subscribers want (null = none left here). */
   announceStream(user: string, device: string, resource: string, interval: number | null): void {
     const op: DeviceOp = { op: "stream", node: this.nodeId, resource, interval };
@@ -237,6 +253,9 @@ export class ClusterBridge {
         }
         case "kick":
           this.hub.closeSession(user, device, op.code, op.reason.slice(0, 100));
+          return;
+        case "notify":
+          for (const fn of this.notifyListeners) fn(user, device, op.kind, op.payload);
           return;
         case "stream":
           if (op.node !== this.nodeId) this.streamSink?.setRemoteInterval(user, device, op.resource, op.node, op.interval);
