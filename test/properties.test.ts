@@ -93,7 +93,7 @@ describe("device properties (/v3 …/properties)", function () {
         expect(r.status, JSON.stringify(json)).to.equal(400);
         expect(r.body.error.code).to.equal("invalid_request");
       }
-      for (const name of ["a%2Fb", "%2E%2E", "a//b", "a%20b"]) {
+      for (const name of ["a%2Fb", "a%5Cb", "a//b", "a%20b"]) {
         const r = await api(srv.url, "PUT", props("thermo", name), { token, json: { value: 1 } });
         expect(r.status, name).to.equal(400);
         expect(r.body.error.code).to.equal("invalid_request");
