@@ -40,7 +40,6 @@ export const ERROR_CODES = {
   call_not_found: { status: 404, message: "no such queued call" },
   call_not_queued: { status: 409, message: "the call is no longer queued" },
   queue_full: { status: 429, message: "too many queued calls" },
-  call_expired: { status: 504, message: "the call was not delivered within its ttl" },
   call_interrupted: { status: 502, message: "the server stopped while the call was running; it was not sent again" },
   idempotency_key_reused: { status: 422, message: "this Idempotency-Key was used with another request" },
   idempotency_key_in_flight: { status: 409, message: "the first request with this Idempotency-Key is still running" },

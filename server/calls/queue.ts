@@ -229,7 +229,7 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
     const now = Date.now();
     let update: Partial<QueuedCallDoc> | undefined;
     if (doc.status === "queued" && doc.expiresTs <= now) {
-      update = { status: "expired", doneTs: doc.expiresTs, error: { code: "call_expired", message: "the call was not delivered within its ttl", status: 504 } };
+      update = { status: "expired", doneTs: doc.expiresTs };
     } else if (doc.status === "running" && doc.leaseTs !== undefined && doc.leaseTs < now) {
       update = interrupted(now);
     }

@@ -68,6 +68,8 @@ export function callRoutes(router: Router, s: Services, requireAuth: RouterMiddl
     const user = userParam(ctx.params.user);
     const device = deviceParam(ctx.params.device);
     if (principalOf(ctx).user !== user) throw noDevice();
+    // The device first: another account's device and a missing one of the caller's answer alike.
+    if (!(await s.devices.exists(user, device))) throw noDevice();
     const id = callId(ctx.params.id);
     const call = await s.calls.get(user, device, id);
     authorize(ctx, user, "AccessDeviceResources", { device, resource: call.resource }, noDevice);
