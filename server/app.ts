@@ -113,7 +113,12 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
     pollMs: options.callPollMs ?? 30_000, shared: services.cluster !== undefined,
   }, services.cluster);
-  services.calls.on("done", (e) => services.streams.accountEvent(e.user, "call", { device: e.device, ...e.call }));
+  services.calls.on("done", (e) => {
+    const data = { device: e.device, ...e.call };
+    services.streams.accountEvent(e.user, "call", data);
+    services.cluster?.publishAccountEvent(e.user, "call", data);
+  });
+  services.cluster?.onAccountEvent((user, type, data) => services.streams.accountEvent(user, type, data));
   const propertyLink = new DevicePropertyLink(services.properties, hub, logger, services.cluster);
   propertyLink.start();
   hub.on("online", () => metrics.devices.set(hub.size));

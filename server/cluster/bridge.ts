@@ -28,7 +28,8 @@ type ClusterEvent =
   | { kind: "online"; node: string; user: string; device: string; ts: number; ip: string }
   | { kind: "offline"; node: string; user: string; device: string; ts: number }
   | { kind: "data"; node: string; user: string; device: string; resource: string; out: unknown; ts: number }
-  | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats };
+  | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats }
+  | { kind: "account"; node: string; user: string; device: string; type: "call"; data: Record<string, unknown> };
 
 export interface RemoteStreamSink {
   /** Another node's wish for a device resource stream held here (interval ms; null = no subscribers there). */
@@ -52,6 +53,7 @@ export class ClusterBridge {
   private readonly applyingRemote = new Set<string>();
   private readonly unhook: Array<() => void> = [];
   private readonly notifyListeners = new Set<(user: string, device: string, kind: string, payload: unknown) => void>();
+  private readonly accountListeners = new Set<(user: string, type: "call", data: { device: string } & Record<string, unknown>) => void>();
   streamSink: RemoteStreamSink | undefined;
   private unflushed = false;
   private flushing: Promise<void> | undefined;
@@ -175,6 +177,17 @@ export class ClusterBridge {
   onNotify(fn: (user: string, device: string, kind: string, payload: unknown) => void): () => void {
     this.notifyListeners.add(fn);
     return () => this.notifyListeners.delete(fn);
+  }
+
+  /** An account event made on this node (issue 18: a queued call finished) for the streams of the other nodes. */
+  publishAccountEvent(user: string, type: "call", data: { device: string } & Record<string, unknown>): void {
+    this.publishEvent({ kind: "account", node: this.nodeId, user, device: data.device, type, data });
+  }
+
+  /** Listens to the other nodes' {@link publishAccountEvent}; returns the unsubscribe function. */
+  onAccountEvent(fn: (user: string, type: "call", data: { device: string } & Record<string, unknown>) => void): () => void {
+    this.accountListeners.add(fn);
+    return () => this.accountListeners.delete(fn);
   }
 
   /** Tells the node holding the device what this node's subscribers want (null = none left here). */
@@ -324,6 +337,9 @@ export class ClusterBridge {
       }
       case "data":
         this.hub.emit("data", { ...ref, resource: e.resource, out: e.out, ts: e.ts });
+        return;
+      case "account":
+        for (const fn of this.accountListeners) fn(e.user, e.type, { ...e.data, device: e.device });
         return;
       case "traffic": {
         const holder = this.remoteHolders.get(key);

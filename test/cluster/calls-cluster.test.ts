@@ -10,6 +10,7 @@ import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
 import { once, until } from "../helpers/wait.js";
+import { sse } from "../helpers/sse.js";
 
 /**
  * Issue 18 in cluster mode: two nodes in this process share one store and talk over a real nats-server (as in
@@ -86,6 +87,17 @@ describe("cluster: queued calls and properties across nodes", function () {
     expect(done.out).to.equal("via B");
     expect((await api(A.url, "GET", callPath("online", r.body.id), { token })).body).to.deep.equal(done);
     expect(log).to.deep.equal(["via B"]);
+  });
+
+  it("the `call` event of a call delivered by A reaches an account stream open on B", async () => {
+    const stream = await sse(`${B.url}/v1/users/alice/events?device=online`, { Authorization: `Bearer ${token}` });
+    try {
+      const r = await api(B.url, "POST", "/v2/users/alice/devices/online/echo", { token, json: { in: "evt" }, headers: ASYNC });
+      const ev = await stream.next((e) => e.event === "call");
+      expect(JSON.parse(ev.data)).to.include({ type: "call", device: "online", id: r.body.id, status: "succeeded", out: "evt" });
+    } finally {
+      stream.close();
+    }
   });
 
   it("a property edited on B reaches the device held by A", async () => {
