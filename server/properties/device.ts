@@ -2,6 +2,7 @@ import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
 import type { ClusterBridge } from "../cluster/bridge.js";
+import { DeviceSession } from "../gateway/session.js";
 import type { Property, PropertiesService, PropertyChange } from "./service.js";
 import { PropertiesService as Props } from "./service.js";
 
@@ -33,10 +34,19 @@ export class DevicePropertyLink {
     private readonly cluster?: ClusterBridge,
   ) {}
 
+  /**
+   * The device's session here if it speaks the JSON protocol. Sessions of other protocols (Thinger legacy,
+   * IOTMP) encode properties their own way: they listen to the service's `change` events themselves.
+   */
+  private jsonSession(user: string, device: string): DeviceSession | undefined {
+    const s = this.hub.get(user, device) as unknown;
+    return s instanceof DeviceSession ? s : undefined;
+  }
+
   start(): void {
     const onOnline = (e: { user: string; device: string; remote?: boolean }) => {
       if (e.remote === true) return;
-      const session = this.hub.get(e.user, e.device);
+      const session = this.jsonSession(e.user, e.device);
       if (session) this.pushAll(session);
     };
     this.hub.on("online", onOnline);
@@ -46,9 +56,8 @@ export class DevicePropertyLink {
     this.unhook.push(() => this.service.off("change", onChange));
     if (this.cluster) {
       this.unhook.push(this.cluster.onNotify((user, device, kind, payload) => {
-        if (kind !== "property") return;
-        const session = this.hub.get(user, device);
-        if (session) session.send(payload as string);
+        if (kind !== "property" || typeof payload !== "string") return;
+        this.jsonSession(user, device)?.send(payload);
       }));
     }
   }
@@ -71,9 +80,9 @@ export class DevicePropertyLink {
     // The device that made the change has its answer already.
     if (c.origin === "device") return;
     const text = propertyFrame(c, undefined, c.deleted);
-    const session = this.hub.get(c.user, c.device);
+    const session = this.jsonSession(c.user, c.device);
     if (session) session.send(text);
-    else this.cluster?.notify(c.user, c.device, "property", text);
+    else if (!this.hub.get(c.user, c.device)) this.cluster?.notify(c.user, c.device, "property", text);
   }
 
   /** A `property_get` / `property_set` frame from a JSON-protocol device. Answers carry the request's `id`. */

@@ -70,6 +70,7 @@ export const INDEXES: readonly IndexSpec[] = [
   { collection: "device_properties", field: "deviceKey" },
   { collection: "queued_calls", field: "deviceKey" },
   { collection: "queued_calls", field: "user" },
+  { collection: "queued_calls", field: "status" },
   { collection: "idempotency_keys", field: "user" },
 ];
 
