@@ -174,6 +174,33 @@ describe("queued calls (Prefer: respond-async)", function () {
     await waitStatus(name, next.body.id, "succeeded");
   });
 
+  it("a call the device is too busy to take (device_busy) stays queued and is delivered once when it can be", async () => {
+    const busy = await startServer({ env: { THINGRELAY_MAX_INFLIGHT: "1" } });
+    try {
+      const admin = await login(busy.url, ADMIN.user, ADMIN.password);
+      const t = await newAccount(busy.url, admin.access_token, "alice");
+      await newDevice(busy.url, t, "alice", "busy", "s3cret");
+      const raw = await RawDevice.connect(busy.wsUrl, "alice", "busy", "s3cret", { relay: "input", slow: "output" });
+      raws.push(raw);
+      const sync = api(busy.url, "GET", "/v2/users/alice/devices/busy/slow", { token: t });
+      const held = await raw.next((f) => f.type === "call");
+      expect(held.resource).to.equal("slow");
+      const q = await api(busy.url, "POST", "/v2/users/alice/devices/busy/relay", { token: t, json: { in: 1 }, headers: ASYNC });
+      expect(q.status).to.equal(202);
+      // The only slot is taken: the session refuses the queued call (device_busy), which goes back to the queue
+      // and is tried again once the slot is free.
+      raw.ws.send(JSON.stringify({ type: "result", id: held.id, out: 1 }));
+      expect((await sync).status).to.equal(200);
+      const delivered = await raw.next((f) => f.type === "call");
+      expect(delivered).to.include({ resource: "relay", in: 1 });
+      raw.ws.send(JSON.stringify({ type: "result", id: delivered.id }));
+      await until(async () => (await api(busy.url, "GET", `/v1/users/alice/devices/busy/calls/${q.body.id}`, { token: t })).body.status === "succeeded", 8000, "succeeded");
+      expect(raw.frames.filter((f) => f.type === "call" && f.resource === "relay")).to.have.length(1);
+    } finally {
+      await busy.close();
+    }
+  });
+
   it("per-device and per-account limits answer 429 queue_full with Retry-After", async () => {
     const a = await freshDevice();
     const b = await freshDevice();
