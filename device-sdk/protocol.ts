@@ -25,8 +25,8 @@ export const CLOSE = {
 export const FATAL_CLOSE_CODES: readonly number[] = [CLOSE.replaced, CLOSE.unauthorized, CLOSE.deviceDeleted, CLOSE.badConnect];
 
 /** Frame `type`s, by direction. */
-export const SERVER_FRAME_TYPES = ["connected", "error", "call", "state", "stream", "unstream", "pong"] as const;
-export const DEVICE_FRAME_TYPES = ["connect", "describe", "result", "error", "data", "ping"] as const;
+export const SERVER_FRAME_TYPES = ["connected", "error", "call", "state", "stream", "unstream", "pong", "property"] as const;
+export const DEVICE_FRAME_TYPES = ["connect", "describe", "result", "error", "data", "ping", "property_get", "property_set"] as const;
 
 /**
  * `code`s of error frames. The server sends the first four (then closes); a device sends
@@ -49,7 +49,8 @@ export type ServerFrame =
   | { type: "state"; id: number; resource: string }
   | { type: "stream"; resource: string; interval: number }
   | { type: "unstream"; resource: string }
-  | { type: "pong" };
+  | { type: "pong" }
+  | { type: "property"; id?: number; name: string; value?: unknown; updated_ts?: number; deleted?: true };
 
 export type ResourceKind = "output" | "input" | "io" | "run";
 export const RESOURCE_KINDS: readonly ResourceKind[] = ["output", "input", "io", "run"];
