@@ -17,6 +17,7 @@ import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
 import { AccountService, coreAccountParts } from "./users/account.js";
+import { featureAccountParts } from "./users/feature-parts.js";
 import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
 import { StreamService } from "./streams/service.js";
@@ -101,7 +102,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     devices: new DevicesService(repos, credentials, hub, cache),
     tokens,
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
-    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens)]),
+    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos)]),
     streams: undefined as unknown as StreamService,
     properties: new PropertiesService(repos),
     calls: undefined as unknown as CallQueue,

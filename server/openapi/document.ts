@@ -142,7 +142,7 @@ const OPERATIONS: Operation[] = [
     method: "get", path: "/v1/users/{user}/export", operationId: "exportAccount", tag: "users", params: ["user"],
     summary: "Export the whole account as one JSON document",
     description: "The account's own password-grant session or an administrator. One section per part of the "
-      + "account (`user`, `devices`, `device_tokens`, `user_tokens`, and those other features add). No secret "
+      + "account (`user`, `devices`, `device_tokens`, `user_tokens`, `properties`, `calls`, and those other features add). No secret "
       + "or hash: no password hash, no device credentials, no token values, no sign-in sessions.",
     ok: [ok("The export document.", ref("AccountExport"), { headers: { "Content-Disposition": { type: "string" } } })],
     errors: [...AUTH, "forbidden", "user_not_found"],

@@ -202,6 +202,14 @@ export function componentSchemas(): Record<string, Schema> {
           },
         },
         user_tokens: { type: "array", items: { type: "object", description: "a UserToken without `token`" } },
+        properties: {
+          type: "array",
+          items: {
+            type: "object", required: ["device", "property", "value", "updated_ts"],
+            properties: { device: { type: "string" }, property: { type: "string" }, value: {}, updated_ts: int("ms since the epoch") },
+          },
+        },
+        calls: { type: "array", items: { type: "object", description: "a queued call's status object with its `device`" } },
       },
     },
     ResourceApi: {
