@@ -18,6 +18,7 @@ import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
 import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
+import { DeviceAdmission } from "./gateway/admission.js";
 import { StreamService } from "./streams/service.js";
 import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
@@ -95,7 +96,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   }
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
-  const gateway = new Gateway(hub, repos, credentials, logger, {
+  const admission = new DeviceAdmission(repos, credentials, logger, config.limits);
+  const gateway = new Gateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
   });
 
