@@ -1,12 +1,11 @@
 import { AppError } from "../errors.js";
 import type { ResourceKind } from "../gateway/protocol.js";
 import type { Frame } from "./frame-reader.js";
-import { decodeIotmpBody, encodeIotmpMessage, IOTMP_TYPE, type IotmpDialect, type IotmpMessage } from "./iotmp-frame.js";
+import { decodeIotmpFrame, encodeIotmpMessage, IOTMP_KEEPALIVE, IOTMP_TYPE, type IotmpDialect, type IotmpMessage } from "./iotmp-frame.js";
 import type { PsonValue } from "./pson-value.js";
 import { isObject, kindOfFn, type Reply, ThingerSession, type ThingerSessionOptions } from "./session-base.js";
 import type { DeviceLink } from "./link.js";
 
-const KEEPALIVE = Uint8Array.of(IOTMP_TYPE.KEEP_ALIVE, 0x00);
 
 /**
  * A device speaking IOTMP (the Thinger Linux clients, IOTMP-Embedded): THINGER-PROTOCOL §3. Resources are
@@ -21,10 +20,10 @@ export class IotmpSession extends ThingerSession {
 
   handleFrame(frame: Frame): void {
     if (frame.type === IOTMP_TYPE.KEEP_ALIVE) {
-      this.write(KEEPALIVE);
+      this.write(IOTMP_KEEPALIVE);
       return;
     }
-    const m = decodeIotmpBody(frame.body, this.dialect);
+    const m = decodeIotmpFrame(frame, this.dialect);
     switch (frame.type) {
       case IOTMP_TYPE.OK:
       case IOTMP_TYPE.ERROR:

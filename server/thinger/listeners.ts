@@ -11,7 +11,7 @@ import { clientIp } from "../gateway/upgrade.js";
 import { DEVICE_RE, NAME_RE } from "../gateway/protocol.js";
 import { detectProtocol, FrameReader, type Frame } from "./frame-reader.js";
 import { decodeLegacyBody, encodeLegacyMessage, LEGACY_FLAG, LEGACY_FRAME } from "./legacy-frame.js";
-import { decodeIotmpBody, detectIotmpDialect, encodeIotmpMessage, IOTMP_TYPE, type IotmpDialect } from "./iotmp-frame.js";
+import { decodeIotmpFrame, detectIotmpDialect, encodeIotmpMessage, IOTMP_TYPE, type IotmpDialect } from "./iotmp-frame.js";
 import { MAX_FRAME_BYTES } from "./limits.js";
 import { SocketLink, WebSocketLink, type DeviceLink } from "./link.js";
 import { LegacySession } from "./legacy-session.js";
@@ -235,7 +235,7 @@ export class ThingerGateway {
       let streamId: number | undefined;
       try {
         dialect = detectIotmpDialect(frame.body);
-        const m = decodeIotmpBody(frame.body, dialect);
+        const m = decodeIotmpFrame(frame, dialect);
         streamId = m.streamId;
         creds = parseCredentials(m.payload);
       } catch {
