@@ -255,13 +255,13 @@ export abstract class ThingerSession implements DeviceSession {
     if (!p) return;
     this.pending.delete(id);
     clearTimeout(p.timer);
-    p.resolve(reply);
+    p.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
   }
 
   /** A value the device pushed on stream `id`. */
   protected sample(id: number | undefined, value: unknown): void {
     const resource = id === undefined ? undefined : this.streamIds.get(id);
-    if (resource !== undefined) this.options.events.onData(this, resource, value);
+    if (resource !== undefined) this.options.events.onData(this, resource, tidyNumbers(value as PsonValue));
   }
 
   /**
@@ -313,6 +313,32 @@ function matches(template: string[], segs: string[]): boolean {
     if (!t.startsWith(":") && t !== segs[i]) return false;
   }
   return template.length === segs.length;
+}
+
+/**
+ * Device values as a caller should see them. The clients narrow doubles to float32 (legacy PSON whenever within
+ * 1e-5, PSON v2 when exact), so 41.65 arrives as 41.650001525878906: a number that is exactly a float32 is shown
+ * as the shortest decimal that narrows to the same float32 (41.65), as the sketch wrote it.
+ */
+export function tidyNumbers(v: PsonValue | undefined, depth = 0): PsonValue | undefined {
+  if (typeof v === "number") return shortFloat32(v);
+  if (depth > 64 || typeof v !== "object" || v === null || v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) return v.map((x) => tidyNumbers(x, depth + 1) as PsonValue);
+  const out: Record<string, PsonValue> = {};
+  for (const [k, x] of Object.entries(v)) {
+    // Keys come from the device: define, never assign through a prototype setter.
+    Object.defineProperty(out, k, { value: tidyNumbers(x, depth + 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function shortFloat32(x: number): number {
+  if (Number.isInteger(x) || !Number.isFinite(x) || Math.fround(x) !== x) return x;
+  for (let p = 1; p <= 9; p++) {
+    const s = Number(x.toPrecision(p));
+    if (Math.fround(s) === x) return s;
+  }
+  return x;
 }
 
 export function isObject(v: unknown): v is Record<string, PsonValue> {
