@@ -93,7 +93,7 @@ export function encodeIotmpBody(m: IotmpMessage, dialect: IotmpDialect, opts: Io
   values.set(IOTMP_FIELD.PARAMETERS, m.params);
   if (resourceInPayloadField(m.type, dialect)) {
     if (m.payload !== undefined && m.resource !== undefined) throw new ThingerCodecError("bad_field", "dialect 1 START_STREAM/DESCRIBE cannot carry both a resource and a payload");
-    values.set(IOTMP_FIELD.PAYLOAD, m.resource ?? m.payload);
+    values.set(IOTMP_FIELD.PAYLOAD, m.resource !== undefined ? m.resource : m.payload);
   } else {
     values.set(IOTMP_FIELD.PAYLOAD, m.payload);
     values.set(IOTMP_FIELD.RESOURCE, m.resource);

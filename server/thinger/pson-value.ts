@@ -4,7 +4,9 @@
  */
 export type PsonValue = null | boolean | number | string | Uint8Array | PsonValue[] | { [k: string]: PsonValue };
 
-/** True for a value an encoder treats as an object (not null, not an array, not bytes). */
+/** True for a plain object (prototype Object.prototype or null) — what JSON.parse and the decoders produce. */
 export function isPsonObject(v: unknown): v is { [k: string]: PsonValue } {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
