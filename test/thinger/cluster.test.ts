@@ -57,8 +57,8 @@ describe("cluster: a Thinger device on node A, callers on node B", function () {
         protocol, transport: "tcp", port: protocol === "legacy" ? A.thingerPorts.thinger! : A.thingerPorts.iotmp!,
         user: "alice", device: "dev1", credentials: "s3cret",
         resources: {
-          temp: { kind: "output", get: () => 21.5 },
-          led: { kind: "input", set: (v) => void (led = v === true), state: () => led },
+          temp: { kind: "output", out: () => 21.5 },
+          led: { kind: "input", in: (v) => void (led = v === true), state: () => led },
         },
       });
       devices.push(d);
