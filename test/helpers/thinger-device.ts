@@ -44,12 +44,38 @@ export class ThingerDeviceError extends Error {
   }
 }
 
-/** One resource, by kind (`fn` 1 run, 2 input, 3 output, 4 io). `al` is the legacy access level (default 0). */
+type Maybe<T> = T | Promise<T>;
+
+/**
+ * One resource, by kind (`fn` 1 run, 2 input, 3 output, 4 io). `al` is the legacy access level (default 0).
+ * Handlers may return a promise (the answer waits for it; one that never settles makes a device that never answers).
+ */
 export type ThingerResource =
-  | { kind: "run"; run?: () => void; al?: number }
-  | { kind: "input"; in: (v: PsonValue) => void; state?: () => PsonValue; al?: number }
-  | { kind: "output"; out: () => PsonValue; al?: number }
-  | { kind: "io"; io: (v: PsonValue | undefined) => PsonValue; al?: number };
+  | { kind: "run"; run?: () => unknown; al?: number }
+  | { kind: "input"; in: (v: PsonValue) => unknown; state?: () => Maybe<PsonValue>; al?: number }
+  | { kind: "output"; out: () => Maybe<PsonValue>; al?: number }
+  | { kind: "io"; io: (v: PsonValue | undefined) => Maybe<PsonValue>; al?: number };
+
+function isThenable<T>(v: Maybe<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === "function";
+}
+
+function then<T, U>(v: Maybe<T>, f: (t: T) => U): Maybe<U> {
+  return isThenable(v) ? v.then(f) : f(v);
+}
+
+/** Runs `f`; answers synchronously when it is synchronous (keeps reply order), after the promise otherwise. */
+function settle<T>(f: () => Maybe<T>, done: (v: T) => void, failed: (e: unknown) => void): void {
+  let v: Maybe<T>;
+  try {
+    v = f();
+  } catch (err) {
+    failed(err);
+    return;
+  }
+  if (isThenable(v)) v.then(done, failed);
+  else done(v);
+}
 
 const FN = { run: 1, input: 2, output: 3, io: 4 } as const;
 
@@ -234,6 +260,7 @@ export class ThingerDevice extends EventEmitter {
 
   /** Sends bytes as they are (one WebSocket TEXT frame on ws). */
   sendRaw(bytes: Uint8Array): void {
+    if (this.state === "closed") return;
     this.sent.push(bytes);
     if (this.ws) this.ws.send(bytes, { binary: false });
     else this.socket?.write(bytes);
@@ -322,7 +349,10 @@ export class ThingerDevice extends EventEmitter {
     this.teardown();
     if (this.ws) this.ws.close();
     else this.socket?.end();
+    // A peer that never finishes the close gets its socket destroyed.
+    const force = setTimeout(() => (this.ws ? this.ws.terminate() : this.socket?.destroy()), 1_000);
     await this.closedPromise;
+    clearTimeout(force);
   }
 
   // ————————————————————————————————————————————————————————— transport
@@ -458,14 +488,14 @@ export class ThingerDevice extends EventEmitter {
         const name = (describe ? path.slice(0, -1) : path).join("/");
         const r = this.resources.get(name);
         if (!r) return reply(false);
-        try {
-          if (describe) return reply(true, this.apiIo(r));
-          const out = this.run(r, m.payload);
-          reply(true, out);
-          if (r.kind === "input") this.echoInput(name);
-        } catch {
-          reply(false);
-        }
+        settle(
+          () => (describe ? this.apiIo(r) : this.run(r, m.payload)),
+          (out) => {
+            reply(true, out);
+            if (!describe && r.kind === "input") this.echoInput(name);
+          },
+          () => reply(false),
+        );
         return;
       }
       case LEGACY_FLAG.START_STREAM: {
@@ -518,28 +548,26 @@ export class ThingerDevice extends EventEmitter {
   }
 
   /** `[…, "api"]`: the callbacks run with empty input; `{"in": state, "out": value}`. */
-  private apiIo(r: ThingerResource): PsonValue {
+  private apiIo(r: ThingerResource): Maybe<PsonValue> {
     switch (r.kind) {
       case "input":
-        return r.state ? { in: r.state() } : {};
+        return r.state ? then(r.state(), (v): PsonValue => ({ in: v })) : {};
       case "output":
-        return { out: r.out() };
+        return then(r.out(), (v): PsonValue => ({ out: v }));
       case "io":
-        return { out: r.io(undefined) };
+        return then(r.io(undefined), (v): PsonValue => ({ out: v }));
       default:
         return {};
     }
   }
 
   /** Runs a resource; the OK payload (raw output) or undefined. */
-  private run(r: ThingerResource, payload: PsonValue | number | undefined): PsonValue | undefined {
+  private run(r: ThingerResource, payload: PsonValue | number | undefined): Maybe<PsonValue | undefined> {
     switch (r.kind) {
       case "run":
-        r.run?.();
-        return undefined;
+        return then(r.run?.(), () => undefined);
       case "input":
-        if (payload !== undefined) r.in(payload);
-        return undefined;
+        return payload === undefined ? undefined : then(r.in(payload), () => undefined);
       case "output":
         return r.out();
       case "io":
@@ -557,7 +585,15 @@ export class ThingerDevice extends EventEmitter {
   private pushSample(s: Stream, legacyFlag: number | undefined): void {
     const r = this.resources.get(s.resource);
     if (!r || this.state !== "open") return;
-    const value = r.kind === "input" ? r.state?.() : r.kind === "output" ? r.out() : r.kind === "io" ? r.io(undefined) : undefined;
+    settle(
+      (): Maybe<PsonValue | undefined> => (r.kind === "input" ? r.state?.() : r.kind === "output" ? r.out() : r.kind === "io" ? r.io(undefined) : undefined),
+      (value) => this.sendSample(s, r, value, legacyFlag),
+      (err) => this.emitError(err as Error),
+    );
+  }
+
+  private sendSample(s: Stream, r: ThingerResource, value: PsonValue | undefined, legacyFlag: number | undefined): void {
+    if (this.state !== "open" || this.streams.get(s.id) !== s) return;
     if (this.protocol === "legacy") {
       const wrapped: PsonValue = r.kind === "input" ? { in: value ?? null } : { out: value ?? null };
       this.sendLegacy({ streamId: s.id, flag: legacyFlag ?? LEGACY_FLAG.STREAM_SAMPLE, payload: wrapped });
@@ -595,15 +631,14 @@ export class ThingerDevice extends EventEmitter {
     switch (m.type) {
       case IOTMP_TYPE.RUN: {
         if (!r) return fail();
-        let out: PsonValue | undefined;
-        try {
-          out = this.run(r, m.payload);
-        } catch (err) {
-          return fail(err);
-        }
-        ok(out);
-        if (r.kind === "input" && m.payload !== undefined) this.echoInput(name!);
-        return;
+        return settle(
+          () => this.run(r, m.payload),
+          (out) => {
+            ok(out);
+            if (r.kind === "input" && m.payload !== undefined) this.echoInput(name!);
+          },
+          fail,
+        );
       }
       case IOTMP_TYPE.DESCRIBE: {
         if (m.resource === undefined) {
@@ -612,11 +647,7 @@ export class ThingerDevice extends EventEmitter {
           return ok(flat);
         }
         if (!r) return fail();
-        try {
-          return ok(this.apiIo(r));
-        } catch (err) {
-          return fail(err);
-        }
+        return settle(() => this.apiIo(r), ok, fail);
       }
       case IOTMP_TYPE.START_STREAM: {
         if (!r || name === undefined) return fail();
@@ -638,8 +669,11 @@ export class ThingerDevice extends EventEmitter {
         const s = this.streams.get(streamId);
         const target = s ? this.resources.get(s.resource) : undefined;
         if (s && target && (target.kind === "input" || target.kind === "io") && m.payload !== undefined) {
-          this.run(target, m.payload);
-          this.pushSample(s, undefined);
+          settle(
+            () => this.run(target, m.payload),
+            () => this.pushSample(s, undefined),
+            (err) => this.emitError(err as Error),
+          );
         }
         return;
       }

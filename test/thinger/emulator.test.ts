@@ -19,6 +19,7 @@ import {
   encodeLegacyMessage,
   hex,
   type Frame,
+  type PsonValue,
 } from "../../server/thinger/index.js";
 import { selfSigned } from "../helpers/self-signed.js";
 import { ThingerDevice, ThingerDeviceError, type ThingerDeviceOptions, type ThingerResource } from "../helpers/thinger-device.js";
@@ -244,6 +245,28 @@ describe("thinger device emulator vs the captured vectors", function () {
       expect(d.received.map((f) => f.keepAlive)).to.deep.equal([false, false, true]);
     });
 
+    it("disconnects when the server does not echo its keep-alive by the next tick (requireKeepAliveEcho)", async () => {
+      const { peer, connecting, device: d } = await start("tcp", { protocol: "legacy", keepAliveMs: 30 });
+      await peer.next();
+      peer.send(LEGACY.authOk);
+      await connecting;
+      await peer.expectNext(LEGACY.keepAlive);
+      expect(await d.closed()).to.equal("keepalive");
+      expect(d.connected).to.equal(false);
+    });
+
+    it("stays connected while the server echoes every keep-alive", async () => {
+      const { peer, connecting, device: d } = await start("tcp", { protocol: "legacy", keepAliveMs: 30 });
+      await peer.next();
+      peer.send(LEGACY.authOk);
+      await connecting;
+      for (let i = 0; i < 4; i++) {
+        await peer.expectNext(LEGACY.keepAlive);
+        peer.send(LEGACY.keepAlive);
+      }
+      expect(d.connected).to.equal(true);
+    });
+
     it("pushes a thing.stream() event as flag 6 with the wrapped value", async () => {
       const { peer, connecting, device: d } = await start("tcp", { protocol: "legacy" });
       await peer.next();
@@ -308,6 +331,36 @@ describe("thinger device emulator vs the captured vectors", function () {
       const { peer } = await open();
       peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 6, resource: "fail", payload: 1 }, 2));
       expect(decodeIotmpFrame(frameOf(await peer.next()), 2)).to.deep.equal({ type: IOTMP_TYPE.ERROR, streamId: 6, params: 7, payload: { error: "boom" } });
+    });
+
+    it("a refusal (ERROR with the CONNECT id) resolves connect() with 'refused'", async () => {
+      const { peer, connecting, device: d } = await start("tcp", { protocol: "iotmp2" });
+      await peer.next();
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.ERROR, streamId: 17767, params: 2 }, 2));
+      expect(await connecting).to.equal("refused");
+      expect(await d.closed()).to.equal("refused");
+    });
+
+    it("STREAM_DATA from the server feeds the streamed input, which echoes its state", async () => {
+      const { peer } = await open();
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.START_STREAM, streamId: 12, resource: "led" }, 2));
+      await peer.expectNext(encodeIotmpMessage({ type: IOTMP_TYPE.OK, streamId: 12 }, 2));
+      await peer.expectNext(Uint8Array.of(0x0a, 0x04, 0x08, 0x0c, 0x1a, 0x60)); // echo: false
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.STREAM_DATA, streamId: 12, payload: true }, 2));
+      await peer.expectNext(Uint8Array.of(0x0a, 0x04, 0x08, 0x0c, 0x1a, 0x61)); // now true
+    });
+
+    it("async handlers answer when they settle; one that never settles leaves its call unanswered", async () => {
+      const { peer, device: d } = await open();
+      let release!: (v: PsonValue) => void;
+      d.resource("slow", { kind: "output", out: () => new Promise<PsonValue>((r) => (release = r)) });
+      d.resource("hang", { kind: "output", out: () => new Promise<PsonValue>(() => {}) });
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 40, resource: "hang" }, 2));
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 41, resource: "slow" }, 2));
+      peer.send(encodeIotmpMessage({ type: IOTMP_TYPE.RUN, streamId: 42, resource: "temp" }, 2));
+      expect(decodeIotmpFrame(frameOf(await peer.next()), 2)).to.deep.equal({ type: IOTMP_TYPE.OK, streamId: 42, payload: 21.5 });
+      release("late");
+      expect(decodeIotmpFrame(frameOf(await peer.next()), 2)).to.deep.equal({ type: IOTMP_TYPE.OK, streamId: 41, payload: "late" });
     });
 
     it("a RUN without a stream id is still answered, with id 0", async () => {
