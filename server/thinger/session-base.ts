@@ -318,11 +318,13 @@ function matches(template: string[], segs: string[]): boolean {
 /**
  * Device values as a caller should see them. The clients narrow doubles to float32 (legacy PSON whenever within
  * 1e-5, PSON v2 when exact), so 41.65 arrives as 41.650001525878906: a number that is exactly a float32 is shown
- * as the shortest decimal that narrows to the same float32 (41.65), as the sketch wrote it.
+ * as the shortest decimal that narrows to the same float32 (41.65), as the sketch wrote it. Bytes become base64.
  */
 export function tidyNumbers(v: PsonValue | undefined, depth = 0): PsonValue | undefined {
   if (typeof v === "number") return shortFloat32(v);
-  if (depth > 64 || typeof v !== "object" || v === null || v instanceof Uint8Array) return v;
+  // Byte strings (the console's raw bytes, a sketch's binary output) reach JSON callers as base64.
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64");
+  if (depth > 64 || typeof v !== "object" || v === null) return v;
   if (Array.isArray(v)) return v.map((x) => tidyNumbers(x, depth + 1) as PsonValue);
   const out: Record<string, PsonValue> = {};
   for (const [k, x] of Object.entries(v)) {

@@ -320,7 +320,7 @@ describe("Thinger devices: keep-alive timeout, throttling, detection", function 
   let srv: TestServer;
   let token: string;
   before(async () => {
-    srv = await startServer({ thinger: { keepaliveTimeoutMs: 300 } });
+    srv = await startServer({ thinger: { keepaliveTimeoutMs: 300 }, env: { THINGRELAY_AUTH_DEADLINE_MS: "300" } });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
     await newDevice(srv.url, token, "alice", "dev1", "s3cret");
@@ -338,6 +338,20 @@ describe("Thinger devices: keep-alive timeout, throttling, detection", function 
       expect(srv.relay.services.hub.get("alice", "dev1")).to.equal(undefined);
     });
   }
+
+  it("a connection that does not authenticate within the deadline is closed (TCP and /iotmp)", async () => {
+    const sock = connect(srv.thingerPorts.iotmp!, "127.0.0.1");
+    sock.on("error", () => {});
+    await once(sock, "connect");
+    expect(srv.relay.gateway.unauthenticated).to.equal(1);
+    await once(sock, "close");
+    const ws = new WebSocket(`${srv.wsUrl}/iotmp`, "iotmp");
+    ws.on("error", () => {});
+    await once(ws, "open");
+    expect(ws.protocol).to.equal("iotmp");
+    await once(ws, "close");
+    expect(srv.relay.gateway.unauthenticated).to.equal(0);
+  });
 
   it("a first byte of neither protocol closes the connection, counted as a failed attempt", async () => {
     const sock = connect(srv.thingerPorts.thinger!, "127.0.0.1");
