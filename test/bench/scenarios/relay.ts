@@ -276,7 +276,7 @@ async function manyDevices(
 }
 
 /** A port free right now on 127.0.0.1 (for a listener whose bound port the server does not print). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", () => resolve()));
   const port = (srv.address() as { port: number }).port;
