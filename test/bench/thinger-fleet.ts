@@ -1,11 +1,11 @@
 /**
  * Legacy-protocol Thinger devices for the benchmarks, in one child process driven over IPC: each one is the test
- * emulator (test/helpers/thinger-device.ts) speaking the "thinger.io" Arduino library's protocol, with a
+ * emulator (test/helpers/thinger-device.ts, through test/thinger/device.ts) speaking the "thinger.io" Arduino library's protocol, with a
  * `temperature` output answering 21.5, keep-alives every 60 s, and reconnecting (capped backoff) when dropped.
  *
  *   node --import=tsx test/bench/thinger-fleet.ts   (then IPC: {cmd:"start", port, user, prefix, from, count, credPrefix})
  */
-import { ThingerDevice } from "../helpers/thinger-device.js";
+import { TestDevice } from "../thinger/device.js";
 
 export interface ThingerFleetStart {
   cmd: "start";
@@ -41,14 +41,14 @@ async function run(c: ThingerFleetStart, k: number, slot: () => Promise<() => vo
   let first = true;
   while (!closing) {
     const release = await slot();
-    const d = new ThingerDevice({
+    const d = new TestDevice({
       protocol: "legacy", transport: "tcp", port: c.port, user: c.user, device: id, credentials: `${c.credPrefix}${id}`,
       resources: { temperature: { kind: "output", out: () => 21.5 } }, keepAliveMs: 60_000, authTimeoutMs: 30_000,
     });
-    d.on("error", () => {});
     let ok = false;
     try {
-      ok = (await d.connect()) === "ok";
+      await d.connect();
+      ok = true;
     } catch {
       ok = false;
     } finally {
@@ -65,7 +65,7 @@ async function run(c: ThingerFleetStart, k: number, slot: () => Promise<() => vo
         back++;
         send({ ev: "storm", down, back });
       }
-      await d.closed();
+      await d.closed;
       connected--;
       if (closing) return;
       if (marked && !wasDown) {
