@@ -2,7 +2,7 @@ import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
 import type { ClusterBridge } from "../cluster/bridge.js";
-import { DeviceSession } from "../gateway/session.js";
+import { JsonSession as DeviceSession } from "../gateway/session.js";
 import type { Property, PropertiesService, PropertyChange } from "./service.js";
 import { PropertiesService as Props } from "./service.js";
 
