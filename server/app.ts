@@ -12,6 +12,7 @@ import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
 import { WindowLimiter } from "./auth/limiter.js";
+import { addressKey, clientAddress } from "./auth/address.js";
 import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
@@ -99,8 +100,14 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
   });
 
-  const app = new Koa({ proxy: config.trustProxy });
+  const app = new Koa({ proxy: config.trustProxy !== false });
   app.silent = true;
+  app.use(async (ctx, next) => {
+    // The client address as the trusted proxies saw it (never the leftmost X-Forwarded-For entry, which the
+    // client writes itself), always a well-formed IP: it keys the per-address limits.
+    ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.req.headers["x-forwarded-for"], config.trustProxy);
+    await next();
+  });
   app.use(requestLifecycle(logger));
   if (services.cluster) {
     const cluster = services.cluster;
@@ -118,7 +125,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   app.use(async (ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
     if (isApiPath(ctx.path)) {
-      const r = apiLimiter.hit(`ip:${ctx.ip}`);
+      const r = apiLimiter.hit(`ip:${addressKey(ctx.ip)}`);
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }
     await next();
@@ -154,7 +161,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     });
   });
 
-  const router = new Router();
+  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
+  const router = new Router({ sensitive: true });
   const auth = requireAuth(authenticator, apiLimiter);
   router.get("/health", (ctx) => {
     ctx.body = { status: "ok" };

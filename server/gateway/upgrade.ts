@@ -1,22 +1,28 @@
-import type { IncomingMessage } from "node:http";
+import { STATUS_CODES, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { Limits } from "../config.js";
+import { errorBody, type ErrorCode } from "../errors.js";
+import { SECURITY_HEADERS } from "../http/middleware.js";
 import type { Logger } from "../log.js";
 import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
-import { WindowLimiter } from "../auth/limiter.js";
+import { SlotPool, WindowLimiter } from "../auth/limiter.js";
+import { addressKey, clientAddress, type TrustProxy } from "../auth/address.js";
 import { CLOSE, parseConnect } from "./protocol.js";
 import { CLOSE_GRACE_MS, DeviceSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
 export const CONNECT_PATH = "/v1/connect";
 
+/** Failed device authentications allowed per address (IPv6: per /64) per minute. */
+export const DEVICE_AUTH_FAILURES_PER_MINUTE = 20;
+
 export interface GatewayOptions {
   limits: Limits;
   /** Browser origins allowed to connect; empty = any (auth is in-band, no ambient credentials). */
   allowedOrigins: readonly string[];
-  trustProxy: boolean;
+  trustProxy: TrustProxy;
 }
 
 /**
@@ -26,8 +32,8 @@ export interface GatewayOptions {
  */
 export class Gateway {
   readonly wss: WebSocketServer;
-  private pendingSockets = 0;
-  private readonly pendingByIp = new Map<string, number>();
+  /** Unauthenticated sockets, in all and per address (IPv6: per /64). */
+  private readonly pending: SlotPool;
   private readonly touched = new Set<string>();
   private touchQueued = false;
   private readonly failures: WindowLimiter;
@@ -51,49 +57,65 @@ export class Gateway {
       autoPong: true,
       clientTracking: false,
     });
-    this.failures = new WindowLimiter(20, 60_000);
+    this.failures = new WindowLimiter(DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
+    this.pending = new SlotPool(limits.maxPendingSockets, limits.maxPendingPerAddress);
   }
 
   get unauthenticated(): number {
-    return this.pendingSockets;
+    return this.pending.inUse;
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "").split("?")[0];
-    if (path !== CONNECT_PATH) return reject(socket, 404, "Not Found");
-    if (this.closing) return reject(socket, 503, "Service Unavailable");
+    if (path !== CONNECT_PATH) return reject(socket, 404, "not_found", "no such route");
+    if (this.closing) return reject(socket, 503, "service_unavailable", "server shutting down");
     const origin = req.headers.origin;
     if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
-      return reject(socket, 403, "Forbidden");
+      return reject(socket, 403, "forbidden", "origin not allowed");
     }
-    if (this.pendingSockets >= this.options.limits.maxPendingSockets) return reject(socket, 503, "Service Unavailable");
     const ip = clientIp(req, this.options.trustProxy);
-    if (!this.failures.peek(ip).allowed) return reject(socket, 429, "Too Many Requests");
-    // One address may hold at most a quarter of the unauthenticated slots, so it cannot starve the others.
-    if ((this.pendingByIp.get(ip) ?? 0) >= Math.max(1, Math.floor(this.options.limits.maxPendingSockets / 4))) {
-      return reject(socket, 503, "Service Unavailable");
+    const key = addressKey(ip);
+    // A slot first: the per-address share is taken at once (before the handshake), so a burst from one
+    // address cannot pass the check before any of its sockets is counted.
+    const slot = this.pending.acquire(key);
+    if ("refused" in slot) return reject(socket, 503, "service_unavailable", "too many unauthenticated device sockets", { "Retry-After": "1" });
+    // Count the attempt as a failure before the check (a reservation given back when it authenticates or
+    // the peer leaves without trying), as the password grant does: a parallel burst gets at most the limit checked.
+    const attempt = this.failures.hit(key);
+    if (!attempt.allowed) {
+      this.failures.release(key);
+      slot.release();
+      return reject(socket, 429, "too_many_requests", "too many failed device authentications", { "Retry-After": String(attempt.retryAfterS) });
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip));
+    let settled = false;
+    const giveBack = () => {
+      if (settled) return;
+      settled = true;
+      this.failures.release(key);
+    };
+    const keep = () => {
+      settled = true;
+    };
+    socket.once("close", () => {
+      slot.release();
+      giveBack();
+    });
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip, { release: slot.release, succeeded: giveBack, failed: keep }));
   }
 
-  private authenticate(ws: WebSocket, ip: string): void {
-    this.pendingSockets++;
-    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
+  private authenticate(ws: WebSocket, ip: string, attempt: { release: () => void; succeeded: () => void; failed: () => void }): void {
     let done = false;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
-      this.pendingSockets--;
-      const n = (this.pendingByIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.pendingByIp.delete(ip);
-      else this.pendingByIp.set(ip, n);
+      attempt.release();
       clearTimeout(deadline);
       return true;
     };
     const deadline = setTimeout(() => {
       if (!finish()) return;
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
-      this.failures.hit(ip);
+      attempt.failed();
       closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
@@ -109,7 +131,7 @@ export class Gateway {
       const frame = parseConnect(parsed);
       if (typeof frame === "string") {
         finish();
-        this.failures.hit(ip);
+        attempt.failed();
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
         return;
       }
@@ -118,12 +140,13 @@ export class Gateway {
           if (done) return;
           if (!doc || !this.credentials.verify(frame.credentials, doc.credentialsHash)) {
             finish();
-            this.failures.hit(ip);
+            attempt.failed();
             this.logger.info({ user: frame.user, device: frame.device, ip }, "device authentication failed");
             closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
             return;
           }
           finish();
+          attempt.succeeded();
           this.accept(ws, frame.user, frame.device, ip, Buffer.byteLength(rawToString(data)));
         },
         (err: unknown) => {
@@ -215,15 +238,15 @@ function closeWith(ws: WebSocket, code: number, errCode: string, message: string
   }
 }
 
-function reject(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+/** Refuses an upgrade with the JSON error shape and the security headers every HTTP answer carries. */
+function reject(socket: Duplex, status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(errorBody(code, message));
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`, "Connection: close", "Content-Type: application/json; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`, "Cache-Control: no-store"];
+  for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, ...headers })) lines.push(`${k}: ${v}`);
+  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }
 
-export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
-    if (first) return first;
-  }
-  return req.socket.remoteAddress ?? "unknown";
+export function clientIp(req: IncomingMessage, trustProxy: TrustProxy): string {
+  return clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trustProxy);
 }
