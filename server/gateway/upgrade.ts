@@ -58,7 +58,8 @@ export class Gateway {
       clientTracking: false,
     });
     this.failures = new WindowLimiter(DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
-    this.pending = new SlotPool(limits.maxPendingSockets, limits.maxPendingPerAddress);
+    // One address: its own limit, and never more than a quarter of all the slots.
+    this.pending = new SlotPool(limits.maxPendingSockets, Math.min(limits.maxPendingPerAddress, Math.max(1, Math.floor(limits.maxPendingSockets / 4))));
   }
 
   get unauthenticated(): number {
