@@ -11,8 +11,9 @@ import { Repositories } from "./store/repos.js";
 import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
-import { WindowLimiter } from "./auth/limiter.js";
+import { systemClock, WindowLimiter } from "./auth/limiter.js";
 import { addressKey, clientAddress } from "./auth/address.js";
+import { Quotas } from "./auth/quotas.js";
 import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
@@ -77,12 +78,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const hub = new Hub(config.limits.pingIntervalMs);
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
+  const quotas = new Quotas(repos, config.limits);
   const services: Services = {
     config, logger, repos, authenticator, apiLimiter, hub, metrics,
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
     users: new UsersService(repos, passwords, cache),
-    devices: new DevicesService(repos, credentials, hub, cache),
-    tokens: new TokensService(repos, signer, cache),
+    devices: new DevicesService(repos, credentials, hub, cache, quotas),
+    tokens: new TokensService(repos, signer, cache, quotas),
     streams: undefined as unknown as StreamService,
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
