@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import Koa from "koa";
@@ -64,6 +65,13 @@ export interface Thingrelay {
   attach(server: Server): void;
   /** Shuts down in order: stop accepting devices, close sessions (1001) and streams. Leaves the store open. */
   close(code?: number): Promise<void>;
+}
+
+/** Constant-time string comparison (a timing difference would leak the secret byte by byte). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
 }
 
 /** Builds the app from its dependencies. Never listens, never reads the environment (see main.ts). */
@@ -178,6 +186,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     }
   });
   router.get("/metrics", async (ctx) => {
+    // THINGRELAY_METRICS_TOKEN set: only a scraper presenting it as a bearer token reads the metrics.
+    if (config.metricsToken !== undefined && !sameSecret(ctx.get("Authorization"), `Bearer ${config.metricsToken}`)) {
+      throw new AppError("unauthorized", "metrics require the bearer token of THINGRELAY_METRICS_TOKEN", { headers: { "WWW-Authenticate": 'Bearer realm="metrics"' } });
+    }
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });

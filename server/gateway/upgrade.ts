@@ -136,10 +136,14 @@ export class Gateway {
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
         return;
       }
-      this.repos.devices.findOne({ _id: Repositories.deviceKey(frame.user, frame.device) }).then(
-        (doc) => {
+      Promise.all([
+        this.repos.devices.findOne({ _id: Repositories.deviceKey(frame.user, frame.device) }),
+        this.repos.users.findOne({ _id: frame.user }),
+      ]).then(
+        ([doc, owner]) => {
           if (done) return;
-          if (!doc || !this.credentials.verify(frame.credentials, doc.credentialsHash)) {
+          // A disabled account's devices get the same refusal as wrong credentials.
+          if (!doc || !this.credentials.verify(frame.credentials, doc.credentialsHash) || !owner || owner.enabled === false) {
             finish();
             attempt.failed();
             this.logger.info({ user: frame.user, device: frame.device, ip }, "device authentication failed");

@@ -253,6 +253,8 @@ export class OAuthService {
     if (doc.expiresAt <= now) throw invalidRefresh();
     const fam = await this.repos.families.findOne({ _id: doc.family });
     if (!fam || fam.revoked) throw invalidRefresh();
+    const owner = await this.repos.users.findOne({ _id: doc.user });
+    if (!owner || owner.enabled === false) throw invalidRefresh();
     const issued = await this.issue(doc.user, doc.family);
     await this.pruneRotated(doc.family);
     return issued;
