@@ -10,7 +10,9 @@ import { WebSocket } from "ws";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
+import { sse } from "./helpers/sse.js";
 import { WindowLimiter, type Clock } from "../server/auth/limiter.js";
+import { hashToken } from "../server/oauth/service.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -247,6 +249,253 @@ describe("abuse resistance (issue 20)", function () {
         expect(ok.status).to.equal(200);
         expect(ok.headers["cache-control"]).to.equal("no-store");
       } finally {
+        await srv.close();
+      }
+    });
+  });
+
+  describe("4. per-account quotas", () => {
+    let srv: TestServer;
+    let admin: string;
+    before(async () => {
+      srv = await startServer({ env: { THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "3", THINGRELAY_MAX_TOKENS_PER_ACCOUNT: "3", THINGRELAY_MAX_SESSIONS_PER_USER: "3" } });
+      admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+    });
+    after(async () => srv?.close());
+
+    it("THINGRELAY_MAX_DEVICES_PER_ACCOUNT=3: a parallel burst of 10 creates exactly 3; the rest 403 quota_exceeded naming the limit", async () => {
+      const token = await newAccount(srv.url, admin, "quota_dev");
+      const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => api(srv.url, "POST", "/v1/users/quota_dev/devices", {
+        token, json: { device_id: `d${i}`, device_credentials: "secret-123" },
+      })));
+      expect(rs.filter((r) => r.status === 201).length).to.equal(3);
+      const refused = rs.filter((r) => r.status !== 201);
+      expect(refused.map((r) => r.status)).to.deep.equal(Array(7).fill(403));
+      expect(refused[0]!.body.error.code).to.equal("quota_exceeded");
+      expect(refused[0]!.body.error.message).to.match(/at most 3 devices.*THINGRELAY_MAX_DEVICES_PER_ACCOUNT/);
+      expect(await srv.relay.services.repos.devices.count({ user: "quota_dev" })).to.equal(3);
+    });
+
+    it("THINGRELAY_MAX_TOKENS_PER_ACCOUNT=3 counts device and user tokens together", async () => {
+      const token = await newAccount(srv.url, admin, "quota_tok");
+      await newDevice(srv.url, token, "quota_tok", "d");
+      for (let i = 0; i < 2; i++) {
+        expect((await api(srv.url, "POST", "/v1/users/quota_tok/devices/d/tokens", { token, json: { token_name: `t${i}` } })).status).to.be.oneOf([200, 201]);
+      }
+      expect((await api(srv.url, "POST", "/v1/users/quota_tok/tokens", { token, json: { name: "u0", allow: [{ action: "ListDevices", target: "*" }] } })).status).to.be.oneOf([200, 201]);
+      const over = await api(srv.url, "POST", "/v1/users/quota_tok/tokens", { token, json: { name: "u1", allow: [{ action: "ListDevices", target: "*" }] } });
+      expect(over.status).to.equal(403);
+      expect(over.body.error.code).to.equal("quota_exceeded");
+      expect(over.body.error.message).to.match(/at most 3 device and user tokens/);
+      const overDev = await api(srv.url, "POST", "/v1/users/quota_tok/devices/d/tokens", { token, json: { token_name: "t9" } });
+      expect([overDev.status, overDev.body.error.code]).to.deep.equal([403, "quota_exceeded"]);
+    });
+
+    it("THINGRELAY_MAX_SESSIONS_PER_USER=3: a 5th sign-in leaves 3 live sessions, the two oldest revoked", async () => {
+      await newAccount(srv.url, admin, "quota_ses");
+      const sessions = [];
+      for (let i = 0; i < 5; i++) sessions.push(await login(srv.url, "quota_ses", "quota_ses-password"));
+      expect(await srv.relay.services.repos.families.count({ user: "quota_ses", revoked: false })).to.equal(3);
+      const status = async (s: { access_token: string }) => (await api(srv.url, "GET", "/v1/me", { token: s.access_token })).status;
+      expect(await Promise.all(sessions.map(status))).to.deep.equal([401, 401, 200, 200, 200]);
+      const refresh = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: sessions[0]!.refresh_token } });
+      expect(refresh.status).to.equal(401);
+    });
+
+    it("rotated refresh tokens are pruned: 50 rotations keep ≤ 6 tokens in the family; a reuse of a kept one still revokes it", async () => {
+      await newAccount(srv.url, admin, "rotator");
+      let s = await login(srv.url, "rotator", "rotator-password");
+      const rotated: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        const r = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: s.refresh_token } });
+        expect(r.status).to.equal(200);
+        rotated.push(s.refresh_token);
+        s = r.body;
+      }
+      const repos = srv.relay.services.repos;
+      const family = (await repos.refreshTokens.findOne({ _id: hashToken(s.refresh_token) }))!.family;
+      expect(await repos.refreshTokens.count({ family })).to.equal(6);
+      const reuse = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: rotated.at(-2)! } });
+      expect(reuse.status).to.equal(401);
+      expect((await api(srv.url, "GET", "/v1/me", { token: s.access_token })).status).to.equal(401);
+      expect(await repos.refreshTokens.count({ family })).to.equal(0);
+    });
+  });
+
+  describe("5. locks cannot be reset by junk", () => {
+    it("100,000 junk usernames from a blocked address add no keys and do not unlock a locked account", async () => {
+      const srv = await startServer({ bruteForce: { perAccountAndClient: 5, perClient: 20, perAccount: 3, windowMs: 60_000 } });
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        await newAccount(srv.url, admin, "victim");
+        const oauth = srv.relay.services.oauth;
+        const tryLogin = (u: string, p: string, ip: string) => oauth.passwordGrant(u, p, ip).then(() => 200, (e: { status?: number }) => e.status ?? 0);
+        for (let i = 0; i < 3; i++) expect(await tryLogin("victim", "wrong-password", `10.1.0.${i}`)).to.equal(401);
+        expect(await tryLogin("victim", "victim-password", "10.1.1.1")).to.equal(429);
+        for (let i = 0; i < 20; i++) expect(await tryLogin(`junk${i}`, "x", "10.2.0.1")).to.equal(401);
+        expect(await tryLogin("junk_first", "x", "10.2.0.1")).to.equal(429); // its one "throttled" log line
+        const internals = oauth as unknown as Record<string, { size: number }>;
+        const sizes = () => Object.values(internals).filter((v) => v instanceof WindowLimiter).map((l) => l.size);
+        const before = sizes();
+        for (let i = 0; i < 100_000; i++) {
+          const r = await tryLogin(`junk_${i}`, "x", "10.2.0.1");
+          if (r !== 429) throw new Error(`junk ${i}: ${r}`);
+        }
+        expect(sizes()).to.deep.equal(before);
+        expect(await tryLogin("victim", "victim-password", "10.1.1.2")).to.equal(429);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("the per-account lock lives in the store: a second node sharing it sees the lock", async () => {
+      const srv = await startServer({ bruteForce: { perAccountAndClient: 5, perClient: 20, perAccount: 3, windowMs: 60_000 } });
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        await newAccount(srv.url, admin, "shared");
+        for (let i = 0; i < 4; i++) await srv.relay.services.oauth.passwordGrant("shared", "wrong-password", `10.3.0.${i}`).catch(() => undefined);
+        const doc = await srv.relay.services.repos.users.findOne({ _id: "shared" });
+        expect(doc).to.deep.include({ loginFailCount: 3 });
+        // A second app over the same store (as a second node) refuses the right password.
+        const { createThingrelay } = await import("../server/app.js");
+        const other = createThingrelay({
+          config: srv.relay.services.config, store: srv.store, logger: srv.relay.services.logger, secret: "another-secret-that-is-at-least-32-bytes!",
+          bruteForce: { perAccountAndClient: 5, perClient: 20, perAccount: 3, windowMs: 60_000 },
+        });
+        try {
+          const r = await other.services.oauth.passwordGrant("shared", "shared-password", "10.4.0.1").then(() => 200, (e: { status?: number }) => e.status);
+          expect(r).to.equal(429);
+        } finally {
+          await other.close();
+        }
+      } finally {
+        await srv.close();
+      }
+    });
+  });
+
+  describe("7. smaller findings", () => {
+    it("21 simultaneous correct sign-ins from one address all succeed; wrong ones still stop at the limit", async () => {
+      const srv = await startServer();
+      try {
+        const rs = await Promise.all(Array.from({ length: 21 }, () => api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: ADMIN.user, password: ADMIN.password } })));
+        expect(rs.map((r) => r.status)).to.deep.equal(Array(21).fill(200));
+        const wrong = await Promise.all(Array.from({ length: 30 }, (_, i) => api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: `someone${i}`, password: "nope-nope" } })));
+        expect(wrong.filter((r) => r.status === 401).length).to.equal(20);
+        expect(wrong.filter((r) => r.status === 429).length).to.equal(10);
+        expect(srv.logs.filter((l) => l.includes("login_throttled")).length).to.equal(1);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("a password typed into the username field is never logged", async () => {
+      const srv = await startServer();
+      try {
+        const r = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "Tr0ub4dor&3-horse", password: "x" } });
+        expect(r.status).to.equal(401);
+        expect(srv.logs.join("")).not.to.include("Tr0ub4dor");
+        expect(srv.logs.join("")).to.include("login_failed");
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("IPv6 clients are throttled per /64", async () => {
+      const srv = await startServer({ env: { THINGRELAY_TRUST_PROXY: "true", THINGRELAY_RATE_LIMIT: "2" } });
+      try {
+        const s: number[] = [];
+        for (const a of ["2001:db8:1:2::a", "2001:db8:1:2:ffff::b", "2001:db8:1:2:0:0:0:c"]) s.push((await get(srv.port, "/v1/me", { "X-Forwarded-For": a })).status);
+        expect(s).to.deep.equal([401, 401, 429]);
+        expect((await get(srv.port, "/v1/me", { "X-Forwarded-For": "2001:db8:1:3::a" })).status).to.equal(401);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("an admin disables an account: sign-in, refresh, every token and device sessions refused at once; enabling restores sign-in", async () => {
+      const srv = await startServer();
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        const token = await newAccount(srv.url, admin, "bob");
+        const session = await login(srv.url, "bob", "bob-password");
+        await newDevice(srv.url, token, "bob", "d");
+        const dt = (await api(srv.url, "POST", "/v1/users/bob/devices/d/tokens", { token, json: { token_name: "t" } })).body.token as string;
+        const dev = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "bob", device: "d", credentials: "d-secret" });
+        expect((await api(srv.url, "PUT", "/v1/users/bob", { token, json: { enabled: false } })).status).to.equal(403);
+        const off = await api(srv.url, "PUT", "/v1/users/bob", { token: admin, json: { enabled: false } });
+        expect([off.status, off.body]).to.deep.equal([200, { username: "bob", enabled: false }]);
+        expect((await dev.closed).code).to.equal(4001);
+        for (const t of [token, dt]) expect((await api(srv.url, "GET", "/v1/me", { token: t })).status).to.equal(401);
+        expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "bob", password: "bob-password" } })).status).to.equal(401);
+        expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: session.refresh_token } })).status).to.equal(401);
+        const again = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "bob", device: "d", credentials: "d-secret" }).then(() => "open", (e: { close?: { code: number } }) => e.close?.code);
+        expect(again).to.equal(4001);
+        expect((await api(srv.url, "PUT", "/v1/users/bob", { token: admin, json: { enabled: "no" } })).status).to.equal(400);
+        expect((await api(srv.url, "PUT", "/v1/users/ghost", { token: admin, json: { enabled: false } })).status).to.equal(404);
+        expect((await api(srv.url, "PUT", "/v1/users/bob", { token: admin, json: { enabled: true } })).status).to.equal(200);
+        expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "bob", password: "bob-password" } })).status).to.equal(200);
+        expect((await api(srv.url, "GET", "/v1/me", { token: dt })).status).to.equal(200);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("a password change with revoke_tokens: true revokes every device and user token of the account", async () => {
+      const srv = await startServer();
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        const token = await newAccount(srv.url, admin, "carl");
+        await newDevice(srv.url, token, "carl", "d");
+        const dt = (await api(srv.url, "POST", "/v1/users/carl/devices/d/tokens", { token, json: { token_name: "t" } })).body.token as string;
+        const ut = (await api(srv.url, "POST", "/v1/users/carl/tokens", { token, json: { name: "u", allow: [{ action: "ListDevices", target: "*" }] } })).body.token as string;
+        const bad = await api(srv.url, "PUT", "/v1/users/carl/password", { token, json: { current_password: "carl-password", password: "carl-password-2", revoke_tokens: "yes" } });
+        expect(bad.status).to.equal(400);
+        const r = await api(srv.url, "PUT", "/v1/users/carl/password", { token, json: { current_password: "carl-password", password: "carl-password-2", revoke_tokens: true } });
+        expect(r.status).to.equal(200);
+        for (const t of [dt, ut]) expect((await api(srv.url, "GET", "/v1/me", { token: t })).status).to.equal(401);
+        expect(await srv.relay.services.repos.deviceTokens.count({ user: "carl" })).to.equal(0);
+        expect(await srv.relay.services.repos.userTokens.count({ user: "carl" })).to.equal(0);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("THINGRELAY_METRICS_TOKEN protects /metrics", async () => {
+      const srv = await startServer({ env: { THINGRELAY_METRICS_TOKEN: "scraper-token-0123456789" } });
+      try {
+        const none = await api(srv.url, "GET", "/metrics");
+        expect([none.status, none.body.error.code]).to.deep.equal([401, "unauthorized"]);
+        expect((await api(srv.url, "GET", "/metrics", { token: "scraper-token-012345678X" })).status).to.equal(401);
+        const ok = await api(srv.url, "GET", "/metrics", { token: "scraper-token-0123456789" });
+        expect(ok.status).to.equal(200);
+        expect(ok.text).to.include("thingrelay_connected_devices");
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("one device token holds at most a quarter of the account's SSE slots", async () => {
+      const srv = await startServer({ env: { THINGRELAY_MAX_STREAMS: "8" } });
+      const open: Array<{ close(): void }> = [];
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        const token = await newAccount(srv.url, admin, "dana");
+        await newDevice(srv.url, token, "dana", "d");
+        const dt = (await api(srv.url, "POST", "/v1/users/dana/devices/d/tokens", { token, json: { token_name: "t" } })).body.token as string;
+        const url = `${srv.url}/v1/users/dana/devices/d/stats`;
+        const statuses: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const c = await sse(url, { Authorization: `Bearer ${dt}` });
+          open.push(c);
+          statuses.push(c.status);
+        }
+        expect(statuses).to.deep.equal([200, 200, 429]);
+        const mine = await sse(url, { Authorization: `Bearer ${token}` });
+        open.push(mine);
+        expect(mine.status).to.equal(200);
+      } finally {
+        for (const c of open) c.close();
         await srv.close();
       }
     });
