@@ -13,6 +13,7 @@ import { RawDevice } from "./helpers/rawdevice.js";
 import { sse } from "./helpers/sse.js";
 import { WindowLimiter, type Clock } from "../server/auth/limiter.js";
 import { hashToken } from "../server/oauth/service.js";
+import { addressKey, clientAddress, parseTrustProxy, type TrustProxy } from "../server/auth/address.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -112,6 +113,26 @@ describe("abuse resistance (issue 20)", function () {
   });
 
   describe("2. trusted-proxy semantics", () => {
+    it("clientAddress walks X-Forwarded-For from the right over trusted hops or proxies; malformed entries stop the walk", () => {
+      const hops1 = parseTrustProxy("true") as TrustProxy;
+      expect(clientAddress("127.0.0.1", "6.6.6.6, 198.51.100.7", hops1)).to.equal("198.51.100.7");
+      expect(clientAddress("127.0.0.1", "6.6.6.6, 198.51.100.7", false)).to.equal("127.0.0.1");
+      expect(clientAddress("::ffff:127.0.0.1", undefined, hops1)).to.equal("127.0.0.1");
+      expect(clientAddress("127.0.0.1", "6.6.6.6, not-an-ip", hops1)).to.equal("127.0.0.1");
+      expect(clientAddress("127.0.0.1", "x".repeat(5000), hops1)).to.equal("127.0.0.1");
+      expect(clientAddress("127.0.0.1", ["6.6.6.6", "198.51.100.7"], hops1)).to.equal("198.51.100.7");
+      expect(clientAddress("127.0.0.1", "198.51.100.7", parseTrustProxy("3") as TrustProxy)).to.equal("198.51.100.7");
+      const list = parseTrustProxy("127.0.0.1, 10.0.0.0/8") as TrustProxy;
+      expect(clientAddress("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.2.3.4, 10.9.9.9", list)).to.equal("198.51.100.7");
+      expect(clientAddress("192.0.2.1", "6.6.6.6", list)).to.equal("192.0.2.1");
+      expect(clientAddress("127.0.0.1", "10.1.1.1", list)).to.equal("10.1.1.1");
+      expect(addressKey("2001:db8:1:2::a")).to.equal(addressKey("2001:0db8:0001:0002:ffff:0:0:1"));
+      expect(addressKey("2001:db8:1:2::a")).to.equal("2001:db8:1:2::/64");
+      expect(addressKey("::1")).to.equal("0:0:0:0::/64");
+      expect(addressKey("2001:db8::")).to.equal("2001:db8:0:0::/64");
+      expect(addressKey("198.51.100.7")).to.equal("198.51.100.7");
+    });
+
     it("THINGRELAY_TRUST_PROXY=true: the address the proxy appended is the client; a rotating leftmost entry changes nothing (429 on the 6th)", async () => {
       const srv = await startServer({ env: { THINGRELAY_TRUST_PROXY: "true", THINGRELAY_RATE_LIMIT: "5" } });
       try {
