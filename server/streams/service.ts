@@ -273,7 +273,7 @@ export class StreamService {
   private readonly options: Readonly<StreamOptions>;
   private readonly open = new Set<OpenStream>();
   private readonly perUser = new Map<string, number>();
-  /** Open streams per device token (jti): each gets a quarter of the account's slots. */
+  /** Open streams per device token (jti): each gets half of the account's slots (rounded up). */
   private readonly perToken = new Map<string, number>();
   private readonly byKey = new Map<string, Set<OpenStream>>();
   private readonly events = new Map<string, Topic<EventSub, EventMeta>>();
@@ -598,9 +598,9 @@ export class StreamService {
     }
     // One device token (handed to a dashboard or a third party) gets a share of the account's slots, not all.
     const tokenKey = principal.kind === "device_token" ? principal.tokenRef : undefined;
-    const tokenShare = Math.max(1, Math.floor(this.deps.config.limits.maxStreamsPerUser / 4));
+    const tokenShare = Math.ceil(this.deps.config.limits.maxStreamsPerUser / 2);
     if (tokenKey !== undefined && (this.perToken.get(tokenKey) ?? 0) >= tokenShare) {
-      throw new AppError("too_many_streams", `at most ${tokenShare} open streams per device token (a quarter of the account's ${this.deps.config.limits.maxStreamsPerUser})`, { headers: { "Retry-After": "5" } });
+      throw new AppError("too_many_streams", `at most ${tokenShare} open streams per device token (half of the account's ${this.deps.config.limits.maxStreamsPerUser})`, { headers: { "Retry-After": "5" } });
     }
     let stream: OpenStream | undefined;
     const conn = new SseConnection(ctx, {
