@@ -1,9 +1,9 @@
-import { parseTrustProxy, type TrustProxy } from "./auth/address.js";
-
 /**
  * Configuration: read once from the environment by `server/main.ts`, validated, frozen. Every bad variable
  * is reported in one {@link ConfigError}. Nothing else in the server reads `process.env`.
  */
+import { parseTrustProxy, type TrustProxy } from "./auth/address.js";
+
 export interface Limits {
   /** Default relay call timeout (ms) when the caller gives no `?timeout=`. */
   callTimeoutMs: number;
