@@ -436,7 +436,7 @@ describe("abuse resistance (issue 20)", function () {
       }
     });
 
-    it("an admin disables an account: sign-in, refresh, every token and device sessions refused at once; enabling restores sign-in", async () => {
+    it("an admin disables an account: sign-in, refresh, every token, open streams and device sessions refused at once; enabling restores sign-in", async () => {
       const srv = await startServer();
       try {
         const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
@@ -445,10 +445,14 @@ describe("abuse resistance (issue 20)", function () {
         await newDevice(srv.url, token, "bob", "d");
         const dt = (await api(srv.url, "POST", "/v1/users/bob/devices/d/tokens", { token, json: { token_name: "t" } })).body.token as string;
         const dev = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "bob", device: "d", credentials: "d-secret" });
+        const stream = await sse(`${srv.url}/v1/users/bob/devices/d/stats?authorization=${dt}`);
+        expect(stream.status).to.equal(200);
         expect((await api(srv.url, "PUT", "/v1/users/bob", { token, json: { enabled: false } })).status).to.equal(403);
         const off = await api(srv.url, "PUT", "/v1/users/bob", { token: admin, json: { enabled: false } });
         expect([off.status, off.body]).to.deep.equal([200, { username: "bob", enabled: false }]);
         expect((await dev.closed).code).to.equal(4001);
+        const end = await stream.next((e) => e.event === "end");
+        expect(JSON.parse(end.data)).to.deep.equal({ reason: "token_revoked" });
         for (const t of [token, dt]) expect((await api(srv.url, "GET", "/v1/me", { token: t })).status).to.equal(401);
         expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "bob", password: "bob-password" } })).status).to.equal(401);
         expect((await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: session.refresh_token } })).status).to.equal(401);
