@@ -169,7 +169,13 @@ export class OAuthService {
         // bounded in-memory limiter, so their answers look the same and evicting them protects nobody.
         if (user) {
           const name = user.username;
-          const a = await this.accountHit(name);
+          let a: Awaited<ReturnType<OAuthService["accountHit"]>>;
+          try {
+            a = await this.accountHit(name);
+          } catch (err) {
+            giveBack(); // the store failed, not the caller
+            throw err;
+          }
           if (a.start !== undefined) taken.push(() => void this.accountRelease(name, a.start!));
           if (!a.allowed) blocked = a;
         } else {
