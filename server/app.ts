@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import Koa from "koa";
@@ -11,7 +12,9 @@ import { Repositories } from "./store/repos.js";
 import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
-import { WindowLimiter } from "./auth/limiter.js";
+import { systemClock, WindowLimiter } from "./auth/limiter.js";
+import { addressKey, clientAddress } from "./auth/address.js";
+import { Quotas } from "./auth/quotas.js";
 import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
@@ -88,6 +91,13 @@ export interface Thingrelay {
   close(code?: number): Promise<void>;
 }
 
+/** Constant-time string comparison (a timing difference would leak the secret byte by byte). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
 /** Builds the app from its dependencies. Never listens, never reads the environment (see main.ts). */
 export function createThingrelay(options: AppOptions): Thingrelay {
   const { config, store, logger } = options;
@@ -100,12 +110,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const hub = new Hub(config.limits.pingIntervalMs);
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
-  const tokens = new TokensService(repos, signer, cache);
+  const quotas = new Quotas(repos, config.limits);
+  const tokens = new TokensService(repos, signer, cache, quotas);
   const services: Services = {
     config, logger, repos, authenticator, apiLimiter, hub, metrics,
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
     users: new UsersService(repos, passwords, cache),
-    devices: new DevicesService(repos, credentials, hub, cache),
+    devices: new DevicesService(repos, credentials, hub, cache, quotas),
     tokens,
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos)]),
@@ -145,8 +156,14 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
   });
 
-  const app = new Koa({ proxy: config.trustProxy });
+  const app = new Koa({ proxy: config.trustProxy !== false });
   app.silent = true;
+  app.use(async (ctx, next) => {
+    // The client address as the trusted proxies saw it (never the leftmost X-Forwarded-For entry, which the
+    // client writes itself), always a well-formed IP: it keys the per-address limits.
+    ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.req.headers["x-forwarded-for"], config.trustProxy);
+    await next();
+  });
   app.use(requestLifecycle(logger));
   if (options.startup) app.use(startupGate(options.startup));
   if (services.cluster) {
@@ -165,7 +182,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   app.use(async (ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
     if (isApiPath(ctx.path)) {
-      const r = apiLimiter.hit(`ip:${ctx.ip}`);
+      const r = apiLimiter.hit(`ip:${addressKey(ctx.ip)}`);
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }
     await next();
@@ -202,7 +219,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     });
   });
 
-  const router = new Router();
+  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
+  const router = new Router({ sensitive: true });
   const auth = requireAuth(authenticator, apiLimiter);
   router.get("/health", (ctx) => {
     ctx.body = { status: "ok" };
@@ -216,6 +234,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     }
   });
   router.get("/metrics", async (ctx) => {
+    // THINGRELAY_METRICS_TOKEN set: only a scraper presenting it as a bearer token reads the metrics.
+    if (config.metricsToken !== undefined && !sameSecret(ctx.get("Authorization"), `Bearer ${config.metricsToken}`)) {
+      throw new AppError("unauthorized", "metrics require the bearer token of THINGRELAY_METRICS_TOKEN", { headers: { "WWW-Authenticate": 'Bearer realm="metrics"' } });
+    }
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });

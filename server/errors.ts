@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   invalid_grant: { status: 401, message: "invalid username or password" },
   unauthorized: { status: 401, message: "missing, invalid, expired or revoked token" },
   forbidden: { status: 403, message: "token does not allow this action" },
+  quota_exceeded: { status: 403, message: "account quota exceeded" },
   not_found: { status: 404, message: "not found" },
   user_not_found: { status: 404, message: "user not found" },
   device_not_found: { status: 404, message: "device not found" },

@@ -5,6 +5,7 @@ import type { CredentialHasher } from "../auth/passwords.js";
 import type { Hub } from "../gateway/hub.js";
 import { CLOSE, DEVICE_RE } from "../gateway/protocol.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
+import type { Quotas } from "../auth/quotas.js";
 
 /** Device ids: the protocol's rule (device-sdk/protocol.ts). */
 export const DEVICE_ID_RE = DEVICE_RE;
@@ -32,6 +33,7 @@ export class DevicesService {
     private readonly credentials: CredentialHasher,
     private readonly hub: Hub,
     private readonly cache: RevocationCache,
+    private readonly quotas?: Quotas,
   ) {}
 
   view(doc: DeviceDoc): DeviceView {
@@ -81,6 +83,10 @@ export class DevicesService {
   }
 
   async create(user: string, d: NewDevice): Promise<DeviceDoc> {
+    return this.quotas ? this.quotas.device(user, () => this.insert(user, d)) : this.insert(user, d);
+  }
+
+  private async insert(user: string, d: NewDevice): Promise<DeviceDoc> {
     const doc: DeviceDoc = {
       _id: Repositories.deviceKey(user, d.id), user, device: d.id, description: d.description, type: d.type,
       credentialsHash: this.credentials.hash(d.credentials), createdAt: Date.now(), lastConnectionTs: null,

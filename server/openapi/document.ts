@@ -152,9 +152,20 @@ const OPERATIONS: Operation[] = [
     summary: "Change one's own password",
     description: "Only the account's own password-grant session may do this, and only with the current "
       + "password (403 `forbidden` when it is wrong). Every refresh family of the account (and so every access "
-      + "token issued from it) is revoked; device and user tokens stay valid.",
+      + "token issued from it) is revoked; device and user tokens stay valid unless `revoke_tokens` is true, "
+      + "which deletes them all.",
     body: { schema: ref("PasswordChange") },
     ok: [EMPTY],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+  },
+  {
+    method: "put", path: "/v1/users/{user}", operationId: "setUserEnabled", tag: "users", params: ["user"],
+    summary: "Enable or disable an account (administrators only)",
+    description: "`{\"enabled\": false}` refuses the account's sign-in and refresh, every token of it and its device "
+      + "sessions at once (open sessions close with 4001); `{\"enabled\": true}` lets it sign in again. An "
+      + "administrator cannot disable their own account.",
+    body: { schema: ref("UserEnabled") },
+    ok: [ok("The account's new state.", ref("UserState"))],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
   },
   // ---- devices ----
@@ -172,7 +183,7 @@ const OPERATIONS: Operation[] = [
       + "used as the description when there is none); a body mixing both shapes answers 400 naming the fields.",
     body: { schema: ref("NewDevice") },
     ok: [{ status: 201, description: "Registered.", json: ref("Device") }],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists", "quota_exceeded"],
   },
   {
     method: "get", path: devicePath, operationId: "getDevice", tag: "devices", params: ["user", "device"],
@@ -255,7 +266,7 @@ const OPERATIONS: Operation[] = [
       + "Only a password-grant session may create tokens.",
     body: { schema: ref("DeviceTokenRequest") },
     ok: [ok("The new token.", ref("DeviceToken"))],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "quota_exceeded"],
   },
   {
     method: "delete", path: `${devicePath}/tokens/{id}`, operationId: "deleteDeviceToken", tag: "tokens", params: ["user", "device", "tokenId"],
@@ -280,7 +291,7 @@ const OPERATIONS: Operation[] = [
       + "shape. A bad shape answers 400 naming the JSON path of the offending element (`allow.Device.door[1]`).",
     body: { schema: ref("UserTokenRequest") },
     ok: [ok("The new token.", ref("UserToken"))],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "quota_exceeded"],
   },
   {
     method: "get", path: "/v1/users/{user}/tokens/{id}", operationId: "getUserToken", tag: "tokens", params: ["user", "tokenId"],
@@ -420,8 +431,9 @@ const OPERATIONS: Operation[] = [
   {
     method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: false,
     summary: "Prometheus metrics",
+    description: "Open unless `THINGRELAY_METRICS_TOKEN` is set; then `Authorization: Bearer <that token>` is required.",
     ok: [ok("Prometheus text exposition format.", undefined, { other: { "text/plain": { type: "string" } } })],
-    errors: ["internal_error"],
+    errors: ["unauthorized", "internal_error"],
   },
   {
     method: "get", path: "/openapi.json", operationId: "getOpenApi", tag: "operations", auth: false,

@@ -95,7 +95,15 @@ export function componentSchemas(): Record<string, Schema> {
       properties: {
         username: { type: "string", pattern: USERNAME_RE.source },
         password: { type: "string", format: "password", minLength: PASSWORD_MIN, maxLength: PASSWORD_MAX },
+        revoke_tokens: { type: "boolean", default: false, description: "Also delete every device and user token of the account." },
       },
+    },
+    UserEnabled: {
+      type: "object", required: ["enabled"], additionalProperties: false, properties: { enabled: { type: "boolean" } },
+    },
+    UserState: {
+      type: "object", required: ["username", "enabled"], additionalProperties: false,
+      properties: { username: { type: "string" }, enabled: { type: "boolean" } },
     },
     UserCreated: {
       type: "object", required: ["username"], additionalProperties: false, properties: { username: { type: "string" } },

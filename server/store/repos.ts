@@ -10,6 +10,11 @@ export interface UserDoc {
   admin: boolean;
   createdAt: number;
   passwordChangedAt: number;
+  /** false: disabled by an administrator (sign-in, tokens and devices refused); absent = enabled. */
+  enabled?: boolean;
+  /** Failed sign-ins of the current per-account window and when it started (ms): the cluster-wide lock. */
+  loginFailStart?: number;
+  loginFailCount?: number;
 }
 
 export interface DeviceDoc {
