@@ -25,6 +25,7 @@ import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
 import { DeviceAdmission } from "./gateway/admission.js";
 import { IOTMP_WS_PATH, ThingerGateway, type ThingerGatewayOptions } from "./thinger/listeners.js";
+import { ThingerPropertyRequests } from "./thinger/requests.js";
 import { StreamService } from "./streams/service.js";
 import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
@@ -154,6 +155,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   });
   const thinger = new ThingerGateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
+    requests: new ThingerPropertyRequests(services.properties, logger),
   });
 
   const app = new Koa({ proxy: config.trustProxy !== false });

@@ -35,8 +35,10 @@ export class DevicePropertyLink {
   ) {}
 
   /**
-   * The device's session here if it speaks the JSON protocol. Sessions of other protocols (Thinger legacy,
-   * IOTMP) encode properties their own way: they listen to the service's `change` events themselves.
+   * The device's session here if it speaks the JSON protocol: only those are pushed properties. Thinger legacy
+   * and IOTMP sessions are not: neither protocol has a server → device property message (an unknown frame would
+   * desync the legacy client), so those devices read properties on request (server/thinger/requests.ts) and see
+   * an edit on their next read, as with Thinger's own server.
    */
   private jsonSession(user: string, device: string): DeviceSession | undefined {
     const s = this.hub.get(user, device) as unknown;

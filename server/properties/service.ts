@@ -39,7 +39,8 @@ export interface PropertyEvents {
  * Device properties (issue 18): JSON values kept in the store per device, edited over REST while the device is
  * offline, read and written by the device over any protocol. Transport-neutral: the JSON session
  * (server/properties/device.ts), and the Thinger legacy (GET_PROPERTY/SET_PROPERTY, flags 11/12) and IOTMP
- * (READ_PROPERTY/SET_PROPERTY) sessions call `get`/`set`/`list`, and listen to `change` to push edits.
+ * (READ_PROPERTY/SET_PROPERTY, server/thinger/requests.ts) sessions call `get`/`set`/`list`; `change` pushes
+ * edits to JSON sessions (server/properties/device.ts; the Thinger protocols have no push, their devices read).
  */
 export class PropertiesService extends EventEmitter<PropertyEvents> {
   constructor(private readonly repos: Repositories, private readonly limits = PROPERTY_LIMITS) {

@@ -1,10 +1,11 @@
 import { AppError } from "../errors.js";
 import type { ResourceKind } from "../gateway/protocol.js";
 import type { Frame } from "./frame-reader.js";
-import { decodeIotmpFrame, encodeIotmpMessage, IOTMP_KEEPALIVE, IOTMP_TYPE, type IotmpDialect, type IotmpMessage } from "./iotmp-frame.js";
+import { decodeIotmpFrame, encodeIotmpMessage, IOTMP_KEEPALIVE, IOTMP_SERVER_RUN, IOTMP_TYPE, type IotmpDialect, type IotmpMessage } from "./iotmp-frame.js";
 import type { PsonValue } from "./pson-value.js";
 import { isObject, kindOfFn, type Reply, ThingerSession, type ThingerSessionOptions } from "./session-base.js";
 import type { DeviceLink } from "./link.js";
+import type { DeviceAnswer, DeviceRequest } from "./requests.js";
 
 
 /**
@@ -36,10 +37,11 @@ export class IotmpSession extends ThingerSession {
       case IOTMP_TYPE.DESCRIBE:
       case IOTMP_TYPE.START_STREAM:
       case IOTMP_TYPE.STOP_STREAM: {
-        // Device → server requests (properties, buckets, endpoints, event subscriptions): answered at once.
-        if (m.streamId === undefined || m.streamId === 0) return;
-        const answer = this.answerDeviceRequest({ kind: `iotmp:${frame.type}`, identifier: m.params, resource: m.resource, payload: m.payload });
-        this.send({ type: answer.ok ? IOTMP_TYPE.OK : IOTMP_TYPE.ERROR, streamId: m.streamId, ...(answer.payload !== undefined ? { payload: answer.payload } : {}) });
+        // Device → server requests (properties, buckets, endpoints, event subscriptions). A request without a
+        // stream id gets no answer (a reply with id 0 would be dropped by the device) but is still served.
+        const streamId = m.streamId === 0 ? undefined : m.streamId;
+        const request = frame.type === IOTMP_TYPE.RUN ? serverRun(m) : { op: "unsupported" as const, kind: `iotmp:${frame.type}` };
+        this.answerDeviceRequest(request, streamId === undefined ? undefined : (answer) => this.answer(streamId, answer));
         return;
       }
       case IOTMP_TYPE.DISCONNECT:
@@ -90,7 +92,32 @@ export class IotmpSession extends ThingerSession {
     return new AppError("device_error", message, { status });
   }
 
+  /** OK with the payload, or ERROR with `{"error": reason}` (as a device's own handler error looks). */
+  private answer(streamId: number, answer: DeviceAnswer): void {
+    if (answer.ok) {
+      try {
+        this.write(encodeIotmpMessage({ type: IOTMP_TYPE.OK, streamId, ...(answer.payload !== undefined ? { payload: answer.payload } : {}) }, this.dialect));
+        return;
+      } catch {
+        // A stored value this protocol cannot carry (deeper than PSON allows): the device gets an error.
+        answer = { ok: false, error: "value cannot be sent in this protocol" };
+      }
+    }
+    this.send({ type: IOTMP_TYPE.ERROR, streamId, ...(answer.error !== undefined ? { payload: { error: answer.error } } : {}) });
+  }
+
   private send(m: IotmpMessage): void {
     this.write(encodeIotmpMessage(m, this.dialect));
   }
+}
+
+/**
+ * A device → server RUN (THINGER-PROTOCOL §3.8). IOTMP-Linux puts the code in RESOURCE and the property name in
+ * PARAMETERS; IOTMP-Embedded and IOTMP-Arduino put the code in PARAMETERS and the name in RESOURCE: both are read.
+ */
+function serverRun(m: IotmpMessage): DeviceRequest {
+  const [code, name] = typeof m.resource === "number" ? [m.resource, m.params] : typeof m.params === "number" ? [m.params, m.resource] : [undefined, undefined];
+  if (code === IOTMP_SERVER_RUN.READ_PROPERTY) return { op: "get_property", name };
+  if (code === IOTMP_SERVER_RUN.SET_PROPERTY) return { op: "set_property", name, value: m.payload };
+  return { op: "unsupported", kind: `iotmp:run:${String(code)}` };
 }

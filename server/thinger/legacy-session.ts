@@ -3,6 +3,7 @@ import type { ResourceKind } from "../gateway/protocol.js";
 import type { Frame } from "./frame-reader.js";
 import { decodeLegacyFrame, encodeLegacyMessage, LEGACY_FLAG, LEGACY_KEEPALIVE, type LegacyMessage } from "./legacy-frame.js";
 import type { PsonValue } from "./pson-value.js";
+import type { DeviceRequest } from "./requests.js";
 import { isObject, kindOfFn, type Reply, ThingerSession } from "./session-base.js";
 
 /** Deepest `"/"` nesting followed when flattening a legacy resource tree. */
@@ -35,10 +36,15 @@ export class LegacySession extends ThingerSession {
       case LEGACY_FLAG.BUCKET_DATA:
       case LEGACY_FLAG.GET_PROPERTY:
       case LEGACY_FLAG.SET_PROPERTY: {
-        // Only a request with a stream id waits for an answer (the device blocks until it gets one).
-        if (m.streamId === undefined) return;
-        const answer = this.answerDeviceRequest({ kind: flagName(m.flag), identifier: m.identifier, resource: m.resource, payload: m.payload });
-        this.send({ streamId: m.streamId, flag: answer.ok ? LEGACY_FLAG.REQUEST_OK : LEGACY_FLAG.REQUEST_ERROR, ...(answer.payload !== undefined ? { payload: answer.payload } : {}) });
+        // Only a request with a stream id waits for an answer (the device blocks until it gets one); one without
+        // is still served (a SET_PROPERTY is stored).
+        const streamId = m.streamId;
+        const request: DeviceRequest = m.flag === LEGACY_FLAG.GET_PROPERTY
+          ? { op: "get_property", name: m.identifier }
+          : m.flag === LEGACY_FLAG.SET_PROPERTY
+            ? { op: "set_property", name: m.identifier, value: m.payload }
+            : { op: "unsupported", kind: flagName(m.flag) };
+        this.answerDeviceRequest(request, streamId === undefined ? undefined : (answer) => this.answer(streamId, answer.ok, answer.payload));
         return;
       }
       default:
@@ -90,6 +96,20 @@ export class LegacySession extends ThingerSession {
   protected replyError(_reply: Reply): AppError {
     // The legacy protocol has no error detail at all.
     return new AppError("device_error", "the device reported an error");
+  }
+
+  /** REQUEST_OK (with the payload, raw) or REQUEST_ERROR (never with detail: the legacy error has none). */
+  private answer(streamId: number, ok: boolean, payload: PsonValue | undefined): void {
+    if (ok && payload !== undefined) {
+      try {
+        this.write(encodeLegacyMessage({ streamId, flag: LEGACY_FLAG.REQUEST_OK, payload }));
+        return;
+      } catch {
+        // A stored value this protocol cannot carry (deeper than PSON allows): the device gets an error.
+        ok = false;
+      }
+    }
+    this.send({ streamId, flag: ok ? LEGACY_FLAG.REQUEST_OK : LEGACY_FLAG.REQUEST_ERROR });
   }
 
   private send(m: LegacyMessage): void {

@@ -18,6 +18,7 @@ import { SocketLink, WebSocketLink, type DeviceLink } from "./link.js";
 import { LegacySession } from "./legacy-session.js";
 import { IotmpSession } from "./iotmp-session.js";
 import type { ThingerSession } from "./session-base.js";
+import type { DeviceRequestHandler } from "./requests.js";
 
 export const IOTMP_WS_PATH = "/iotmp";
 /** Default silence after which a Thinger device is dropped: its clients send a keep-alive every 60 s. */
@@ -31,6 +32,8 @@ export interface ThingerGatewayOptions {
   allowedOrigins: readonly string[];
   /** Injectable for tests. */
   keepaliveTimeoutMs?: number;
+  /** Serves the devices' own requests (properties); without it they are answered with the protocol's error. */
+  requests?: DeviceRequestHandler;
 }
 
 export interface TlsMaterial {
@@ -226,6 +229,7 @@ export class ThingerGateway {
       limits: { maxInflight: this.options.limits.maxInflightPerDevice, maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes },
       keepaliveTimeoutMs: this.keepaliveTimeoutMs,
       events: this.hub,
+      requests: this.options.requests,
     };
     if (frame.type === LEGACY_FRAME.MESSAGE) {
       const refuse = encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_ERROR });

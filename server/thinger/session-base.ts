@@ -5,6 +5,7 @@ import type { DeviceLink } from "./link.js";
 import type { Frame } from "./frame-reader.js";
 import { ThingerCodecError } from "./limits.js";
 import type { PsonValue } from "./pson-value.js";
+import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "./requests.js";
 
 /** Resources kept from one describe answer. */
 const MAX_RESOURCES = 1024;
@@ -18,6 +19,8 @@ export interface ThingerSessionOptions {
   /** A device silent this long (no byte at all) is dropped; the clients send a keep-alive every 60 s. */
   keepaliveTimeoutMs: number;
   events: SessionEvents;
+  /** Serves device-initiated requests (properties); without it every one is answered with an error. */
+  requests?: DeviceRequestHandler | undefined;
 }
 
 /** An OK or ERROR answer to one of our requests, protocol-neutral. */
@@ -26,14 +29,6 @@ export interface Reply {
   payload?: PsonValue | undefined;
   /** IOTMP: the error code a handler gave (`PARAMETERS`). */
   code?: number | undefined;
-}
-
-/** What the device asked the server for (legacy flags 8-12, IOTMP RUN/DESCRIBE/streams from the device). */
-export interface DeviceRequest {
-  kind: string;
-  identifier?: PsonValue | undefined;
-  resource?: PsonValue | undefined;
-  payload?: PsonValue | undefined;
 }
 
 interface Pending {
@@ -68,6 +63,9 @@ export abstract class ThingerSession implements DeviceSession {
   protected readonly streamIds = new Map<number, string>();
   private nextId = 0;
   private closed = false;
+  /** Device requests being served, one at a time in arrival order (a set then a get reads the value set). */
+  private deviceRequests = 0;
+  private requestChain: Promise<void> = Promise.resolve();
   private readonly silence: NodeJS.Timeout;
 
   constructor(
@@ -282,12 +280,25 @@ export abstract class ThingerSession implements DeviceSession {
   }
 
   /**
-   * The single place device-initiated requests are answered. None is served yet (no buckets, endpoints,
-   * device calls or properties): the answer is an error, at once, so the device never blocks waiting.
-   * GET_PROPERTY / SET_PROPERTY would be served here.
+   * The single place device-initiated requests are answered. `reply` is absent when the device expects no answer
+   * (a legacy request without a stream id); the request is still served (a SET_PROPERTY is stored). Requests
+   * are served one at a time in arrival order; more than `maxInflight` waiting are answered with an error at
+   * once (or dropped, without `reply`), so a device cannot queue unbounded work. Nothing is sent after close.
    */
-  protected answerDeviceRequest(_request: DeviceRequest): Reply {
-    return { ok: false };
+  protected answerDeviceRequest(request: DeviceRequest, reply: ((answer: DeviceAnswer) => void) | undefined): void {
+    const handler = this.options.requests;
+    if (!handler || request.op === "unsupported" || this.deviceRequests >= this.options.limits.maxInflight) {
+      reply?.({ ok: false });
+      return;
+    }
+    this.deviceRequests++;
+    this.requestChain = this.requestChain
+      .then(() => handler.answer(this.user, this.device, request))
+      .catch((): DeviceAnswer => ({ ok: false }))
+      .then((answer) => {
+        this.deviceRequests--;
+        if (!this.closed) reply?.(answer);
+      });
   }
 
   /** A fresh u16 id (1-65535) that is neither pending nor streaming; undefined when all are taken. */
