@@ -16,6 +16,7 @@ import { WebSocket } from "ws";
 import {
   FrameReader,
   IOTMP_KEEPALIVE,
+  IOTMP_SERVER_RUN,
   IOTMP_TYPE,
   LEGACY_FLAG,
   LEGACY_KEEPALIVE,
@@ -318,6 +319,28 @@ export class ThingerDevice extends EventEmitter {
         resolve(f);
       });
     });
+  }
+
+  /**
+   * The client's property requests (THINGER-PROTOCOL §2.8, §3.8): `get_property` (legacy flag 11; IOTMP RUN
+   * READ_PROPERTY) and `set_property` (flag 12; RUN SET_PROPERTY, the value in the payload). The Arduino library
+   * always confirms a get and confirms a set only when asked (`confirm`); IOTMP clients confirm both. `layout`
+   * picks where an IOTMP client puts the code: "linux" (IOTMP-Linux: code in RESOURCE, name in PARAMETERS) or
+   * "embedded" (IOTMP-Embedded / IOTMP-Arduino: code in PARAMETERS, name in RESOURCE).
+   */
+  propertyRequest(
+    op: "get" | "set",
+    name: PsonValue,
+    value?: PsonValue,
+    opts: { confirm?: boolean; layout?: "linux" | "embedded"; timeoutMs?: number } = {},
+  ): Promise<ThingerDeviceFrame | undefined> {
+    const payload = op === "set" && value !== undefined ? { payload: value } : {};
+    if (this.protocol === "legacy") {
+      return this.request({ flag: op === "get" ? LEGACY_FLAG.GET_PROPERTY : LEGACY_FLAG.SET_PROPERTY, identifier: name, ...payload }, opts.confirm ?? true, opts.timeoutMs);
+    }
+    const code = op === "get" ? IOTMP_SERVER_RUN.READ_PROPERTY : IOTMP_SERVER_RUN.SET_PROPERTY;
+    const where = (opts.layout ?? "linux") === "linux" ? { resource: code, params: name } : { params: code, resource: name };
+    return this.request({ type: IOTMP_TYPE.RUN, ...where, ...payload }, opts.confirm ?? true, opts.timeoutMs);
   }
 
   /** Resolves with the next received frame (after those already in `received`) matching `pred`. */
