@@ -5,6 +5,8 @@ import type { DeviceLink } from "../../server/thinger/link.js";
 import { LegacySession } from "../../server/thinger/legacy-session.js";
 import { IotmpSession } from "../../server/thinger/iotmp-session.js";
 import { tidyNumbers } from "../../server/thinger/session-base.js";
+import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "../../server/thinger/requests.js";
+import { until } from "../helpers/wait.js";
 import {
   decodeIotmpFrame, decodeLegacyFrame, encodeIotmpMessage, encodeLegacyMessage, FrameReader, IOTMP_TYPE, LEGACY_FLAG,
   type Frame, type IotmpMessage, type LegacyMessage,
@@ -154,5 +156,62 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     expect(tidyNumbers({ a: [Math.fround(0.1), 3, 2 ** 40 + 0.5] })).to.deep.equal({ a: [0.1, 3, 2 ** 40 + 0.5] });
     expect(tidyNumbers(3.141592653589793)).to.equal(3.141592653589793);
     expect(tidyNumbers(Uint8Array.of(1, 2, 3))).to.equal("AQID");
+  });
+});
+
+describe("Thinger sessions (unit): device requests", () => {
+  /** A handler whose answers the test releases one by one. */
+  function held() {
+    const waiting: Array<(a: DeviceAnswer) => void> = [];
+    const seen: DeviceRequest[] = [];
+    const handler: DeviceRequestHandler = {
+      answer(_u, _d, r) {
+        seen.push(r);
+        return new Promise((resolve) => waiting.push(resolve));
+      },
+    };
+    return { handler, waiting, seen };
+  }
+
+  it("serves property requests one at a time in arrival order; past maxInflight waiting ones the answer is an error at once", async () => {
+    const link = new FakeLink();
+    const h = held();
+    const s = new LegacySession("alice", "dev1", link, { ...options(events()), limits: { maxInflight: 2, maxBufferedBytes: 1 << 20 }, requests: h.handler });
+    s.handleFrame(legacyIn({ streamId: 1, flag: LEGACY_FLAG.GET_PROPERTY, identifier: "a" }));
+    s.handleFrame(legacyIn({ streamId: 2, flag: LEGACY_FLAG.SET_PROPERTY, identifier: "b", payload: 3 }));
+    s.handleFrame(legacyIn({ streamId: 3, flag: LEGACY_FLAG.GET_PROPERTY, identifier: "c" }));
+    // The third is over the bound: refused at once; the first two wait.
+    expect(link.frames.map(legacyOut)).to.deep.equal([{ streamId: 3, flag: LEGACY_FLAG.REQUEST_ERROR }]);
+    await until(() => h.waiting.length === 1, 1000, "first request served");
+    expect(h.seen).to.deep.equal([{ op: "get_property", name: "a" }]);
+    h.waiting[0]!({ ok: true, payload: 21.5 });
+    await until(() => h.waiting.length === 2, 1000, "second request served");
+    expect(h.seen[1]).to.deep.equal({ op: "set_property", name: "b", value: 3 });
+    h.waiting[1]!({ ok: false, error: "nope" });
+    await until(() => link.frames.length === 3, 1000, "answers");
+    expect(link.frames.slice(1).map(legacyOut)).to.deep.equal([
+      { streamId: 1, flag: LEGACY_FLAG.REQUEST_OK, payload: 21.5 },
+      { streamId: 2, flag: LEGACY_FLAG.REQUEST_ERROR },
+    ]);
+    s.markClosed();
+  });
+
+  it("a session closed while a request is served sends nothing after; IOTMP errors carry the reason", async () => {
+    const link = new FakeLink();
+    const h = held();
+    const s = new IotmpSession("alice", "dev1", link, { ...options(events()), requests: h.handler }, 2);
+    const iotmpIn = (m: IotmpMessage) => frameOf(encodeIotmpMessage(m, 2));
+    s.handleFrame(iotmpIn({ type: IOTMP_TYPE.RUN, streamId: 9, params: 1, resource: "p" }));
+    await until(() => h.waiting.length === 1, 1000, "request served");
+    expect(h.seen[0]).to.deep.equal({ op: "get_property", name: "p" });
+    h.waiting[0]!({ ok: false, error: "no such property" });
+    await until(() => link.frames.length === 1, 1000, "answer");
+    expect(decodeIotmpFrame(link.frames[0]!, 2)).to.deep.equal({ type: IOTMP_TYPE.ERROR, streamId: 9, payload: { error: "no such property" } });
+    s.handleFrame(iotmpIn({ type: IOTMP_TYPE.RUN, streamId: 10, resource: 2, params: "p", payload: "v" }));
+    await until(() => h.waiting.length === 2, 1000, "second request served");
+    s.markClosed();
+    h.waiting[1]!({ ok: true });
+    await new Promise((r) => setImmediate(r));
+    expect(link.frames).to.have.length(1);
   });
 });
