@@ -298,7 +298,9 @@ export abstract class ThingerSession implements DeviceSession {
       .then((answer) => {
         this.deviceRequests--;
         if (!this.closed) reply?.(answer);
-      });
+      })
+      // The chain must never hold a rejection (it would end the process): a link that cannot take the answer ends.
+      .catch(() => this.terminate());
   }
 
   /** A fresh u16 id (1-65535) that is neither pending nor streaming; undefined when all are taken. */
