@@ -19,6 +19,8 @@ import { TokensService } from "./tokens/service.js";
 import { AccountService, coreAccountParts } from "./users/account.js";
 import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
+import { DeviceAdmission } from "./gateway/admission.js";
+import { IOTMP_WS_PATH, ThingerGateway, type ThingerGatewayOptions } from "./thinger/listeners.js";
 import { StreamService } from "./streams/service.js";
 import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
@@ -50,6 +52,8 @@ export interface AppOptions {
   cluster?: { nc: NatsConnection; subjectPrefix?: string };
   /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
   startup?: Promise<unknown>;
+  /** Thinger device sessions: the silence after which one is dropped (tests shorten it). */
+  thinger?: Pick<ThingerGatewayOptions, "keepaliveTimeoutMs">;
 }
 
 export interface Thingrelay {
@@ -58,9 +62,11 @@ export interface Thingrelay {
   services: Services;
   /** The device socket gateway (its WebSocketServer options are checked by the hardening tests). */
   gateway: Gateway;
+  /** Thinger devices (legacy, IOTMP): `listen()` opens its TCP/TLS ports; `/iotmp` upgrades reach it. */
+  thinger: ThingerGateway;
   /** HTTP request listener. */
   callback: ReturnType<Koa["callback"]>;
-  /** Hands device sockets (`/v1/connect`) to the gateway; other upgrades are refused. */
+  /** Hands device sockets (`/v1/connect`, `/iotmp`) to their gateway; other upgrades are refused. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Wires an http.Server to this app (requests, upgrades, keepalive sweep). */
   attach(server: Server): void;
@@ -102,8 +108,12 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   }
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
-  const gateway = new Gateway(hub, repos, credentials, logger, {
+  const admission = new DeviceAdmission(repos, credentials, logger, config.limits);
+  const gateway = new Gateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
+  });
+  const thinger = new ThingerGateway(hub, admission, logger, {
+    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
   });
 
   const app = new Koa({ proxy: config.trustProxy });
@@ -203,10 +213,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   for (const t of purgeTimers) t.unref();
 
   const callback = app.callback();
-  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => gateway.handleUpgrade(req, socket, head);
+  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if ((req.url ?? "").split("?")[0] === IOTMP_WS_PATH) thinger.handleUpgrade(req, socket, head);
+    else gateway.handleUpgrade(req, socket, head);
+  };
   hub.start();
   return {
-    app, router, services, gateway, callback, handleUpgrade,
+    app, router, services, gateway, thinger, callback, handleUpgrade,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
@@ -215,6 +228,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     async close(code = 1001) {
       for (const t of purgeTimers) clearTimeout(t);
       gateway.close();
+      thinger.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");
       await services.streams.close();
       await services.cluster?.close();

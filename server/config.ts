@@ -50,7 +50,27 @@ export interface Config {
   /** Browser origins allowed to open device sockets; empty = any (device auth is in-band, no cookies). */
   wsOrigins: readonly string[];
   limits: Limits;
+  /** Listeners for Thinger devices (legacy protocol and IOTMP). */
+  thinger: ThingerListenConfig;
 }
+
+/** Ports of the Thinger listeners: null = off, 0 = a free port. TLS ones open only with a certificate. */
+export interface ThingerListenConfig {
+  legacyPort: number | null;
+  legacyTlsPort: number | null;
+  iotmpPort: number | null;
+  iotmpTlsPort: number | null;
+  /** PEM files (paths) of the TLS listeners; both or neither. */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+}
+
+const THINGER_PORT_VARS: ReadonlyArray<[Exclude<keyof ThingerListenConfig, "tlsCert" | "tlsKey">, string, number]> = [
+  ["legacyPort", "THINGRELAY_THINGER_PORT", 25200],
+  ["legacyTlsPort", "THINGRELAY_THINGER_TLS_PORT", 25202],
+  ["iotmpPort", "THINGRELAY_IOTMP_PORT", 25204],
+  ["iotmpTlsPort", "THINGRELAY_IOTMP_TLS_PORT", 25206],
+];
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   callTimeoutMs: 10_000,
@@ -100,6 +120,7 @@ export const CONFIG_VARIABLES: readonly string[] = [
   "PORT", "HOST", "DATA_DIR", "MONGODB_URL", "NATS_URL", "THINGRELAY_SECRET", "THINGRELAY_ADMIN_USER",
   "THINGRELAY_ADMIN_PASSWORD", "LOG_LEVEL", "THINGRELAY_PASSWORD_COST", "THINGRELAY_TRUST_PROXY",
   "THINGRELAY_CORS_ORIGINS", "THINGRELAY_WS_ORIGINS", ...LIMIT_VARS.map(([, v]) => v),
+  ...THINGER_PORT_VARS.map(([, v]) => v), "THINGRELAY_TLS_CERT", "THINGRELAY_TLS_KEY",
 ];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -169,6 +190,20 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     problems.push("THINGRELAY_CALL_TIMEOUT_MS must not exceed THINGRELAY_MAX_CALL_TIMEOUT_MS");
   }
 
+  const thinger: ThingerListenConfig = { legacyPort: null, legacyTlsPort: null, iotmpPort: null, iotmpTlsPort: null, tlsCert: str("THINGRELAY_TLS_CERT"), tlsKey: str("THINGRELAY_TLS_KEY") };
+  for (const [key, name, dflt] of THINGER_PORT_VARS) {
+    const raw = str(name);
+    if (raw === "off") continue;
+    if (raw !== undefined && (!/^\d+$/.test(raw) || Number(raw) > 65535)) {
+      problems.push(`${name} must be "off" or a port from 0 to 65535 (got "${raw}")`);
+      continue;
+    }
+    thinger[key] = raw === undefined ? dflt : Number(raw);
+  }
+  if ((thinger.tlsCert === undefined) !== (thinger.tlsKey === undefined)) {
+    problems.push("THINGRELAY_TLS_CERT and THINGRELAY_TLS_KEY must be set together");
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port, host, dataDir, mongodbUrl, natsUrl, secret, adminUser, adminPassword, logLevel, passwordCost,
@@ -176,5 +211,6 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     corsOrigins: Object.freeze(corsOrigins),
     wsOrigins: Object.freeze(wsOrigins),
     limits: Object.freeze(limits),
+    thinger: Object.freeze(thinger),
   });
 }

@@ -2,6 +2,7 @@
 import { createServer } from "node:http";
 import { connect } from "nats";
 import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
 import { openMongoStore, openNedbStore, type Store } from "./store/index.js";
@@ -53,6 +54,12 @@ export async function main(env: Record<string, string | undefined> = process.env
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  // Thinger devices (legacy protocol, IOTMP): their own TCP/TLS ports; a port that cannot be bound stops the start.
+  const tls = config.thinger.tlsCert && config.thinger.tlsKey
+    ? { cert: await readFile(config.thinger.tlsCert), key: await readFile(config.thinger.tlsKey) }
+    : undefined;
+  const thingerPorts = await relay.thinger.listen(config.thinger, config.host, tls);
+  logger.info({ ...thingerPorts, iotmp_ws: "/iotmp" }, "thinger device listeners");
   // After binding: a server that cannot listen (port taken) must not create and print an admin it never serves.
   const admin = await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger).catch((err: unknown) => {
     startupFailed(err);

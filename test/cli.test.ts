@@ -388,7 +388,7 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-serve-"));
       try {
         const child = spawnCli(["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir], {
-          ...env, THINGRELAY_PRINT_PORT: "1", NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", LOG_LEVEL: "warn",
+          ...env, THINGRELAY_PRINT_PORT: "1", THINGRELAY_THINGER_PORT: "0", THINGRELAY_IOTMP_PORT: "0", NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", LOG_LEVEL: "warn",
           THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password",
         });
         const done = collect(child);

@@ -54,6 +54,24 @@ describe("config: loadConfig", () => {
     for (const p of err.problems) expect(err.message).to.include(p);
   });
 
+  it("Thinger listeners: default ports, `off` closes one, `0` picks a free port, TLS files both or neither, bad values reported together", () => {
+    const d = loadConfig({}).thinger;
+    expect(d).to.deep.equal({ legacyPort: 25200, legacyTlsPort: 25202, iotmpPort: 25204, iotmpTlsPort: 25206, tlsCert: undefined, tlsKey: undefined });
+    expect(Object.isFrozen(d)).to.equal(true);
+    const c = loadConfig({
+      THINGRELAY_THINGER_PORT: "off", THINGRELAY_THINGER_TLS_PORT: "0", THINGRELAY_IOTMP_PORT: "1234", THINGRELAY_IOTMP_TLS_PORT: "off",
+      THINGRELAY_TLS_CERT: "/etc/cert.pem", THINGRELAY_TLS_KEY: "/etc/key.pem",
+    }).thinger;
+    expect(c).to.deep.equal({ legacyPort: null, legacyTlsPort: 0, iotmpPort: 1234, iotmpTlsPort: null, tlsCert: "/etc/cert.pem", tlsKey: "/etc/key.pem" });
+    const err = configError({ THINGRELAY_THINGER_PORT: "on", THINGRELAY_IOTMP_PORT: "70000", THINGRELAY_IOTMP_TLS_PORT: "-1", THINGRELAY_TLS_CERT: "/etc/cert.pem" });
+    expect(err.problems).to.deep.equal([
+      'THINGRELAY_THINGER_PORT must be "off" or a port from 0 to 65535 (got "on")',
+      'THINGRELAY_IOTMP_PORT must be "off" or a port from 0 to 65535 (got "70000")',
+      'THINGRELAY_IOTMP_TLS_PORT must be "off" or a port from 0 to 65535 (got "-1")',
+      "THINGRELAY_TLS_CERT and THINGRELAY_TLS_KEY must be set together",
+    ]);
+  });
+
   it("refuses THINGRELAY_SECRET under 32 bytes and accepts exactly 32", () => {
     expect(configError({ THINGRELAY_SECRET: "x".repeat(31) }).problems).to.deep.equal(["THINGRELAY_SECRET must be at least 32 bytes (256 bits)"]);
     expect(loadConfig({ THINGRELAY_SECRET: "x".repeat(32) }).secret).to.equal("x".repeat(32));

@@ -3,6 +3,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice, type ApiResponse } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { once, until } from "./helpers/wait.js";
+import type { JsonSession } from "../server/gateway/session.js";
 
 /** A server with one account "alice" and the given devices (credentials = `${id}-secret`). */
 async function fixture(env: Record<string, string>, devices: string[]): Promise<{ srv: TestServer; token: string }> {
@@ -272,7 +273,7 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "slow", credentials: "slow-secret" });
       after(() => d.kill());
       d.ws.pause();
-      const session = srv.relay.services.hub.get("alice", "slow")!;
+      const session = srv.relay.services.hub.get("alice", "slow") as JsonSession;
       const serverClose = once(session.ws, "close", 10_000);
       const r = await api(srv.url, "DELETE", "/v1/users/alice/devices/slow/session", { token });
       expect(r.status).to.equal(200);
@@ -381,7 +382,7 @@ describe("gateway: device sockets on /v1/connect", function () {
 
     it("a second session replaces the first (4000); the old socket's late close does not unregister the new one", async () => {
       const first = await dev("twice");
-      const oldSession = srv.relay.services.hub.get("alice", "twice")!;
+      const oldSession = srv.relay.services.hub.get("alice", "twice") as JsonSession;
       const oldServerClose = once(oldSession.ws, "close");
       const pendingOnOld = call("twice", "held");
       await first.call(0);

@@ -78,7 +78,7 @@ describe("README.md", function () {
       server = spawn(process.execPath, ["--import=tsx", "server/main.ts"], {
         cwd: ROOT,
         env: {
-          PATH: process.env.PATH ?? "", HOME: scratch, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, THINGRELAY_PRINT_PORT: "1",
+          PATH: process.env.PATH ?? "", HOME: scratch, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, THINGRELAY_PRINT_PORT: "1", THINGRELAY_THINGER_PORT: "0", THINGRELAY_IOTMP_PORT: "0",
           NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", LOG_LEVEL: "warn",
         },
         stdio: ["ignore", "pipe", "pipe"],

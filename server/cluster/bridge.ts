@@ -3,7 +3,7 @@ import { ErrorCode, JSONCodec, NatsError, type NatsConnection, type Subscription
 import { AppError, type ErrorCode as AppErrorCode, ERROR_CODES } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Hub, HubEventMap } from "../gateway/hub.js";
-import type { CallResult, SessionStats } from "../gateway/session.js";
+import type { CallResult, SessionStats } from "../gateway/device-session.js";
 import { CLOSE } from "../gateway/protocol.js";
 import type { RevocationCache } from "../auth/authenticator.js";
 import { type CallVerb, checkVerb, type ResourceApi, resourceApi } from "../relay/kinds.js";
@@ -243,7 +243,7 @@ export class ClusterBridge {
         case "api": {
           const s = this.hub.get(user, device);
           if (!s) throw new AppError("device_offline");
-          respond({ ok: true, resources: s.resourceList() });
+          respond({ ok: true, resources: await s.resourceList() });
           return;
         }
         case "resource_api": {

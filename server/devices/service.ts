@@ -61,6 +61,24 @@ export class DevicesService {
     return this.hub.get(user, device) !== undefined || (await this.repos.devices.count({ _id: Repositories.deviceKey(user, device) })) > 0;
   }
 
+  /**
+   * The one place that tells `device_not_found` from `device_offline` once no session answered: the error a
+   * caller gets when a device has no live session anywhere (registered or not).
+   */
+  async noSession(user: string, device: string): Promise<AppError> {
+    return (await this.exists(user, device)) ? new AppError("device_offline") : new AppError("device_not_found");
+  }
+
+  /** Runs `fn`; a `device_offline` it throws becomes {@link noSession}'s answer. */
+  async orNoSession<T>(user: string, device: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof AppError && err.code === "device_offline") throw await this.noSession(user, device);
+      throw err;
+    }
+  }
+
   async create(user: string, d: NewDevice): Promise<DeviceDoc> {
     const doc: DeviceDoc = {
       _id: Repositories.deviceKey(user, d.id), user, device: d.id, description: d.description, type: d.type,

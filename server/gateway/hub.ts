@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import { CLOSE } from "./protocol.js";
-import { type CallResult, DeviceSession, type SessionEvents, type SessionStats } from "./session.js";
+import type { CallResult, DeviceSession, SessionEvents, SessionStats } from "./device-session.js";
 
 export interface DeviceRef {
   user: string;
@@ -38,7 +38,8 @@ export interface SessionInfo {
 }
 
 /**
- * Live device sessions of this process, keyed `user/device`. One session per device: registering a second
+ * Live device sessions of this process, keyed `user/device`, whatever protocol each device speaks (the hub
+ * only sees {@link DeviceSession}). One session per device: registering a second
  * replaces (and closes) the first, and the first one's late close never unregisters its successor.
  * A single keepalive sweep pings every session and drops those that stayed silent for a whole interval.
  */
@@ -121,7 +122,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
     const out: SessionInfo[] = [];
     for (const device of this.perUser.get(user) ?? []) {
       const s = this.sessions.get(`${user}/${device}`)!;
-      out.push({ device, ip_address: s.ip, connected_ts: s.connectedAt, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, inflight: s.inflight, buffered_bytes: s.ws.bufferedAmount });
+      out.push({ device, ip_address: s.ip, connected_ts: s.connectedAt, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, inflight: s.inflight, buffered_bytes: s.bufferedBytes });
     }
     return out.sort((a, b) => a.device.localeCompare(b.device));
   }
@@ -153,16 +154,9 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   /** One pass of the keepalive: terminate sessions silent since the last pass, ping the others. */
   sweep(): void {
     for (const s of [...this.sessions.values()]) {
-      if (!s.alive) {
-        s.ws.terminate();
+      if (!s.sweep()) {
+        s.terminate();
         this.unregister(s);
-        continue;
-      }
-      s.alive = false;
-      try {
-        s.ws.ping();
-      } catch {
-        /* socket already closing: its close event unregisters it */
       }
     }
   }

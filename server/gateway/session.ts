@@ -3,22 +3,12 @@ import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 import { jsonDepth } from "../json.js";
+import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
 export const CLOSE_GRACE_MS = 2_000;
 
-export interface SessionLimits {
-  maxInflight: number;
-  maxBufferedBytes: number;
-}
-
-export interface CallResult {
-  /** True when the device's answer carried an `out` value. */
-  hasOut: boolean;
-  out?: unknown;
-  /** An input's state, in the answer to a `state` frame. */
-  in?: unknown;
-}
+export type { CallResult, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
 interface Pending {
   resolve(r: CallResult): void;
@@ -26,26 +16,13 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export interface SessionStats {
-  connected: boolean;
-  connected_ts: number | null;
-  ip_address: string | null;
-  rx_bytes: number;
-  tx_bytes: number;
-}
-
-export interface SessionEvents {
-  onDescribe(session: DeviceSession): void;
-  onData(session: DeviceSession, resource: string, out: unknown): void;
-  onTraffic(session: DeviceSession): void;
-}
 
 /**
- * One authenticated device socket: the pending-call map (id + timer + cancel, as nats.js `request.ts`),
+ * One authenticated JSON-protocol device socket (the {@link DeviceSession} of SDK devices): the pending-call map (id + timer + cancel, as nats.js `request.ts`),
  * byte counters, the resources the device announced. A reply for an unknown id (stray, duplicate or late)
  * is dropped: it can never resolve another caller's call.
  */
-export class DeviceSession {
+export class JsonSession implements DeviceSession {
   readonly key: string;
   readonly connectedAt = Date.now();
   rxBytes = 0;
@@ -76,8 +53,43 @@ export class DeviceSession {
   }
 
   /** The announced resources as the `/api` route answers them: `{name: {kind}}`. */
-  resourceList(): Record<string, { kind: ResourceKind }> {
+  resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
+    return Promise.resolve(this.listResources());
+  }
+
+  private listResources(): Record<string, { kind: ResourceKind }> {
     return Object.fromEntries([...(this.resources ?? new Map<string, ResourceKind>())].map(([name, kind]) => [name, { kind }]));
+  }
+
+  resourceKind(name: string): ResourceKind | null | undefined {
+    return this.resources === null ? null : this.resources.get(name);
+  }
+
+  get bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  stream(resource: string, intervalMs: number): void {
+    this.send(JSON.stringify({ type: "stream", resource, interval: intervalMs }));
+  }
+
+  unstream(resource: string): void {
+    this.send(JSON.stringify({ type: "unstream", resource }));
+  }
+
+  sweep(): boolean {
+    if (!this.alive) return false;
+    this.alive = false;
+    try {
+      this.ws.ping();
+    } catch {
+      /* socket already closing: its close event unregisters it */
+    }
+    return true;
+  }
+
+  terminate(): void {
+    this.ws.terminate();
   }
 
   get inflight(): number {

@@ -3,11 +3,9 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { Limits } from "../config.js";
 import type { Logger } from "../log.js";
-import { Repositories } from "../store/repos.js";
-import type { CredentialHasher } from "../auth/passwords.js";
-import { WindowLimiter } from "../auth/limiter.js";
+import type { DeviceAdmission } from "./admission.js";
 import { CLOSE, parseConnect } from "./protocol.js";
-import { CLOSE_GRACE_MS, DeviceSession } from "./session.js";
+import { CLOSE_GRACE_MS, JsonSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
 export const CONNECT_PATH = "/v1/connect";
@@ -26,17 +24,11 @@ export interface GatewayOptions {
  */
 export class Gateway {
   readonly wss: WebSocketServer;
-  private pendingSockets = 0;
-  private readonly pendingByIp = new Map<string, number>();
-  private readonly touched = new Set<string>();
-  private touchQueued = false;
-  private readonly failures: WindowLimiter;
   private closing = false;
 
   constructor(
     private readonly hub: Hub,
-    private readonly repos: Repositories,
-    private readonly credentials: CredentialHasher,
+    private readonly admission: DeviceAdmission,
     private readonly logger: Logger,
     private readonly options: GatewayOptions,
   ) {
@@ -51,11 +43,10 @@ export class Gateway {
       autoPong: true,
       clientTracking: false,
     });
-    this.failures = new WindowLimiter(20, 60_000);
   }
 
   get unauthenticated(): number {
-    return this.pendingSockets;
+    return this.admission.unauthenticated;
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -66,34 +57,26 @@ export class Gateway {
     if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
       return reject(socket, 403, "Forbidden");
     }
-    if (this.pendingSockets >= this.options.limits.maxPendingSockets) return reject(socket, 503, "Service Unavailable");
     const ip = clientIp(req, this.options.trustProxy);
-    if (!this.failures.peek(ip).allowed) return reject(socket, 429, "Too Many Requests");
-    // One address may hold at most a quarter of the unauthenticated slots, so it cannot starve the others.
-    if ((this.pendingByIp.get(ip) ?? 0) >= Math.max(1, Math.floor(this.options.limits.maxPendingSockets / 4))) {
-      return reject(socket, 503, "Service Unavailable");
-    }
+    const refusal = this.admission.refusal(ip);
+    if (refusal === "throttled") return reject(socket, 429, "Too Many Requests");
+    if (refusal === "busy") return reject(socket, 503, "Service Unavailable");
     this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip));
   }
 
   private authenticate(ws: WebSocket, ip: string): void {
-    this.pendingSockets++;
-    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
+    const release = this.admission.hold(ip);
     let done = false;
     const finish = (): boolean => {
-      if (done) return false;
+      if (!release()) return false;
       done = true;
-      this.pendingSockets--;
-      const n = (this.pendingByIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.pendingByIp.delete(ip);
-      else this.pendingByIp.set(ip, n);
       clearTimeout(deadline);
       return true;
     };
     const deadline = setTimeout(() => {
       if (!finish()) return;
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
-      this.failures.hit(ip);
+      this.admission.failed(ip);
       closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
@@ -109,17 +92,15 @@ export class Gateway {
       const frame = parseConnect(parsed);
       if (typeof frame === "string") {
         finish();
-        this.failures.hit(ip);
+        this.admission.failed(ip);
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
         return;
       }
-      this.repos.devices.findOne({ _id: Repositories.deviceKey(frame.user, frame.device) }).then(
-        (doc) => {
+      this.admission.verify(frame.user, frame.device, frame.credentials, ip).then(
+        (ok) => {
           if (done) return;
-          if (!doc || !this.credentials.verify(frame.credentials, doc.credentialsHash)) {
+          if (!ok) {
             finish();
-            this.failures.hit(ip);
-            this.logger.info({ user: frame.user, device: frame.device, ip }, "device authentication failed");
             closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
             return;
           }
@@ -137,7 +118,7 @@ export class Gateway {
 
   private accept(ws: WebSocket, user: string, device: string, ip: string, connectBytes: number): void {
     if (ws.readyState !== ws.OPEN) return;
-    const session = new DeviceSession(user, device, ws, ip, {
+    const session = new JsonSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
       maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
     }, this.hub);
@@ -156,30 +137,13 @@ export class Gateway {
     });
     ws.on("close", () => {
       this.hub.unregister(session);
-      this.touch(session.key);
+      this.admission.touch(session.key);
     });
     this.hub.register(session);
     session.send(JSON.stringify({
       type: "connected", user, device, keepalive: Math.round(this.options.limits.pingIntervalMs / 1000), server_time: Date.now(),
     }));
-    this.touch(session.key);
-  }
-
-  /**
-   * Records "seen now" (lastConnectionTs) for a device. The writes of one event-loop turn go out as one
-   * updateMany: nedb serialises every write as its own file append, and one write per session open and
-   * close made a graceful shutdown under 10,000 devices wait ~10 s for the store (BENCHMARKS.md, storm).
-   */
-  private touch(key: string): void {
-    this.touched.add(key);
-    if (this.touchQueued) return;
-    this.touchQueued = true;
-    setImmediate(() => {
-      this.touchQueued = false;
-      const keys = [...this.touched];
-      this.touched.clear();
-      this.repos.devices.updateMany({ _id: { $in: keys } }, { $set: { lastConnectionTs: Date.now() } }).catch(() => {});
-    });
+    this.admission.touch(session.key);
   }
 
   /** Stops accepting sockets; existing sessions are closed by the hub. */

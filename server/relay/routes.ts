@@ -60,17 +60,12 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     }
     if (resource === "api") {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
-      const session = s.hub.get(user, device);
-      if (session) {
-        ctx.body = session.resourceList();
-        return;
-      }
-      const remote = s.cluster ? await s.cluster.resources(user, device).catch((e: unknown) => {
-        if (e instanceof AppError && e.code === "device_offline") return null;
-        throw e;
-      }) : null;
-      if (!remote) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
-      ctx.body = remote;
+      ctx.body = await s.devices.orNoSession(user, device, async () => {
+        const session = s.hub.get(user, device);
+        if (session) return session.resourceList();
+        if (!s.cluster) throw new AppError("device_offline");
+        return s.cluster.resources(user, device);
+      });
       return;
     }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
@@ -87,10 +82,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     let outcome = "ok";
     try {
       // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-      const result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb).catch(async (err: unknown) => {
-        if (err instanceof AppError && err.code === "device_offline" && !(await s.devices.exists(user, device))) throw noDevice();
-        throw err;
-      });
+      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb));
       ctx.status = 200;
       if (result.hasOut) ctx.body = { out: result.out ?? null };
       else ctx.body = "";

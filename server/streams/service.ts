@@ -438,8 +438,8 @@ export class StreamService {
     const intervalMs = parseInterval(ctx.query.interval);
     const session = this.deps.hub.get(user, device);
     if (!session && !(await this.deps.devices.exists(user, device))) throw new AppError("device_not_found");
-    const kind = session?.resources?.get(resource);
-    if (session?.resources && kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
+    const kind = session?.resourceKind(resource);
+    if (session && kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
     if (kind === "input" || kind === "run") throw new AppError("invalid_request", `"${resource}" is ${kind === "input" ? "an" : "a"} ${kind} resource: only output and io resources can be streamed`);
     const stream = this.start(ctx, "resource", user, (p) => p.user === user && p.can("AccessDeviceResources", { device, resource }));
 
@@ -499,7 +499,7 @@ export class StreamService {
 
   private sendStream(t: ResourceTopic): void {
     if (t.idle) return;
-    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "stream", resource: t.resource, interval: t.interval }));
+    this.deps.hub.get(t.user, t.device)?.stream(t.resource, t.interval);
   }
 
   /** Cluster: tells the node holding the device what this node's subscribers want. */
@@ -509,7 +509,7 @@ export class StreamService {
 
   private sendUnstream(t: ResourceTopic): void {
     if (this.closing) return;
-    this.deps.hub.get(t.user, t.device)?.send(JSON.stringify({ type: "unstream", resource: t.resource }));
+    this.deps.hub.get(t.user, t.device)?.unstream(t.resource);
   }
 
   private readonly onData = this.guard("data", ({ user, device, resource, out, ts }: { user: string; device: string; resource: string; out: unknown; ts: number }): void => {

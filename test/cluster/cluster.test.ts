@@ -201,7 +201,7 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
     // What SIGKILL does to a node: its NATS connection and every socket vanish at once, nothing answers.
     const ncA = conns[0]!;
     await ncA.close();
-    A.relay.services.hub.get("alice", "failover")!.ws.terminate();
+    A.relay.services.hub.get("alice", "failover")!.terminate();
     await A.close();
     const answers = await Promise.all(load);
     for (const r of answers) expect([200, 404, 502, 504], r.text).to.include(r.status);

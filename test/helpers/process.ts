@@ -87,6 +87,7 @@ function childEnv(dataDir: string, extra: Record<string, string | undefined> = {
   for (const [k, v] of Object.entries(process.env)) if (!SERVER_ENV.test(k)) env[k] = v;
   Object.assign(env, {
     PORT: "0", HOST: "127.0.0.1", NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10", THINGRELAY_PRINT_PORT: "1",
+    THINGRELAY_THINGER_PORT: "0", THINGRELAY_IOTMP_PORT: "0",
     LOG_LEVEL: "info", DATA_DIR: dataDir,
   });
   for (const [k, v] of Object.entries(extra)) {

@@ -10,6 +10,7 @@ import { openNedbStore } from "../../server/store/nedb.js";
 import type { Store } from "../../server/store/types.js";
 import { createThingrelay, type AppOptions, type Thingrelay } from "../../server/app.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
+import type { ThingerPorts, TlsMaterial } from "../../server/thinger/listeners.js";
 
 export const TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 export const ADMIN = { user: "admin", password: "admin-password-1" };
@@ -24,6 +25,8 @@ export interface TestServer {
   server: Server;
   /** Every log line written so far (for secret-leak checks). */
   logs: string[];
+  /** Ports of the Thinger listeners opened with the `thinger` option (TLS ones only with a certificate). */
+  thingerPorts: ThingerPorts;
   close(): Promise<void>;
 }
 
@@ -38,6 +41,8 @@ export interface TestServerOptions {
   serverOptions?: ServerOptions;
   /** Wraps the store the server uses (fault injection); the unwrapped store is the one closed. */
   wrapStore?: (s: Store) => Store;
+  /** Opens the Thinger device listeners (legacy, IOTMP) on free ports; TLS ones with `tls`. */
+  thinger?: { tls?: TlsMaterial; keepaliveTimeoutMs?: number };
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -57,15 +62,18 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const logger: Logger = createLogger(config.logLevel, sink);
   const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
-  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}) });
+  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer(options.serverOptions ?? {});
   relay.attach(server);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
+  const thingerPorts = options.thinger
+    ? await relay.thinger.listen({ legacyPort: 0, legacyTlsPort: 0, iotmpPort: 0, iotmpTlsPort: 0, tlsCert: undefined, tlsKey: undefined }, "127.0.0.1", options.thinger.tls)
+    : {};
   let closed = false;
   return {
-    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs,
+    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs, thingerPorts,
     async close() {
       if (closed) return;
       closed = true;

@@ -48,7 +48,7 @@ export interface ThingrelayProc {
 export function serverEnv(dataDir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
   return {
     NODE_ENV: "test", THINGRELAY_PASSWORD_COST: "10",
-    PORT: String(port), HOST: "127.0.0.1", THINGRELAY_PRINT_PORT: "1", DATA_DIR: dataDir,
+    PORT: String(port), HOST: "127.0.0.1", THINGRELAY_PRINT_PORT: "1", DATA_DIR: dataDir, THINGRELAY_THINGER_PORT: "0", THINGRELAY_IOTMP_PORT: "0",
     THINGRELAY_SECRET: SECRET, THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password,
     LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? "warn",
     THINGRELAY_RATE_LIMIT: "1000000000",

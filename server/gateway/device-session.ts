@@ -1,0 +1,74 @@
+import type { ResourceKind } from "./protocol.js";
+
+export interface CallResult {
+  /** True when the device's answer carried an `out` value. */
+  hasOut: boolean;
+  out?: unknown;
+  /** An input's state, in the answer to a `state` request. */
+  in?: unknown;
+}
+
+export interface SessionStats {
+  connected: boolean;
+  connected_ts: number | null;
+  ip_address: string | null;
+  rx_bytes: number;
+  tx_bytes: number;
+}
+
+/** What a session reports to the hub. */
+export interface SessionEvents {
+  onDescribe(session: DeviceSession): void;
+  onData(session: DeviceSession, resource: string, out: unknown): void;
+  onTraffic(session: DeviceSession): void;
+}
+
+/** Limits every session kind enforces on calls. */
+export interface SessionLimits {
+  maxInflight: number;
+  maxBufferedBytes: number;
+}
+
+/**
+ * One authenticated device, whatever it speaks: the JSON WebSocket protocol (`gateway/session.ts`), the Thinger
+ * legacy protocol or IOTMP (`thinger/`). The hub and everything above it see only this interface.
+ */
+export interface DeviceSession {
+  readonly key: string;
+  readonly user: string;
+  readonly device: string;
+  readonly ip: string;
+  readonly connectedAt: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  /** Calls waiting for the device's answer. */
+  readonly inflight: number;
+  /** Bytes queued towards the device and not yet taken by its socket. */
+  readonly bufferedBytes: number;
+  readonly isClosed: boolean;
+  /** The device's resources as last described; null while unknown (calls are then sent unchecked). */
+  readonly resources: ReadonlyMap<string, ResourceKind> | null;
+  /** Kind of a resource name (templates such as `gpio/:pin` match); null while unknown, undefined if absent. */
+  resourceKind(name: string): ResourceKind | null | undefined;
+  /** The resources as `/api` answers them: `{name: {kind}}` (a session may ask the device again first). */
+  resourceList(): Promise<Record<string, { kind: ResourceKind }>>;
+  /** Sends one call and waits for the answer, at most `timeoutMs`. Rejects with an AppError. */
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
+  /** True when the device can report this resource's current input state (see {@link DeviceSession.state}). */
+  reportsState(resource: string): boolean;
+  /** The current input state of a resource, read without running its handler. */
+  state(resource: string, timeoutMs: number): Promise<unknown>;
+  /** Asks the device to push values of `resource` every `intervalMs` (0: only values it pushes itself). */
+  stream(resource: string, intervalMs: number): void;
+  /** Stops the stream of `resource`. */
+  unstream(resource: string): void;
+  stats(): SessionStats;
+  /** One pass of the hub's keepalive sweep: false when the device stayed silent since the last pass. */
+  sweep(): boolean;
+  /** Marks the session closed and fails every pending call with device_disconnected. Idempotent. */
+  markClosed(): void;
+  /** Closes the connection (`code`/`reason` where the protocol has them). */
+  close(code?: number, reason?: string): void;
+  /** Drops the connection without a closing handshake. */
+  terminate(): void;
+}

@@ -1,0 +1,364 @@
+import { AppError } from "../errors.js";
+import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
+import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
+import type { DeviceLink } from "./link.js";
+import type { Frame } from "./frame-reader.js";
+import { ThingerCodecError } from "./limits.js";
+import type { PsonValue } from "./pson-value.js";
+
+/** Resources kept from one describe answer. */
+const MAX_RESOURCES = 1024;
+/** Longest wait for a describe answer made on behalf of `/api` before the cached list is served. */
+const DESCRIBE_ON_DEMAND_MS = 2_000;
+/** Largest u16 id. */
+const MAX_ID = 0xffff;
+
+export interface ThingerSessionOptions {
+  limits: SessionLimits;
+  /** A device silent this long (no byte at all) is dropped; the clients send a keep-alive every 60 s. */
+  keepaliveTimeoutMs: number;
+  events: SessionEvents;
+}
+
+/** An OK or ERROR answer to one of our requests, protocol-neutral. */
+export interface Reply {
+  ok: boolean;
+  payload?: PsonValue | undefined;
+  /** IOTMP: the error code a handler gave (`PARAMETERS`). */
+  code?: number | undefined;
+}
+
+/** What the device asked the server for (legacy flags 8-12, IOTMP RUN/DESCRIBE/streams from the device). */
+export interface DeviceRequest {
+  kind: string;
+  identifier?: PsonValue | undefined;
+  resource?: PsonValue | undefined;
+  payload?: PsonValue | undefined;
+}
+
+interface Pending {
+  resolve(r: Reply): void;
+  reject(e: AppError): void;
+  timer: NodeJS.Timeout;
+}
+
+const FN_KINDS: Record<number, ResourceKind> = { 1: "run", 2: "input", 3: "output", 4: "io" };
+
+/** `fn` of a Thinger describe entry → our resource kind (5, stream-only, and unknowns: none). */
+export function kindOfFn(fn: unknown): ResourceKind | undefined {
+  return typeof fn === "number" ? FN_KINDS[fn] : undefined;
+}
+
+/**
+ * A Thinger device (legacy protocol or IOTMP) as a {@link DeviceSession}. Holds what both protocols share:
+ * the u16 id pool (never reusing an id that is pending or streaming), replies matched by id, the describe
+ * cache (with path templates such as `gpio/:pin`), streams per resource, byte counters, the silence timer.
+ * Subclasses encode and decode their protocol's messages.
+ */
+export abstract class ThingerSession implements DeviceSession {
+  readonly key: string;
+  readonly connectedAt = Date.now();
+  rxBytes = 0;
+  txBytes = 0;
+  private exact: Map<string, ResourceKind> | null = null;
+  private templates: Array<{ segments: string[]; kind: ResourceKind }> = [];
+  private readonly pending = new Map<number, Pending>();
+  /** resource → its stream id and interval; ids → resource. */
+  protected readonly streams = new Map<string, { id: number; interval: number }>();
+  protected readonly streamIds = new Map<number, string>();
+  private nextId = 0;
+  private closed = false;
+  private readonly silence: NodeJS.Timeout;
+
+  constructor(
+    readonly user: string,
+    readonly device: string,
+    protected readonly link: DeviceLink,
+    protected readonly options: ThingerSessionOptions,
+  ) {
+    this.key = `${user}/${device}`;
+    this.silence = setTimeout(() => this.terminate(), options.keepaliveTimeoutMs);
+    this.silence.unref();
+  }
+
+  get ip(): string {
+    return this.link.ip;
+  }
+
+  get resources(): ReadonlyMap<string, ResourceKind> | null {
+    return this.exact;
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.link.bufferedBytes;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  stats(): SessionStats {
+    return { connected: !this.closed, connected_ts: this.connectedAt, ip_address: this.ip, rx_bytes: this.rxBytes, tx_bytes: this.txBytes };
+  }
+
+  /** Keep-alive is the session's own silence timer (the protocols' 60 s ticks do not fit the hub's sweep). */
+  sweep(): boolean {
+    return !this.closed;
+  }
+
+  resourceKind(name: string): ResourceKind | null | undefined {
+    if (this.exact === null) return null;
+    const kind = this.exact.get(name);
+    if (kind !== undefined) return kind;
+    const segs = name.split("/");
+    for (const t of this.templates) if (matches(t.segments, segs)) return t.kind;
+    return undefined;
+  }
+
+  async resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
+    // Neither protocol pushes changes: ask again, and fall back to what is known.
+    await this.describe(DESCRIBE_ON_DEMAND_MS).catch(() => {});
+    return Object.fromEntries([...(this.exact ?? new Map<string, ResourceKind>())].map(([name, kind]) => [name, { kind }]));
+  }
+
+  /** Fetches the resource tree; resolves once the cache holds the answer. Rejects on error or timeout. */
+  async describe(timeoutMs: number): Promise<void> {
+    const reply = await this.request((id) => this.sendDescribe(id, undefined), timeoutMs);
+    if (!reply.ok) throw new AppError("device_error", "device refused to describe its resources");
+    const list = this.parseDescribe(reply.payload);
+    if (!list) throw new AppError("device_error", "unreadable describe answer");
+    const exact = new Map<string, ResourceKind>();
+    const templates: Array<{ segments: string[]; kind: ResourceKind }> = [];
+    for (const [name, kind] of list) {
+      if (exact.size >= MAX_RESOURCES) break;
+      if (!isResourceName(name)) continue;
+      exact.set(name, kind);
+      const segments = name.split("/");
+      if (segments.some((s) => s.startsWith(":") || s.startsWith("*"))) templates.push({ segments, kind });
+    }
+    this.exact = exact;
+    this.templates = templates;
+    this.options.events.onDescribe(this);
+  }
+
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+    if (this.closed) return Promise.reject(new AppError("device_offline"));
+    // `…/{resource}/api`: that resource's state (`{"in","out"}`), unless the device has a resource of that name.
+    let target = resource;
+    let mode: "run" | "state" | "describe" = "run";
+    if (resource.endsWith("/api") && this.resourceKind(resource) === undefined) {
+      target = resource.slice(0, -"/api".length);
+      mode = "describe";
+    }
+    const kind = this.resourceKind(target);
+    if (kind === undefined) return Promise.reject(new AppError("resource_not_found", `device has no resource "${target}"`));
+    // Reading an input: a plain run answers nothing, its state comes from the describe path.
+    if (mode === "run" && kind === "input" && !hasInput) mode = "state";
+    if (this.pending.size >= this.options.limits.maxInflight || this.link.bufferedBytes > this.options.limits.maxBufferedBytes) {
+      return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
+    }
+    const send = mode === "run"
+      ? (id: number) => this.sendRun(id, target, hasInput ? { value: toPson(input) } : undefined)
+      : (id: number) => this.sendDescribe(id, target);
+    return this.request(send, timeoutMs).then((reply) => {
+      if (!reply.ok) throw this.replyError(reply);
+      if (mode === "describe") return { hasOut: true, out: reply.payload ?? {} };
+      if (mode === "state") {
+        const p = reply.payload;
+        return isObject(p) && "in" in p ? { hasOut: true, out: p.in } : { hasOut: false };
+      }
+      return reply.payload === undefined ? { hasOut: false } : { hasOut: true, out: reply.payload };
+    });
+  }
+
+  /** Thinger devices give an input's state through the describe path (`{"in"}`). */
+  reportsState(resource: string): boolean {
+    const kind = this.resourceKind(resource);
+    return kind === "input" || kind === "io";
+  }
+
+  async state(resource: string, timeoutMs: number): Promise<unknown> {
+    const r = await this.call(`${resource}/api`, undefined, false, timeoutMs);
+    return isObject(r.out) ? r.out.in : undefined;
+  }
+
+  stream(resource: string, intervalMs: number): void {
+    if (this.closed) return;
+    const current = this.streams.get(resource);
+    const id = this.restartStream(current?.id);
+    if (current && current.id !== id) this.streamIds.delete(current.id);
+    if (id === undefined) {
+      this.streams.delete(resource);
+      return;
+    }
+    this.streams.set(resource, { id, interval: intervalMs });
+    this.streamIds.set(id, resource);
+    this.sendStartStream(id, resource, intervalMs);
+  }
+
+  unstream(resource: string): void {
+    const current = this.streams.get(resource);
+    if (!current) return;
+    this.streams.delete(resource);
+    this.streamIds.delete(current.id);
+    if (!this.closed) this.sendStopStream(current.id, resource);
+  }
+
+  markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.silence);
+    this.streams.clear();
+    this.streamIds.clear();
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(new AppError("device_disconnected"));
+    }
+  }
+
+  close(code?: number, reason?: string): void {
+    this.markClosed();
+    this.link.end(code, reason);
+  }
+
+  terminate(): void {
+    this.markClosed();
+    this.link.destroy();
+  }
+
+  /** Bytes received on the link (framing included). Any byte proves the device alive. */
+  received(bytes: number): void {
+    this.rxBytes += bytes;
+    this.silence.refresh();
+    this.options.events.onTraffic(this);
+  }
+
+  /** Handles one complete frame from the device. Throws ThingerCodecError on a malformed one. */
+  abstract handleFrame(frame: Frame): void;
+
+  protected abstract sendRun(id: number, resource: string, input: { value: PsonValue } | undefined): void;
+  protected abstract sendDescribe(id: number, resource: string | undefined): void;
+  protected abstract sendStartStream(id: number, resource: string, intervalMs: number): void;
+  protected abstract sendStopStream(id: number, resource: string): void;
+  /** The resource list of a describe answer, flattened to `a/b` names; null if unreadable. */
+  protected abstract parseDescribe(payload: PsonValue | undefined): Array<[string, ResourceKind]> | null;
+  /** The error of an ERROR reply (the describe cache was checked before sending, so: device_error). */
+  protected abstract replyError(reply: Reply): AppError;
+  /** Id of a (re)started stream; `current` is the resource's running stream id, if any. */
+  protected abstract restartStream(current: number | undefined): number | undefined;
+
+  protected write(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.txBytes += bytes.length;
+    this.link.write(bytes);
+    this.options.events.onTraffic(this);
+  }
+
+  /** An OK/ERROR reply for `id`: settles the request waiting on it; stray, late and id-0 replies are dropped. */
+  protected settle(id: number | undefined, reply: Reply): void {
+    if (id === undefined || id === 0) return;
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
+  }
+
+  /** A value the device pushed on stream `id`. */
+  protected sample(id: number | undefined, value: unknown): void {
+    const resource = id === undefined ? undefined : this.streamIds.get(id);
+    if (resource !== undefined) this.options.events.onData(this, resource, tidyNumbers(value as PsonValue));
+  }
+
+  /**
+   * The single place device-initiated requests are answered. None is served yet (no buckets, endpoints,
+   * device calls or properties): the answer is an error, at once, so the device never blocks waiting.
+   * GET_PROPERTY / SET_PROPERTY would be served here.
+   */
+  protected answerDeviceRequest(_request: DeviceRequest): Reply {
+    return { ok: false };
+  }
+
+  /** A fresh u16 id (1-65535) that is neither pending nor streaming; undefined when all are taken. */
+  protected allocateId(): number | undefined {
+    for (let i = 0; i < MAX_ID; i++) {
+      this.nextId = (this.nextId % MAX_ID) + 1;
+      if (!this.pending.has(this.nextId) && !this.streamIds.has(this.nextId)) return this.nextId;
+    }
+    return undefined;
+  }
+
+  private request(send: (id: number) => void, timeoutMs: number): Promise<Reply> {
+    if (this.closed) return Promise.reject(new AppError("device_offline"));
+    const id = this.allocateId();
+    if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { timer, resolve, reject });
+      try {
+        send(id);
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        // Only a caller's input can fail to encode (too deep, too large for a frame): the caller's fault.
+        if (err instanceof ThingerCodecError) reject(new AppError("invalid_request", `input cannot be sent to this device: ${err.message}`));
+        else reject(err as AppError);
+      }
+    });
+  }
+}
+
+function matches(template: string[], segs: string[]): boolean {
+  for (let i = 0; i < template.length; i++) {
+    const t = template[i]!;
+    if (t.startsWith("*")) return segs.length > i;
+    if (i >= segs.length) return false;
+    if (!t.startsWith(":") && t !== segs[i]) return false;
+  }
+  return template.length === segs.length;
+}
+
+/**
+ * Device values as a caller should see them. The clients narrow doubles to float32 (legacy PSON whenever within
+ * 1e-5, PSON v2 when exact), so 41.65 arrives as 41.650001525878906: a number that is exactly a float32 is shown
+ * as the shortest decimal that narrows to the same float32 (41.65), as the sketch wrote it. Bytes become base64.
+ */
+export function tidyNumbers(v: PsonValue | undefined, depth = 0): PsonValue | undefined {
+  if (typeof v === "number") return shortFloat32(v);
+  // Byte strings (the console's raw bytes, a sketch's binary output) reach JSON callers as base64.
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64");
+  if (depth > 64 || typeof v !== "object" || v === null) return v;
+  if (Array.isArray(v)) return v.map((x) => tidyNumbers(x, depth + 1) as PsonValue);
+  const out: Record<string, PsonValue> = {};
+  for (const [k, x] of Object.entries(v)) {
+    // Keys come from the device: define, never assign through a prototype setter.
+    Object.defineProperty(out, k, { value: tidyNumbers(x, depth + 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function shortFloat32(x: number): number {
+  if (Number.isInteger(x) || !Number.isFinite(x) || Math.fround(x) !== x) return x;
+  for (let p = 1; p <= 9; p++) {
+    const s = Number(x.toPrecision(p));
+    if (Math.fround(s) === x) return s;
+  }
+  return x;
+}
+
+export function isObject(v: unknown): v is Record<string, PsonValue> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** A caller's JSON input as a PSON value (JSON is a subset). */
+function toPson(v: unknown): PsonValue {
+  return v as PsonValue;
+}

@@ -1,0 +1,147 @@
+import { expect } from "chai";
+import { AppError } from "../../server/errors.js";
+import type { DeviceSession, SessionEvents } from "../../server/gateway/device-session.js";
+import type { DeviceLink } from "../../server/thinger/link.js";
+import { LegacySession } from "../../server/thinger/legacy-session.js";
+import { IotmpSession } from "../../server/thinger/iotmp-session.js";
+import { tidyNumbers } from "../../server/thinger/session-base.js";
+import {
+  decodeIotmpFrame, decodeLegacyFrame, encodeIotmpMessage, encodeLegacyMessage, FrameReader, IOTMP_TYPE, LEGACY_FLAG,
+  type Frame, type IotmpMessage, type LegacyMessage,
+} from "../../server/thinger/index.js";
+
+/** A link that records what the session writes. */
+class FakeLink implements DeviceLink {
+  readonly ip = "127.0.0.1";
+  bufferedBytes = 0;
+  readonly frames: Frame[] = [];
+  private readonly reader = new FrameReader();
+  ended = false;
+  write(bytes: Uint8Array): void {
+    this.frames.push(...this.reader.push(bytes));
+  }
+  onData(): void {}
+  onClose(): void {}
+  end(): void {
+    this.ended = true;
+  }
+  destroy(): void {
+    this.ended = true;
+  }
+}
+
+const events = (): SessionEvents & { data: Array<[string, unknown]> } => {
+  const data: Array<[string, unknown]> = [];
+  return { data, onDescribe() {}, onTraffic() {}, onData(_s: DeviceSession, r: string, v: unknown) { data.push([r, v]); } };
+};
+const options = (ev: SessionEvents) => ({ limits: { maxInflight: 64, maxBufferedBytes: 1 << 20 }, keepaliveTimeoutMs: 60_000, events: ev });
+const frameOf = (bytes: Uint8Array): Frame => new FrameReader().push(bytes)[0]!;
+const legacyIn = (m: LegacyMessage) => frameOf(encodeLegacyMessage(m));
+const legacyOut = (f: Frame) => (decodeLegacyFrame(f) as { message: LegacyMessage }).message;
+
+describe("Thinger sessions (unit): ids, reply matching, values", () => {
+  let sessions: Array<{ markClosed(): void }> = [];
+  afterEach(() => {
+    for (const s of sessions) s.markClosed();
+    sessions = [];
+  });
+
+  function legacy(): { s: LegacySession; link: FakeLink; ev: ReturnType<typeof events> } {
+    const link = new FakeLink();
+    const ev = events();
+    const s = new LegacySession("alice", "dev1", link, options(ev));
+    sessions.push(s);
+    return { s, link, ev };
+  }
+
+  it("a stream's id is never handed to a call, and a sample on a call's id does not answer the call (type matters)", async () => {
+    const { s, link, ev } = legacy();
+    s.stream("temp", 1000);
+    const streamId = legacyOut(link.frames[0]!).streamId!;
+    const call = s.call("temp", undefined, false, 5_000);
+    const callId = legacyOut(link.frames[1]!).streamId!;
+    expect(callId).to.not.equal(streamId);
+    // A sample carrying the call's id is not a reply; one carrying the stream id is data.
+    s.handleFrame(legacyIn({ streamId: callId, flag: LEGACY_FLAG.STREAM_SAMPLE, payload: { out: 1 } }));
+    s.handleFrame(legacyIn({ streamId: streamId, flag: LEGACY_FLAG.STREAM_SAMPLE, payload: { out: 2 } }));
+    expect(ev.data).to.deep.equal([["temp", 2]]);
+    // Replies with id 0 (or none) are ignored; the right one settles the call.
+    s.handleFrame(legacyIn({ flag: LEGACY_FLAG.REQUEST_OK, payload: 99 }));
+    s.handleFrame(legacyIn({ streamId: callId, flag: LEGACY_FLAG.REQUEST_OK, payload: 21.5 }));
+    expect(await call).to.deep.equal({ hasOut: true, out: 21.5 });
+  });
+
+  it("ids wrap within 1..65535 and skip every id still pending or streaming", async () => {
+    const { s, link } = legacy();
+    s.stream("a", 0); // id 1, held by the stream
+    const first = s.call("x", undefined, false, 5_000); // id 2, pending
+    const ids: number[] = [];
+    for (let i = 0; i < 65_534; i++) {
+      const p = s.call("y", undefined, false, 5_000);
+      const id = legacyOut(link.frames.at(-1)!).streamId!;
+      ids.push(id);
+      link.frames.length = 0;
+      s.handleFrame(legacyIn({ streamId: id, flag: LEGACY_FLAG.REQUEST_OK }));
+      await p;
+    }
+    expect(Math.min(...ids)).to.be.at.least(1);
+    expect(Math.max(...ids)).to.be.at.most(65_535);
+    expect(ids.filter((id) => id === 1 || id === 2)).to.deep.equal([]);
+    s.handleFrame(legacyIn({ streamId: 2, flag: LEGACY_FLAG.REQUEST_ERROR }));
+    const err = await first.catch((e: AppError) => e);
+    expect(err).to.be.instanceOf(AppError);
+    expect((err as AppError).code).to.equal("device_error");
+  });
+
+  it("a closed session fails its pending calls with device_disconnected; a dead one answers device_offline", async () => {
+    const { s } = legacy();
+    const call = s.call("temp", undefined, false, 5_000);
+    s.close();
+    expect(((await call.catch((e: AppError) => e)) as AppError).code).to.equal("device_disconnected");
+    expect(((await s.call("temp", undefined, false, 5_000).catch((e: AppError) => e)) as AppError).code).to.equal("device_offline");
+  });
+
+  it("an input a frame cannot carry (too deep) is refused as the caller's invalid_request, nothing is sent", async () => {
+    const { s, link } = legacy();
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = [deep];
+    const err = await s.call("led", deep, true, 5_000).catch((e: AppError) => e);
+    expect((err as AppError).code).to.equal("invalid_request");
+    expect(link.frames).to.have.length(0);
+    expect(s.inflight).to.equal(0);
+  });
+
+  it("IOTMP: a restarted stream stops its old id and starts under a fresh one; STREAM_DATA is raw; ERROR carries code and message", async () => {
+    const link = new FakeLink();
+    const ev = events();
+    const s = new IotmpSession("alice", "dev1", link, options(ev), 2);
+    sessions.push(s);
+    const out = () => decodeIotmpFrame(link.frames.at(-1)!, 2);
+    s.stream("temp", 1000);
+    const first = out();
+    expect(first).to.deep.include({ type: IOTMP_TYPE.START_STREAM, resource: "temp", params: { interval: 1000 } });
+    s.stream("temp", 500);
+    const stop = decodeIotmpFrame(link.frames.at(-2)!, 2);
+    expect(stop).to.deep.include({ type: IOTMP_TYPE.STOP_STREAM, streamId: first.streamId });
+    const second = out();
+    expect(second.streamId).to.not.equal(first.streamId);
+    const data = (m: IotmpMessage) => frameOf(encodeIotmpMessage(m, 2));
+    s.handleFrame(data({ type: IOTMP_TYPE.STREAM_DATA, streamId: first.streamId!, payload: 1 }));
+    s.handleFrame(data({ type: IOTMP_TYPE.STREAM_DATA, streamId: second.streamId!, payload: { v: 2 } }));
+    expect(ev.data).to.deep.equal([["temp", { v: 2 }]]);
+    const call = s.call("boom", undefined, false, 5_000);
+    const run = out();
+    s.handleFrame(data({ type: IOTMP_TYPE.ERROR, streamId: run.streamId!, payload: { error: "sensor failure" }, params: 503 }));
+    const err = (await call.catch((e: AppError) => e)) as AppError;
+    expect(err.code).to.equal("device_error");
+    expect(err.status).to.equal(503);
+    expect(err.message).to.equal("sensor failure");
+  });
+
+  it("device numbers narrowed to float32 read as the decimal the sketch wrote; bytes as base64; integers untouched", () => {
+    expect(tidyNumbers(Math.fround(41.65))).to.equal(41.65);
+    expect(tidyNumbers({ a: [Math.fround(0.1), 3, 2 ** 40 + 0.5] })).to.deep.equal({ a: [0.1, 3, 2 ** 40 + 0.5] });
+    expect(tidyNumbers(3.141592653589793)).to.equal(3.141592653589793);
+    expect(tidyNumbers(Uint8Array.of(1, 2, 3))).to.equal("AQID");
+  });
+});
