@@ -1,6 +1,6 @@
 /**
  * The KOA FLOOR: the least the mission's framework costs. Koa + @koa/router, one route
- * (`GET /v2/users/:user/devices/:device/:resource+`), a bearer-header presence check (no verification), relaying
+ * (`GET /v2/users/:user/devices/:device/{*resource}`), a bearer-header presence check (no verification), relaying
  * to a `ws` device with the same JSON frames as the floor (floor.ts) and thingrelay (docs/protocol.md). Whatever
  * thingrelay spends above this is the price of its features, not of Koa.
  *
@@ -27,7 +27,7 @@ const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clie
 
 const app = new Koa();
 const router = new Router();
-router.get("/v2/users/:user/devices/:device/:resource+", async (ctx) => {
+router.get("/v2/users/:user/devices/:device/{*resource}", async (ctx) => {
   if (!(ctx.get("authorization") ?? "").startsWith("Bearer ")) {
     ctx.status = 401;
     ctx.body = { error: { code: "unauthorized" } };
@@ -42,7 +42,7 @@ router.get("/v2/users/:user/devices/:device/:resource+", async (ctx) => {
   const id = ++s.nextId;
   const out = await new Promise<unknown>((resolve, reject) => {
     s.pending.set(id, { resolve, reject });
-    s.ws.send(`{"type":"call","id":${id},"resource":${JSON.stringify(ctx.params.resource)}}`);
+    s.ws.send(`{"type":"call","id":${id},"resource":${JSON.stringify(ctx.params.resource ?? "")}}`);
   });
   ctx.body = { out: out ?? null };
 });
