@@ -10,6 +10,9 @@ export interface LimitResult {
   retryAfterS: number;
 }
 
+/** The answer to every allowed hit: one shared object, not one per call (read-only for callers). */
+const ALLOWED: LimitResult = Object.freeze({ allowed: true, retryAfterS: 0 });
+
 /**
  * Fixed-window counter per key. Bounded: when more than `maxKeys` keys are tracked, expired windows are
  * swept and, if still full, the oldest keys dropped, so a flood of distinct keys cannot grow memory.
@@ -38,7 +41,7 @@ export class WindowLimiter {
   peek(key: string): LimitResult {
     const now = this.clock.now();
     const w = this.windows.get(key);
-    if (!w || now - w.start >= this.windowMs) return { allowed: true, retryAfterS: 0 };
+    if (!w || now - w.start >= this.windowMs) return ALLOWED;
     return { allowed: w.count < this.limit, retryAfterS: Math.max(1, Math.ceil((w.start + this.windowMs - now) / 1000)) };
   }
 
@@ -72,7 +75,7 @@ export class WindowLimiter {
   }
 
   private result(w: { start: number; count: number }): LimitResult {
-    if (w.count <= this.limit) return { allowed: true, retryAfterS: 0 };
+    if (w.count <= this.limit) return ALLOWED;
     return { allowed: false, retryAfterS: Math.max(1, Math.ceil((w.start + this.windowMs - this.clock.now()) / 1000)) };
   }
 
