@@ -183,7 +183,7 @@ export class ThingerGateway {
               clearTimeout(deadline);
               release();
               state = "session";
-              session = result.session;
+              session = result.open();
               session.rxBytes = rxBeforeSession;
               this.start(session);
             },
@@ -206,7 +206,8 @@ export class ThingerGateway {
   }
 
   private async authenticate(link: DeviceLink, frame: Frame, ip: string): Promise<
-    { ok: true; session: ThingerSession } | { ok: false; answer?: Uint8Array }
+    /** `open()` answers the device and makes its session (only while the connection is still waiting for it). */
+    { ok: true; open: () => ThingerSession } | { ok: false; answer?: Uint8Array }
   > {
     const sessionOptions = {
       limits: { maxInflight: this.options.limits.maxInflightPerDevice, maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes },
@@ -224,10 +225,17 @@ export class ThingerGateway {
       }
       if (!creds) return { ok: false, answer: refuse };
       if (!(await this.admission.verify(creds.user, creds.device, creds.credentials, ip))) return { ok: false, answer: refuse };
-      link.write(encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_OK }));
-      const session = new LegacySession(creds.user, creds.device, link, sessionOptions);
-      session.txBytes += 4;
-      return { ok: true, session };
+      const { user, device } = creds;
+      return {
+        ok: true,
+        open: () => {
+          const ok = encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_OK });
+          link.write(ok);
+          const session = new LegacySession(user, device, link, sessionOptions);
+          session.txBytes += ok.length;
+          return session;
+        },
+      };
     }
     if (frame.type === IOTMP_TYPE.CONNECT) {
       let dialect: IotmpDialect | undefined;
@@ -248,11 +256,18 @@ export class ThingerGateway {
       if (!(await this.admission.verify(creds.user, creds.device, creds.credentials, ip))) {
         return { ok: false, answer: encodeIotmpMessage({ type: IOTMP_TYPE.ERROR, ...idField }, dialect) };
       }
-      const ok = encodeIotmpMessage({ type: IOTMP_TYPE.OK, ...idField }, dialect);
-      link.write(ok);
-      const session = new IotmpSession(creds.user, creds.device, link, sessionOptions, dialect);
-      session.txBytes += ok.length;
-      return { ok: true, session };
+      const { user, device } = creds;
+      const d = dialect;
+      return {
+        ok: true,
+        open: () => {
+          const ok = encodeIotmpMessage({ type: IOTMP_TYPE.OK, ...idField }, d);
+          link.write(ok);
+          const session = new IotmpSession(user, device, link, sessionOptions, d);
+          session.txBytes += ok.length;
+          return session;
+        },
+      };
     }
     return { ok: false };
   }

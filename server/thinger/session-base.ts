@@ -254,6 +254,11 @@ export abstract class ThingerSession implements DeviceSession {
 
   protected write(bytes: Uint8Array): void {
     if (this.closed) return;
+    // A device that keeps sending (keep-alives, requests) but stopped reading would grow our queue without end.
+    if (this.link.bufferedBytes > this.options.limits.maxBufferedBytes) {
+      this.terminate();
+      return;
+    }
     this.txBytes += bytes.length;
     this.link.write(bytes);
     this.options.events.onTraffic(this);

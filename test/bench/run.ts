@@ -23,6 +23,7 @@ import { type BenchOptions, type Row, log } from "./lib/context.js";
 import { ROOT, killAllSync, stopAll } from "./lib/proc.js";
 import { relayScenarios } from "./scenarios/relay.js";
 import { sessionScenarios } from "./scenarios/sessions.js";
+import { thingerStorm } from "./scenarios/thinger-storm.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { clusterScenario, NATS_SERVER } from "./scenarios/cluster.js";
 import { topFrames } from "./profile.js";
@@ -151,6 +152,10 @@ async function main(): Promise<void> {
   if (o.only.has(3) || o.only.has(4)) {
     const r = await timed("sessions (3, 4)", () => sessionScenarios(o, rows));
     if (r) results.sessions = r;
+  }
+  if (o.only.has(4)) {
+    const r = await timed("legacy Thinger storm (4)", () => thingerStorm(o, rows));
+    if (r) results.thingerStorm = r;
   }
   if (o.only.has(5)) {
     const since = Date.now();

@@ -1,7 +1,6 @@
 /**
  * The server tests' view of the emulated Thinger device (test/helpers/thinger-device.ts): connect() rejects on a
- * refusal, `closed` is a promise, and resources listed in `silent` are never answered (timeouts, busy,
- * disconnects) — the emulator answers every call, so their replies are dropped on the way out.
+ * refusal, `closed` is a promise, keep-alive echoes are counted.
  */
 import { ThingerDevice, type ThingerDeviceFrame, type ThingerDeviceOptions, type ThingerProtocol, type ThingerTransport } from "../helpers/thinger-device.js";
 import { IOTMP_TYPE, LEGACY_FLAG, type IotmpMessage, type LegacyMessage } from "../../server/thinger/index.js";
@@ -10,37 +9,17 @@ export { ThingerDeviceError, type ThingerResource } from "../helpers/thinger-dev
 export type Protocol = ThingerProtocol;
 export type Transport = ThingerTransport;
 
-export interface TestDeviceOptions extends ThingerDeviceOptions {
-  /** Resources whose runs are never answered. */
-  silent?: readonly string[];
-}
+export type TestDeviceOptions = ThingerDeviceOptions;
 
 export class TestDevice {
   readonly dev: ThingerDevice;
   /** Keep-alive echoes received from the server. */
   keepalives = 0;
-  private dropNextWrite = false;
 
   constructor(readonly o: TestDeviceOptions) {
     this.dev = new ThingerDevice(o);
     this.dev.on("error", () => {});
     this.dev.on("keepalive", () => this.keepalives++);
-    const silent = new Set(o.silent ?? []);
-    // "frame" is emitted just before the emulator answers it, synchronously: drop that answer.
-    this.dev.on("frame", (f) => {
-      const name = f.legacy
-        ? f.legacy.flag === undefined && Array.isArray(f.legacy.resource) ? (f.legacy.resource as string[]).join("/") : undefined
-        : f.iotmp?.type === IOTMP_TYPE.RUN && typeof f.iotmp.resource === "string" ? f.iotmp.resource : undefined;
-      this.dropNextWrite = name !== undefined && silent.has(name);
-    });
-    const send = this.dev.sendRaw.bind(this.dev);
-    this.dev.sendRaw = (bytes: Uint8Array) => {
-      if (this.dropNextWrite) {
-        this.dropNextWrite = false;
-        return;
-      }
-      send(bytes);
-    };
   }
 
   async connect(): Promise<void> {
@@ -55,8 +34,7 @@ export class TestDevice {
       authSeen = true;
     };
     this.dev.on("frame", collect);
-    const result = await this.dev.connect();
-    this.dev.off("frame", collect);
+    const result = await this.dev.connect().finally(() => this.dev.off("frame", collect));
     if (result !== "ok") throw new Error("authentication refused");
     const dev = this.dev as unknown as { onLegacy(m: LegacyMessage): void; onIotmp(m: IotmpMessage): void };
     for (const f of early) {

@@ -59,13 +59,14 @@ for (const { protocol, transport } of VARIANTS) {
       boom: { kind: "output", out: () => {
         throw new ThingerDeviceError("sensor failure", 503);
       } },
-      slow: { kind: "output", out: () => 1 },
+      // Never answers (timeouts, busy, disconnects).
+      slow: { kind: "output", out: () => new Promise<never>(() => {}) },
     };
 
     function device(over: Partial<ConstructorParameters<typeof TestDevice>[0]> = {}): TestDevice {
       const d = new TestDevice({
         protocol, transport, ...endpoint(srv, protocol, transport), user: "alice", device: "dev1", credentials: "s3cret",
-        resources, silent: ["slow"], ...over,
+        resources, ...over,
       });
       devices.push(d);
       return d;

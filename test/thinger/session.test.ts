@@ -101,6 +101,17 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     expect(((await s.call("temp", undefined, false, 5_000).catch((e: AppError) => e)) as AppError).code).to.equal("device_offline");
   });
 
+  it("a device that stopped reading: calls answer 429 device_busy, and anything else the server would queue drops it", async () => {
+    const { s, link } = legacy();
+    link.bufferedBytes = 2 << 20;
+    const busy = (await s.call("temp", undefined, false, 5_000).catch((e: AppError) => e)) as AppError;
+    expect(busy.code).to.equal("device_busy");
+    s.handleFrame(legacyIn({ streamId: 7, flag: LEGACY_FLAG.GET_PROPERTY, identifier: "p" }));
+    expect(link.ended).to.equal(true);
+    expect(s.isClosed).to.equal(true);
+    expect(link.frames).to.have.length(0);
+  });
+
   it("an input a frame cannot carry (too deep) is refused as the caller's invalid_request, nothing is sent", async () => {
     const { s, link } = legacy();
     let deep: unknown = 1;

@@ -11,7 +11,10 @@ import { startFleet } from "../lib/fleet.js";
 import { median, round } from "../lib/stats.js";
 import { benchAccount, BENCH_USER, registerDevices, removeDir, startFloor, startKoaFloor, startPeer, startThingrelay, type ThingrelayProc } from "../lib/targets.js";
 import { runWrk, type WrkResult } from "../lib/wrk.js";
-import { cpuSeconds } from "../lib/proc.js";
+import { cpuSeconds, spawnTs } from "../lib/proc.js";
+import { createServer } from "node:net";
+import type { ThingerFleetEvent, ThingerFleetStart } from "../thinger-fleet.js";
+import { CRED_PREFIX } from "../lib/targets.js";
 
 const PREFIX = `/v2/users/${BENCH_USER.user}/devices/d`;
 const SUFFIX = "/temperature";
@@ -20,6 +23,8 @@ interface Target {
   name: string;
   base: string;
   token?: string;
+  /** Device path prefix (default: the SDK devices `d<i>`). */
+  prefix?: string;
   /** Measured at c=64 only. */
   c64only?: boolean;
   /** Processes doing the relaying (server; for the peer: endpoint + broker), for CPU per call. */
@@ -60,7 +65,7 @@ function summarise(rs: Measured[]): RunSummary {
 }
 
 async function expectOut(t: Target): Promise<void> {
-  const r = await api(t.base, "GET", `${PREFIX}0${SUFFIX}`, t.token ? { token: t.token } : {});
+  const r = await api(t.base, "GET", `${t.prefix ?? PREFIX}0${SUFFIX}`, t.token ? { token: t.token } : {});
   if (r.status !== 200 || JSON.stringify(r.body) !== '{"out":21.5}') throw new Error(`${t.name} answered ${r.status} ${r.text}`);
 }
 
@@ -88,7 +93,9 @@ export async function relayScenarios(o: BenchOptions, rows: Row[]): Promise<Rela
   const profileDir = join(o.outDir, "profiles");
   try {
     if (o.profile) mkdirSync(profileDir, { recursive: true });
-    const srv = await startThingrelay(o.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {});
+    // The legacy Thinger listener on a port chosen here (the server logs it only at info level).
+    const thingerPort = await freePort();
+    const srv = await startThingrelay({ env: { THINGRELAY_THINGER_PORT: String(thingerPort) }, ...(o.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}) });
     cleanups.push(async () => {
       await srv.stop();
       removeDir(srv.dataDir);
@@ -101,13 +108,20 @@ export async function relayScenarios(o: BenchOptions, rows: Row[]): Promise<Rela
     const wrk: Wrk = async (t, c, durationS, devices = 1) => {
       const s0 = cpuSeconds(t.pids);
       const d0 = cpuSeconds(t.devicePids);
-      const r = await runWrk({ base: t.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: c, durationS, ...(t.token ? { token: t.token } : {}) });
+      const r = await runWrk({ base: t.base, prefix: t.prefix ?? PREFIX, suffix: SUFFIX, devices, connections: c, durationS, ...(t.token ? { token: t.token } : {}) });
       const perCall = (sec: number) => (r.requests > 0 ? (sec * 1e6) / r.requests : NaN);
       return { ...r, serverCpuUs: perCall(cpuSeconds(t.pids) - s0), deviceCpuUs: perCall(cpuSeconds(t.devicePids) - d0) };
     };
     const main: Target = { name: "thingrelay", base: srv.base, token, pids: [srv.pid], devicePids: dev.pids };
     const result: RelayResults = {};
-    if (o.only.has(1)) result.scenario1 = await scenario1(o, rows, main, srv, cleanups, wrk);
+    if (o.only.has(1)) {
+      // Side by side on the same server: the same call answered by a legacy-protocol Thinger device.
+      await registerDevices(srv.base, token, "l", 0, 1);
+      const legacy = await startThingerFleet(thingerPort, "l", 1);
+      cleanups.push(legacy.close);
+      const legacyTarget: Target = { ...main, name: "thingrelay-legacy", prefix: `/v2/users/${BENCH_USER.user}/devices/l`, devicePids: legacy.pids };
+      result.scenario1 = await scenario1(o, rows, main, srv, cleanups, wrk, legacyTarget);
+    }
     if (o.only.has(2)) result.scenario2 = await manyDevices(o, rows, main, srv, many, wrk);
     return result;
   } finally {
@@ -133,7 +147,7 @@ async function extraServer(name: string, main: Target, srv: ThingrelayProc, clea
   return { ...main, name, base: other.base, pids: [other.pid], devicePids: d.pids };
 }
 
-async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, wrk: Wrk): Promise<NonNullable<RelayResults["scenario1"]>> {
+async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: ThingrelayProc, cleanups: Array<() => Promise<void>>, wrk: Wrk, legacy: Target): Promise<NonNullable<RelayResults["scenario1"]>> {
   log("scenario 1: starting the floor, the Koa floor, Mosquitto + peer");
   const floor = await startFloor();
   cleanups.push(floor.stop);
@@ -153,6 +167,7 @@ async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: Thingr
     { name: "koa-floor", base: koaFloor.base, token: "bench-presence-only", pids: [koaFloor.child.proc.pid!], devicePids: koaDev.pids },
     { name: "peer", base: peer.endpoint.base, pids: peer.pids, devicePids: [peer.device.proc.pid!] },
     main,
+    legacy,
   ];
   if (o.alt) targets.push({ ...(await extraServer("alt", main, srv, cleanups, { root: o.alt })) });
   // Logging cost: the same server at LOG_LEVEL=info, its lines drained through a pipe as a process manager would.
@@ -195,13 +210,17 @@ async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: Thingr
     ratios.alt_throughput_c64_vs_this = round(sum.alt.c64.rps / tr.c64.rps, 3);
     ratios.alt_p50_c1_minus_this_ms = round(sum.alt.c1.p50 - tr.c1.p50, 3);
   }
+  const lg = sum["thingrelay-legacy"]!;
+  ratios.legacy_throughput_c64_vs_sdk = round(lg.c64.rps / tr.c64.rps, 3);
+  ratios.legacy_p50_c1_minus_sdk_ms = round(lg.c1.p50 - tr.c1.p50, 3);
   if (sum["thingrelay-info"]) ratios.log_info_throughput_c64_vs_warn = round(sum["thingrelay-info"].c64.rps / tr.c64.rps, 3);
   ratios.cpu_per_call_c64_vs_floor = round(tr.c64.serverCpuUs / fl.c64.serverCpuUs, 3);
   ratios.cpu_per_call_c64_vs_peer = round(tr.c64.serverCpuUs / pe.c64.serverCpuUs, 3);
   const s1 = "1 relay";
   for (const t of targets) {
     const s = sum[t.name]!;
-    const label = t.name === "alt" ? `alt build (${o.alt})` : t.name === "thingrelay-info" ? "thingrelay at LOG_LEVEL=info" : t.name;
+    const label = t.name === "alt" ? `alt build (${o.alt})` : t.name === "thingrelay-info" ? "thingrelay at LOG_LEVEL=info"
+      : t.name === "thingrelay-legacy" ? "thingrelay, legacy Thinger device" : t.name;
     rows.push({ scenario: s1, metric: `${label} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)}; relay CPU ${s.c64.serverCpuUs} µs/call)`, verdict: "info" });
     if (!t.c64only) rows.push({ scenario: s1, metric: `${label} c=1 latency`, value: `p50 ${fmt.ms(s.c1.p50, 3)}, p99 ${fmt.ms(s.c1.p99, 3)} (${fmt.int(s.c1.rps)} req/s)`, verdict: "info" });
   }
@@ -212,6 +231,7 @@ async function scenario1(o: BenchOptions, rows: Row[], main: Target, srv: Thingr
   rows.push({ scenario: s1, metric: "throughput c=64 vs peer", value: fmt.ratio(ratios.throughput_c64_vs_peer!), target: "≥ 1.3×", verdict: verdict(ratios.throughput_c64_vs_peer! >= 1.3) });
   rows.push({ scenario: s1, metric: "p50 c=1 vs peer", value: fmt.ratio(ratios.p50_c1_vs_peer!), target: "< 1×", verdict: verdict(ratios.p50_c1_vs_peer! < 1) });
   rows.push({ scenario: s1, metric: "relay CPU per call c=64 vs floor", value: `${fmt.ratio(ratios.cpu_per_call_c64_vs_floor!)} (vs peer ${fmt.ratio(ratios.cpu_per_call_c64_vs_peer!)})`, target: "≤ 1.3×", verdict: verdict(ratios.cpu_per_call_c64_vs_floor! <= 1.3) });
+  rows.push({ scenario: s1, metric: "legacy Thinger device vs SDK device, c=64 / p50 c=1", value: `${fmt.ratio(ratios.legacy_throughput_c64_vs_sdk)} / ${ratios.legacy_p50_c1_minus_sdk_ms >= 0 ? "+" : ""}${fmt.ms(ratios.legacy_p50_c1_minus_sdk_ms, 3)}`, verdict: "info" });
   if (ratios.alt_throughput_c64_vs_this !== undefined) rows.push({ scenario: s1, metric: "alt build vs this build, c=64", value: fmt.ratio(ratios.alt_throughput_c64_vs_this), verdict: "info" });
   if (ratios.log_info_throughput_c64_vs_warn !== undefined) rows.push({ scenario: s1, metric: "LOG_LEVEL=info vs warn, c=64", value: fmt.ratio(ratios.log_info_throughput_c64_vs_warn), target: "≥ 0.85×", verdict: verdict(ratios.log_info_throughput_c64_vs_warn >= 0.85) });
   const errs = Object.values(sum).reduce((a, s) => a + s.c1.errors + s.c64.errors, 0);
@@ -263,4 +283,31 @@ async function manyDevices(
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
+}
+
+/** A port free right now on 127.0.0.1 (for a listener whose bound port the server does not print). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", () => resolve()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+/** `count` legacy Thinger devices `${prefix}0…` in one child process, connected. */
+export async function startThingerFleet(port: number, prefix: string, count: number, reconnect = { initialMs: 100, maxMs: 1000 }): Promise<{ pids: number[]; close(): Promise<void>; child: ReturnType<typeof spawnTs> }> {
+  const child = spawnTs("thinger-fleet", "thinger-fleet.ts");
+  const cmd: ThingerFleetStart = {
+    cmd: "start", port, user: BENCH_USER.user, prefix, from: 0, count, credPrefix: CRED_PREFIX, concurrency: 100,
+    reconnectInitialMs: reconnect.initialMs, reconnectMaxMs: reconnect.maxMs,
+  };
+  const ready = child.message<ThingerFleetEvent>((m) => m.ev === "ready", 10 * 60_000);
+  child.send(cmd);
+  await ready;
+  return {
+    child, pids: [child.proc.pid!],
+    async close() {
+      await child.stop(5_000);
+    },
+  };
 }
