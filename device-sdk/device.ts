@@ -1,19 +1,41 @@
 import { Backoff } from "./backoff.js";
 import { TypedEmitter } from "./emitter.js";
+import { CLOSE, DEVICE_RE, FATAL_CLOSE_CODES, NAME_RE, resourceNameProblem, type ResourceKind } from "./protocol.js";
 
-/** The subset of the WHATWG WebSocket the SDK uses (global WebSocket in browsers, Deno, Bun, Node ≥ 22; `ws` on Node 20). */
-export interface WebSocketLike {
+/** A listener type checked bivariantly, so the DOM's and `ws`'s own event types are accepted without casts. */
+type Listener<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
+
+/**
+ * What a socket must offer the SDK: the subset of the WHATWG WebSocket it uses. The global WebSocket
+ * (browsers, Deno, Bun, Node ≥ 22) and the `ws` package's class have it as they are; a runtime with another
+ * socket API plugs in an adapter through the `transport` option (device-sdk/README.md, "Transports").
+ *
+ * - `readyState`: 0 connecting, 1 open, 2 closing, 3 closed.
+ * - `send(text)`: sends one text message (a JSON frame); only called while `readyState` is 1.
+ * - `close(code, reason)`: starts the closing handshake; `onclose` must follow.
+ * - `onopen`: the connection is open (before any frame). `onmessage({data})`: one text message, `data` a
+ *   string. `onclose({code, reason})`: the connection is gone. `onerror`: a failure; before `onopen` it
+ *   counts as a failed attempt (no `onclose` needed), after it `onclose` must follow.
+ * - optional `terminate()`: drop the connection at once without a closing handshake.
+ */
+export interface DeviceSocket {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Listener<any> | null;
+  onmessage: Listener<{ data: any }> | null;
+  onclose: Listener<{ code: number; reason: string }> | null;
+  onerror: Listener<any> | null;
+  terminate?(): void;
 }
-export type WebSocketFactory = new (url: string) => WebSocketLike;
+/** Another name for DeviceSocket. */
+export type WebSocketLike = DeviceSocket;
+/** A WebSocket class: the global `WebSocket` or `ws`'s `WebSocket`. */
+export type WebSocketFactory = new (url: string) => DeviceSocket;
+/** Opens a socket to `url` (a `ws://` or `wss://` URL ending in `/v1/connect`). */
+export type Transport = (url: string) => DeviceSocket;
 
-export type ResourceKind = "output" | "input" | "io" | "run";
+export type { ResourceKind };
 export type DeviceState = "idle" | "connecting" | "open" | "closing" | "closed";
 
 export interface DeviceOptions {
@@ -30,8 +52,10 @@ export interface DeviceOptions {
   reconnectMaxMs?: number;
   /** Time to wait for the server's `connected` frame (ms). Default 10000. */
   connectTimeoutMs?: number;
-  /** WebSocket implementation; defaults to the global one, else the `ws` package. */
+  /** WebSocket class; defaults to the global one, else (Node entry only) the `ws` package. */
   WebSocket?: WebSocketFactory;
+  /** Opens the socket instead of a WebSocket class: for runtimes with their own socket API (see DeviceSocket). */
+  transport?: Transport;
 }
 
 /** Throw this (or any error with a numeric `status`) from a handler to answer with that HTTP status. */
@@ -50,6 +74,10 @@ export interface DeviceEvents extends Record<string, unknown[]> {
 }
 
 type Handler = (input: any) => unknown;
+/** Called with a property's value (undefined once deleted) and its name. */
+export type PropertyHandler = (value: unknown, name: string) => void;
+/** How long `property()` / `setProperty()` wait for the server's answer (ms). */
+const PROPERTY_TIMEOUT_MS = 10_000;
 interface Resource {
   kind: ResourceKind;
   handler: Handler;
@@ -66,13 +94,13 @@ export interface InputOptions {
 }
 
 const DEFAULTS = Object.freeze({ keepalive: 60, reconnectInitialMs: 500, reconnectMaxMs: 30_000, connectTimeoutMs: 10_000 });
-/** Close codes after which reconnecting would not help (see docs/protocol.md). */
-const FATAL_CLOSE = new Set([4000, 4001, 4004, 4400]);
 
+/** `http(s)://host[:port][/path]` → `ws(s)://…`, with `/v1/connect` when no path is given. No `URL` (Moddable XS has none). */
 function toUrl(server: string): string {
-  const u = new URL(server.replace(/^http/, "ws"));
-  if (u.pathname === "/" || u.pathname === "") u.pathname = "/v1/connect";
-  return u.toString();
+  const m = /^(?:http|ws)(s?):\/\/([^/?#]+)([^?#]*)(.*)$/.exec(server);
+  if (!m) throw new TypeError(`"server" is not a URL: "${server}"`);
+  const path = m[3] === "" || m[3] === "/" ? "/v1/connect" : m[3];
+  return `ws${m[1]}://${m[2]}${path}${m[4]}`;
 }
 
 function check(cond: boolean, message: string): void {
@@ -85,7 +113,7 @@ function check(cond: boolean, message: string): void {
  */
 export class Device extends TypedEmitter<DeviceEvents> {
   private readonly urls: string[];
-  private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "server">> & { WebSocket?: WebSocketFactory };
+  private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "transport" | "server">> & { WebSocket?: WebSocketFactory; transport?: Transport };
   private readonly resources = new Map<string, Resource>();
   private readonly streamTimers = new Map<string, ReturnType<typeof setInterval>>();
   /** Resources whose stream sample is still being computed. */
@@ -93,7 +121,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   /** Set while close() waits for the closing handshake. */
   private closing: Promise<void> | undefined;
   private readonly backoff: Backoff;
-  private ws: WebSocketLike | undefined;
+  private ws: DeviceSocket | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private urlIndex = 0;
   private _state: DeviceState = "idle";
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -103,13 +132,17 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private describeQueued = false;
   /** Pending connect() promises, settled by the next `connected` or fatal close. */
   private connectWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private readonly propertyHandlers = new Map<string, Set<PropertyHandler>>();
+  private readonly propertyRequests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }>();
+  private nextPropertyId = 0;
 
   constructor(options: DeviceOptions) {
     super();
     const servers = Array.isArray(options.server) ? options.server : [options.server];
     check(servers.length > 0 && servers.every((s) => typeof s === "string" && /^(ws|wss|http|https):\/\//.test(s)), '"server" must be a ws(s):// or http(s):// URL or a list of them');
-    check(typeof options.user === "string" && /^[a-zA-Z0-9_]{1,32}$/.test(options.user), '"user" must match [a-zA-Z0-9_]{1,32}');
-    check(typeof options.device === "string" && /^[a-zA-Z0-9_]{1,25}$/.test(options.device), '"device" must match [a-zA-Z0-9_]{1,25}');
+    check(typeof options.user === "string" && NAME_RE.test(options.user), '"user" must match [a-zA-Z0-9_]{1,32}');
+    check(typeof options.device === "string" && DEVICE_RE.test(options.device), '"device" must match [a-zA-Z0-9_]{1,25}');
+    check(options.transport === undefined || typeof options.transport === "function", '"transport" must be a function (url) => socket');
     check(typeof options.credentials === "string" && options.credentials.length > 0, '"credentials" must be a non-empty string');
     this.opts = { ...DEFAULTS, ...options } as typeof this.opts;
     check(Number.isInteger(this.opts.keepalive) && this.opts.keepalive >= 1 && this.opts.keepalive <= 3600, '"keepalive" must be an integer from 1 to 3600');
@@ -140,8 +173,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private add(name: string, kind: ResourceKind, handler: Handler, state?: () => unknown): this {
-    check(typeof name === "string" && name.length > 0 && name.length <= 128 && !/[\s\\?#%]/.test(name) && !name.split("/").some((s) => s === "" || s === "." || s === ".."), `invalid resource name "${name}"`);
-    check(name !== "api" && !name.endsWith("/api"), '"api" is reserved (as a name and as a last segment)');
+    const problem = resourceNameProblem(name);
+    check(problem === undefined, `invalid resource name ${JSON.stringify(name)}: ${problem}`);
     check(typeof handler === "function", "handler must be a function");
     check(state === undefined || typeof state === "function", '"state" must be a function');
     this.resources.set(name, state ? { kind, handler, state } : { kind, handler });
@@ -160,6 +193,81 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.send({ type: "data", resource: name, out: out === undefined ? null : out });
   }
 
+  /**
+   * Reads a property kept on the server (docs/protocol.md `property_get`). Rejects while not connected, and
+   * with an error whose `code` is `property_not_found` when there is none.
+   */
+  property(name: string): Promise<unknown> {
+    return this.propertyRequest({ type: "property_get", name });
+  }
+
+  /** Writes a property on the server; resolves once it is stored. Rejects while not connected. */
+  async setProperty(name: string, value: unknown): Promise<void> {
+    check(value !== undefined, "property value must not be undefined");
+    await this.propertyRequest({ type: "property_set", name, value });
+  }
+
+  /**
+   * Calls `handler(value, name)` for a property (or every property with `"*"`): with each value the server
+   * sends when the session opens, and on every change made elsewhere (REST, another client) while connected.
+   * `value` is undefined when the property was deleted. Returns a function that removes the handler.
+   */
+  onProperty(name: string, handler: PropertyHandler): () => void {
+    check(typeof name === "string" && name.length > 0, "property name must be a non-empty string");
+    check(typeof handler === "function", "handler must be a function");
+    let set = this.propertyHandlers.get(name);
+    if (!set) this.propertyHandlers.set(name, (set = new Set()));
+    set.add(handler);
+    return () => {
+      this.propertyHandlers.get(name)?.delete(handler);
+    };
+  }
+
+  private propertyRequest(frame: { type: string; name: string; value?: unknown }): Promise<unknown> {
+    check(typeof frame.name === "string" && frame.name.length > 0 && frame.name.length <= 128, "property name must be 1 to 128 characters");
+    if (this._state !== "open") return Promise.reject(new Error("device is not connected"));
+    const id = (this.nextPropertyId = (this.nextPropertyId + 1) % Number.MAX_SAFE_INTEGER);
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.propertyRequests.delete(id);
+        reject(new Error("the server did not answer the property request in time"));
+      }, PROPERTY_TIMEOUT_MS);
+      this.propertyRequests.set(id, { resolve, reject, timer });
+      this.send({ ...frame, id });
+    });
+  }
+
+  private failPropertyRequests(err: Error): void {
+    for (const [id, r] of this.propertyRequests) {
+      clearTimeout(r.timer);
+      this.propertyRequests.delete(id);
+      r.reject(err);
+    }
+  }
+
+  private onPropertyFrame(f: Record<string, unknown>): void {
+    if (typeof f.id === "number") {
+      const r = this.propertyRequests.get(f.id);
+      if (!r) return;
+      this.propertyRequests.delete(f.id);
+      clearTimeout(r.timer);
+      if (f.type === "error") r.reject(Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }));
+      else r.resolve(f.value);
+      return;
+    }
+    if (f.type !== "property" || typeof f.name !== "string") return;
+    const value = f.deleted === true ? undefined : f.value;
+    for (const key of [f.name, "*"]) {
+      for (const h of this.propertyHandlers.get(key) ?? []) {
+        try {
+          h(value, f.name);
+        } catch (err) {
+          this.emit("error", err as Error);
+        }
+      }
+    }
+  }
+
   /** Opens the session. Resolves once the server accepted it; rejects if it refuses the credentials. */
   connect(): Promise<void> {
     if (this._state === "open") return Promise.resolve();
@@ -174,10 +282,12 @@ export class Device extends TypedEmitter<DeviceEvents> {
   /** Closes the session for good (no reconnect). */
   async close(): Promise<void> {
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.connectTimer);
     this.stopTimers();
     const ws = this.ws;
     this.ws = undefined;
     this.settleWaiters(new Error("closed before connecting"));
+    this.failPropertyRequests(new Error("device closed"));
     if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
       this.setState("closing");
@@ -212,79 +322,113 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.emit("state", s);
   }
 
-  private async factory(): Promise<WebSocketFactory> {
-    if (this.opts.WebSocket) return this.opts.WebSocket;
-    const g = (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
-    if (g) return g;
-    const mod = (await import("ws")) as unknown as { WebSocket: WebSocketFactory };
-    return mod.WebSocket;
+  /**
+   * The WebSocket class when the runtime has no global one and none was passed. The portable entry has
+   * none; the Node entry (index.ts) loads the `ws` package.
+   */
+  protected loadWebSocket(): Promise<WebSocketFactory> {
+    return Promise.reject(new Error('no WebSocket: this runtime has no global WebSocket. Pass the "WebSocket" option (e.g. the ws package\'s WebSocket class) or a "transport" (see DeviceSocket)'));
+  }
+
+  private transport(): Transport | Promise<Transport> {
+    if (this.opts.transport) return this.opts.transport;
+    const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (WS) return (url) => new WS(url);
+    return this.loadWebSocket().then((L) => (url: string) => new L(url));
   }
 
   private open(): void {
     this.setState("connecting");
     const url = this.urls[this.urlIndex % this.urls.length]!;
-    void this.factory().then((WS) => {
-      if (this._state !== "connecting") return;
-      let ws: WebSocketLike;
+    let t: Transport | Promise<Transport>;
+    try {
+      t = this.transport();
+    } catch (err) {
+      t = Promise.reject(err);
+    }
+    if (typeof t === "function") this.attempt(t, url);
+    else t.then((f) => this.attempt(f, url), (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  /** No way to open a socket at all: retrying cannot help, so connect() rejects and the device stops. */
+  private fail(err: Error): void {
+    if (this._state !== "connecting") return;
+    if (this.connectWaiters.length > 0) this.settleWaiters(err);
+    else this.emit("error", err);
+    this.setState("closed");
+  }
+
+  private attempt(transport: Transport, url: string): void {
+    if (this._state !== "connecting") return;
+    let ws: DeviceSocket;
+    try {
+      ws = transport(url);
+    } catch (err) {
+      this.emit("error", err as Error);
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let accepted = false;
+    let opened = false;
+    clearTimeout(this.connectTimer);
+    const deadline = setTimeout(() => {
+      if (!accepted) this.abandon(ws, CLOSE.keepaliveTimeout, "connect timeout");
+    }, this.opts.connectTimeoutMs);
+    this.connectTimer = deadline;
+    ws.onopen = () => {
+      opened = true;
+      ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return; // closed or replaced meanwhile
+      this.lastSeen = Date.now();
+      if (typeof ev.data !== "string") return;
+      let f: Record<string, unknown>;
       try {
-        ws = new WS(url);
-      } catch (err) {
-        this.emit("error", err as Error);
-        this.scheduleReconnect();
+        f = JSON.parse(ev.data) as Record<string, unknown>;
+      } catch {
         return;
       }
-      this.ws = ws;
-      let accepted = false;
-      const deadline = setTimeout(() => {
-        if (!accepted) this.abandon(ws, 4408, "connect timeout");
-      }, this.opts.connectTimeoutMs);
-      ws.onopen = () => {
-        ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
-      };
-      ws.onmessage = (ev) => {
-        if (this.ws !== ws) return; // closed or replaced meanwhile
-        this.lastSeen = Date.now();
-        if (typeof ev.data !== "string") return;
-        let f: Record<string, unknown>;
-        try {
-          f = JSON.parse(ev.data) as Record<string, unknown>;
-        } catch {
-          return;
+      if (!accepted) {
+        if (f.type === "connected") {
+          accepted = true;
+          clearTimeout(deadline);
+          this.onAccepted(f);
+        } else if (f.type === "error") {
+          this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
         }
-        if (!accepted) {
-          if (f.type === "connected") {
-            accepted = true;
-            clearTimeout(deadline);
-            this.onAccepted(f);
-          } else if (f.type === "error") {
-            this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
-          }
-          return;
-        }
-        void this.onFrame(ws, f);
-      };
-      ws.onerror = () => {
-        /* the close event follows and drives reconnection */
-      };
-      ws.onclose = (ev) => {
-        clearTimeout(deadline);
-        if (this.ws !== ws) return;
-        this.ws = undefined;
-        this.stopTimers();
-        const wasOpen = accepted;
-        if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
-        if (this._state === "closing" || this._state === "closed") return;
-        if (FATAL_CLOSE.has(ev.code)) {
-          const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
-          if (this.connectWaiters.length > 0) this.settleWaiters(err);
-          else this.emit("error", err);
-          this.setState("closed");
-          return;
-        }
-        this.urlIndex++;
-        this.scheduleReconnect();
-      };
-    });
+        return;
+      }
+      void this.onFrame(ws, f);
+    };
+    ws.onerror = () => {
+      // After open, the close event follows and drives reconnection. Before open, some runtimes (undici:
+      // Node 22, Node 20 --experimental-websocket) fire no close at all for a refused connection: this
+      // attempt failed, so retry after the backoff instead of waiting for the connect timeout.
+      if (opened || this.ws !== ws) return;
+      this.emit("error", new Error(`cannot connect to ${url}`));
+      this.abandon(ws, 1006, "connection failed");
+    };
+    ws.onclose = (ev) => {
+      clearTimeout(deadline);
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      this.stopTimers();
+      this.failPropertyRequests(new Error("disconnected before the server answered"));
+      const wasOpen = accepted;
+      if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
+      if (this._state === "closing" || this._state === "closed") return;
+      if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) {
+        const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
+        if (this.connectWaiters.length > 0) this.settleWaiters(err);
+        else this.emit("error", err);
+        this.setState("closed");
+        return;
+      }
+      this.urlIndex++;
+      this.scheduleReconnect();
+    };
   }
 
   private scheduleReconnect(): void {
@@ -323,21 +467,21 @@ export class Device extends TypedEmitter<DeviceEvents> {
    * Gives up on a socket at once and handles it as closed. Waiting for the closing handshake would stall
    * reconnection: a dead peer never answers it (ws waits 30 s).
    */
-  private abandon(ws: WebSocketLike, code: number, reason: string): void {
+  private abandon(ws: DeviceSocket, code: number, reason: string): void {
     const onclose = ws.onclose;
     ws.onclose = null;
     ws.onmessage = null;
+    ws.onerror = () => undefined; // ws emits "error" while aborting a handshake; it must have a listener
     try {
-      const t = (ws as { terminate?: () => void }).terminate;
-      if (typeof t === "function") t.call(ws);
-      else ws.close(code, reason);
+      if (typeof ws.terminate === "function") ws.terminate();
+      else if (ws.readyState === 0 || ws.readyState === 1) ws.close(code >= 4000 ? code : 1000, reason);
     } catch {
       /* already closed */
     }
     onclose?.({ code, reason });
   }
 
-  private async onFrame(ws: WebSocketLike, f: Record<string, unknown>): Promise<void> {
+  private async onFrame(ws: DeviceSocket, f: Record<string, unknown>): Promise<void> {
     switch (f.type) {
       case "call":
         if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(ws, f.id, f.resource, f.in);
@@ -351,13 +495,17 @@ export class Device extends TypedEmitter<DeviceEvents> {
       case "unstream":
         if (typeof f.resource === "string") this.stopStream(f.resource);
         return;
+      case "property":
+      case "error":
+        this.onPropertyFrame(f);
+        return;
       default:
         return;
     }
   }
 
   /** Runs a handler and answers on the socket the call came from: ids belong to one session only. */
-  private async answer(ws: WebSocketLike, id: number, name: string, input: unknown): Promise<void> {
+  private async answer(ws: DeviceSocket, id: number, name: string, input: unknown): Promise<void> {
     const reply = (frame: object) => {
       if (this.ws === ws) this.send(frame);
     };
@@ -426,7 +574,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private queueDescribe(): void {
     if (this.describeQueued || this._state !== "open") return;
     this.describeQueued = true;
-    queueMicrotask(() => {
+    // Not queueMicrotask: Moddable XS and older engines lack it.
+    void Promise.resolve().then(() => {
       this.describeQueued = false;
       this.sendDescribe();
     });

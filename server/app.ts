@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import Koa from "koa";
@@ -11,12 +12,15 @@ import { Repositories } from "./store/repos.js";
 import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
-import { WindowLimiter } from "./auth/limiter.js";
+import { systemClock, WindowLimiter } from "./auth/limiter.js";
+import { addressKey, clientAddress } from "./auth/address.js";
+import { Quotas } from "./auth/quotas.js";
 import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
 import { AccountService, coreAccountParts } from "./users/account.js";
+import { featureAccountParts } from "./users/feature-parts.js";
 import { Hub } from "./gateway/hub.js";
 import { Gateway } from "./gateway/upgrade.js";
 import { DeviceAdmission } from "./gateway/admission.js";
@@ -39,6 +43,12 @@ import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
 import { openapiRoutes } from "./openapi/routes.js";
+import { PropertiesService } from "./properties/service.js";
+import { DevicePropertyLink } from "./properties/device.js";
+import { propertyRoutes } from "./properties/routes.js";
+import { CallQueue } from "./calls/queue.js";
+import { IdempotencyKeys } from "./calls/idempotency.js";
+import { callRoutes } from "./calls/routes.js";
 
 export interface AppOptions {
   config: Readonly<Config>;
@@ -52,6 +62,8 @@ export interface AppOptions {
   cluster?: { nc: NatsConnection; subjectPrefix?: string };
   /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
   startup?: Promise<unknown>;
+  /** How often the queued-call poll runs (ms, default 30 s): it catches calls no notification announced. */
+  callPollMs?: number;
   /** Thinger device sessions: the silence after which one is dropped (tests shorten it). */
   thinger?: Pick<ThingerGatewayOptions, "keepaliveTimeoutMs">;
 }
@@ -70,8 +82,20 @@ export interface Thingrelay {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Wires an http.Server to this app (requests, upgrades, keepalive sweep). */
   attach(server: Server): void;
+  /**
+   * Resolves once start-up work on the store is done (issue 18: queued calls a previous run left `running`
+   * are marked failed). main.ts awaits it before listening; calls made before it are still safe.
+   */
+  ready: Promise<void>;
   /** Shuts down in order: stop accepting devices, close sessions (1001) and streams. Leaves the store open. */
   close(code?: number): Promise<void>;
+}
+
+/** Constant-time string comparison (a timing difference would leak the secret byte by byte). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
 }
 
 /** Builds the app from its dependencies. Never listens, never reads the environment (see main.ts). */
@@ -86,16 +110,20 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const hub = new Hub(config.limits.pingIntervalMs);
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
-  const tokens = new TokensService(repos, signer, cache);
+  const quotas = new Quotas(repos, config.limits);
+  const tokens = new TokensService(repos, signer, cache, quotas);
   const services: Services = {
     config, logger, repos, authenticator, apiLimiter, hub, metrics,
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
     users: new UsersService(repos, passwords, cache),
-    devices: new DevicesService(repos, credentials, hub, cache),
+    devices: new DevicesService(repos, credentials, hub, cache, quotas),
     tokens,
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
-    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens)]),
+    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos)]),
     streams: undefined as unknown as StreamService,
+    properties: new PropertiesService(repos),
+    calls: undefined as unknown as CallQueue,
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
@@ -106,18 +134,36 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     services.cluster = bridge;
     services.streams.attachCluster(bridge);
   }
+  services.calls = new CallQueue(repos, hub, logger, {
+    maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
+    pollMs: options.callPollMs ?? 30_000, shared: services.cluster !== undefined,
+  }, services.cluster);
+  services.calls.on("done", (e) => {
+    const data = { device: e.device, ...e.call };
+    services.streams.accountEvent(e.user, "call", data);
+    services.cluster?.publishAccountEvent(e.user, "call", data);
+  });
+  services.cluster?.onAccountEvent((user, type, data) => services.streams.accountEvent(user, type, data));
+  const propertyLink = new DevicePropertyLink(services.properties, hub, logger, services.cluster);
+  propertyLink.start();
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const admission = new DeviceAdmission(repos, credentials, logger, config.limits);
   const gateway = new Gateway(hub, admission, logger, {
-    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
+    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, requests: propertyLink,
   });
   const thinger = new ThingerGateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
   });
 
-  const app = new Koa({ proxy: config.trustProxy });
+  const app = new Koa({ proxy: config.trustProxy !== false });
   app.silent = true;
+  app.use(async (ctx, next) => {
+    // The client address as the trusted proxies saw it (never the leftmost X-Forwarded-For entry, which the
+    // client writes itself), always a well-formed IP: it keys the per-address limits.
+    ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.req.headers["x-forwarded-for"], config.trustProxy);
+    await next();
+  });
   app.use(requestLifecycle(logger));
   if (options.startup) app.use(startupGate(options.startup));
   if (services.cluster) {
@@ -136,7 +182,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   app.use((ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
     if (isApiPath(ctx.path)) {
-      const r = apiLimiter.hit(`ip:${ctx.ip}`);
+      const r = apiLimiter.hit(`ip:${addressKey(ctx.ip)}`);
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }
     return next();
@@ -174,7 +220,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     });
   }
 
-  const router = new Router();
+  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
+  const router = new Router({ sensitive: true });
   const auth = requireAuth(authenticator, apiLimiter);
   router.get("/health", (ctx) => {
     ctx.body = { status: "ok" };
@@ -188,6 +235,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     }
   });
   router.get("/metrics", async (ctx) => {
+    // THINGRELAY_METRICS_TOKEN set: only a scraper presenting it as a bearer token reads the metrics.
+    if (config.metricsToken !== undefined && !sameSecret(ctx.get("Authorization"), `Bearer ${config.metricsToken}`)) {
+      throw new AppError("unauthorized", "metrics require the bearer token of THINGRELAY_METRICS_TOKEN", { headers: { "WWW-Authenticate": 'Bearer realm="metrics"' } });
+    }
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });
@@ -197,6 +248,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   tokenRoutes(router, services, auth);
   streamRoutes(router, services, auth);
   relayRoutes(router, services, auth);
+  propertyRoutes(router, services, auth);
+  callRoutes(router, services, auth);
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
   app.use(router.routes());
@@ -205,6 +258,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
 
   // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
   const purge = () => {
+    services.idempotency.purge().catch((err: unknown) => logger.warn({ err }, "idempotency key purge failed"));
     repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
       (n) => (n.tokens + n.families > 0 ? logger.info(n, "purged expired refresh tokens") : undefined),
       (err: unknown) => logger.warn({ err }, "refresh token purge failed"),
@@ -219,8 +273,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     else gateway.handleUpgrade(req, socket, head);
   };
   hub.start();
+  const ready = services.calls.start();
+  ready.catch((err: unknown) => logger.error({ err }, "queued call start-up failed"));
   return {
-    app, router, services, gateway, thinger, callback, handleUpgrade,
+    app, router, services, gateway, thinger, callback, handleUpgrade, ready,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
@@ -228,6 +284,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     },
     async close(code = 1001) {
       for (const t of purgeTimers) clearTimeout(t);
+      services.calls.close();
+      propertyLink.close();
       gateway.close();
       thinger.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");

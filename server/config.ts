@@ -2,6 +2,9 @@
  * Configuration: read once from the environment by `server/main.ts`, validated, frozen. Every bad variable
  * is reported in one {@link ConfigError}. Nothing else in the server reads `process.env`.
  */
+import { NAME_RE } from "../device-sdk/protocol.js";
+import { parseTrustProxy, type TrustProxy } from "./auth/address.js";
+
 export interface Limits {
   /** Default relay call timeout (ms) when the caller gives no `?timeout=`. */
   callTimeoutMs: number;
@@ -31,6 +34,20 @@ export interface Limits {
   jsonMaxDepth: number;
   /** API requests per minute per token (and per client address for unauthenticated calls). */
   rateLimitPerMinute: number;
+  /** Queued (`Prefer: respond-async`) calls waiting per device before 429 queue_full. */
+  maxQueuedCallsPerDevice: number;
+  /** Queued calls waiting per account before 429 queue_full. */
+  maxQueuedCallsPerUser: number;
+  /** Live Idempotency-Keys (kept 24 h) per account before 429 too_many_idempotency_keys. */
+  maxIdempotencyKeysPerUser: number;
+  /** Unauthenticated device sockets one client address (IPv6: one /64) may hold. */
+  maxPendingPerAddress: number;
+  /** Devices one account may own. */
+  maxDevicesPerAccount: number;
+  /** Device and user tokens one account may hold together. */
+  maxTokensPerAccount: number;
+  /** Live refresh families (signed-in sessions) per user; a new sign-in beyond it revokes the oldest. */
+  maxSessionsPerUser: number;
 }
 
 export interface Config {
@@ -45,7 +62,10 @@ export interface Config {
   logLevel: string;
   /** log2 of scrypt's N for password hashes. 17 (OWASP floor) unless lowered for tests. */
   passwordCost: number;
-  trustProxy: boolean;
+  /** Which proxies may report the client address (`THINGRELAY_TRUST_PROXY`, see server/auth/address.ts). */
+  trustProxy: TrustProxy;
+  /** Bearer token `GET /metrics` requires; undefined = open (expose it to your scraper only). */
+  metricsToken: string | undefined;
   corsOrigins: readonly string[];
   /** Browser origins allowed to open device sockets; empty = any (device auth is in-band, no cookies). */
   wsOrigins: readonly string[];
@@ -87,6 +107,13 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   tokenBodyLimitBytes: 8 * 1024,
   jsonMaxDepth: 32,
   rateLimitPerMinute: 60_000,
+  maxQueuedCallsPerDevice: 100,
+  maxQueuedCallsPerUser: 1_000,
+  maxIdempotencyKeysPerUser: 10_000,
+  maxPendingPerAddress: 10,
+  maxDevicesPerAccount: 1_000,
+  maxTokensPerAccount: 1_000,
+  maxSessionsPerUser: 100,
 });
 
 export class ConfigError extends Error {
@@ -113,13 +140,20 @@ const LIMIT_VARS: ReadonlyArray<[keyof Limits, string]> = [
   ["tokenBodyLimitBytes", "THINGRELAY_TOKEN_BODY_LIMIT"],
   ["jsonMaxDepth", "THINGRELAY_JSON_MAX_DEPTH"],
   ["rateLimitPerMinute", "THINGRELAY_RATE_LIMIT"],
+  ["maxQueuedCallsPerDevice", "THINGRELAY_MAX_QUEUED_PER_DEVICE"],
+  ["maxQueuedCallsPerUser", "THINGRELAY_MAX_QUEUED_PER_USER"],
+  ["maxIdempotencyKeysPerUser", "THINGRELAY_MAX_IDEMPOTENCY_KEYS"],
+  ["maxPendingPerAddress", "THINGRELAY_MAX_PENDING_PER_ADDRESS"],
+  ["maxDevicesPerAccount", "THINGRELAY_MAX_DEVICES_PER_ACCOUNT"],
+  ["maxTokensPerAccount", "THINGRELAY_MAX_TOKENS_PER_ACCOUNT"],
+  ["maxSessionsPerUser", "THINGRELAY_MAX_SESSIONS_PER_USER"],
 ];
 
 /** Every environment variable the server reads, for the README table test. */
 export const CONFIG_VARIABLES: readonly string[] = [
   "PORT", "HOST", "DATA_DIR", "MONGODB_URL", "NATS_URL", "THINGRELAY_SECRET", "THINGRELAY_ADMIN_USER",
   "THINGRELAY_ADMIN_PASSWORD", "LOG_LEVEL", "THINGRELAY_PASSWORD_COST", "THINGRELAY_TRUST_PROXY",
-  "THINGRELAY_CORS_ORIGINS", "THINGRELAY_WS_ORIGINS", ...LIMIT_VARS.map(([, v]) => v),
+  "THINGRELAY_CORS_ORIGINS", "THINGRELAY_WS_ORIGINS", "THINGRELAY_METRICS_TOKEN", ...LIMIT_VARS.map(([, v]) => v),
   ...THINGER_PORT_VARS.map(([, v]) => v), "THINGRELAY_TLS_CERT", "THINGRELAY_TLS_KEY",
 ];
 
@@ -163,7 +197,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if ((adminUser === undefined) !== (adminPassword === undefined)) {
     problems.push("THINGRELAY_ADMIN_USER and THINGRELAY_ADMIN_PASSWORD must be set together");
   }
-  if (adminUser !== undefined && !/^[a-zA-Z0-9_]{1,32}$/.test(adminUser)) {
+  if (adminUser !== undefined && !NAME_RE.test(adminUser)) {
     problems.push("THINGRELAY_ADMIN_USER must match [a-zA-Z0-9_]{1,32}");
   }
   if (adminPassword !== undefined && (adminPassword.length < 8 || adminPassword.length > 1024)) {
@@ -176,8 +210,12 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (passwordCost < 17 && env.NODE_ENV !== "test") {
     problems.push("THINGRELAY_PASSWORD_COST below 17 is only allowed with NODE_ENV=test");
   }
-  const trustRaw = str("THINGRELAY_TRUST_PROXY") ?? "false";
-  if (trustRaw !== "true" && trustRaw !== "false") problems.push("THINGRELAY_TRUST_PROXY must be true or false");
+  const trustProxy = parseTrustProxy(str("THINGRELAY_TRUST_PROXY") ?? "false");
+  if (typeof trustProxy === "string") problems.push(trustProxy);
+  const metricsToken = str("THINGRELAY_METRICS_TOKEN");
+  if (metricsToken !== undefined && (metricsToken.length < 16 || metricsToken.length > 256 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
+    problems.push("THINGRELAY_METRICS_TOKEN must be 16 to 256 printable ASCII characters without spaces");
+  }
   const corsOrigins = list("THINGRELAY_CORS_ORIGINS");
   const wsOrigins = list("THINGRELAY_WS_ORIGINS");
   for (const o of [...corsOrigins, ...wsOrigins]) {
@@ -207,7 +245,8 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
     port, host, dataDir, mongodbUrl, natsUrl, secret, adminUser, adminPassword, logLevel, passwordCost,
-    trustProxy: trustRaw === "true",
+    trustProxy: typeof trustProxy === "string" ? false : trustProxy,
+    metricsToken,
     corsOrigins: Object.freeze(corsOrigins),
     wsOrigins: Object.freeze(wsOrigins),
     limits: Object.freeze(limits),

@@ -102,6 +102,12 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       expect(dt.status, dt.text).to.equal(200);
       const ut = await api(srv.url, "POST", `/v1/users/${user}/tokens`, { token: zed, json: { name: "script" } });
       expect(ut.status, ut.text).to.equal(200);
+      const prop = await api(srv.url, "PUT", `/v3/users/${user}/devices/spare/properties/setpoint`, { token: zed, json: { value: 21 } });
+      expect(prop.status, prop.text).to.equal(200);
+      const queued = await api(srv.url, "POST", `/v2/users/${user}/devices/spare/relay`, {
+        token: zed, json: { in: true }, headers: { Prefer: "respond-async", "Idempotency-Key": "doomed-1" },
+      });
+      expect(queued.status, queued.text).to.equal(202);
       const dev = await RawDevice.connect({ wsUrl: srv.wsUrl, user, device: "lamp", credentials: "lamp-secret", describe: { level: "output" } });
       const stream = await sse(`${srv.url}/v1/users/${user}/events`, { Authorization: `Bearer ${zed}` });
       expect(stream.status).to.equal(200);
@@ -136,6 +142,8 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       await newDevice(srv.url, tok, user, "sensor", "sensor-credentials");
       const dt = await api(srv.url, "POST", `/v1/users/${user}/devices/sensor/tokens`, { token: tok, json: { token_name: "ro", token_resources: ["temp"] } });
       const ut = await api(srv.url, "POST", `/v1/users/${user}/tokens`, { token: tok, json: { name: "script" } });
+      const prop = await api(srv.url, "PUT", `/v3/users/${user}/devices/sensor/properties/config`, { token: tok, json: { value: { mode: "eco" } } });
+      expect(prop.status, prop.text).to.equal(200);
       const r = await api(srv.url, "GET", `/v1/users/${user}/export`, { token: tok });
       expect(r.status, r.text).to.equal(200);
       expect(r.body).to.include({ format: "thingrelay-account-export", version: 1 });
@@ -146,6 +154,9 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       expect(r.body.user_tokens).to.have.length(1);
       expect(r.body.user_tokens[0]).to.include({ id: ut.body.id, name: "script", enabled: true });
       expect(r.body).to.not.have.property("refresh_families");
+      expect(r.body.properties).to.deep.equal([{ device: "sensor", property: "config", value: { mode: "eco" }, updated_ts: prop.body.updated_ts }]);
+      expect(r.body.calls).to.deep.equal([]);
+      expect(r.body).to.not.have.property("idempotency_keys");
 
       // Every secret the store holds for this account, and every token value the API gave out.
       const secrets = [tok, dt.body.token as string, ut.body.token as string, "sensor-credentials", `${user}-password`];

@@ -72,6 +72,36 @@ describe("config: loadConfig", () => {
     ]);
   });
 
+  it("THINGRELAY_TRUST_PROXY: false/0, true (one hop), a hop count, or proxy addresses/CIDRs; anything else refused", () => {
+    expect(loadConfig({ THINGRELAY_TRUST_PROXY: "false" }).trustProxy).to.equal(false);
+    expect(loadConfig({ THINGRELAY_TRUST_PROXY: "0" }).trustProxy).to.equal(false);
+    expect(loadConfig({ THINGRELAY_TRUST_PROXY: "true" }).trustProxy).to.deep.equal({ hops: 1 });
+    expect(loadConfig({ THINGRELAY_TRUST_PROXY: "3" }).trustProxy).to.deep.equal({ hops: 3 });
+    expect(loadConfig({ THINGRELAY_TRUST_PROXY: "10.0.0.1, 192.168.0.0/16,fd00::/8" }).trustProxy).to.deep.equal({ proxies: ["10.0.0.1", "192.168.0.0/16", "fd00::/8"] });
+    for (const bad of ["33", "10.0.0.0/33", "10.0.0.1,banana", "::1/129", "1.2.3.4/8/8"]) {
+      expect(configError({ THINGRELAY_TRUST_PROXY: bad }).problems[0], bad).to.match(/^THINGRELAY_TRUST_PROXY /);
+    }
+  });
+
+  it("quotas, pending sockets per address and the metrics token: defaults, variables, every error at once", () => {
+    const d = loadConfig({});
+    expect(d.limits).to.deep.include({ maxDevicesPerAccount: 1000, maxTokensPerAccount: 1000, maxSessionsPerUser: 100, maxPendingPerAddress: 10 });
+    expect(d.metricsToken).to.equal(undefined);
+    const c = loadConfig({
+      THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "5", THINGRELAY_MAX_TOKENS_PER_ACCOUNT: "6", THINGRELAY_MAX_SESSIONS_PER_USER: "7",
+      THINGRELAY_MAX_PENDING_PER_ADDRESS: "8", THINGRELAY_METRICS_TOKEN: "0123456789abcdef",
+    });
+    expect(c.limits).to.deep.include({ maxDevicesPerAccount: 5, maxTokensPerAccount: 6, maxSessionsPerUser: 7, maxPendingPerAddress: 8 });
+    expect(c.metricsToken).to.equal("0123456789abcdef");
+    const err = configError({
+      THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "0", THINGRELAY_MAX_TOKENS_PER_ACCOUNT: "x", THINGRELAY_MAX_SESSIONS_PER_USER: "-1",
+      THINGRELAY_MAX_PENDING_PER_ADDRESS: "1.5", THINGRELAY_METRICS_TOKEN: "short",
+    });
+    const expected = [/^THINGRELAY_MAX_DEVICES_PER_ACCOUNT /, /^THINGRELAY_MAX_TOKENS_PER_ACCOUNT /, /^THINGRELAY_MAX_SESSIONS_PER_USER /, /^THINGRELAY_MAX_PENDING_PER_ADDRESS /, /^THINGRELAY_METRICS_TOKEN /];
+    for (const re of expected) expect(err.problems.some((p) => re.test(p)), `${re} in ${JSON.stringify(err.problems)}`).to.equal(true);
+    expect(err.problems).to.have.length(expected.length);
+  });
+
   it("refuses THINGRELAY_SECRET under 32 bytes and accepts exactly 32", () => {
     expect(configError({ THINGRELAY_SECRET: "x".repeat(31) }).problems).to.deep.equal(["THINGRELAY_SECRET must be at least 32 bytes (256 bits)"]);
     expect(loadConfig({ THINGRELAY_SECRET: "x".repeat(32) }).secret).to.equal("x".repeat(32));

@@ -146,6 +146,8 @@ export class Authenticator {
     }
     const user = await this.cache.get(cacheKey.user(claims.usr), () => this.repos.users.findOne({ _id: claims.usr }));
     if (!user) throw invalid("revoked");
+    // A disabled account (PUT /v1/users/{user} {"enabled": false}) is refused with every token of it.
+    if (user.enabled === false) throw invalid("disabled");
     switch (claims.kind) {
       case "access": {
         const fam = await this.cache.get(cacheKey.family(claims.fam), () => this.repos.families.findOne({ _id: claims.fam }));

@@ -1,4 +1,5 @@
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { NAME_RE } from "../../device-sdk/protocol.js";
 
 /** Access tokens from the password / refresh grants live 2 h (Thinger's `expires_in: 7200`). */
 export const ACCESS_TOKEN_TTL_S = 7200;
@@ -18,7 +19,7 @@ export class InvalidTokenError extends Error {
 const ALG = "HS256";
 /** Verified tokens remembered at most (the map is cleared when full). */
 const VERIFIED_CACHE_SIZE = 10_000;
-const NAME = /^[a-zA-Z0-9_]{1,32}$/;
+const NAME = NAME_RE;
 
 /**
  * Signs and verifies the server's JWTs (HS256 only: the algorithm is pinned, `alg:none` and every other

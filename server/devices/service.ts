@@ -3,10 +3,12 @@ import { type DeviceDoc, Repositories } from "../store/repos.js";
 import { DuplicateKeyError } from "../store/types.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import type { Hub } from "../gateway/hub.js";
-import { CLOSE } from "../gateway/protocol.js";
+import { CLOSE, DEVICE_RE } from "../gateway/protocol.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
+import type { Quotas } from "../auth/quotas.js";
 
-export const DEVICE_ID_RE = /^[a-zA-Z0-9_]{1,25}$/;
+/** Device ids: the protocol's rule (device-sdk/protocol.ts). */
+export const DEVICE_ID_RE = DEVICE_RE;
 export const MAX_DESCRIPTION = 256;
 export const MAX_CREDENTIALS = 256;
 
@@ -31,6 +33,7 @@ export class DevicesService {
     private readonly credentials: CredentialHasher,
     private readonly hub: Hub,
     private readonly cache: RevocationCache,
+    private readonly quotas?: Quotas,
   ) {}
 
   view(doc: DeviceDoc): DeviceView {
@@ -80,6 +83,10 @@ export class DevicesService {
   }
 
   async create(user: string, d: NewDevice): Promise<DeviceDoc> {
+    return this.quotas ? this.quotas.device(user, () => this.insert(user, d)) : this.insert(user, d);
+  }
+
+  private async insert(user: string, d: NewDevice): Promise<DeviceDoc> {
     const doc: DeviceDoc = {
       _id: Repositories.deviceKey(user, d.id), user, device: d.id, description: d.description, type: d.type,
       credentialsHash: this.credentials.hash(d.credentials), createdAt: Date.now(), lastConnectionTs: null,

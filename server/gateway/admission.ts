@@ -2,23 +2,45 @@ import type { Limits } from "../config.js";
 import type { Logger } from "../log.js";
 import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
-import { WindowLimiter } from "../auth/limiter.js";
+import { SlotPool, WindowLimiter } from "../auth/limiter.js";
+import { addressKey } from "../auth/address.js";
 
-/** Failed device authentications per address and minute before further attempts are refused. */
+/** Failed device authentications allowed per address (IPv6: per /64) per minute. */
 export const DEVICE_AUTH_FAILURES_PER_MINUTE = 20;
 
 /** Why a new device socket is refused before it may even authenticate. */
-export type Refusal = "throttled" | "busy";
+export interface Refusal {
+  refused: "throttled" | "busy";
+  /** Seconds after which trying again may succeed. */
+  retryAfterS: number;
+}
+
+/**
+ * One unauthenticated device socket, admitted: it holds a slot of the unauthenticated pool and a reserved
+ * failed attempt of its address until it settles.
+ */
+export interface AdmissionHold {
+  /** The attempt failed (bad first frame, silence past the deadline, wrong credentials): it stays counted. */
+  failed(): void;
+  /**
+   * Frees the slot (idempotent; true on the first call only). An attempt that did not fail by then — it
+   * authenticated, or the peer left without trying — is given back.
+   */
+  release(): boolean;
+}
 
 /**
  * Device authentication shared by every device listener (the JSON gateway, the Thinger legacy and IOTMP
- * listeners): the cap on unauthenticated sockets (global and per address), the per-address throttle of failed
- * attempts, the credential check against the device registry, and the "seen now" stamp. One instance per
- * server, so failures on one protocol count against the others.
+ * listeners): the cap on unauthenticated sockets (global and per address, IPv6 per /64), the per-address
+ * throttle of failed attempts, the credential check against the device registry, and the "seen now" stamp.
+ * One instance per server, so failures on one protocol count against the others.
+ *
+ * An attempt is counted as failed *before* its check and given back when it succeeds (as the password grant
+ * does), so a parallel burst of wrong guesses gets at most the limit checked; the per-address share of the
+ * pool is taken at once, so one address cannot fill the pool and starve every other device.
  */
 export class DeviceAdmission {
-  private pendingSockets = 0;
-  private readonly pendingByIp = new Map<string, number>();
+  private readonly pending: SlotPool;
   private readonly failures = new WindowLimiter(DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
   private readonly touched = new Set<string>();
   private touchQueued = false;
@@ -27,59 +49,59 @@ export class DeviceAdmission {
     private readonly repos: Repositories,
     private readonly credentials: CredentialHasher,
     private readonly logger: Logger,
-    private readonly limits: Pick<Limits, "maxPendingSockets" | "authDeadlineMs">,
-  ) {}
+    private readonly limits: Pick<Limits, "maxPendingSockets" | "maxPendingPerAddress" | "authDeadlineMs">,
+  ) {
+    // One address: its own limit, and never more than a quarter of all the slots.
+    this.pending = new SlotPool(limits.maxPendingSockets, Math.min(limits.maxPendingPerAddress, Math.max(1, Math.floor(limits.maxPendingSockets / 4))));
+  }
 
   /** Unauthenticated sockets across the server. */
   get unauthenticated(): number {
-    return this.pendingSockets;
+    return this.pending.inUse;
   }
 
   get authDeadlineMs(): number {
     return this.limits.authDeadlineMs;
   }
 
-  /** Whether a new socket from `ip` must be refused before authentication (null: admit it). */
-  refusal(ip: string): Refusal | null {
-    if (this.pendingSockets >= this.limits.maxPendingSockets) return "busy";
-    if (!this.failures.peek(ip).allowed) return "throttled";
-    // One address may hold at most a quarter of the unauthenticated slots, so it cannot starve the others.
-    if ((this.pendingByIp.get(ip) ?? 0) >= Math.max(1, Math.floor(this.limits.maxPendingSockets / 4))) return "busy";
-    return null;
-  }
-
-  /**
-   * Counts an unauthenticated socket from `ip` until the returned `release` is called (idempotent; true on
-   * the first call only).
-   */
-  hold(ip: string): () => boolean {
-    this.pendingSockets++;
-    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
+  /** Admits a new socket from `ip` (a slot and a reserved attempt), or says why not. */
+  admit(ip: string): AdmissionHold | Refusal {
+    const key = addressKey(ip);
+    const slot = this.pending.acquire(key);
+    if ("refused" in slot) return { refused: "busy", retryAfterS: 1 };
+    const attempt = this.failures.hit(key);
+    if (!attempt.allowed) {
+      this.failures.release(key);
+      slot.release();
+      return { refused: "throttled", retryAfterS: attempt.retryAfterS };
+    }
+    let failed = false;
     let released = false;
-    return () => {
-      if (released) return false;
-      released = true;
-      this.pendingSockets--;
-      const n = (this.pendingByIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.pendingByIp.delete(ip);
-      else this.pendingByIp.set(ip, n);
-      return true;
+    return {
+      failed: () => {
+        failed = true;
+      },
+      release: () => {
+        if (released) return false;
+        released = true;
+        slot.release();
+        if (!failed) this.failures.release(key);
+        return true;
+      },
     };
   }
 
-  /** Counts a failed attempt (bad frame, silence past the deadline, wrong credentials) against `ip`. */
-  failed(ip: string): void {
-    this.failures.hit(ip);
-  }
-
   /**
-   * The credential check: true when the device is registered and `credentials` match. Unknown devices and wrong
-   * credentials look the same to the caller; a failure is logged and counted against `ip`. Store errors throw.
+   * The credential check: true when the device is registered, `credentials` match and its account is enabled.
+   * Unknown devices, wrong credentials and disabled accounts look the same to the caller; a failure is logged.
+   * Store errors throw.
    */
   async verify(user: string, device: string, credentials: string, ip: string): Promise<boolean> {
-    const doc = await this.repos.devices.findOne({ _id: Repositories.deviceKey(user, device) });
-    if (doc && this.credentials.verify(credentials, doc.credentialsHash)) return true;
-    this.failed(ip);
+    const [doc, owner] = await Promise.all([
+      this.repos.devices.findOne({ _id: Repositories.deviceKey(user, device) }),
+      this.repos.users.findOne({ _id: user }),
+    ]);
+    if (doc && this.credentials.verify(credentials, doc.credentialsHash) && owner && owner.enabled !== false) return true;
     this.logger.info({ user, device, ip }, "device authentication failed");
     return false;
   }
@@ -100,4 +122,9 @@ export class DeviceAdmission {
       this.repos.devices.updateMany({ _id: { $in: keys } }, { $set: { lastConnectionTs: Date.now() } }).catch(() => {});
     });
   }
+}
+
+/** True when {@link DeviceAdmission.admit} refused the socket. */
+export function isRefusal(x: AdmissionHold | Refusal): x is Refusal {
+  return "refused" in x;
 }

@@ -4,7 +4,7 @@ export interface CallResult {
   /** True when the device's answer carried an `out` value. */
   hasOut: boolean;
   out?: unknown;
-  /** An input's state, in the answer to a `state` request. */
+  /** An input's state, in the answer to a state request (JSON protocol: the `state` frame). */
   in?: unknown;
 }
 
@@ -52,12 +52,12 @@ export interface DeviceSession {
   resourceKind(name: string): ResourceKind | null | undefined;
   /** The resources as `/api` answers them: `{name: {kind}}` (a session may ask the device again first). */
   resourceList(): Promise<Record<string, { kind: ResourceKind }>>;
+  /** True when the device can report this resource's current input state (`GET …/{resource}/api`). */
+  reportsState(resource: string): boolean;
+  /** The current input state of a resource, read without running its handler. Rejects with an AppError. */
+  state(resource: string, timeoutMs: number): Promise<unknown>;
   /** Sends one call and waits for the answer, at most `timeoutMs`. Rejects with an AppError. */
   call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
-  /** True when the device can report this resource's current input state (see {@link DeviceSession.state}). */
-  reportsState(resource: string): boolean;
-  /** The current input state of a resource, read without running its handler. */
-  state(resource: string, timeoutMs: number): Promise<unknown>;
   /** Asks the device to push values of `resource` every `intervalMs` (0: only values it pushes itself). */
   stream(resource: string, intervalMs: number): void;
   /** Stops the stream of `resource`. */

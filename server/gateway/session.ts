@@ -16,6 +16,10 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
+export interface DeviceRequestHandler {
+  onDeviceRequest(session: JsonSession, frame: Record<string, unknown>): void;
+}
 
 /**
  * One authenticated JSON-protocol device socket (the {@link DeviceSession} of SDK devices): the pending-call map (id + timer + cancel, as nats.js `request.ts`),
@@ -48,6 +52,7 @@ export class JsonSession implements DeviceSession {
     readonly ip: string,
     private readonly limits: SessionLimits,
     private readonly events: SessionEvents,
+    private readonly requests?: DeviceRequestHandler,
   ) {
     this.key = `${user}/${device}`;
   }
@@ -185,6 +190,10 @@ export class JsonSession implements DeviceSession {
         return;
       case "data":
         if (isResourceName(f.resource)) this.events.onData(this, f.resource, f.out);
+        return;
+      case "property_get":
+      case "property_set":
+        this.requests?.onDeviceRequest(this, f);
         return;
       case "ping":
         // A device that pings but stops reading must not grow the queue: skip the pong while over the cap.

@@ -1,11 +1,14 @@
-import type { IncomingMessage } from "node:http";
+import { STATUS_CODES, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import type { Limits } from "../config.js";
+import { errorBody, type ErrorCode } from "../errors.js";
+import { SECURITY_HEADERS } from "../http/middleware.js";
 import type { Logger } from "../log.js";
-import type { DeviceAdmission } from "./admission.js";
-import { CLOSE, parseConnect } from "./protocol.js";
-import { CLOSE_GRACE_MS, JsonSession } from "./session.js";
+import { clientAddress, type TrustProxy } from "../auth/address.js";
+import { type AdmissionHold, type DeviceAdmission, isRefusal } from "./admission.js";
+import { CLOSE, parseConnect, type WsErrorCode } from "./protocol.js";
+import { CLOSE_GRACE_MS, type DeviceRequestHandler, JsonSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
 export const CONNECT_PATH = "/v1/connect";
@@ -14,13 +17,16 @@ export interface GatewayOptions {
   limits: Limits;
   /** Browser origins allowed to connect; empty = any (auth is in-band, no ambient credentials). */
   allowedOrigins: readonly string[];
-  trustProxy: boolean;
+  trustProxy: TrustProxy;
+  /** Answers device requests such as `property_get` (issue 18). */
+  requests?: DeviceRequestHandler;
 }
 
 /**
- * Accepts device sockets on `/v1/connect`: origin check before the upgrade, a cap on unauthenticated
- * sockets, then in-band authentication by the first frame within `authDeadlineMs`. Failed attempts are
- * throttled per address; unknown devices and wrong credentials get the same refusal.
+ * Accepts device sockets on `/v1/connect`: origin check before the upgrade, a slot of the unauthenticated pool
+ * (global and per address) and a reserved attempt taken before the handshake, then in-band authentication by the
+ * first frame within `authDeadlineMs` (gateway/admission.ts, shared with the Thinger listeners). Unknown devices
+ * and wrong credentials get the same refusal; refusals before the upgrade carry the JSON error shape.
  */
 export class Gateway {
   readonly wss: WebSocketServer;
@@ -51,32 +57,38 @@ export class Gateway {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "").split("?")[0];
-    if (path !== CONNECT_PATH) return reject(socket, 404, "Not Found");
-    if (this.closing) return reject(socket, 503, "Service Unavailable");
+    if (path !== CONNECT_PATH) return rejectUpgrade(socket, 404, "not_found", "no such route");
+    if (this.closing) return rejectUpgrade(socket, 503, "service_unavailable", "server shutting down");
     const origin = req.headers.origin;
     if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
-      return reject(socket, 403, "Forbidden");
+      return rejectUpgrade(socket, 403, "forbidden", "origin not allowed");
     }
     const ip = clientIp(req, this.options.trustProxy);
-    const refusal = this.admission.refusal(ip);
-    if (refusal === "throttled") return reject(socket, 429, "Too Many Requests");
-    if (refusal === "busy") return reject(socket, 503, "Service Unavailable");
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip));
+    const hold = this.admission.admit(ip);
+    if (isRefusal(hold)) {
+      const retry = { "Retry-After": String(hold.retryAfterS) };
+      if (hold.refused === "throttled") return rejectUpgrade(socket, 429, "too_many_requests", "too many failed device authentications", retry);
+      return rejectUpgrade(socket, 503, "service_unavailable", "too many unauthenticated device sockets", retry);
+    }
+    // A peer that leaves before (or during) the handshake gives its slot and its attempt back.
+    socket.once("close", () => hold.release());
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip, hold));
   }
 
-  private authenticate(ws: WebSocket, ip: string): void {
-    const release = this.admission.hold(ip);
+  private authenticate(ws: WebSocket, ip: string, hold: AdmissionHold): void {
     let done = false;
     const finish = (): boolean => {
-      if (!release()) return false;
+      if (done) return false;
       done = true;
+      hold.release();
       clearTimeout(deadline);
       return true;
     };
     const deadline = setTimeout(() => {
-      if (!finish()) return;
+      if (done) return;
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
-      this.admission.failed(ip);
+      hold.failed();
+      finish();
       closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
@@ -91,8 +103,8 @@ export class Gateway {
       }
       const frame = parseConnect(parsed);
       if (typeof frame === "string") {
+        hold.failed();
         finish();
-        this.admission.failed(ip);
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
         return;
       }
@@ -100,6 +112,7 @@ export class Gateway {
         (ok) => {
           if (done) return;
           if (!ok) {
+            hold.failed();
             finish();
             closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
             return;
@@ -110,7 +123,7 @@ export class Gateway {
         (err: unknown) => {
           if (!finish()) return;
           this.logger.error({ err }, "device lookup failed");
-          closeWith(ws, 1011, "internal_error", "server error");
+          closeWith(ws, CLOSE.internalError, "internal_error", "server error");
         },
       );
     });
@@ -121,7 +134,7 @@ export class Gateway {
     const session = new JsonSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
       maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
-    }, this.hub);
+    }, this.hub, this.options.requests);
     session.rxBytes = connectBytes;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return;
@@ -165,7 +178,7 @@ function rawSize(data: RawData): number {
   return data.byteLength;
 }
 
-function closeWith(ws: WebSocket, code: number, errCode: string, message: string): void {
+function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string): void {
   try {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
     ws.close(code, errCode);
@@ -179,15 +192,15 @@ function closeWith(ws: WebSocket, code: number, errCode: string, message: string
   }
 }
 
-function reject(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+/** Refuses an upgrade with the JSON error shape and the security headers every HTTP answer carries. */
+export function rejectUpgrade(socket: Duplex, status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(errorBody(code, message));
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`, "Connection: close", "Content-Type: application/json; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`, "Cache-Control: no-store"];
+  for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, ...headers })) lines.push(`${k}: ${v}`);
+  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }
 
-export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
-    if (first) return first;
-  }
-  return req.socket.remoteAddress ?? "unknown";
+export function clientIp(req: IncomingMessage, trustProxy: TrustProxy): string {
+  return clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trustProxy);
 }

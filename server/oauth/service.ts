@@ -5,7 +5,9 @@ import type { Repositories, UserDoc } from "../store/repos.js";
 import { ACCESS_TOKEN_TTL_S, type TokenSigner } from "../auth/jwt.js";
 import type { PasswordHasher } from "../auth/passwords.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
-import { type Clock, systemClock, WindowLimiter } from "../auth/limiter.js";
+import { type Clock, type LimitResult, systemClock, WindowLimiter } from "../auth/limiter.js";
+import { addressKey } from "../auth/address.js";
+import { NAME_RE } from "../../device-sdk/protocol.js";
 
 /** Refresh tokens live ~60 days from their issue; each use rotates them. */
 export const REFRESH_TOKEN_TTL_MS = 60 * 24 * 3600 * 1000;
@@ -35,6 +37,21 @@ export const DEFAULT_BRUTE_FORCE: Readonly<BruteForceLimits> = Object.freeze({
 /** Password checks allowed in flight at once (running or queued for libuv's thread pool). */
 export const MAX_QUEUED_HASHES = 64;
 
+/** Rotated refresh tokens a live family keeps for reuse detection (older ones are deleted at rotation). */
+export const ROTATED_TOKENS_KEPT = 5;
+
+/** Sign-ins waiting for a check of their address or account to finish before they can be counted. */
+export const MAX_WAITING_SIGN_INS = 256;
+
+
+
+interface Reservation {
+  /** The attempt does not count (it succeeded, or failed for reasons of the server's own). */
+  release(): void;
+  /** The attempt counts as a failure. */
+  keep(): void;
+}
+
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
 }
@@ -46,7 +63,13 @@ const invalidRefresh = () => new AppError("invalid_grant", "invalid refresh toke
 export class OAuthService {
   private readonly acctClient: WindowLimiter;
   private readonly client: WindowLimiter;
-  private readonly account: WindowLimiter;
+  /** Checks running per `a:<address>` and `u:<account>`: a limit reached only by these makes later attempts wait. */
+  private readonly busy = new Map<string, number>();
+  private readonly waiters = new Set<() => void>();
+  /** Failures per account name that does not exist (existing accounts are counted in the store). */
+  private readonly unknownAccount: WindowLimiter;
+  /** One "throttled" log line per address per window. */
+  private readonly throttleLog: WindowLimiter;
   /** Addresses that logged in successfully per account (bounded), exempt from the per-account lock. */
   private readonly knownClients = new Map<string, Set<string>>();
 
@@ -59,59 +82,165 @@ export class OAuthService {
     private readonly signer: TokenSigner,
     private readonly cache: RevocationCache,
     private readonly logger: Logger,
-    limits: BruteForceLimits = DEFAULT_BRUTE_FORCE,
+    private readonly limits: BruteForceLimits = DEFAULT_BRUTE_FORCE,
     private readonly clock: Clock = systemClock,
+    /** Live refresh families per user (`THINGRELAY_MAX_SESSIONS_PER_USER`). */
+    private readonly maxSessions = 100,
   ) {
     this.acctClient = new WindowLimiter(limits.perAccountAndClient, limits.windowMs, clock);
     this.client = new WindowLimiter(limits.perClient, limits.windowMs, clock);
-    this.account = new WindowLimiter(limits.perAccount, limits.windowMs, clock);
+    this.throttleLog = new WindowLimiter(1, limits.windowMs, clock);
+    this.unknownAccount = new WindowLimiter(limits.perAccount, limits.windowMs, clock);
   }
 
   async passwordGrant(username: string, password: string, ip: string): Promise<TokenResponse> {
-    const known = this.knownClients.get(username)?.has(ip) ?? false;
-    // Count the attempt *before* the slow hash check, as a reservation: checking first and counting after
-    // the hash would let N parallel guesses all pass the check. Refused and successful attempts give their
-    // reservation back, so only real failures count.
-    const reserved: Array<[WindowLimiter, string]> = [[this.acctClient, `${username}|${ip}`], [this.client, ip]];
-    if (!known) reserved.push([this.account, username]);
-    const results = reserved.map(([limiter, key]) => limiter.hit(key));
-    const blocked = results.find((r) => !r.allowed);
-    if (blocked) {
-      for (const [limiter, key] of reserved) limiter.release(key);
-      this.logger.warn({ event: "login_throttled", user: username, ip }, "password grant throttled");
-      throw new AppError("too_many_requests", "too many failed attempts; try again later", { headers: { "Retry-After": String(Math.max(...results.map((r) => r.retryAfterS))) } });
-    }
+    const addr = addressKey(ip);
+    // A password typed into the username field must not reach the logs: only valid names are logged.
+    const logUser = NAME_RE.test(username) ? username : undefined;
     // Scrypt at the OWASP floor costs ~0.3 s and 128 MiB: bound the checks running and waiting at once, so a
     // flood of sign-ins (valid or not) cannot queue unbounded work and memory.
     if (this.hashQueue >= MAX_QUEUED_HASHES) {
-      for (const [limiter, key] of reserved) limiter.release(key);
       throw new AppError("too_many_requests", "too many sign-ins in progress; try again shortly", { headers: { "Retry-After": "1" } });
     }
+    this.hashQueue++;
     let user: UserDoc | null;
     let ok: boolean;
-    this.hashQueue++;
+    let attempt: Reservation;
     try {
-      user = /^[a-zA-Z0-9_]{1,32}$/.test(username) ? await this.repos.users.findOne({ _id: username }) : null;
-      // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
-      ok = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDummy(password);
-    } catch (err) {
-      // The store failed, not the caller: that attempt proved nothing.
-      for (const [limiter, key] of reserved) limiter.release(key);
-      throw err;
+      // Only accounts that exist are counted per account (in the store, out of reach of junk names).
+      user = logUser !== undefined ? await this.repos.users.findOne({ _id: username }) : null;
+      attempt = await this.reserve(username, addr, user, logUser, ip);
+      try {
+        // Unknown users cost the same scrypt work as a wrong password: identical answer, similar timing.
+        ok = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDummy(password);
+      } catch (err) {
+        // The store or the hash failed, not the caller: that attempt proved nothing.
+        attempt.release();
+        throw err;
+      }
     } finally {
       this.hashQueue--;
     }
     if (!user || !ok) {
-      this.logger.info({ event: "login_failed", user: username, ip }, "password grant failed");
+      attempt.keep();
+      this.logger.info({ event: "login_failed", user: logUser, ip }, "password grant failed");
       throw invalidCredentials();
     }
-    for (const [limiter, key] of reserved) limiter.release(key);
-    this.acctClient.reset(`${username}|${ip}`);
-    this.rememberClient(username, ip);
+    attempt.release();
+    this.acctClient.reset(`${user.username}|${addr}`);
+    this.rememberClient(user.username, addr);
+    if (user.enabled === false) {
+      this.logger.info({ event: "login_disabled", user: user.username, ip }, "password grant for a disabled account");
+      throw new AppError("invalid_grant", "this account is disabled");
+    }
     if (this.passwords.needsRehash(user.passwordHash)) await this.rehash(user, password);
     const family = randomUUID();
     await this.repos.families.insertOne({ _id: family, user: user.username, createdAt: this.clock.now(), revoked: false, revokedReason: null });
+    await this.capSessions(user.username, family);
     return this.issue(user.username, family);
+  }
+
+  /**
+   * Counts a sign-in as a failure before its check (so N parallel guesses cannot all pass the limits), per
+   * address, per account and address and, for an address that never signed in to it, per account (in the
+   * store). When a limit is reached only because checks of the same address or account are still running,
+   * the attempt waits for them (a success gives its count back) instead of failing: sign-ins in progress
+   * are not failures. A blocked address adds no keys.
+   */
+  private async reserve(username: string, addr: string, user: UserDoc | null, logUser: string | undefined, ip: string): Promise<Reservation> {
+    const known = user !== null && (this.knownClients.get(user.username)?.has(addr) ?? false);
+    const busyKeys = [`a:${addr}`, `u:${username}`];
+    for (;;) {
+      const taken: Array<() => void> = [];
+      const giveBack = () => {
+        for (const f of taken) f();
+      };
+      let blocked: LimitResult | undefined;
+      const c = this.client.hit(addr);
+      taken.push(() => this.client.release(addr));
+      if (!c.allowed) blocked = c;
+      if (!blocked) {
+        const k = `${username}|${addr}`;
+        const r = this.acctClient.hit(k);
+        taken.push(() => this.acctClient.release(k));
+        if (!r.allowed) blocked = r;
+      }
+      if (!blocked && !known) {
+        // Existing accounts are counted in the store (no eviction, every node); names that do not exist in a
+        // bounded in-memory limiter, so their answers look the same and evicting them protects nobody.
+        if (user) {
+          const name = user.username;
+          let a: Awaited<ReturnType<OAuthService["accountHit"]>>;
+          try {
+            a = await this.accountHit(name);
+          } catch (err) {
+            giveBack(); // the store failed, not the caller
+            throw err;
+          }
+          if (a.start !== undefined) taken.push(() => void this.accountRelease(name, a.start!));
+          if (!a.allowed) blocked = a;
+        } else {
+          const r = this.unknownAccount.hit(username);
+          taken.push(() => this.unknownAccount.release(username));
+          if (!r.allowed) blocked = r;
+        }
+      }
+      if (!blocked) {
+        for (const k of busyKeys) this.busy.set(k, (this.busy.get(k) ?? 0) + 1);
+        let done = false;
+        const finish = (countIt: boolean) => {
+          if (done) return;
+          done = true;
+          if (!countIt) giveBack();
+          for (const k of busyKeys) {
+            const n = (this.busy.get(k) ?? 1) - 1;
+            if (n <= 0) this.busy.delete(k);
+            else this.busy.set(k, n);
+          }
+          const woken = [...this.waiters];
+          this.waiters.clear();
+          for (const w of woken) w();
+        };
+        return { release: () => finish(false), keep: () => finish(true) };
+      }
+      giveBack();
+      if (busyKeys.some((k) => this.busy.has(k)) && this.waiters.size < MAX_WAITING_SIGN_INS) {
+        await new Promise<void>((resolve) => this.waiters.add(resolve));
+        continue;
+      }
+      // One line per address per window: a flood of refusals does not flood the log.
+      if (this.throttleLog.hit(addr).allowed) {
+        this.logger.warn({ event: "login_throttled", user: logUser, ip }, "password grant throttled (further refusals for this address are not logged this window)");
+      }
+      throw new AppError("too_many_requests", "too many failed attempts; try again later", { headers: { "Retry-After": String(blocked.retryAfterS) } });
+    }
+  }
+
+  /** One failure counted for an existing account in the store: one window per account, shared by every node. */
+  private async accountHit(user: string): Promise<LimitResult & { start?: number }> {
+    const now = this.clock.now();
+    const { perAccount, windowMs } = this.limits;
+    let doc = await this.repos.users.findOneAndUpdate({ _id: user, loginFailStart: { $gt: now - windowMs } }, { $inc: { loginFailCount: 1 } });
+    doc ??= await this.repos.users.findOneAndUpdate({ _id: user }, { $set: { loginFailStart: now, loginFailCount: 1 } });
+    if (!doc) return { allowed: true, retryAfterS: 0 };
+    const start = Number(doc.loginFailStart);
+    const allowed = Number(doc.loginFailCount) <= perAccount;
+    return { allowed, retryAfterS: allowed ? 0 : Math.max(1, Math.ceil((start + windowMs - now) / 1000)), start };
+  }
+
+  private async accountRelease(user: string, start: number): Promise<void> {
+    await this.repos.users.updateOne({ _id: user, loginFailStart: start }, { $inc: { loginFailCount: -1 } }).catch(() => 0);
+  }
+
+  /** Keeps at most `maxSessions` live refresh families per user: the oldest beyond it are revoked. */
+  private async capSessions(user: string, newest: string): Promise<void> {
+    const live = await this.repos.families.find({ user, revoked: false }, { sort: { createdAt: 1 } });
+    const excess = live.length - this.maxSessions;
+    for (const f of live.filter((x) => x._id !== newest).slice(0, Math.max(0, excess))) {
+      await this.revokeFamily(f._id, "session limit");
+      // A missing family is as revoked as a revoked one: do not keep a record per sign-in beyond the cap.
+      await this.repos.families.deleteOne({ _id: f._id });
+    }
   }
 
   async refreshGrant(refreshToken: string): Promise<TokenResponse> {
@@ -131,7 +260,11 @@ export class OAuthService {
     if (doc.expiresAt <= now) throw invalidRefresh();
     const fam = await this.repos.families.findOne({ _id: doc.family });
     if (!fam || fam.revoked) throw invalidRefresh();
-    return this.issue(doc.user, doc.family);
+    const owner = await this.repos.users.findOne({ _id: doc.user });
+    if (!owner || owner.enabled === false) throw invalidRefresh();
+    const issued = await this.issue(doc.user, doc.family);
+    await this.pruneRotated(doc.family);
+    return issued;
   }
 
   /** RFC 7009 revocation of a refresh token: revokes its family. Unknown tokens are not an error. */
@@ -144,6 +277,18 @@ export class OAuthService {
   async revokeFamily(family: string, reason: string): Promise<void> {
     await this.repos.revokeFamily(family, reason);
     this.cache.invalidate(cacheKey.family(family));
+    // A revoked family refuses every token of it: none is needed any more, reuse detection included.
+    await this.repos.refreshTokens.deleteMany({ family });
+  }
+
+  /**
+   * Deletes the rotated tokens of a live family beyond the {@link ROTATED_TOKENS_KEPT} newest: those stay
+   * for reuse detection (presenting one revokes the family); an older one only answers invalid_grant.
+   */
+  private async pruneRotated(family: string): Promise<void> {
+    const used = await this.repos.refreshTokens.find({ family, used: true }, { sort: { createdAt: -1 } });
+    const old = used.slice(ROTATED_TOKENS_KEPT).map((t) => t._id);
+    if (old.length > 0) await this.repos.refreshTokens.deleteMany({ _id: { $in: old } });
   }
 
   private async issue(user: string, family: string): Promise<TokenResponse> {

@@ -78,6 +78,7 @@ const list = (description: string, item: string): Success => ok(description, arr
 
 const devicePath = "/v1/users/{user}/devices/{device}";
 const v2 = "/v2/users/{user}/devices/{device}";
+const v3 = "/v3/users/{user}/devices/{device}";
 
 const OPERATIONS: Operation[] = [
   // ---- OAuth ----
@@ -141,7 +142,7 @@ const OPERATIONS: Operation[] = [
     method: "get", path: "/v1/users/{user}/export", operationId: "exportAccount", tag: "users", params: ["user"],
     summary: "Export the whole account as one JSON document",
     description: "The account's own password-grant session or an administrator. One section per part of the "
-      + "account (`user`, `devices`, `device_tokens`, `user_tokens`, and those other features add). No secret "
+      + "account (`user`, `devices`, `device_tokens`, `user_tokens`, `properties`, `calls`, and those other features add). No secret "
       + "or hash: no password hash, no device credentials, no token values, no sign-in sessions.",
     ok: [ok("The export document.", ref("AccountExport"), { headers: { "Content-Disposition": { type: "string" } } })],
     errors: [...AUTH, "forbidden", "user_not_found"],
@@ -151,9 +152,20 @@ const OPERATIONS: Operation[] = [
     summary: "Change one's own password",
     description: "Only the account's own password-grant session may do this, and only with the current "
       + "password (403 `forbidden` when it is wrong). Every refresh family of the account (and so every access "
-      + "token issued from it) is revoked; device and user tokens stay valid.",
+      + "token issued from it) is revoked; device and user tokens stay valid unless `revoke_tokens` is true, "
+      + "which deletes them all.",
     body: { schema: ref("PasswordChange") },
     ok: [EMPTY],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+  },
+  {
+    method: "put", path: "/v1/users/{user}", operationId: "setUserEnabled", tag: "users", params: ["user"],
+    summary: "Enable or disable an account (administrators only)",
+    description: "`{\"enabled\": false}` refuses the account's sign-in and refresh, every token of it and its device "
+      + "sessions at once (open sessions close with 4001); `{\"enabled\": true}` lets it sign in again. An "
+      + "administrator cannot disable their own account.",
+    body: { schema: ref("UserEnabled") },
+    ok: [ok("The account's new state.", ref("UserState"))],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
   },
   // ---- devices ----
@@ -171,7 +183,7 @@ const OPERATIONS: Operation[] = [
       + "used as the description when there is none); a body mixing both shapes answers 400 naming the fields.",
     body: { schema: ref("NewDevice") },
     ok: [{ status: 201, description: "Registered.", json: ref("Device") }],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_exists", "quota_exceeded"],
   },
   {
     method: "get", path: devicePath, operationId: "getDevice", tag: "devices", params: ["user", "device"],
@@ -254,7 +266,7 @@ const OPERATIONS: Operation[] = [
       + "Only a password-grant session may create tokens.",
     body: { schema: ref("DeviceTokenRequest") },
     ok: [ok("The new token.", ref("DeviceToken"))],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "quota_exceeded"],
   },
   {
     method: "delete", path: `${devicePath}/tokens/{id}`, operationId: "deleteDeviceToken", tag: "tokens", params: ["user", "device", "tokenId"],
@@ -279,7 +291,7 @@ const OPERATIONS: Operation[] = [
       + "shape. A bad shape answers 400 naming the JSON path of the offending element (`allow.Device.door[1]`).",
     body: { schema: ref("UserTokenRequest") },
     ok: [ok("The new token.", ref("UserToken"))],
-    errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "quota_exceeded"],
   },
   {
     method: "get", path: "/v1/users/{user}/tokens/{id}", operationId: "getUserToken", tag: "tokens", params: ["user", "tokenId"],
@@ -340,16 +352,72 @@ const OPERATIONS: Operation[] = [
     deviceError: true,
   },
   {
-    method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay", params: ["user", "device", "resource", "timeout"],
+    method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay",
+    params: ["user", "device", "resource", "timeout", "prefer", "ttl", "idempotencyKey"],
     summary: "Call an input or input/output resource",
     description: "Body `{\"in\": <json>}`; any other JSON body is passed whole as the input. An **input** "
       + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`. On a resource the "
-      + "device described as an **output**: 405 `method_not_allowed` with `Allow: GET`.",
+      + "device described as an **output**: 405 `method_not_allowed` with `Allow: GET`. With `Prefer: respond-async` "
+      + "the call is queued (202, `Location` of its status); with `Idempotency-Key` the first outcome is kept 24 h and a "
+      + "repeat answers it again (`Idempotent-Replayed: true`) without calling the device.",
     body: { schema: ref("ResourceInput"), required: false },
-    ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput"))],
+    ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput")), {
+      status: 202, description: "`Prefer: respond-async`: the call is queued (see `getCall`).", json: ref("QueuedCall"),
+      headers: { Location: { type: "string", description: "/v1/users/{user}/devices/{device}/calls/{id}" }, "Preference-Applied": { type: "string", const: "respond-async" } },
+    }],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
-      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout"],
+      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout", "queue_full", "idempotency_key_reused",
+      "idempotency_key_in_flight", "too_many_idempotency_keys", "call_interrupted"],
     deviceError: true,
+  },
+  // ---- issue 18: properties and queued calls ----
+  {
+    method: "get", path: `${v3}/properties`, operationId: "listProperties", tag: "properties", params: ["user", "device"],
+    summary: "List a device's properties", description: "Sorted by name. Needs `ReadDeviceProperties`.",
+    ok: [ok("The properties.", arrayOf("Property"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "get", path: `${v3}/properties/{property}`, operationId: "getProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Read a property", description: "Needs `ReadDeviceProperties`.",
+    ok: [ok("The property.", ref("Property"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "property_not_found"],
+  },
+  {
+    method: "put", path: `${v3}/properties/{property}`, operationId: "setProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Create or replace a property",
+    description: "Needs `WriteDeviceProperties`. The device gets the new value at once if it is connected (on any node), "
+      + "else when it next connects. Values: at most 16 KiB as JSON (413 `property_too_large`), 16 levels deep; at most 128 "
+      + "properties per device (400 `too_many_properties`).",
+    body: { schema: ref("PropertyWrite") },
+    ok: [ok("The stored property.", ref("Property"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "property_too_large", "too_many_properties"],
+  },
+  {
+    method: "delete", path: `${v3}/properties/{property}`, operationId: "deleteProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Delete a property", description: "Needs `WriteDeviceProperties`. A connected device gets a `property` frame with `deleted: true`.",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "property_not_found"],
+  },
+  {
+    method: "get", path: `${devicePath}/calls`, operationId: "listCalls", tag: "relay", params: ["user", "device", "callsPage", "callsLimit"],
+    summary: "List a device's queued calls (newest first)",
+    description: "Paginated with `?page=&limit=` (default 50, at most 200), `X-Total-Count` and RFC 8288 `Link`. "
+      + "Needs `ListDeviceResources`; a token limited to some resources sees the calls of those only. Finished calls are kept 7 days.",
+    ok: [ok("The calls.", arrayOf("QueuedCall"), { headers: { "X-Total-Count": { type: "string" }, Link: { type: "string" } } })],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "get", path: `${devicePath}/calls/{id}`, operationId: "getCall", tag: "relay", params: ["user", "device", "callId"],
+    summary: "Status of a queued call", description: "Needs `AccessDeviceResources` on the call's resource.",
+    ok: [ok("The call.", ref("QueuedCall"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "call_not_found"],
+  },
+  {
+    method: "delete", path: `${devicePath}/calls/{id}`, operationId: "cancelCall", tag: "relay", params: ["user", "device", "callId"],
+    summary: "Cancel a queued call", description: "Only while it is `queued`; afterwards 409 `call_not_queued`.",
+    ok: [ok("The cancelled call.", ref("QueuedCall"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "call_not_found", "call_not_queued"],
   },
   // ---- operations ----
   {
@@ -363,8 +431,9 @@ const OPERATIONS: Operation[] = [
   {
     method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: false,
     summary: "Prometheus metrics",
+    description: "Open unless `THINGRELAY_METRICS_TOKEN` is set; then `Authorization: Bearer <that token>` is required.",
     ok: [ok("Prometheus text exposition format.", undefined, { other: { "text/plain": { type: "string" } } })],
-    errors: ["internal_error"],
+    errors: ["unauthorized", "internal_error"],
   },
   {
     method: "get", path: "/openapi.json", operationId: "getOpenApi", tag: "operations", auth: false,
@@ -438,6 +507,17 @@ const PARAMETERS: Record<string, Schema> = {
   limit: { name: "limit", in: "query", required: false, description: "list routes: items per page, 1 to 1000", schema: { type: "string", pattern: "^[1-9]\\d{0,3}$" } },
   fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string" } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
+  property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string" }, example: "setpoint" },
+  callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
+  callsPage: { name: "page", in: "query", required: false, description: "page number, from 1", schema: { type: "string", pattern: "^\\d{1,6}$" } },
+  callsLimit: { name: "limit", in: "query", required: false, description: "items per page (default 50, at most 200)", schema: { type: "string", pattern: "^\\d{1,3}$" } },
+  prefer: { name: "Prefer", in: "header", required: false, description: "`respond-async` queues the call (RFC 7240)", schema: { type: "string" } },
+  ttl: { name: "ttl", in: "query", required: false, description: "queued calls: seconds to wait for the device (default 3600, at most 604800)", schema: { type: "string", pattern: "^\\d{1,7}$" } },
+  idempotencyKey: {
+    name: "Idempotency-Key", in: "header", required: false,
+    description: "1 to 255 printable ASCII characters (bare or quoted); the first outcome is kept 24 h per account and key",
+    schema: { type: "string", maxLength: 257 },
+  },
   file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };
 
@@ -569,6 +649,7 @@ export function buildOpenApiDocument(): Schema {
       { name: "devices", description: "Device registry, live sessions and statistics" },
       { name: "tokens", description: "Device tokens and user access tokens" },
       { name: "relay", description: "Calls relayed to a device's resources" },
+      { name: "properties", description: "Device properties kept server-side (Thinger v3)" },
       { name: "operations", description: "Health, readiness, metrics and this document" },
       { name: "pages", description: "Browser pages: the dashboard and this reference" },
     ],

@@ -11,6 +11,7 @@ import { PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE } from "../users/service.js";
 import { MAX_PERMISSIONS } from "../tokens/service.js";
 
 export type Schema = Record<string, unknown>;
+import { awaySchemas } from "./away-schemas.js";
 
 export const TOKEN_ID_PATTERN = "^[a-f0-9]{32}$";
 
@@ -94,7 +95,15 @@ export function componentSchemas(): Record<string, Schema> {
       properties: {
         username: { type: "string", pattern: USERNAME_RE.source },
         password: { type: "string", format: "password", minLength: PASSWORD_MIN, maxLength: PASSWORD_MAX },
+        revoke_tokens: { type: "boolean", default: false, description: "Also delete every device and user token of the account." },
       },
+    },
+    UserEnabled: {
+      type: "object", required: ["enabled"], additionalProperties: false, properties: { enabled: { type: "boolean" } },
+    },
+    UserState: {
+      type: "object", required: ["username", "enabled"], additionalProperties: false,
+      properties: { username: { type: "string" }, enabled: { type: "boolean" } },
     },
     UserCreated: {
       type: "object", required: ["username"], additionalProperties: false, properties: { username: { type: "string" } },
@@ -201,6 +210,14 @@ export function componentSchemas(): Record<string, Schema> {
           },
         },
         user_tokens: { type: "array", items: { type: "object", description: "a UserToken without `token`" } },
+        properties: {
+          type: "array",
+          items: {
+            type: "object", required: ["device", "property", "value", "updated_ts"],
+            properties: { device: { type: "string" }, property: { type: "string" }, value: {}, updated_ts: int("ms since the epoch") },
+          },
+        },
+        calls: { type: "array", items: { type: "object", description: "a queued call's status object with its `device`" } },
       },
     },
     ResourceApi: {
@@ -413,5 +430,6 @@ export function componentSchemas(): Record<string, Schema> {
       additionalProperties: false,
       properties: { status: { const: "ready" }, store: { type: "string", description: "store kind (nedb or mongodb)" } },
     },
+    ...awaySchemas(),
   };
 }

@@ -273,6 +273,8 @@ export class StreamService {
   private readonly options: Readonly<StreamOptions>;
   private readonly open = new Set<OpenStream>();
   private readonly perUser = new Map<string, number>();
+  /** Open streams per device token (jti): each gets half of the account's slots (rounded up). */
+  private readonly perToken = new Map<string, number>();
   private readonly byKey = new Map<string, Set<OpenStream>>();
   private readonly events = new Map<string, Topic<EventSub, EventMeta>>();
   private readonly resources = new Map<string, ResourceTopic>();
@@ -412,7 +414,19 @@ export class StreamService {
     });
   }
 
-  private publishEvent(user: string, type: "online" | "offline", data: { device: string } & Record<string, unknown>): void {
+  /**
+   * An account event that is not a device's online/offline (issue 18: `call`, a queued call that finished).
+   * Shown to streams whose token may read the device's events, like the others.
+   */
+  accountEvent(user: string, type: "call", data: { device: string } & Record<string, unknown>): void {
+    try {
+      this.publishEvent(user, type, data);
+    } catch (err) {
+      this.deps.logger.warn({ err, user }, "account event dropped");
+    }
+  }
+
+  private publishEvent(user: string, type: "online" | "offline" | "call", data: { device: string } & Record<string, unknown>): void {
     const topic = this.events.get(user);
     if (!topic) return;
     if (!topic.recording) {
@@ -595,6 +609,12 @@ export class StreamService {
     if (count >= this.deps.config.limits.maxStreamsPerUser) {
       throw new AppError("too_many_streams", `at most ${this.deps.config.limits.maxStreamsPerUser} open streams per account`, { headers: { "Retry-After": "5" } });
     }
+    // One device token (handed to a dashboard or a third party) gets a share of the account's slots, not all.
+    const tokenKey = principal.kind === "device_token" ? principal.tokenRef : undefined;
+    const tokenShare = Math.ceil(this.deps.config.limits.maxStreamsPerUser / 2);
+    if (tokenKey !== undefined && (this.perToken.get(tokenKey) ?? 0) >= tokenShare) {
+      throw new AppError("too_many_streams", `at most ${tokenShare} open streams per device token (half of the account's ${this.deps.config.limits.maxStreamsPerUser})`, { headers: { "Retry-After": "5" } });
+    }
     let stream: OpenStream | undefined;
     const conn = new SseConnection(ctx, {
       heartbeatMs: this.deps.config.limits.sseHeartbeatMs,
@@ -606,6 +626,7 @@ export class StreamService {
     const s = stream;
     this.open.add(s);
     this.perUser.set(user, count + 1);
+    if (tokenKey !== undefined) this.perToken.set(tokenKey, (this.perToken.get(tokenKey) ?? 0) + 1);
     for (const k of s.keys) {
       let set = this.byKey.get(k);
       if (!set) this.byKey.set(k, (set = new Set()));
@@ -620,6 +641,11 @@ export class StreamService {
       const n = (this.perUser.get(user) ?? 1) - 1;
       if (n <= 0) this.perUser.delete(user);
       else this.perUser.set(user, n);
+      if (tokenKey !== undefined) {
+        const t = (this.perToken.get(tokenKey) ?? 1) - 1;
+        if (t <= 0) this.perToken.delete(tokenKey);
+        else this.perToken.set(tokenKey, t);
+      }
       for (const k of s.keys) {
         const set = this.byKey.get(k);
         set?.delete(s);

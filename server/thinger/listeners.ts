@@ -6,8 +6,9 @@ import { WebSocketServer } from "ws";
 import type { Limits, ThingerListenConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
-import type { DeviceAdmission } from "../gateway/admission.js";
-import { clientIp } from "../gateway/upgrade.js";
+import { type AdmissionHold, type DeviceAdmission, isRefusal } from "../gateway/admission.js";
+import { clientIp, rejectUpgrade } from "../gateway/upgrade.js";
+import type { TrustProxy } from "../auth/address.js";
 import { DEVICE_RE, NAME_RE } from "../gateway/protocol.js";
 import { detectProtocol, FrameReader, type Frame } from "./frame-reader.js";
 import { decodeLegacyBody, encodeLegacyMessage, LEGACY_FLAG, LEGACY_FRAME } from "./legacy-frame.js";
@@ -26,7 +27,7 @@ const FIRST_DESCRIBE_MS = 5_000;
 
 export interface ThingerGatewayOptions {
   limits: Limits;
-  trustProxy: boolean;
+  trustProxy: TrustProxy;
   allowedOrigins: readonly string[];
   /** Injectable for tests. */
   keepaliveTimeoutMs?: number;
@@ -108,30 +109,41 @@ export class ThingerGateway {
 
   /** `GET /iotmp` upgrades (subprotocol `iotmp`). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.closing) return reject(socket, 503, "Service Unavailable");
+    if (this.closing) return rejectUpgrade(socket, 503, "service_unavailable", "server shutting down");
     const origin = req.headers.origin;
     if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
-      return reject(socket, 403, "Forbidden");
+      return rejectUpgrade(socket, 403, "forbidden", "origin not allowed");
     }
     const ip = clientIp(req, this.options.trustProxy);
-    const refusal = this.admission.refusal(ip);
-    if (refusal) return reject(socket, refusal === "throttled" ? 429 : 503, refusal === "throttled" ? "Too Many Requests" : "Service Unavailable");
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(new WebSocketLink(ws, ip)));
+    const hold = this.admission.admit(ip);
+    if (isRefusal(hold)) {
+      const retry = { "Retry-After": String(hold.retryAfterS) };
+      if (hold.refused === "throttled") return rejectUpgrade(socket, 429, "too_many_requests", "too many failed device authentications", retry);
+      return rejectUpgrade(socket, 503, "service_unavailable", "too many unauthenticated device sockets", retry);
+    }
+    // A peer that leaves before (or during) the handshake gives its slot and its attempt back.
+    socket.once("close", () => hold.release());
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(new WebSocketLink(ws, ip), hold));
   }
 
   private acceptSocket(socket: Socket): void {
     const link = new SocketLink(socket, socket.remoteAddress ?? "unknown");
-    if (this.closing || this.admission.refusal(link.ip) !== null) {
+    if (this.closing) {
       link.destroy();
       return;
     }
-    this.accept(link);
+    const hold = this.admission.admit(link.ip);
+    if (isRefusal(hold)) {
+      link.destroy();
+      return;
+    }
+    this.accept(link, hold);
   }
 
   /** One connection: authenticate by its first frame within the deadline, then hand it to a session. */
-  private accept(link: DeviceLink): void {
+  private accept(link: DeviceLink, hold: AdmissionHold): void {
     const ip = link.ip;
-    const release = this.admission.hold(ip);
+    const release = () => hold.release();
     const reader = new FrameReader({ maxFrameBytes: MAX_FRAME_BYTES });
     let session: ThingerSession | undefined;
     let state: "auth" | "checking" | "session" | "closed" = "auth";
@@ -140,7 +152,8 @@ export class ThingerGateway {
       if (state === "closed") return;
       state = "closed";
       clearTimeout(deadline);
-      if (release() && failedAttempt) this.admission.failed(ip);
+      if (failedAttempt) hold.failed();
+      release();
       if (answer) {
         link.write(answer);
         link.end();
@@ -304,6 +317,3 @@ function parseCredentials(v: unknown): Credentials | undefined {
   return { user, device, credentials };
 }
 
-function reject(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-}

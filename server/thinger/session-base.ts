@@ -175,7 +175,7 @@ export abstract class ThingerSession implements DeviceSession {
     });
   }
 
-  /** Thinger devices give an input's state through the describe path (`{"in"}`). */
+  /** Both Thinger protocols read any input's state through their describe request (THINGER-PROTOCOL §2.6, §3.6). */
   reportsState(resource: string): boolean {
     const kind = this.resourceKind(resource);
     return kind === "input" || kind === "io";
@@ -183,7 +183,8 @@ export abstract class ThingerSession implements DeviceSession {
 
   async state(resource: string, timeoutMs: number): Promise<unknown> {
     const r = await this.call(`${resource}/api`, undefined, false, timeoutMs);
-    return isObject(r.out) ? r.out.in : undefined;
+    const p = r.out;
+    return isObject(p) && "in" in p ? p.in : undefined;
   }
 
   stream(resource: string, intervalMs: number): void {

@@ -5,6 +5,8 @@ import type { TokenSigner } from "../auth/jwt.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { MAX_PERMISSIONS, toThinger, type ThingerPermissions } from "./permissions.js";
+import { DEVICE_ID_RE } from "../devices/service.js";
+import type { Quotas } from "../auth/quotas.js";
 
 export const MAX_TOKENS_PER_DEVICE = 100;
 export const MAX_TOKENS_PER_USER = 100;
@@ -70,7 +72,12 @@ export class TokensService {
     private readonly repos: Repositories,
     private readonly signer: TokenSigner,
     private readonly cache: RevocationCache,
+    private readonly quotas?: Quotas,
   ) {}
+
+  private quota<T>(user: string, create: () => Promise<T>): Promise<T> {
+    return this.quotas ? this.quotas.token(user, create) : create();
+  }
 
   private async deviceView(d: DeviceTokenDoc): Promise<DeviceTokenView> {
     const claims = { usr: d.user, dev: d.device, jti: d._id, iat: d.iat } as Parameters<TokenSigner["signDeviceToken"]>[0];
@@ -84,7 +91,11 @@ export class TokensService {
     return Promise.all(docs.map((d) => this.deviceView(d)));
   }
 
-  async createDeviceToken(user: string, device: string, input: { name: string; resources: string[] | null; exp: number | null }): Promise<DeviceTokenView> {
+  createDeviceToken(user: string, device: string, input: { name: string; resources: string[] | null; exp: number | null }): Promise<DeviceTokenView> {
+    return this.quota(user, () => this.insertDeviceToken(user, device, input));
+  }
+
+  private async insertDeviceToken(user: string, device: string, input: { name: string; resources: string[] | null; exp: number | null }): Promise<DeviceTokenView> {
     if ((await this.repos.deviceTokens.count({ user, device })) >= MAX_TOKENS_PER_DEVICE) {
       throw bad(`a device may have at most ${MAX_TOKENS_PER_DEVICE} tokens`);
     }
@@ -120,7 +131,11 @@ export class TokensService {
     return this.userView(d);
   }
 
-  async createUserToken(user: string, input: { name: string; enabled: boolean; exp: number | null; allow: Permission[]; deny: Permission[] }): Promise<UserTokenView> {
+  createUserToken(user: string, input: { name: string; enabled: boolean; exp: number | null; allow: Permission[]; deny: Permission[] }): Promise<UserTokenView> {
+    return this.quota(user, () => this.insertUserToken(user, input));
+  }
+
+  private async insertUserToken(user: string, input: { name: string; enabled: boolean; exp: number | null; allow: Permission[]; deny: Permission[] }): Promise<UserTokenView> {
     if ((await this.repos.userTokens.count({ user })) >= MAX_TOKENS_PER_USER) throw bad(`an account may have at most ${MAX_TOKENS_PER_USER} user tokens`);
     const now = Date.now();
     const doc: UserTokenDoc = {

@@ -31,6 +31,7 @@ function requireAdminOrSelf(ctx: Context, user: string): Principal {
   if (!p.canManageTokens) throw new AppError("forbidden", "only a password-grant session may read the account");
   return p;
 }
+import { CLOSE } from "../gateway/protocol.js";
 
 export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   /** Admin only: create an account. */
@@ -85,9 +86,23 @@ export function userRoutes(router: Router, s: Services, requireAuth: RouterMiddl
   router.put("/v1/users/:user/password", requireAuth, async (ctx) => {
     const user = userParam(ctx.params.user);
     requireSession(ctx, user, noUser);
-    const body = objectBody(ctx, ["current_password", "password"]);
+    const body = objectBody(ctx, ["current_password", "password", "revoke_tokens"]);
     const password = requireString(body, "password");
-    await s.users.changePassword(user, requireString(body, "current_password"), password);
+    const revokeTokens = body.revoke_tokens ?? false;
+    if (typeof revokeTokens !== "boolean") throw new AppError("invalid_request", '"revoke_tokens" must be a boolean');
+    await s.users.changePassword(user, requireString(body, "current_password"), password, revokeTokens);
     ctx.body = {};
+  });
+
+  /** Admin only: enable or disable an account (`{"enabled": false}` refuses its sign-in, tokens and devices at once). */
+  router.put("/v1/users/:user", requireAuth, async (ctx) => {
+    const p = principalOf(ctx);
+    if (!p.admin || p.kind !== "session") throw new AppError("forbidden", "only an administrator may change accounts");
+    const user = userParam(ctx.params.user);
+    const body = objectBody(ctx, ["enabled"]);
+    if (typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" is required and must be a boolean');
+    if (!body.enabled && user === p.user) throw new AppError("invalid_request", "an administrator cannot disable their own account");
+    for (const device of await s.users.setEnabled(user, body.enabled)) s.hub.kick(user, device, CLOSE.unauthorized, "account disabled");
+    ctx.body = { username: user, enabled: body.enabled };
   });
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { NAME_RE } from "../../device-sdk/protocol.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Repositories } from "../store/repos.js";
@@ -7,7 +8,8 @@ import type { PasswordHasher } from "../auth/passwords.js";
 import { WindowLimiter } from "../auth/limiter.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 
-export const USERNAME_RE = /^[a-zA-Z0-9_]{1,32}$/;
+/** User names: the protocol's rule (device-sdk/protocol.ts). */
+export const USERNAME_RE = NAME_RE;
 export const PASSWORD_MIN = 8;
 export const PASSWORD_MAX = 1024;
 
@@ -42,7 +44,7 @@ export class UsersService {
    * over), then revokes every refresh family (and so every access token) of the user. Device and user tokens
    * are deliberate grants and stay valid; revoke them one by one.
    */
-  async changePassword(username: string, current: string, password: string): Promise<void> {
+  async changePassword(username: string, current: string, password: string, revokeTokens = false): Promise<void> {
     checkPassword(password);
     const user = await this.repos.users.findOne({ _id: username });
     if (!user) throw new AppError("user_not_found");
@@ -56,8 +58,38 @@ export class UsersService {
     if (n === 0) throw new AppError("user_not_found");
     const families = await this.repos.families.find({ user: username, revoked: false });
     await this.repos.revokeUserFamilies(username, "password changed");
+    // Revoked families refuse every refresh token of theirs: none is kept (issue 20).
+    await this.repos.refreshTokens.deleteMany({ user: username });
     for (const f of families) this.cache.invalidate(cacheKey.family(f._id));
+    if (revokeTokens) await this.revokeAllTokens(username);
     this.cache.invalidate(cacheKey.user(username));
+  }
+
+  /** Deletes every device and user token of the account (`"revoke_tokens": true` on a password change). */
+  private async revokeAllTokens(username: string): Promise<void> {
+    const deviceTokens = await this.repos.deviceTokens.find({ user: username });
+    const userTokens = await this.repos.userTokens.find({ user: username });
+    await this.repos.deviceTokens.deleteMany({ user: username });
+    await this.repos.userTokens.deleteMany({ user: username });
+    for (const t of deviceTokens) this.cache.invalidate(cacheKey.deviceToken(t._id));
+    for (const t of userTokens) this.cache.invalidate(cacheKey.userToken(t._id));
+  }
+
+  /**
+   * Enables or disables an account (admin). Disabled: sign-in and refresh refused, every token of it refused
+   * at once (the authenticator reads \`enabled\`), its refresh families revoked, its device sessions closed
+   * (4001) and new ones refused. Returns the device ids whose sessions the caller must close.
+   */
+  async setEnabled(username: string, enabled: boolean): Promise<string[]> {
+    const n = await this.repos.users.updateOne({ _id: username }, { $set: { enabled } });
+    if (n === 0) throw new AppError("user_not_found");
+    this.cache.invalidate(cacheKey.user(username));
+    if (enabled) return [];
+    const families = await this.repos.families.find({ user: username, revoked: false });
+    await this.repos.revokeUserFamilies(username, "account disabled");
+    await this.repos.refreshTokens.deleteMany({ user: username });
+    for (const f of families) this.cache.invalidate(cacheKey.family(f._id));
+    return (await this.repos.devices.find({ user: username })).map((d) => d.device);
   }
 
   /**

@@ -6,6 +6,7 @@
  *   npm run bench -- --devices 100000   scenario 3/4 with 100,000 devices
  *   npm run bench -- --only 1,2 --profile --write-md
  *   npm run bench -- --only 6           cluster mode: the cross-node hop over NATS
+ *   npm run bench -- --sdk-size         only the device SDK's size (min+gzip), nothing built or run
  *
  * Options: --quick, --only <list>, --devices N, --many N, --subscribers N, --reps N, --duration S,
  * --warmup S, --profile (node --cpu-prof on the server during scenario 1, 5, and on both nodes in 6), --log-cost (scenario 1 again at
@@ -27,6 +28,7 @@ import { thingerStorm } from "./scenarios/thinger-storm.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { clusterScenario, NATS_SERVER } from "./scenarios/cluster.js";
 import { topFrames } from "./profile.js";
+import { sdkSizeRow } from "./sdk-size.js";
 
 function parseArgs(argv: string[]): BenchOptions & { build: boolean; writeMd: boolean } {
   const flags = new Map<string, string | true>();
@@ -107,6 +109,10 @@ function newestProfile(dir: string, since: number): string | undefined {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes("--sdk-size")) {
+    process.stdout.write(`${table([await sdkSizeRow()])}\n`);
+    return;
+  }
   const o = parseArgs(process.argv.slice(2));
   const startedAt = new Date();
   const t0 = performance.now();
@@ -117,7 +123,7 @@ async function main(): Promise<void> {
       execFileSync(process.execPath, [resolve(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
     }
   }
-  const rows: Row[] = [];
+  const rows: Row[] = [await sdkSizeRow()];
   const results: Record<string, unknown> = {};
   const durations: Record<string, number> = {};
   const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {

@@ -196,7 +196,9 @@ describe("hardening: fuzzing every surface (fast-check)", function () {
     // Only the admin may create users; mallory's fuzzing created none.
     expect(await srv.store.collection("users").count({})).to.equal(usersBefore);
     const stored = await srv.store.collection("users").find({});
-    for (const u of stored) expect(Object.keys(u).sort()).to.deep.equal(["_id", "admin", "createdAt", "lower", "passwordChangedAt", "passwordHash", "username"].filter((k) => k in u).sort());
+    // The server's own fields (sign-in lock counter, enabled flag: issue 20) may appear; nothing else.
+    const shape = ["_id", "admin", "createdAt", "lower", "passwordChangedAt", "passwordHash", "username", "enabled", "loginFailStart", "loginFailCount"];
+    for (const u of stored) expect(Object.keys(u).sort()).to.deep.equal(shape.filter((k) => k in u).sort());
   });
 
   it("relay bodies: POST {in:x} to an echo resource returns exactly x; any other JSON body passes whole", async () => {

@@ -41,6 +41,8 @@ export interface TestServerOptions {
   serverOptions?: ServerOptions;
   /** Wraps the store the server uses (fault injection); the unwrapped store is the one closed. */
   wrapStore?: (s: Store) => Store;
+  /** Port to listen on (default 0: any free port); a restarted server can take its predecessor's. */
+  port?: number;
   /** Opens the Thinger device listeners (legacy, IOTMP) on free ports; TLS ones with `tls`. */
   thinger?: { tls?: TlsMaterial; keepaliveTimeoutMs?: number };
 }
@@ -63,10 +65,11 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
   const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
+  await relay.ready;
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer(options.serverOptions ?? {});
   relay.attach(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   const thingerPorts = options.thinger
     ? await relay.thinger.listen({ legacyPort: 0, legacyTlsPort: 0, iotmpPort: 0, iotmpTlsPort: 0, tlsCert: undefined, tlsKey: undefined }, "127.0.0.1", options.thinger.tls)

@@ -69,7 +69,8 @@ describe("cluster: a Thinger device on node A, callers on node B", function () {
       expect((await api(B.url, "GET", v2("temp"), { token })).body).to.deep.equal({ out: 21.5 });
       expect((await api(B.url, "POST", v2("led"), { token, json: { in: true } })).status).to.equal(200);
       expect(led).to.equal(true);
-      expect((await api(B.url, "GET", v2("led"), { token })).body).to.deep.equal({ out: true });
+      expect((await api(B.url, "GET", v2("led"), { token })).status).to.equal(405);
+      expect((await api(B.url, "GET", v2("led/api"), { token })).body).to.deep.equal({ kind: "input", in: true });
       expect((await api(B.url, "GET", v2("api"), { token })).body).to.deep.equal({ temp: { kind: "output" }, led: { kind: "input" } });
       const nf = await api(B.url, "GET", v2("nope"), { token });
       expect(nf.status).to.equal(404);
@@ -77,7 +78,7 @@ describe("cluster: a Thinger device on node A, callers on node B", function () {
       const stats = await api(B.url, "GET", "/v1/users/alice/devices/dev1/stats", { token });
       expect(stats.body.connected).to.equal(true);
       const c = await sse(`${B.url}${v2("temp")}?interval=0.2&authorization=${token}`);
-      expect(JSON.parse((await c.next((e) => e.event === "data")).data)).to.include({ out: 21.5 });
+      expect(JSON.parse((await c.next((e) => e.event === undefined)).data)).to.include({ out: 21.5 });
       c.close();
       const gone = once(B.relay.services.hub, "offline");
       d.destroy();

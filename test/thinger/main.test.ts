@@ -49,7 +49,7 @@ describe("main: Thinger listeners", function () {
     const d = new TestDevice({ protocol: "legacy", transport: "tls", port: tlsPort, user: "root", device: "esp", credentials: "s3cret", resources: { temp: { kind: "output", out: () => 21.5 } } });
     const events = await sse(`${main.url}/v1/users/root/events?authorization=${admin.access_token}`);
     await d.connect();
-    await events.next((e) => e.event === "online");
+    await events.next((e) => e.event === undefined && (JSON.parse(e.data) as { type?: string }).type === "online");
     events.close();
     const r = await api(main.url, "GET", "/v2/users/root/devices/esp/temp", { token: admin.access_token });
     expect(r.body).to.deep.equal({ out: 21.5 });
