@@ -181,13 +181,13 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   }
   app.use(securityHeaders());
   if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
-  app.use(async (ctx, next) => {
+  app.use((ctx, next) => {
     // Per client address limit on every API call (per token limits apply after authentication).
     if (isApiPath(ctx.path)) {
       const r = apiLimiter.hit(`ip:${addressKey(ctx.ip)}`);
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }
-    await next();
+    return next();
   });
   const makeParser = (jsonLimit: number, enableTypes: string[]) => bodyParser({
     enableTypes,
@@ -205,8 +205,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
   // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
   const parseTokenBody = makeParser(config.limits.tokenBodyLimitBytes, ["json", "form"]);
-  app.use(async (ctx, next) => {
-    if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
+  // Bodyless methods pass straight through (no async frame of their own on every GET).
+  app.use((ctx, next) => (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS" ? next() : readBody(ctx, next)));
+  async function readBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     let parse = parseBody;
     // The router matches "/oauth/token/" too (non-strict), so its body is read the same way.
     if (/^\/oauth\/(token|revoke)\/?$/.test(ctx.path)) {
@@ -219,7 +220,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       if (!jsonDepth(body, config.limits.jsonMaxDepth)) throw new AppError("invalid_request", `JSON nested deeper than ${config.limits.jsonMaxDepth}`);
       await next();
     });
-  });
+  }
 
   // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
   const router = new Router({ sensitive: true });

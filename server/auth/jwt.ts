@@ -67,6 +67,12 @@ export class TokenSigner {
     return (this.cryptoKey ??= crypto.subtle.importKey("raw", this.key, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]));
   }
 
+  /** The payload of a token whose signature already verified here (no checks of time or shape). */
+  peekVerified(token: string): { exp?: number } | undefined {
+    const p = this.verified.get(token);
+    return p === undefined ? undefined : { ...(typeof p.exp === "number" ? { exp: p.exp } : {}) };
+  }
+
   /** Verifies signature, algorithm and expiry, then the claim shape of one of the three kinds. */
   async verify(token: string, nowMs = Date.now()): Promise<TokenClaims> {
     let payload = this.verified.get(token);

@@ -12,6 +12,9 @@ export interface LimitResult {
   retryAfterS: number;
 }
 
+/** The answer to every allowed hit: one shared object, not one per call (read-only for callers). */
+const ALLOWED: LimitResult = Object.freeze({ allowed: true, retryAfterS: 0 });
+
 /** Keys longer than this are stored as their SHA-256, so a key's size is bounded whatever the caller passes. */
 export const MAX_KEY_LENGTH = 128;
 
@@ -47,7 +50,7 @@ export class WindowLimiter {
     const now = this.clock.now();
     this.expire(now);
     const w = this.windows.get(boundedKey(key));
-    if (!w || now - w.start >= this.windowMs) return { allowed: true, retryAfterS: 0 };
+    if (!w || now - w.start >= this.windowMs) return ALLOWED;
     return { allowed: w.count < this.limit, retryAfterS: Math.max(1, Math.ceil((w.start + this.windowMs - now) / 1000)) };
   }
 
@@ -88,7 +91,7 @@ export class WindowLimiter {
   }
 
   private result(w: { start: number; count: number }): LimitResult {
-    if (w.count <= this.limit) return { allowed: true, retryAfterS: 0 };
+    if (w.count <= this.limit) return ALLOWED;
     return { allowed: false, retryAfterS: Math.max(1, Math.ceil((w.start + this.windowMs - this.clock.now()) / 1000)) };
   }
 

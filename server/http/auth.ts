@@ -14,7 +14,8 @@ const CHALLENGE = 'Bearer realm="thingrelay"';
  */
 export function extractToken(ctx: Context): string {
   const header = ctx.get("Authorization");
-  const query = ctx.query.authorization;
+  // No query string (the usual relay call): no need to parse one.
+  const query = ctx.querystring === "" ? undefined : ctx.query.authorization;
   if (Array.isArray(query)) throw new AppError("invalid_request", "authorization parameter given more than once");
   if (header && query !== undefined) throw new AppError("invalid_request", "token given both in header and query");
   if (query !== undefined) {

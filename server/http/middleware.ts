@@ -10,7 +10,8 @@ export function requestLifecycle(logger: Logger) {
     const started = performance.now();
     const id = randomUUID();
     ctx.state.requestId = id;
-    ctx.set("X-Request-Id", id);
+    // Straight onto the response (what ctx.set does, minus Koa's per-call checks): this runs on every request.
+    ctx.res.setHeader("X-Request-Id", id);
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw new AppError("not_found", "no such route");
@@ -24,12 +25,15 @@ export function requestLifecycle(logger: Logger) {
     } catch (err) {
       renderError(ctx, err, logger, id);
     }
+    // The line (and the URL redaction in it) is built only when its level is on: at the default level a
+    // successful request logs nothing, and building the object per request cost ~2% of a relay call.
+    const level = ctx.status >= 500 ? "warn" : "info";
+    if (!logger.isLevelEnabled(level)) return;
     const log = {
       reqId: id, method: ctx.method, url: redactUrl(ctx.originalUrl), status: ctx.status,
       ms: Math.round((performance.now() - started) * 100) / 100, ip: ctx.ip,
     };
-    if (ctx.status >= 500) logger.warn(log, "request");
-    else logger.info(log, "request");
+    logger[level](log, "request");
   };
 }
 
@@ -74,13 +78,18 @@ export function isApiPath(path: string): boolean {
 
 /** Headers suited to an API that may carry tokens in URLs and to a page that holds tokens. */
 export function securityHeaders() {
-  return async function security(ctx: Context, next: Next): Promise<void> {
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) ctx.set(k, v);
+  // Fixed names and values, checked once here: set straight on the response (ctx.set adds Koa's per-header
+  // checks to every request, ~1.5% of a relay call's CPU in the profile).
+  const always = Object.entries(SECURITY_HEADERS);
+  // Not async: nothing to do after next(), so no promise of its own per request.
+  return function security(ctx: Context, next: Next): Promise<void> {
+    const res = ctx.res;
+    for (let i = 0; i < always.length; i++) res.setHeader(always[i]![0], always[i]![1]);
     if (isApiPath(ctx.path)) {
-      ctx.set("Cache-Control", "no-store");
-      ctx.set("Pragma", "no-cache");
+      res.setHeader("Cache-Control", "no-store");
+      res.setHeader("Pragma", "no-cache");
     }
-    await next();
+    return next();
   };
 }
 

@@ -15,7 +15,12 @@ export function startupGate(startup: Promise<unknown>, waitMs = STARTUP_WAIT_MS)
   let done = false;
   let failed = false;
   const settled = startup.then(() => { done = true; }, () => { done = true; failed = true; });
-  return async function waitForStartup(_ctx: Context, next: Next): Promise<void> {
+  return function waitForStartup(ctx: Context, next: Next): Promise<void> {
+    // Once start-up has succeeded, no await (and no promise of its own) on every request.
+    if (done && !failed) return next();
+    return waitThenNext(ctx, next);
+  };
+  async function waitThenNext(_ctx: Context, next: Next): Promise<void> {
     if (!done) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, waitMs); });
@@ -24,5 +29,5 @@ export function startupGate(startup: Promise<unknown>, waitMs = STARTUP_WAIT_MS)
     }
     if (!done || failed) throw new AppError("service_unavailable", "server is starting", { headers: { "Retry-After": "1" } });
     await next();
-  };
+  }
 }

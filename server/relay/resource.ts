@@ -1,6 +1,9 @@
 import { AppError } from "../errors.js";
 import { isResourceName, MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
 
+/** Segments of letters, digits, `_` and `-` only, separated by single slashes: already canonical. */
+const PLAIN = /^[A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*$/;
+
 /**
  * Canonical resource name from the raw (still percent-encoded) path after `/devices/{device}/`.
  * One trailing "/" is dropped; empty segments (`//`), "." and ".." (also encoded), an encoded "/" or "\"
@@ -8,6 +11,11 @@ import { isResourceName, MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
  * scope does not name. Names are case-sensitive: a scope for "temperature" does not open "Temperature".
  */
 export function normalizeResource(rawPath: string): string {
+  // The usual name (plain segments, no escapes, no dots, no empty segment) decodes to itself: skip the split.
+  if (rawPath.length <= MAX_RESOURCE_LENGTH && PLAIN.test(rawPath)) {
+    if (!isResourceName(rawPath)) throw new AppError("invalid_request", "invalid resource name");
+    return rawPath;
+  }
   let raw = rawPath;
   if (raw.endsWith("/")) raw = raw.slice(0, -1);
   if (raw === "") throw new AppError("invalid_request", "resource name required");

@@ -72,7 +72,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
       return;
     }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
-    if (ctx.method === "GET" && ctx.accepts("json", "text/event-stream") === "text/event-stream" && ctx.get("Accept").includes("text/event-stream")) {
+    // The cheap header test first: content negotiation (ctx.accepts) is only worth running for a stream request.
+    if (ctx.method === "GET" && ctx.get("Accept").includes("text/event-stream") && ctx.accepts("json", "text/event-stream") === "text/event-stream") {
       await s.streams.resourceStream(ctx, user, device, resource);
       return;
     }

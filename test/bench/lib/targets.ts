@@ -126,6 +126,13 @@ export async function startFloor(): Promise<SimpleProc> {
   return { child, port, base: `http://127.0.0.1:${port}`, stop: async () => void (await child.stop()) };
 }
 
+/** The Koa floor (koa-floor.ts): Koa + @koa/router, one route, a bearer-header presence check. */
+export async function startKoaFloor(): Promise<SimpleProc> {
+  const child = spawnTs("koa-floor", "koa-floor.ts", [], { ipc: false });
+  const port = Number((await child.waitFor(/^FLOOR_PORT=(\d+)$/))[1]);
+  return { child, port, base: `http://127.0.0.1:${port}`, stop: async () => void (await child.stop()) };
+}
+
 export interface PeerProcs {
   /** The relay side: HTTP endpoint and broker. */
   pids: number[];
