@@ -245,6 +245,16 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(JSON.parse(piped.stdout)).to.deep.equal({ sum: 5, mult: 6 });
     });
 
+    it("call <device>/api prints the resource list as a table (the server's object with --json)", async () => {
+      const r = await cli(["call", "nodemcu/api"]);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = r.stdout.trimEnd().split("\n");
+      expect(lines[0]).to.match(/^RESOURCE\s+KIND$/);
+      expect(lines.slice(1).map((l) => l.split(/\s+/))).to.deep.include.members([["temperature", "output"], ["relay", "input"], ["io", "io"]]);
+      const json = await cli(["call", "nodemcu/api", "--json"]);
+      expect(JSON.parse(json.stdout)).to.deep.include({ temperature: { kind: "output" }, relay: { kind: "input" } });
+    });
+
     it("reports relay errors (exit 1 with the code) and bad input (exit 2)", async () => {
       const [missing, offline, notJson, noResource] = await Promise.all([
         cli(["call", "nodemcu/nothing", "--json"]), cli(["call", "spare/temperature"]), cli(["call", "nodemcu/relay", "on"]), cli(["call", "nodemcu"]),
@@ -286,12 +296,20 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       const c = await cli(["tokens", "create", "--name", "reader", "--allow", "ListDevices", "--allow", "AccessDeviceResources:nodemcu:temperature", "--expires", "30d", "--json"]);
       expect(c.code, c.stderr).to.equal(0);
       const t = JSON.parse(c.stdout);
-      expect(t.allow).to.deep.equal([{ action: "ListDevices", target: "*" }, { action: "AccessDeviceResources", target: "nodemcu", resources: ["temperature"] }]);
+      // Sent and answered in Thinger's shape (issue 12).
+      expect(t.allow).to.deep.equal({ Device: { "*": ["ListDevices"], nodemcu: [{ AccessDeviceResources: ["temperature"] }] } });
+      expect(t.deny).to.deep.equal({});
       expect(t.expiration).to.be.closeTo(Date.now() + 30 * 86_400_000, 120_000);
       expect((await api(srv.url, "GET", "/v1/users/alice/devices", { token: t.token })).status).to.equal(200);
       expect((await api(srv.url, "GET", "/v1/users/alice/devices/nodemcu/tokens", { token: t.token })).status).to.equal(403);
       const l = await cli(["tokens", "list"]);
       expect(l.stdout).to.match(new RegExp(`${t.id}\\s+reader\\s+yes\\s+\\S+\\s+ListDevices:\\* AccessDeviceResources:nodemcu:temperature`));
+      const thinger = await cli(["tokens", "create", "--name", "door", "--allow", '{"Device":{"nodemcu":["ReadDevice"]}}', "--allow", "ListDevices", "--deny", "*:nodemcu", "--json"]);
+      expect(thinger.code, thinger.stderr).to.equal(0);
+      expect(JSON.parse(thinger.stdout)).to.deep.include({ allow: { Device: { nodemcu: ["ReadDevice"], "*": ["ListDevices"] } }, deny: { Device: { nodemcu: "*" } } });
+      const wrong = await cli(["tokens", "create", "--name", "x", "--allow", '{"Device":{"nodemcu":["ReadDevice","Fly"]}}']);
+      expect(wrong.code).to.equal(1);
+      expect(wrong.stderr).to.include("allow.Device.nodemcu[1]");
       const bad = await cli(["tokens", "create", "--name", "x", "--expires", "yesterday"]);
       expect(bad.code).to.equal(2);
       const r = await cli(["tokens", "rm", t.id, "--json"]);
@@ -308,6 +326,16 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(lines).to.have.length(1);
       expect(lines[0].event).to.equal("stats");
       expect(lines[0].data).to.include({ connected: true });
+    });
+
+    it("watch <device>/<resource> without --interval says it waits for values the device pushes", async () => {
+      const watching = collect(spawnCli(["watch", "nodemcu/temperature", "--count", "1"], env));
+      await until(() => srv.relay.services.streams.openCount > 0, 10_000, "the watch stream to open");
+      device.stream("temperature");
+      const w = await watching;
+      expect(w.code, w.stderr).to.equal(0);
+      expect(w.stderr).to.include("no --interval: waiting for values the device pushes");
+      expect(w.stdout).to.match(/^\d{4}-\d\d-\d\dT\S+Z {2}21\.5\n$/);
     });
 
     it("watch <device>/<resource> --interval prints sampled values", async () => {

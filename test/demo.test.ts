@@ -40,11 +40,12 @@ function runStream(command: string, env: Record<string, string>, event: string):
     let out = "";
     const timer = setTimeout(() => {
       child.kill("SIGTERM");
-      reject(new Error(`no "${event}" event from "${command}"; got: ${out}`));
+      reject(new Error(`no ${event} value from "${command}"; got: ${out}`));
     }, 15_000);
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
-      const m = new RegExp(`event: ${event}\\ndata: (.*)\\n`).exec(out);
+      // Values are unnamed events (docs/streams.md): an id line, then the data line, no event line.
+      const m = /^id: \S+\ndata: (.*)\n/m.exec(out);
       if (m) {
         clearTimeout(timer);
         child.kill("SIGTERM");

@@ -6,6 +6,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { ERROR_CODES, type ErrorCode } from "../server/errors.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
@@ -132,6 +133,71 @@ describe("GET /docs: interactive API reference in headless Chromium", function (
     } finally {
       await fresh.close();
     }
+  });
+
+  /** Swagger UI's rendering of one documented response: its first example's JSON. */
+  async function shownExample(opId: string, tag: string, status: string): Promise<{ error: { code: string; message: string } }> {
+    const op = page.locator(`#operations-${tag}-${opId}`);
+    if (!(await op.locator(".opblock-body").isVisible())) await op.locator(".opblock-summary").first().click();
+    const row = op.locator(`tr.response[data-code="${status}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    return JSON.parse(await row.locator(".example pre, .highlight-code pre").first().innerText());
+  }
+
+  it("shows a real error example per status: its own code, not invalid_request everywhere", async () => {
+    await page.goto(`${srv.url}/docs`);
+    await page.waitForSelector(".opblock", { timeout: 20_000 });
+    expect((await shownExample("callResource", "relay", "401")).error.code).to.equal("unauthorized");
+    expect((await shownExample("callResource", "relay", "404")).error.code).to.equal("device_not_found");
+    expect((await shownExample("callResource", "relay", "429")).error.code).to.equal("device_busy");
+    expect((await shownExample("callResource", "relay", "504")).error).to.deep.equal({ code: "device_timeout", message: "device did not answer in time" });
+    expect((await shownExample("callResource", "relay", "400")).error.code).to.equal("invalid_request");
+    // And in the document: every error status of every operation has one example per code it lists, the
+    // first of them a code of that status.
+    const doc = (await api(srv.url, "GET", "/openapi.json")).body as { paths: Record<string, Record<string, { responses: Record<string, any> }>> };
+    const wrong: string[] = [];
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, r] of Object.entries(op.responses)) {
+          const media = r.content?.["application/json"];
+          if (!/^[45]\d\d$/.test(status) || !media) continue;
+          const codes: string[] = media.schema.properties.error.properties.code.enum;
+          const examples = Object.values(media.examples ?? {}) as Array<{ value: { error: { code: string } } }>;
+          const shown = examples.map((e) => e.value.error.code);
+          if (shown.length !== codes.length || !codes.every((c) => shown.includes(c))) wrong.push(`${method} ${path} ${status}: ${shown.join(",")}`);
+          else if (ERROR_CODES[shown[0] as ErrorCode].status !== Number(status) && shown[0] !== "device_error") wrong.push(`${method} ${path} ${status}: first ${shown[0]}`);
+        }
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it("a streaming operation says to use EventSource or curl -N, and try-it-out offers only JSON, so it completes", async () => {
+    await page.goto(`${srv.url}/docs`);
+    await page.waitForSelector(".opblock", { timeout: 20_000 });
+    await page.click(".auth-wrapper .authorize");
+    const bearer = page.locator(".auth-container", { hasText: "bearerAuth" });
+    await bearer.locator("input").fill(token);
+    await bearer.locator("button.authorize").click();
+    await page.click(".dialog-ux .close-modal");
+    const op = page.locator("#operations-devices-getDeviceStats");
+    await op.locator(".opblock-summary").first().click();
+    expect(await op.locator(".opblock-description-wrapper").innerText()).to.include("curl -N").and.include("EventSource");
+    const mediaTypes = await op.locator("select.content-type option").allInnerTexts();
+    expect(mediaTypes.length).to.be.above(0);
+    expect(mediaTypes).to.not.include("text/event-stream");
+    await op.locator("button.try-out__btn").click();
+    await op.locator('tr[data-param-name="user"] input').fill("alice");
+    await op.locator('tr[data-param-name="device"] input').fill("nodemcu");
+    await op.locator("button.execute").click();
+    const status = op.locator(".live-responses-table .response .response-col_status");
+    await status.first().waitFor({ timeout: 20_000 });
+    expect((await status.first().innerText()).trim()).to.equal("200");
+    const body = JSON.parse(await op.locator(".live-responses-table .response-col_description pre").first().innerText());
+    expect(body).to.include({ connected: true });
+    // The served document itself still describes the stream (for other tools): only the page leaves it out.
+    const doc = (await api(srv.url, "GET", "/openapi.json")).body;
+    expect(doc.paths["/v1/users/{user}/devices/{device}/stats"].get.responses["200"].content).to.have.property("text/event-stream");
   });
 
   it("made no request outside this server and logged no error (no CSP violation)", async () => {

@@ -256,6 +256,7 @@ describe("OpenAPI document (GET /openapi.json)", () => {
         token, json: { name: "reader", allow: [{ action: "ListDevices" }, { action: "AccessDeviceResources", target: "nodemcu", resources: ["temperature"] }] },
       }));
       await call("POST", "/v1/users/alice/tokens", { token, json: { name: "bad", allow: [{ action: "Fly" }] } });
+      await call("POST", "/v1/users/alice/tokens", { token, json: { name: "thinger", allow: { Device: { nodemcu: ["ReadDevice", { AccessDeviceResources: "temperature" }] }, "*": { "*": "*" } } } });
       await call("GET", "/v1/users/alice/tokens", { token });
       await call("GET", `/v1/users/alice/tokens/${ut.id}`, { token });
       await call("PUT", `/v1/users/alice/tokens/${ut.id}`, { token, json: { enabled: false, expiration: Date.now() + 60_000 } });

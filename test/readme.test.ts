@@ -149,7 +149,9 @@ describe("README.md", function () {
       expect(stdout).to.include('{"out":{"sum":30,"mult":200}}');
       expect(stdout).to.match(/\{"out":\d+(\.\d+)?\}/);
       expect(stdout).to.include('"temperature":{"kind":"output"}');
-      expect(stdout).to.include("event: stats");
+      // The stats stream: an unnamed event (what EventSource.onmessage receives), no event: line (issue 12).
+      expect(stdout).to.match(/^id: \S+\ndata: \{"connected":true/m);
+      expect(stdout).to.not.include("event: stats");
     });
   });
 });

@@ -55,7 +55,8 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(c.headers.get("content-encoding")).to.equal(null);
       expect(c.headers.get("referrer-policy")).to.equal("no-referrer");
       const first = await c.next();
-      expect(first.event).to.equal("stats");
+      expect(first.event, "values are unnamed events").to.equal(undefined);
+      expect(json(first)).to.have.property("connected");
       expect(first.id).to.match(EVENT_ID_RE);
       expect(c.retry).to.equal(3000);
       // Heartbeat comes every THINGRELAY_SSE_HEARTBEAT_MS (200 ms here): wait for two of them.
@@ -76,7 +77,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
         c.close();
         const r = await sse(base("/v1/users/alice/devices/sensor/stats"), { "Last-Event-ID": leid.replace(/[^\x20-\x7e]/g, "?") });
         expect(r.status).to.equal(200);
-        expect((await r.next()).event).to.equal("stats");
+        expect(json(await r.next())).to.have.property("connected");
         r.close();
         await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
       }
@@ -150,12 +151,12 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const device = sdkDevice("sensor").output("temperature", () => 20);
       await device.connect();
       const on = await c.next();
-      expect(on.event).to.equal("online");
+      expect(on.event, "values are unnamed events").to.equal(undefined);
       expect(on.id).to.match(EVENT_ID_RE);
       expect(json(on)).to.include({ type: "online", device: "sensor" });
       await device.close();
       const off = await c.next();
-      expect(off.event).to.equal("offline");
+      expect(off.event).to.equal(undefined);
       expect(json(off)).to.include({ type: "offline", device: "sensor" });
       expect(Number(off.id!.split("-")[1])).to.be.greaterThan(Number(on.id!.split("-")[1]));
     });
@@ -177,14 +178,15 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const device = sdkDevice("sensor").output("t", () => 1);
       await device.connect();
       const on = await c.next();
-      expect(on.event).to.equal("online");
+      expect(json(on).type).to.equal("online");
       c.close();
       await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
       await device.close(); // happens while nobody listens
       const again = await sse(base("/v1/users/alice/events"), { "Last-Event-ID": on.id! });
       expect(again.status).to.equal(200);
       const missed = await again.next();
-      expect(missed.event).to.equal("offline");
+      expect(missed.event).to.equal(undefined);
+      expect(json(missed).type).to.equal("offline");
       expect(json(missed)).to.include({ device: "sensor" });
     });
 
@@ -231,7 +233,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(edited.status).to.equal(200);
       await other.connect();
       await sdkDevice("sensor").output("t", () => 1).connect();
-      const next = await again.next((e) => e.event === "online" || e.event === "end");
+      const next = await again.next((e) => json(e).type === "online" || e.event === "end");
       expect(json(next)).to.include({ type: "online", device: "sensor" });
       expect(again.events.map((e) => json(e).device).filter((d) => d === "other")).to.deep.equal(["other"]); // the replayed offline only
       expect(srv.relay.services.streams.openCount).to.equal(1);
@@ -245,8 +247,8 @@ describe("streams: SSE stats, resource and account event streams", function () {
       await device.connect();
       const c = await sse(base("/v2/users/alice/devices/sensor/counter?interval=0.2"));
       expect(c.status).to.equal(200);
-      const a = await c.next((e) => e.event === "data");
-      const b = await c.next((e) => e.event === "data");
+      const a = await c.next((e) => e.event === undefined);
+      const b = await c.next((e) => e.event === undefined);
       expect(a.id).to.match(EVENT_ID_RE);
       expect(json(b).out).to.be.greaterThan(json(a).out);
       expect(json(a).ts).to.be.a("number");
@@ -261,7 +263,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       await until(() => srv.relay.services.streams.openCount === 1, 5000, "stream open");
       value = "busy";
       await device.stream("state");
-      expect(json(await c.next((e) => e.event === "data"))).to.include({ out: "busy" });
+      expect(json(await c.next((e) => e.event === undefined))).to.include({ out: "busy" });
     });
 
     it("validates ?interval=: 400 invalid_request", async () => {
@@ -298,8 +300,8 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
       // A value both subscribers are due for (their first) reaches both.
       dev.data("temp", 21.5);
-      expect(json(await a.next((e) => e.event === "data")).out).to.equal(21.5);
-      expect(json(await b.next((e) => e.event === "data")).out).to.equal(21.5);
+      expect(json(await a.next((e) => e.event === undefined)).out).to.equal(21.5);
+      expect(json(await b.next((e) => e.event === undefined)).out).to.equal(21.5);
       b.close();
       expect(await dev.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
       a.close();
@@ -311,14 +313,14 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const c = await sse(base("/v2/users/alice/devices/raw/temp?interval=1"));
       expect(await first.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
       first.data("temp", 1);
-      expect(json(await c.next((e) => e.event === "data")).out).to.equal(1);
+      expect(json(await c.next((e) => e.event === undefined)).out).to.equal(1);
       await first.close();
       const second = await rawDevice("raw", { temp: "output" });
       expect(await second.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 1000 });
       // Both frames follow `connected`, so any device that waits for it sees them.
       expect(second.frames.findIndex((f) => f.type === "connected")).to.be.lessThan(second.frames.findIndex((f) => f.type === "stream"));
       second.data("temp", 2);
-      expect(json(await c.next((e) => e.event === "data")).out).to.equal(2);
+      expect(json(await c.next((e) => e.event === undefined)).out).to.equal(2);
     });
 
     it("re-subscribes an SDK device after a dropped session (streams survive a reconnect)", async () => {
@@ -326,12 +328,12 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const device = sdkDevice("sensor").output("counter", () => ++n);
       await device.connect();
       const c = await sse(base("/v2/users/alice/devices/sensor/counter?interval=0.2"));
-      await c.next((e) => e.event === "data");
+      await c.next((e) => e.event === undefined);
       const reconnected = new Promise((r) => device.once("connected", () => r(undefined)));
       srv.relay.services.hub.closeSession("alice", "sensor", 1012, "test drop");
       await reconnected;
       const mark = n;
-      const after = await c.next((e) => e.event === "data" && json(e).out > mark);
+      const after = await c.next((e) => e.event === undefined && json(e).out > mark);
       expect(json(after).out).to.be.greaterThan(mark);
     });
   });

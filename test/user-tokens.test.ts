@@ -5,6 +5,8 @@ import { RawDevice } from "./helpers/rawdevice.js";
 import { cacheKey } from "../server/auth/authenticator.js";
 
 type Perm = { action: string; target?: string; resources?: string[] };
+/** Thinger's shape: {Type|"*": {device|"*": "*" | [action | {action: resource|[resources]}]}}. */
+type Thinger = Record<string, Record<string, unknown>>;
 
 function payload(jwt: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
@@ -45,7 +47,7 @@ describe("user access tokens", function () {
   }
 
   const create = (json: Record<string, unknown>, token = alice) => api(srv.url, "POST", "/v1/users/alice/tokens", { token, json });
-  async function userToken(allow: Perm[], deny: Perm[] = [], extra: Record<string, unknown> = {}): Promise<{ id: string; token: string }> {
+  async function userToken(allow: Perm[] | Thinger, deny: Perm[] | Thinger = [], extra: Record<string, unknown> = {}): Promise<{ id: string; token: string }> {
     const r = await create({ name: `t${++seq}`, allow, deny, ...extra });
     expect(r.status, r.text).to.equal(200);
     return r.body as { id: string; token: string };
@@ -58,7 +60,8 @@ describe("user access tokens", function () {
       const r = await create({ name: "dashboard", allow: [{ action: "ListDevices", target: "*" }] });
       expect(r.status).to.equal(200);
       expect(Object.keys(r.body).sort()).to.deep.equal(["allow", "created_ts", "deny", "enabled", "expiration", "id", "name", "token"]);
-      expect(r.body).to.deep.include({ name: "dashboard", enabled: true, expiration: null, allow: [{ action: "ListDevices", target: "*" }], deny: [] });
+      // Our earlier array shape is still accepted; answers are in Thinger's shape (issue 12).
+      expect(r.body).to.deep.include({ name: "dashboard", enabled: true, expiration: null, allow: { Device: { "*": ["ListDevices"] } }, deny: {} });
       expect(r.body.id).to.match(/^[a-f0-9]{32}$/);
       expect(r.body.created_ts).to.be.within(before, Date.now());
       const p = payload(r.body.token);
@@ -69,7 +72,7 @@ describe("user access tokens", function () {
     it("a target defaults to *", async () => {
       const r = await create({ name: "default-target", allow: [{ action: "ListDevices" }] });
       expect(r.status).to.equal(200);
-      expect(r.body.allow).to.deep.equal([{ action: "ListDevices", target: "*" }]);
+      expect(r.body.allow).to.deep.equal({ Device: { "*": ["ListDevices"] } });
     });
 
     it("GET lists and GET {id} reads; PUT edits name, enabled, permissions; DELETE removes (then 404)", async () => {
@@ -82,7 +85,7 @@ describe("user access tokens", function () {
       expect(one.body.token).to.equal(t.token);
       const put = await api(srv.url, "PUT", `/v1/users/alice/tokens/${t.id}`, { token: alice, json: { name: "renamed", enabled: false, deny: [{ action: "ReadDevice", target: "d1" }] } });
       expect(put.status).to.equal(200);
-      expect(put.body).to.deep.include({ id: t.id, name: "renamed", enabled: false, allow: [{ action: "ListDevices", target: "*" }], deny: [{ action: "ReadDevice", target: "d1" }] });
+      expect(put.body).to.deep.include({ id: t.id, name: "renamed", enabled: false, allow: { Device: { "*": ["ListDevices"] } }, deny: { Device: { d1: ["ReadDevice"] } } });
       const del = await api(srv.url, "DELETE", `/v1/users/alice/tokens/${t.id}`, { token: alice });
       expect(del.status).to.equal(200);
       expect(del.body).to.deep.equal({});
@@ -135,12 +138,12 @@ describe("user access tokens", function () {
         expect(r.body.error.code).to.equal("user_not_found");
       }
       const still = await get(alice, `/v1/users/alice/tokens/${t.id}`);
-      expect(still.body.allow).to.deep.equal([{ action: "ListDevices", target: "*" }]);
+      expect(still.body.allow).to.deep.equal({ Device: { "*": ["ListDevices"] } });
       expect(await srv.relay.services.repos.userTokens.count({ name: "planted" })).to.equal(0);
     });
   });
 
-  describe("one action, one target", () => {
+  describe("one action, one target (each written in Thinger's shape)", () => {
     interface Case {
       action: string;
       /** Performs the action on `device` with `token`. */
@@ -181,7 +184,7 @@ describe("user access tokens", function () {
       it(`${c.action}: allowed → ${c.ok}; every other action → 403${c.targeted ? "; another device → 403" : ""}`, async () => {
         const device = await newDev(true);
         const other = await newDev(true);
-        const { token } = await userToken([{ action: c.action, target: c.targeted ? device : "*" }]);
+        const { token } = await userToken({ Device: { [c.targeted ? device : "*"]: [c.action] } });
         for (const o of cases) {
           if (o === c) continue;
           const r = await o.run(token, device);
@@ -195,7 +198,7 @@ describe("user access tokens", function () {
         }
         if (c.action === "DeleteDevice") {
           const offline = await newDev(false);
-          const { token: t2 } = await userToken([{ action: c.action, target: offline }]);
+          const { token: t2 } = await userToken({ Device: { [offline]: [c.action] } });
           const r = await c.run(t2, offline);
           expect(r.status, r.text).to.equal(c.ok);
           expect(await srv.relay.services.repos.devices.count({ _id: `alice/${offline}` })).to.equal(0);

@@ -98,9 +98,8 @@ class ManagedStream {
       this.onState("open");
       this.listeners.open?.();
     };
-    for (const [name, fn] of Object.entries(this.listeners)) {
-      if (name !== "open") es.addEventListener(name, (e) => fn(JSON.parse(e.data), e));
-    }
+    // Values are unnamed events (docs/streams.md): they all arrive at onmessage; only `end` is named.
+    es.onmessage = (e) => this.listeners.message?.(JSON.parse(e.data), e);
     es.addEventListener("end", (e) => {
       es.close();
       const { reason } = JSON.parse(e.data);
@@ -226,7 +225,7 @@ async function selectDevice(device, description) {
   $("detail-title").textContent = device;
   $("detail-description").textContent = description || "";
   statsStream?.stop();
-  statsStream = new ManagedStream(`${userPath()}/devices/${encodeURIComponent(device)}/stats`, { stats: showStats });
+  statsStream = new ManagedStream(`${userPath()}/devices/${encodeURIComponent(device)}/stats`, { message: showStats });
   if (chartStream && chartStream.device !== device) stopChart();
   await loadResources();
 }
@@ -316,7 +315,7 @@ function startChart(device, resource, interval) {
   $("chart-value").textContent = "–";
   $("chart-note").textContent = `every ${interval} s`;
   chartStream = new ManagedStream(`${resourcePath(device, resource)}?interval=${encodeURIComponent(interval)}`, {
-    data: ({ out, ts }) => {
+    message: ({ out, ts }) => {
       $("chart-value").textContent = valueText(out);
       const y = numericOf(out);
       if (y === null) $("chart-note").textContent = "values are not numeric: showing the latest only";
@@ -340,16 +339,14 @@ function startEvents() {
   eventsStream = new ManagedStream(`${userPath()}/events`, {
     // (Re)connected: catch up on anything that changed while the stream was down.
     open: () => void loadDevices().catch(() => {}),
-    online: ({ device }) => {
-      if (!rows.has(device)) {
+    // Account events carry their kind in the data: {"type":"online"|"offline","device",…}.
+    message: ({ type, device }) => {
+      if (type === "online" && !rows.has(device)) {
         void loadDevices().catch(() => {});
         return;
       }
-      setOnline(device, true);
-      if (device === selected) void loadResources();
-    },
-    offline: ({ device }) => {
-      setOnline(device, false);
+      if (type !== "online" && type !== "offline") return;
+      setOnline(device, type === "online");
       if (device === selected) void loadResources();
     },
   }, (state) => {

@@ -15,9 +15,25 @@ export interface DocsAsset {
 /** Swagger UI's settings: validatorUrl null keeps the page from calling validator.swagger.io. */
 const INIT_JS = `"use strict";
 // thingrelay API reference: Swagger UI initializer (served as a file: the CSP forbids inline scripts).
+// Streams never end, and try-it-out waits for the whole response: it would spin for ever on
+// text/event-stream. The page shows a copy of the document without that media type; each streaming
+// operation's description says to read it with EventSource or curl -N instead.
+function withoutStreams(spec) {
+  Object.values(spec.paths || {}).forEach(function (item) {
+    Object.values(item).forEach(function (op) {
+      Object.values((op && op.responses) || {}).forEach(function (r) {
+        if (r && r.content) delete r.content["text/event-stream"];
+      });
+    });
+  });
+  return spec;
+}
 window.addEventListener("DOMContentLoaded", function () {
+  fetch("/openapi.json").then(function (r) { return r.json(); }).then(function (spec) { start(withoutStreams(spec)); });
+});
+function start(spec) {
   window.ui = SwaggerUIBundle({
-    url: "/openapi.json",
+    spec: spec,
     dom_id: "#swagger-ui",
     deepLinking: true,
     presets: [SwaggerUIBundle.presets.apis],
@@ -29,7 +45,7 @@ window.addEventListener("DOMContentLoaded", function () {
     defaultModelsExpandDepth: 0,
     docExpansion: "list",
   });
-});
+}
 `;
 
 const PAGE_CSS = `body { margin: 0; background: #fafafa; }

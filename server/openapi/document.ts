@@ -55,6 +55,14 @@ const AUTH: ErrorCode[] = ["invalid_request", "unauthorized", "too_many_requests
 const BODY: ErrorCode[] = ["invalid_json", "invalid_request", "payload_too_large", "unsupported_media_type"];
 const SSE: ErrorCode[] = ["not_acceptable", "too_many_streams"];
 
+/**
+ * Told on every streaming operation: a stream never ends, so Swagger UI's try-it-out (which waits for the
+ * whole body) cannot show one. The /docs page leaves `text/event-stream` out of its copy of the document.
+ */
+const STREAM_NOTE = "**Streams are read with `EventSource` (`new EventSource(url + '?authorization=' + token)"
+  + ".onmessage`) or `curl -N -H 'Accept: text/event-stream'`**, not with try-it-out on /docs, which waits "
+  + "for a response that never ends and so does not offer `text/event-stream`.";
+
 const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
 const arrayOf = (name: string): Schema => ({ type: "array", items: ref(name) });
 const ok = (description: string, json?: Schema, extra: Partial<Success> = {}): Success =>
@@ -203,12 +211,14 @@ const OPERATIONS: Operation[] = [
     method: "get", path: `${devicePath}/stats`, operationId: "getDeviceStats", tag: "devices", params: ["user", "device"],
     summary: "Device statistics (JSON or an SSE stream)",
     description: "Thinger's stats object. With `Accept: text/event-stream` the same object as a Server-Sent "
-      + "Events stream of updates; EventSource cannot send headers, so pass the token as `?authorization=`.",
+      + "Events stream of updates; EventSource cannot send headers, so pass the token as `?authorization=`. "
+      + STREAM_NOTE,
     ok: [ok("Current statistics.", ref("DeviceStats"), {
       sse: {
-        description: "SSE stream: `stats` events whose data is a DeviceStats object (the current one at once, then "
-          + "on every change); `:` comment lines are heartbeats; a final `end` event when the server ends it.",
-        events: { stats: "DeviceStats", end: "EndEvent" },
+        description: "SSE stream: unnamed events (`id:` + `data:`, what `EventSource.onmessage` receives) whose data "
+          + "is a DeviceStats object (the current one at once, then on every change); `:` comment lines are "
+          + "heartbeats; a final named `end` event when the server ends it.",
+        events: { message: "DeviceStats", end: "EndEvent" },
       },
     })],
     errors: [...AUTH, ...SSE, "forbidden", "user_not_found", "device_not_found"],
@@ -217,12 +227,14 @@ const OPERATIONS: Operation[] = [
     method: "get", path: "/v1/users/{user}/events", operationId: "streamEvents", tag: "devices", params: ["user", "deviceFilter", "lastEventId"],
     summary: "Account event stream (SSE)",
     description: "The account's device events as Server-Sent Events, whatever the Accept header says: "
-      + "`online` and `offline` events whose data is a DeviceEvent. Resumes after `Last-Event-ID` while the "
-      + "server's buffer still holds the events after it. See docs/streams.md.",
+      + "unnamed events (`id:` + `data:`, what `EventSource.onmessage` receives) whose data is a DeviceEvent, "
+      + "its `type` telling `online` from `offline`. Resumes after `Last-Event-ID` while the "
+      + "server's buffer still holds the events after it. See docs/streams.md. " + STREAM_NOTE,
     ok: [ok("An SSE stream.", undefined, {
       sse: {
-        description: "`online`/`offline` events (DeviceEvent), `:` heartbeats, a final `end` event.",
-        events: { online: "DeviceEvent", offline: "DeviceEvent", end: "EndEvent" },
+        description: "Unnamed events whose data is a DeviceEvent (`type`: `online`/`offline`), `:` heartbeats, "
+          + "a final named `end` event.",
+        events: { message: "DeviceEvent", end: "EndEvent" },
       },
     })],
     errors: [...AUTH, ...SSE, "forbidden", "user_not_found"],
@@ -260,8 +272,11 @@ const OPERATIONS: Operation[] = [
   {
     method: "post", path: "/v1/users/{user}/tokens", operationId: "createUserToken", tag: "tokens", params: ["user"],
     summary: "Create a user access token",
-    description: "Permissions are Thinger actions (`AccessDeviceResources`, `ListDevices`, `GetDeviceStats`, …) "
-      + "per device (`target`) and, for AccessDeviceResources, per resource. `deny` wins over `allow`.",
+    description: "`allow` and `deny` in Thinger's shape (see the Permissions schema), e.g. "
+      + "`{\"Device\": {\"door\": [\"AccessDeviceResources\"]}, \"*\": {\"*\": [\"ListDevices\"]}}`: Thinger actions "
+      + "(`AccessDeviceResources`, `ListDevices`, `GetDeviceStats`, …) per device and, for AccessDeviceResources, "
+      + "per resource. `deny` wins over `allow`. The earlier array form is still accepted; answers use Thinger's "
+      + "shape. A bad shape answers 400 naming the JSON path of the offending element (`allow.Device.door[1]`).",
     body: { schema: ref("UserTokenRequest") },
     ok: [ok("The new token.", ref("UserToken"))],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found"],
@@ -310,13 +325,14 @@ const OPERATIONS: Operation[] = [
     summary: "Call an output or run resource",
     description: "An **output** resource answers `{\"out\": <json>}`; a **run** resource answers 200 with an "
       + "empty body. With `Accept: text/event-stream`, a stream of the resource's values instead "
-      + "(see docs/streams.md). On a resource the device described as an **input**: 405 `method_not_allowed` "
-      + "with `Allow: POST`, and its handler does not run.",
+      + "(see docs/streams.md). " + STREAM_NOTE + " On a resource the device described as an **input**: 405 "
+      + "`method_not_allowed` with `Allow: POST`, and its handler does not run.",
     ok: [ok("The device's answer (no body for a run resource).", ref("ResourceOutput"), {
       sse: {
-        description: "SSE stream of an output or io resource: `data` events sampled every `?interval=` seconds "
-          + "and whenever the device pushes a value; `:` heartbeats; a final `end` event.",
-        events: { data: "DataEvent", end: "EndEvent" },
+        description: "SSE stream of an output or io resource: unnamed events (`id:` + `data:`, what "
+          + "`EventSource.onmessage` receives) whose data is a DataEvent, sampled every `?interval=` seconds and "
+          + "whenever the device pushes a value; `:` heartbeats; a final named `end` event.",
+        events: { message: "DataEvent", end: "EndEvent" },
       },
     })],
     errors: [...AUTH, ...SSE, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
@@ -448,6 +464,27 @@ function errorResponses(codes: readonly ErrorCode[], deviceError: boolean): Reco
   return out;
 }
 
+/**
+ * Codes a status's examples show first, when an operation shares the status among several: the one a caller
+ * most likely meets there (a 404 on a device route is usually `device_not_found`, a 429 `device_busy`).
+ */
+const EXAMPLE_FIRST: readonly ErrorCode[] = [
+  "invalid_request", "unauthorized", "forbidden", "device_not_found", "device_busy", "internal_error", "service_unavailable",
+];
+
+/**
+ * One example per code, the likeliest first. Without them Swagger UI derives a single example from the
+ * schema, and that shows the ErrorCode enum's first value (`invalid_request`) under every status.
+ */
+function errorExamples(codes: readonly ErrorCode[]): Record<string, Schema> {
+  const rank = (c: ErrorCode) => (EXAMPLE_FIRST.includes(c) ? EXAMPLE_FIRST.indexOf(c) : EXAMPLE_FIRST.length);
+  const ordered = [...codes].sort((a, b) => rank(a) - rank(b));
+  return Object.fromEntries(ordered.map((code) => [code, {
+    summary: code,
+    value: { error: { code, message: ERROR_CODES[code].message } },
+  }]));
+}
+
 function errorResponse(codes: ErrorCode[], headers?: Record<string, Schema>, description?: string): Schema {
   const r: Schema = {
     description: description ?? codes.map((c) => `\`${c}\``).join(", "),
@@ -457,6 +494,7 @@ function errorResponse(codes: ErrorCode[], headers?: Record<string, Schema>, des
           allOf: [ref("Error")],
           properties: { error: { properties: { code: { enum: codes } } } },
         },
+        examples: errorExamples(codes),
       },
     },
   };

@@ -18,6 +18,11 @@ const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
 const int = (description?: string): Schema => (description ? { type: "integer", description } : { type: "integer" });
 const nullableInt = (description: string): Schema => ({ type: ["integer", "null"], description });
 
+/** `allow`/`deny` on input: Thinger's shape, or our earlier array shape (still accepted). */
+const permissionsInput: Schema = {
+  oneOf: [ref("Permissions"), { type: "array", maxItems: MAX_PERMISSIONS, items: ref("Permission"), description: "earlier form, still accepted" }],
+};
+
 /** Component schemas, by name. */
 export function componentSchemas(): Record<string, Schema> {
   return {
@@ -269,8 +274,46 @@ export function componentSchemas(): Record<string, Schema> {
         },
       },
     },
+    Permissions: {
+      type: "object",
+      description: "A user token's `allow` or `deny` in Thinger's shape: `{Type|\"*\": {device|\"*\": \"*\" | "
+        + "[action | {action: resource|[resources]}]}}`. Every action concerns a device, so the types are `Device` "
+        + "and `*` (any type); a name is a device id or `*`; `\"*\"` as a name's value, or in its list, is every "
+        + "action; `{\"AccessDeviceResources\": [\"temperature\"]}` limits that action to some resources (a name, a "
+        + `list, or \"*\" for all). At most ${MAX_PERMISSIONS} permissions. Deny wins over allow; no matching allow `
+        + "means no access.",
+      propertyNames: { enum: ["Device", "*"] },
+      additionalProperties: {
+        type: "object",
+        propertyNames: { pattern: `^(\\*|${DEVICE_ID_RE.source.replace(/^\^|\$$/g, "")})$` },
+        additionalProperties: {
+          oneOf: [
+            { const: "*", description: "every action" },
+            {
+              type: "array",
+              items: {
+                oneOf: [
+                  { type: "string", enum: ["*", ...ACTIONS] },
+                  {
+                    type: "object",
+                    minProperties: 1,
+                    description: "an action limited to resources (AccessDeviceResources), or `\"*\"` for all",
+                    propertyNames: { enum: ["*", ...ACTIONS] },
+                    additionalProperties: {
+                      oneOf: [{ type: "string" }, { type: "array", minItems: 1, maxItems: MAX_PERMISSIONS, items: { type: "string" } }],
+                    },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      },
+      examples: [{ Device: { door: ["AccessDeviceResources"], "*": [{ AccessDeviceResources: ["temperature"] }] }, "*": { d2: ["ReadDevice"] } }],
+    },
     Permission: {
       type: "object",
+      description: "Our earlier array form of a permission, still accepted on input (answers use Thinger's shape, Permissions).",
       required: ["action"],
       additionalProperties: false,
       properties: {
@@ -287,8 +330,8 @@ export function componentSchemas(): Record<string, Schema> {
         name: { type: "string", minLength: 1, maxLength: 64 },
         enabled: { type: "boolean", default: true },
         expiration: nullableInt("expiry, ms since the epoch (UTC); absent or null = never"),
-        allow: { type: "array", maxItems: MAX_PERMISSIONS, items: ref("Permission") },
-        deny: { type: "array", maxItems: MAX_PERMISSIONS, items: ref("Permission") },
+        allow: permissionsInput,
+        deny: permissionsInput,
       },
     },
     UserTokenUpdate: {
@@ -298,8 +341,8 @@ export function componentSchemas(): Record<string, Schema> {
         name: { type: "string", minLength: 1, maxLength: 64 },
         enabled: { type: "boolean" },
         expiration: nullableInt("expiry, ms since the epoch (UTC); null = never"),
-        allow: { type: "array", maxItems: MAX_PERMISSIONS, items: ref("Permission") },
-        deny: { type: "array", maxItems: MAX_PERMISSIONS, items: ref("Permission") },
+        allow: permissionsInput,
+        deny: permissionsInput,
       },
     },
     UserToken: {
@@ -312,8 +355,8 @@ export function componentSchemas(): Record<string, Schema> {
         token: { type: "string", description: "JWT `{usr,jti,iat}`" },
         enabled: { type: "boolean" },
         expiration: nullableInt("ms since the epoch"),
-        allow: { type: "array", items: ref("Permission") },
-        deny: { type: "array", items: ref("Permission") },
+        allow: ref("Permissions"),
+        deny: ref("Permissions"),
         created_ts: int("ms since the epoch"),
       },
     },
@@ -340,7 +383,7 @@ export function componentSchemas(): Record<string, Schema> {
     },
     DeviceEvent: {
       type: "object",
-      description: "Data of the account stream's `online` and `offline` events.",
+      description: "Data of the account stream's events (unnamed SSE events): `type` is `online` or `offline`.",
       required: ["type", "device", "ts"],
       properties: {
         type: { type: "string", enum: ["online", "offline"] },
@@ -351,7 +394,7 @@ export function componentSchemas(): Record<string, Schema> {
     },
     DataEvent: {
       type: "object",
-      description: "Data of a resource stream's `data` events.",
+      description: "Data of a resource stream's events (unnamed SSE events).",
       required: ["out", "ts"],
       additionalProperties: false,
       properties: { out: { description: "the resource's value: any JSON" }, ts: int("ms since the epoch") },

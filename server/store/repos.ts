@@ -59,7 +59,10 @@ export type Action =
   | "CreateDevice" | "UpdateDevice" | "DeleteDevice" | "CreateDeviceToken" | "ListDeviceTokens"
   | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents";
 
+/** One entry of a user token's allow/deny list; the API shows the list in Thinger's shape (server/tokens/permissions.ts). */
 export interface Permission {
+  /** Thinger's resource type: absent = "Device" (every action here concerns a device), "*" = any type. */
+  type?: "*";
   action: Action | "*";
   /** A device id or "*". */
   target: string;

@@ -1,13 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { formatEvent } from "./sse.js";
 
-/** One event of a stream, serialised once and written as is to every subscriber (`id:`, `event:`, `data:`). */
+/** One event of a stream, serialised once and written as is to every subscriber (`id:`, `data:`; `event:` only if named). */
 export interface StreamEvent<M = unknown> {
   /** Position in its log; increases by one per appended event. */
   readonly seq: number;
   /** `<epoch>-<seq>`: what the client sends back as `Last-Event-ID`. */
   readonly id: string;
-  readonly event: string;
+  /** Event name; undefined for values (unnamed events, what `EventSource.onmessage` receives). */
+  readonly event: string | undefined;
   /** The whole event as written on the wire (see {@link formatEvent}). */
   readonly text: string;
   /** UTF-8 size of `text`: what the resume buffer accounts for. */
@@ -139,9 +140,9 @@ export class EventLog<M = unknown> {
   /**
    * Serialises and appends one event; buffers it for resume unless it is larger than the per-event cap.
    * Throws (and consumes no position) when `data` cannot be serialised, e.g. nested too deep for
-   * `JSON.stringify` (RangeError) or holding a BigInt (TypeError).
+   * `JSON.stringify` (RangeError) or holding a BigInt (TypeError). `event` undefined: an unnamed event.
    */
-  append(event: string, data: unknown, meta?: M): StreamEvent<M> {
+  append(event: string | undefined, data: unknown, meta?: M): StreamEvent<M> {
     const id = `${this.epoch}-${this.seq + 1}`;
     const text = formatEvent({ id, event, data });
     this.seq++;

@@ -349,7 +349,7 @@ export class StreamService {
     const t = topic;
     t.subs.add(stream);
     // Stats are state, not a log: the current snapshot supersedes anything missed, so Last-Event-ID is not used.
-    stream.conn.send({ id: t.log.lastId, event: "stats", data: this.deps.hub.stats(user, device) });
+    stream.conn.send({ id: t.log.lastId, data: this.deps.hub.stats(user, device) });
     stream.conn.onClose(() => {
       t.subs.delete(stream);
       if (t.subs.size > 0 || this.stats.get(key) !== t) return;
@@ -365,7 +365,7 @@ export class StreamService {
     const data = this.deps.hub.stats(t.user, t.device);
     t.lastSentAt = Date.now();
     t.lastBytes = `${data.rx_bytes}/${data.tx_bytes}`;
-    const ev = t.log.append("stats", data);
+    const ev = t.log.append(undefined, data);
     for (const s of t.subs) s.deliver(ev);
   }
 
@@ -419,7 +419,8 @@ export class StreamService {
       topic.log.skip();
       return;
     }
-    const ev = topic.log.append(type, { type, ...data }, { device: data.device });
+    // Unnamed like every value: the kind travels in the data (`type`), so onmessage can tell them apart.
+    const ev = topic.log.append(undefined, { type, ...data }, { device: data.device });
     const admit = readEvents(data.device);
     for (const sub of topic.subs) {
       if (sub.device === undefined || sub.device === data.device) sub.stream.deliver(ev, admit);
@@ -521,7 +522,7 @@ export class StreamService {
     }
     let ev: StreamEvent<ValueMeta>;
     try {
-      ev = topic.log.append("data", { out: out === undefined ? null : out, ts }, { ts });
+      ev = topic.log.append(undefined, { out: out === undefined ? null : out, ts }, { ts });
     } catch (err) {
       // JSON.stringify throws on values nested too deep (RangeError), BigInts, cycles. Dropped for every
       // subscriber; the value itself is never logged.

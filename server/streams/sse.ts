@@ -14,7 +14,11 @@ export interface SseOptions {
 
 export interface SseMessage {
   id: string;
-  event: string;
+  /**
+   * Event name, for control events only (`end`). Values go out unnamed (no `event:` line), so that
+   * `EventSource.onmessage` — how Thinger's docs and every tutorial read a stream — receives them.
+   */
+  event?: string;
   data: unknown;
 }
 
@@ -24,7 +28,8 @@ export interface SseMessage {
  * device values catch it.
  */
 export function formatEvent(m: SseMessage): string {
-  return `id: ${m.id}\nevent: ${m.event}\ndata: ${JSON.stringify(m.data)}\n\n`;
+  const name = m.event === undefined ? "" : `event: ${m.event}\n`;
+  return `id: ${m.id}\n${name}data: ${JSON.stringify(m.data)}\n\n`;
 }
 
 /**

@@ -3,7 +3,8 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize, requireSession } from "../http/authorize.js";
 import { objectBody, param } from "../http/validate.js";
-import { parseExpiration, parseName, parsePermissions, parseResources } from "./service.js";
+import { parseExpiration, parseName, parseResources } from "./service.js";
+import { parsePermissions } from "./permissions.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 import { sendList } from "../http/list.js";
 

@@ -3,13 +3,12 @@ import { AppError } from "../errors.js";
 import type { DeviceTokenDoc, Permission, Repositories, UserTokenDoc } from "../store/repos.js";
 import type { TokenSigner } from "../auth/jwt.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
-import { ACTIONS } from "../auth/principal.js";
 import { isResourceName } from "../gateway/protocol.js";
-import { DEVICE_ID_RE } from "../devices/service.js";
+import { MAX_PERMISSIONS, toThinger, type ThingerPermissions } from "./permissions.js";
 
 export const MAX_TOKENS_PER_DEVICE = 100;
 export const MAX_TOKENS_PER_USER = 100;
-export const MAX_PERMISSIONS = 64;
+export { MAX_PERMISSIONS };
 
 export interface DeviceTokenView {
   id: string;
@@ -23,8 +22,9 @@ export interface UserTokenView {
   token: string;
   enabled: boolean;
   expiration: number | null;
-  allow: Permission[];
-  deny: Permission[];
+  /** Thinger's shape (server/tokens/permissions.ts); stored as a flat list. */
+  allow: ThingerPermissions;
+  deny: ThingerPermissions;
   created_ts: number;
 }
 
@@ -58,26 +58,6 @@ export function parseResources(v: unknown, field: string): string[] {
     if (!out.includes(r)) out.push(r);
   }
   return out;
-}
-
-export function parsePermissions(v: unknown, field: string): Permission[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v) || v.length > MAX_PERMISSIONS) throw bad(`"${field}" must be an array of at most ${MAX_PERMISSIONS} permissions`);
-  return v.map((p, i) => {
-    if (typeof p !== "object" || p === null || Array.isArray(p)) throw bad(`"${field}[${i}]" must be an object`);
-    const o = p as Record<string, unknown>;
-    const extra = Object.keys(o).filter((k) => !["action", "target", "resources"].includes(k));
-    if (extra.length > 0) throw bad(`"${field}[${i}]" has unknown field ${extra[0]}`);
-    if (o.action !== "*" && !ACTIONS.includes(o.action as never)) throw bad(`"${field}[${i}].action" must be "*" or one of ${ACTIONS.join(", ")}`);
-    const target = o.target ?? "*";
-    if (target !== "*" && (typeof target !== "string" || !DEVICE_ID_RE.test(target))) throw bad(`"${field}[${i}].target" must be a device id or "*"`);
-    const perm: Permission = { action: o.action as Permission["action"], target: target as string };
-    if (o.resources !== undefined) {
-      if (o.action !== "AccessDeviceResources") throw bad(`"${field}[${i}].resources" applies only to AccessDeviceResources`);
-      perm.resources = parseResources(o.resources, `${field}[${i}].resources`);
-    }
-    return perm;
-  });
 }
 
 /**
@@ -125,7 +105,7 @@ export class TokensService {
   private async userView(d: UserTokenDoc): Promise<UserTokenView> {
     return {
       id: d._id, name: d.name, token: await this.signer.signUserToken({ usr: d.user, jti: d._id, iat: d.iat }),
-      enabled: d.enabled, expiration: d.exp === null ? null : d.exp * 1000, allow: d.allow, deny: d.deny, created_ts: d.createdAt,
+      enabled: d.enabled, expiration: d.exp === null ? null : d.exp * 1000, allow: toThinger(d.allow), deny: toThinger(d.deny), created_ts: d.createdAt,
     };
   }
 

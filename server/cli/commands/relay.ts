@@ -54,10 +54,28 @@ export const call: Command = {
     const path = (await v2Path(ctx, device, resource!)) + (timeout ? `?timeout=${timeout}` : "");
     const body = await ctx.client.call<{ out?: unknown } | undefined>(hasInput ? "POST" : "GET", path, hasInput ? { json: { in: value } } : {});
     if (ctx.json) return printJson(ctx.io, body ?? {});
+    // `<device>/api` answers the resource list ({name: {kind}}), not an `out` value: print it as a table.
+    if (!hasInput && resource === "api" && isResourceList(body)) return printResourceList(ctx, body);
     if (body === undefined || !("out" in body)) return;
     print(ctx.io, typeof body.out === "string" ? body.out : JSON.stringify(body.out, null, 2));
   },
 };
+
+function isResourceList(body: unknown): body is Record<string, { kind?: unknown }> {
+  return typeof body === "object" && body !== null && !Array.isArray(body) && !("out" in body)
+    && Object.values(body).every((v) => typeof v === "object" && v !== null && !Array.isArray(v));
+}
+
+function printResourceList(ctx: Context, list: Record<string, { kind?: unknown }>): void {
+  const names = Object.keys(list).sort();
+  if (names.length === 0) {
+    print(ctx.io, "(the device declared no resources)");
+    return;
+  }
+  const width = Math.max("RESOURCE".length, ...names.map((n) => n.length));
+  print(ctx.io, `${"RESOURCE".padEnd(width)}  KIND`);
+  for (const n of names) print(ctx.io, `${n.padEnd(width)}  ${typeof list[n]!.kind === "string" ? list[n]!.kind as string : "?"}`);
+}
 
 export const watch: Command = {
   path: ["watch"],
@@ -78,26 +96,37 @@ export const watch: Command = {
     if (count !== undefined && !/^[1-9]\d{0,8}$/.test(count)) throw usageError("--count must be a positive integer");
     const interval = seconds(str(options, "interval"), "interval");
     let path: string;
+    let kind: StreamKind;
     if (target === undefined) {
       if (interval) throw usageError("--interval applies to resource streams (<device>/<resource>)");
       path = `/v1/users/${encodeURIComponent((await ctx.client.session()).user)}/events`;
+      kind = "events";
     } else {
       const { device, resource } = parseTarget(target, false);
       if (resource === undefined) {
         if (interval) throw usageError("--interval applies to resource streams (<device>/<resource>)");
         path = `/v1/users/${encodeURIComponent((await ctx.client.session()).user)}/devices/${encodeURIComponent(device)}/stats`;
+        kind = "stats";
       } else {
         path = (await v2Path(ctx, device, resource)) + (interval ? `?interval=${interval}` : "");
+        kind = "data";
+        // Interval 0 is valid (values the device pushes by itself) but looks like a hang: say so.
+        if (!interval || Number(interval) === 0) {
+          note(ctx.io, `thingrelay: no --interval: waiting for values the device pushes for "${resource}" (add --interval SECONDS to sample it)`);
+        }
       }
     }
-    await follow(ctx, path, count === undefined ? Infinity : Number(count));
+    await follow(ctx, path, count === undefined ? Infinity : Number(count), kind);
   },
 };
 
 const MAX_BACKOFF_MS = 30_000;
 
+/** What the followed stream carries; printed as the event kind (values are unnamed events on the wire). */
+type StreamKind = "stats" | "data" | "events";
+
 /** Reads an SSE stream, printing events; reconnects like EventSource until `limit` events or an abort. */
-async function follow(ctx: Context, path: string, limit: number): Promise<void> {
+async function follow(ctx: Context, path: string, limit: number, kind: StreamKind): Promise<void> {
   const outer = ctx.io.signal;
   let lastId: string | undefined;
   let retryMs = 3000;
@@ -111,13 +140,15 @@ async function follow(ctx: Context, path: string, limit: number): Promise<void> 
     } catch {
       // not JSON: print as text
     }
+    // Values come unnamed (docs/streams.md): the kind is the stream's, or an account event's own `type`.
+    const d = data as { ts?: unknown; out?: unknown; type?: unknown };
+    const name = e.event ?? (kind === "events" && typeof d?.type === "string" ? d.type : kind === "events" ? "message" : kind);
     if (ctx.json) {
-      ctx.io.stdout.write(`${JSON.stringify({ id: e.id ?? null, event: e.event ?? "message", data })}\n`);
+      ctx.io.stdout.write(`${JSON.stringify({ id: e.id ?? null, event: name, data })}\n`);
       return;
     }
-    const d = data as { ts?: unknown; out?: unknown };
-    if (e.event === "data" && typeof d?.ts === "number") print(ctx.io, `${new Date(d.ts).toISOString()}  ${JSON.stringify(d.out)}`);
-    else print(ctx.io, `${new Date().toISOString()}  ${e.event ?? "message"}  ${JSON.stringify(data)}`);
+    if (name === "data" && typeof d?.ts === "number") print(ctx.io, `${new Date(d.ts).toISOString()}  ${JSON.stringify(d.out)}`);
+    else print(ctx.io, `${new Date().toISOString()}  ${name}  ${JSON.stringify(data)}`);
   };
 
   while (!outer?.aborted) {

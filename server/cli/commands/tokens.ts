@@ -11,11 +11,8 @@ interface DeviceToken {
   token: string | null;
 }
 
-interface Permission {
-  action: string;
-  target?: string;
-  resources?: string[];
-}
+/** Thinger's permission shape, as the server takes and answers it (docs: README "User access tokens"). */
+type Permissions = Record<string, Record<string, "*" | Array<string | Record<string, string[] | string>>>>;
 
 /** The server's answer shape (a type only: the CLI stays a client of the REST API). */
 type UserToken = UserTokenView;
@@ -35,22 +32,59 @@ export function parseExpiry(value: string, now = Date.now()): number {
   return abs;
 }
 
-/** `ACTION[:TARGET[:RES1,RES2]]`, e.g. `AccessDeviceResources:nodemcu:temperature` or `ListDevices`. */
-export function parsePermission(spec: string): Permission {
+/**
+ * Adds one `--allow`/`--deny` value to a permission object in Thinger's shape: `ACTION[:DEVICE[:RES1,RES2]]`
+ * (e.g. `AccessDeviceResources:nodemcu:temperature`, `ListDevices`; the device defaults to `*`), or a JSON
+ * object in Thinger's shape itself (`{"Device":{"door":["AccessDeviceResources"]}}`). The server checks the rest.
+ */
+export function addPermission(into: Permissions, spec: string): Permissions {
+  if (spec.trimStart().startsWith("{")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(spec);
+    } catch {
+      throw usageError(`permission ${JSON.stringify(spec.slice(0, 40))}: not valid JSON`);
+    }
+    for (const [type, names] of Object.entries(parsed as Record<string, unknown>)) {
+      if (typeof names !== "object" || names === null || Array.isArray(names)) {
+        into[type] = names as Permissions[string]; // the server answers with the exact path of the problem
+        continue;
+      }
+      for (const [name, actions] of Object.entries(names)) merge(into, type, name, actions as Permissions[string][string]);
+    }
+    return into;
+  }
   const [action, target, resources, ...rest] = spec.split(":");
-  if (!action || rest.length > 0) throw usageError(`permission "${spec}": use ACTION[:DEVICE[:RESOURCE,…]], e.g. AccessDeviceResources:nodemcu:temperature`);
-  const p: Permission = { action };
-  if (target) p.target = target;
-  if (resources) p.resources = resources.split(",").filter((r) => r !== "");
-  return p;
+  if (!action || rest.length > 0) throw usageError(`permission "${spec}": use ACTION[:DEVICE[:RESOURCE,…]], e.g. AccessDeviceResources:nodemcu:temperature, or a JSON object in Thinger's shape`);
+  const list = resources ? resources.split(",").filter((r) => r !== "") : [];
+  merge(into, "Device", target || "*", action === "*" && list.length === 0 ? "*" : [list.length > 0 ? { [action]: list } : action]);
+  return into;
+}
+
+function merge(into: Permissions, type: string, name: string, actions: Permissions[string][string]): void {
+  const names = (into[type] ??= {});
+  const current = names[name];
+  if (current === undefined || !Array.isArray(actions)) names[name] = current === undefined || actions === "*" ? actions : current;
+  else names[name] = [...(current === "*" ? ["*"] : current), ...actions];
 }
 
 function when(ms: number | null): string {
   return ms === null ? "never" : new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-function describe(perms: Permission[]): string {
-  return perms.map((p) => [p.action, p.target ?? "*", ...(p.resources ? [p.resources.join(",")] : [])].join(":")).join(" ");
+/** Thinger's shape, one `ACTION:DEVICE[:RESOURCES]` per permission (as --allow takes them); other types prefixed `TYPE/`. */
+function describe(perms: Permissions): string {
+  const out: string[] = [];
+  for (const [type, names] of Object.entries(perms)) {
+    const prefix = type === "Device" ? "" : `${type}/`;
+    for (const [name, actions] of Object.entries(names)) {
+      for (const item of actions === "*" ? ["*"] : actions) {
+        if (typeof item === "string") out.push(`${prefix}${item}:${name}`);
+        else for (const [action, res] of Object.entries(item)) out.push(`${prefix}${action}:${name}:${[res].flat().join(",")}`);
+      }
+    }
+  }
+  return out.join(" ");
 }
 
 export const tokensList: Command = {
@@ -71,7 +105,7 @@ export const tokensList: Command = {
     if (tokens.length === 0) return print(ctx.io, "No user access tokens.");
     print(ctx.io, table([
       ["ID", "NAME", "ENABLED", "EXPIRES", "ALLOW", "DENY"],
-      ...tokens.map((t) => [t.id, t.name, t.enabled ? "yes" : "no", when(t.expiration), describe(t.allow), describe(t.deny)]),
+      ...tokens.map((t) => [t.id, t.name, t.enabled ? "yes" : "no", when(t.expiration), describe(t.allow as Permissions), describe(t.deny as Permissions)]),
     ]));
   },
 };
@@ -82,7 +116,9 @@ export const tokensCreate: Command = {
   description: "Prints the new token alone on stdout (so `TOKEN=$(thingrelay tokens create …)` works) and its id "
     + "on stderr. A device token opens one device (--resource limits it to some resources); a user access token "
     + "holds --allow/--deny permissions: ACTION[:DEVICE[:RESOURCE,…]] with Thinger's actions "
-    + "(AccessDeviceResources, ListDevices, GetDeviceStats, ReadDevice, …) or * for every action.",
+    + "(AccessDeviceResources, ListDevices, GetDeviceStats, ReadDevice, …) or * for every action, or a JSON "
+    + "object in Thinger's shape ('{\"Device\":{\"door\":[\"AccessDeviceResources\"]}}'). The server stores them "
+    + "in Thinger's shape.",
   maxArgs: 0,
   options: {
     name: { type: "string", short: "n", value: "NAME", description: "token name (required)" },
@@ -96,6 +132,7 @@ export const tokensCreate: Command = {
   examples: [
     'thingrelay tokens create --device nodemcu --name "wall screen" --resource temperature',
     "thingrelay tokens create --name reader --allow ListDevices --allow AccessDeviceResources:nodemcu:temperature --expires 30d",
+    `thingrelay tokens create --name door --allow '{"Device":{"door":["AccessDeviceResources"]}}'`,
   ],
   async run(ctx, _args, options) {
     const name = str(options, "name");
@@ -116,7 +153,8 @@ export const tokensCreate: Command = {
     } else {
       if (list(options, "resource").length > 0) throw usageError("--resource applies to device tokens (with --device); use --allow ACTION:DEVICE:RESOURCE");
       const body: Record<string, unknown> = {
-        name, enabled: options.disabled !== true, allow: list(options, "allow").map(parsePermission), deny: list(options, "deny").map(parsePermission),
+        name, enabled: options.disabled !== true,
+        allow: list(options, "allow").reduce(addPermission, {}), deny: list(options, "deny").reduce(addPermission, {}),
       };
       if (expires !== undefined) body.expiration = expires;
       created = await ctx.client.call<UserToken>("POST", await accountPath(ctx, "tokens"), { json: body });
