@@ -50,6 +50,10 @@ export interface DeviceEvents extends Record<string, unknown[]> {
 }
 
 type Handler = (input: any) => unknown;
+/** Called with a property's value (undefined once deleted) and its name. */
+export type PropertyHandler = (value: unknown, name: string) => void;
+/** How long `property()` / `setProperty()` wait for the server's answer (ms). */
+const PROPERTY_TIMEOUT_MS = 10_000;
 interface Resource {
   kind: ResourceKind;
   handler: Handler;
@@ -103,6 +107,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private describeQueued = false;
   /** Pending connect() promises, settled by the next `connected` or fatal close. */
   private connectWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private readonly propertyHandlers = new Map<string, Set<PropertyHandler>>();
+  private readonly propertyRequests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }>();
+  private nextPropertyId = 0;
 
   constructor(options: DeviceOptions) {
     super();
@@ -160,6 +167,81 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.send({ type: "data", resource: name, out: out === undefined ? null : out });
   }
 
+  /**
+   * Reads a property kept on the server (docs/protocol.md `property_get`). Rejects while not connected, and
+   * with an error whose `code` is `property_not_found` when there is none.
+   */
+  property(name: string): Promise<unknown> {
+    return this.propertyRequest({ type: "property_get", name });
+  }
+
+  /** Writes a property on the server; resolves once it is stored. Rejects while not connected. */
+  async setProperty(name: string, value: unknown): Promise<void> {
+    check(value !== undefined, "property value must not be undefined");
+    await this.propertyRequest({ type: "property_set", name, value });
+  }
+
+  /**
+   * Calls `handler(value, name)` for a property (or every property with `"*"`): with each value the server
+   * sends when the session opens, and on every change made elsewhere (REST, another client) while connected.
+   * `value` is undefined when the property was deleted. Returns a function that removes the handler.
+   */
+  onProperty(name: string, handler: PropertyHandler): () => void {
+    check(typeof name === "string" && name.length > 0, "property name must be a non-empty string");
+    check(typeof handler === "function", "handler must be a function");
+    let set = this.propertyHandlers.get(name);
+    if (!set) this.propertyHandlers.set(name, (set = new Set()));
+    set.add(handler);
+    return () => {
+      this.propertyHandlers.get(name)?.delete(handler);
+    };
+  }
+
+  private propertyRequest(frame: { type: string; name: string; value?: unknown }): Promise<unknown> {
+    check(typeof frame.name === "string" && frame.name.length > 0 && frame.name.length <= 128, "property name must be 1 to 128 characters");
+    if (this._state !== "open") return Promise.reject(new Error("device is not connected"));
+    const id = (this.nextPropertyId = (this.nextPropertyId + 1) % Number.MAX_SAFE_INTEGER);
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.propertyRequests.delete(id);
+        reject(new Error("the server did not answer the property request in time"));
+      }, PROPERTY_TIMEOUT_MS);
+      this.propertyRequests.set(id, { resolve, reject, timer });
+      this.send({ ...frame, id });
+    });
+  }
+
+  private failPropertyRequests(err: Error): void {
+    for (const [id, r] of this.propertyRequests) {
+      clearTimeout(r.timer);
+      this.propertyRequests.delete(id);
+      r.reject(err);
+    }
+  }
+
+  private onPropertyFrame(f: Record<string, unknown>): void {
+    if (typeof f.id === "number") {
+      const r = this.propertyRequests.get(f.id);
+      if (!r) return;
+      this.propertyRequests.delete(f.id);
+      clearTimeout(r.timer);
+      if (f.type === "error") r.reject(Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }));
+      else r.resolve(f.value);
+      return;
+    }
+    if (f.type !== "property" || typeof f.name !== "string") return;
+    const value = f.deleted === true ? undefined : f.value;
+    for (const key of [f.name, "*"]) {
+      for (const h of this.propertyHandlers.get(key) ?? []) {
+        try {
+          h(value, f.name);
+        } catch (err) {
+          this.emit("error", err as Error);
+        }
+      }
+    }
+  }
+
   /** Opens the session. Resolves once the server accepted it; rejects if it refuses the credentials. */
   connect(): Promise<void> {
     if (this._state === "open") return Promise.resolve();
@@ -178,6 +260,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const ws = this.ws;
     this.ws = undefined;
     this.settleWaiters(new Error("closed before connecting"));
+    this.failPropertyRequests(new Error("device closed"));
     if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
       this.setState("closing");
@@ -271,6 +354,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
         if (this.ws !== ws) return;
         this.ws = undefined;
         this.stopTimers();
+        this.failPropertyRequests(new Error("disconnected before the server answered"));
         const wasOpen = accepted;
         if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
         if (this._state === "closing" || this._state === "closed") return;
@@ -350,6 +434,10 @@ export class Device extends TypedEmitter<DeviceEvents> {
         return;
       case "unstream":
         if (typeof f.resource === "string") this.stopStream(f.resource);
+        return;
+      case "property":
+      case "error":
+        this.onPropertyFrame(f);
         return;
       default:
         return;

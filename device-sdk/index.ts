@@ -4,4 +4,5 @@
  */
 export { Device, DeviceError } from "./device.js";
 export type { DeviceOptions, DeviceEvents, InputOptions, DeviceState, ResourceKind, WebSocketLike, WebSocketFactory } from "./device.js";
+export type { PropertyHandler } from "./device.js";
 export { Backoff } from "./backoff.js";

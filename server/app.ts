@@ -37,6 +37,12 @@ import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
 import { openapiRoutes } from "./openapi/routes.js";
+import { PropertiesService } from "./properties/service.js";
+import { DevicePropertyLink } from "./properties/device.js";
+import { propertyRoutes } from "./properties/routes.js";
+import { CallQueue } from "./calls/queue.js";
+import { IdempotencyKeys } from "./calls/idempotency.js";
+import { callRoutes } from "./calls/routes.js";
 
 export interface AppOptions {
   config: Readonly<Config>;
@@ -50,6 +56,8 @@ export interface AppOptions {
   cluster?: { nc: NatsConnection; subjectPrefix?: string };
   /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
   startup?: Promise<unknown>;
+  /** How often the queued-call poll runs (ms, default 30 s): it catches calls no notification announced. */
+  callPollMs?: number;
 }
 
 export interface Thingrelay {
@@ -64,6 +72,11 @@ export interface Thingrelay {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Wires an http.Server to this app (requests, upgrades, keepalive sweep). */
   attach(server: Server): void;
+  /**
+   * Resolves once start-up work on the store is done (issue 18: queued calls a previous run left `running`
+   * are marked failed). main.ts awaits it before listening; calls made before it are still safe.
+   */
+  ready: Promise<void>;
   /** Shuts down in order: stop accepting devices, close sessions (1001) and streams. Leaves the store open. */
   close(code?: number): Promise<void>;
 }
@@ -90,6 +103,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens)]),
     streams: undefined as unknown as StreamService,
+    properties: new PropertiesService(repos),
+    calls: undefined as unknown as CallQueue,
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
@@ -100,10 +116,22 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     services.cluster = bridge;
     services.streams.attachCluster(bridge);
   }
+  services.calls = new CallQueue(repos, hub, logger, {
+    maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
+    pollMs: options.callPollMs ?? 30_000, shared: services.cluster !== undefined,
+  }, services.cluster);
+  services.calls.on("done", (e) => {
+    const data = { device: e.device, ...e.call };
+    services.streams.accountEvent(e.user, "call", data);
+    services.cluster?.publishAccountEvent(e.user, "call", data);
+  });
+  services.cluster?.onAccountEvent((user, type, data) => services.streams.accountEvent(user, type, data));
+  const propertyLink = new DevicePropertyLink(services.properties, hub, logger, services.cluster);
+  propertyLink.start();
   hub.on("online", () => metrics.devices.set(hub.size));
   hub.on("offline", () => metrics.devices.set(hub.size));
   const gateway = new Gateway(hub, repos, credentials, logger, {
-    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy,
+    limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, requests: propertyLink,
   });
 
   const app = new Koa({ proxy: config.trustProxy });
@@ -186,6 +214,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   tokenRoutes(router, services, auth);
   streamRoutes(router, services, auth);
   relayRoutes(router, services, auth);
+  propertyRoutes(router, services, auth);
+  callRoutes(router, services, auth);
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
   app.use(router.routes());
@@ -194,6 +224,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
 
   // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
   const purge = () => {
+    services.idempotency.purge().catch((err: unknown) => logger.warn({ err }, "idempotency key purge failed"));
     repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
       (n) => (n.tokens + n.families > 0 ? logger.info(n, "purged expired refresh tokens") : undefined),
       (err: unknown) => logger.warn({ err }, "refresh token purge failed"),
@@ -205,8 +236,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const callback = app.callback();
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => gateway.handleUpgrade(req, socket, head);
   hub.start();
+  const ready = services.calls.start();
+  ready.catch((err: unknown) => logger.error({ err }, "queued call start-up failed"));
   return {
-    app, router, services, gateway, callback, handleUpgrade,
+    app, router, services, gateway, callback, handleUpgrade, ready,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);
@@ -214,6 +247,8 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     },
     async close(code = 1001) {
       for (const t of purgeTimers) clearTimeout(t);
+      services.calls.close();
+      propertyLink.close();
       gateway.close();
       hub.closeAll(code, code === 1012 ? "server restarting" : "server shutting down");
       await services.streams.close();

@@ -31,6 +31,12 @@ export interface Limits {
   jsonMaxDepth: number;
   /** API requests per minute per token (and per client address for unauthenticated calls). */
   rateLimitPerMinute: number;
+  /** Queued (`Prefer: respond-async`) calls waiting per device before 429 queue_full. */
+  maxQueuedCallsPerDevice: number;
+  /** Queued calls waiting per account before 429 queue_full. */
+  maxQueuedCallsPerUser: number;
+  /** Live Idempotency-Keys (kept 24 h) per account before 429 too_many_idempotency_keys. */
+  maxIdempotencyKeysPerUser: number;
 }
 
 export interface Config {
@@ -67,6 +73,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   tokenBodyLimitBytes: 8 * 1024,
   jsonMaxDepth: 32,
   rateLimitPerMinute: 60_000,
+  maxQueuedCallsPerDevice: 100,
+  maxQueuedCallsPerUser: 1_000,
+  maxIdempotencyKeysPerUser: 10_000,
 });
 
 export class ConfigError extends Error {
@@ -93,6 +102,9 @@ const LIMIT_VARS: ReadonlyArray<[keyof Limits, string]> = [
   ["tokenBodyLimitBytes", "THINGRELAY_TOKEN_BODY_LIMIT"],
   ["jsonMaxDepth", "THINGRELAY_JSON_MAX_DEPTH"],
   ["rateLimitPerMinute", "THINGRELAY_RATE_LIMIT"],
+  ["maxQueuedCallsPerDevice", "THINGRELAY_MAX_QUEUED_PER_DEVICE"],
+  ["maxQueuedCallsPerUser", "THINGRELAY_MAX_QUEUED_PER_USER"],
+  ["maxIdempotencyKeysPerUser", "THINGRELAY_MAX_IDEMPOTENCY_KEYS"],
 ];
 
 /** Every environment variable the server reads, for the README table test. */

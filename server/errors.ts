@@ -33,6 +33,17 @@ export const ERROR_CODES = {
   device_disconnected: { status: 502, message: "device disconnected while the call was in flight" },
   service_unavailable: { status: 503, message: "service unavailable" },
   device_timeout: { status: 504, message: "device did not answer in time" },
+  // Issue 18: device properties, queued calls, idempotency keys (README "Error codes", docs/protocol.md).
+  property_not_found: { status: 404, message: "device has no such property" },
+  property_too_large: { status: 413, message: "property value too large" },
+  too_many_properties: { status: 400, message: "too many properties on this device" },
+  call_not_found: { status: 404, message: "no such queued call" },
+  call_not_queued: { status: 409, message: "the call is no longer queued" },
+  queue_full: { status: 429, message: "too many queued calls" },
+  call_interrupted: { status: 502, message: "the server stopped while the call was running; it was not sent again" },
+  idempotency_key_reused: { status: 422, message: "this Idempotency-Key was used with another request" },
+  idempotency_key_in_flight: { status: 409, message: "the first request with this Idempotency-Key is still running" },
+  too_many_idempotency_keys: { status: 429, message: "too many live Idempotency-Keys for this account" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -43,6 +43,8 @@ export async function main(env: Record<string, string | undefined> = process.env
   const startup = new Promise<unknown>((resolve, reject) => { startupDone = resolve; startupFailed = reject; });
   startup.catch(() => undefined);
   const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, startup, ...(nc ? { cluster: { nc } } : {}) });
+  // Queued calls left `running` by a crash are settled before any device can connect (issue 18).
+  await relay.ready;
 
   // connectionsCheckingInterval: node enforces headersTimeout only on this sweep (default 30 s), so a
   // slowloris socket would otherwise live up to 40 s instead of 10 s.

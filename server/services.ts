@@ -12,6 +12,9 @@ import type { Hub } from "./gateway/hub.js";
 import type { StreamService } from "./streams/service.js";
 import type { Metrics } from "./metrics.js";
 import type { ClusterBridge } from "./cluster/bridge.js";
+import type { PropertiesService } from "./properties/service.js";
+import type { CallQueue } from "./calls/queue.js";
+import type { IdempotencyKeys } from "./calls/idempotency.js";
 
 /** Everything the routes need, built once by app.ts. */
 export interface Services {
@@ -29,6 +32,10 @@ export interface Services {
   hub: Hub;
   streams: StreamService;
   metrics: Metrics;
+  /** Issue 18: device properties, queued calls, Idempotency-Keys. */
+  properties: PropertiesService;
+  calls: CallQueue;
+  idempotency: IdempotencyKeys;
   /** Present in cluster mode (NATS_URL). */
   cluster?: ClusterBridge;
 }

@@ -270,6 +270,57 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
     });
   });
 
+  describe("props and queued calls (issue 18)", () => {
+    it("props set stores a JSON value; props get lists them or prints one value; bad JSON exits 2", async () => {
+      const set = await cli(["props", "set", "spare", "setpoint", '{"target":21.5}']);
+      expect(set.code, set.stderr).to.equal(0);
+      expect((await api(srv.url, "GET", "/v3/users/alice/devices/spare/properties/setpoint", { token: (await login(srv.url, "alice", "alice-password")).access_token })).body.value).to.deep.equal({ target: 21.5 });
+      const [one, all, bad, missing] = await Promise.all([
+        cli(["props", "get", "spare", "setpoint"]), cli(["props", "get", "spare", "--json"]), cli(["props", "set", "spare", "x", "on"]), cli(["props", "get", "spare", "nope"]),
+      ]);
+      expect(JSON.parse(one.stdout)).to.deep.equal({ target: 21.5 });
+      expect(JSON.parse(all.stdout).map((p: { property: string }) => p.property)).to.deep.equal(["setpoint"]);
+      expect(bad.code).to.equal(2);
+      expect(bad.stderr).to.include("value must be JSON");
+      expect(missing.code).to.equal(1);
+      expect(missing.stderr).to.include("property_not_found");
+    });
+
+    it("call --async queues a call for an offline device; calls lists it, shows it and --cancel cancels it", async () => {
+      const queued = await cli(["call", "--async", "--ttl", "600", "spare/relay", "true", "--json"]);
+      expect(queued.code, queued.stderr).to.equal(0);
+      const call = JSON.parse(queued.stdout) as { id: string; status: string };
+      expect(call.status).to.equal("queued");
+      const [list, one] = await Promise.all([cli(["calls", "spare"]), cli(["calls", "spare", call.id])]);
+      expect(list.code, list.stderr).to.equal(0);
+      expect(list.stdout).to.match(/^ID\s+STATUS\s+RESOURCE\s+CREATED\s+DONE/);
+      expect(list.stdout).to.include(call.id);
+      expect(one.stdout).to.match(new RegExp(`^${call.id}\\s+queued\\s+relay`));
+      const cancel = await cli(["calls", "spare", call.id, "--cancel"]);
+      expect(cancel.code, cancel.stderr).to.equal(0);
+      expect(cancel.stdout).to.include("cancelled");
+      const again = await cli(["calls", "spare", call.id, "--cancel"]);
+      expect(again.code).to.equal(1);
+      expect(again.stderr).to.include("call_not_queued");
+      const ttlWithoutAsync = await cli(["call", "--ttl", "5", "spare/relay", "true"]);
+      expect(ttlWithoutAsync.code).to.equal(2);
+    });
+
+    it("call --async to an online device runs it; --key replays the first outcome", async () => {
+      const r = await cli(["call", "--async", "nodemcu/io", '{"value1":1,"value2":2}', "--json"]);
+      const { id } = JSON.parse(r.stdout) as { id: string };
+      let shown = "";
+      await until(async () => (shown = (await cli(["calls", "nodemcu", id, "--json"])).stdout).includes("succeeded"), 15_000, "queued call done");
+      expect(JSON.parse(shown).out).to.deep.equal({ sum: 3, mult: 2 });
+      const first = await cli(["call", "--key", "cli-key-1", "nodemcu/io", '{"value1":2,"value2":2}']);
+      const again = await cli(["call", "--key", "cli-key-1", "nodemcu/io", '{"value1":2,"value2":2}']);
+      expect(again.stdout).to.equal(first.stdout);
+      const reused = await cli(["call", "--key", "cli-key-1", "nodemcu/io", '{"value1":9,"value2":2}']);
+      expect(reused.code).to.equal(1);
+      expect(reused.stderr).to.include("idempotency_key_reused");
+    });
+  });
+
   describe("tokens", () => {
     it("device tokens: create prints a working token; list shows it; rm revokes it", async () => {
       const c = await cli(["tokens", "create", "--device", "nodemcu", "--name", "screen", "--resource", "temperature"]);

@@ -33,7 +33,7 @@ export class SessionPrincipal implements Principal {
   }
 }
 
-/** Device tokens open one device: its resources (limited to `res`), its `/api` and its stats. */
+/** Device tokens open one device: its resources (limited to `res`), its `/api`, its stats and (without `res`) reading its properties. */
 export class DeviceTokenPrincipal implements Principal {
   readonly kind = "device_token";
   readonly admin = false;
@@ -53,6 +53,10 @@ export class DeviceTokenPrincipal implements Principal {
       case "ListDeviceResources":
       case "GetDeviceStats":
         return true;
+      case "ReadDeviceProperties":
+        // Properties are device-wide configuration: only a token not limited to some resources reads them;
+        // no device token writes them (issue 18, docs/security.md).
+        return this.resources === null;
       default:
         return false;
     }
@@ -97,5 +101,5 @@ export class UserTokenPrincipal implements Principal {
 export const ACTIONS: readonly Action[] = [
   "AccessDeviceResources", "ListDevices", "GetDeviceStats", "ListDeviceResources", "ReadDevice", "CreateDevice",
   "UpdateDevice", "DeleteDevice", "CreateDeviceToken", "ListDeviceTokens", "DeleteDeviceToken",
-  "ListDeviceSessions", "CloseDeviceSession", "ReadEvents",
+  "ListDeviceSessions", "CloseDeviceSession", "ReadEvents", "ReadDeviceProperties", "WriteDeviceProperties",
 ];

@@ -15,16 +15,19 @@ import { devicesAdd, devicesList, devicesRm } from "./commands/devices.js";
 import { tokensCreate, tokensList, tokensRm } from "./commands/tokens.js";
 import { call, watch } from "./commands/relay.js";
 import { serve } from "./commands/serve.js";
+import { calls, propsGet, propsRm, propsSet } from "./commands/away.js";
 import { packageVersion } from "../version.js";
 
 export const COMMANDS: readonly Command[] = [
   login, logout, whoami, usersAdd, devicesList, devicesAdd, devicesRm, tokensList, tokensCreate, tokensRm, call, watch, serve,
+  propsGet, propsSet, propsRm, calls,
 ];
 
 const GROUPS: Record<string, string> = {
   users: "manage accounts",
   devices: "manage devices",
   tokens: "manage device tokens and user access tokens",
+  props: "read and write device properties",
 };
 
 export const DEFAULT_SERVER = "http://localhost:8080";

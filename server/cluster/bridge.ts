@@ -19,7 +19,8 @@ type DeviceOp =
   | { op: "api" }
   | { op: "resource_api"; resource: string; timeoutMs: number }
   | { op: "stream"; node: string; resource: string; interval: number | null }
-  | { op: "kick"; code: number; reason: string };
+  | { op: "kick"; code: number; reason: string }
+  | { op: "notify"; kind: string; payload: unknown };
 
 type Reply =
   | { ok: true; hasOut?: boolean; out?: unknown; stats?: SessionStats; resources?: Record<string, { kind: string }>; api?: ResourceApi }
@@ -29,7 +30,8 @@ type ClusterEvent =
   | { kind: "online"; node: string; user: string; device: string; ts: number; ip: string }
   | { kind: "offline"; node: string; user: string; device: string; ts: number }
   | { kind: "data"; node: string; user: string; device: string; resource: string; out: unknown; ts: number }
-  | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats };
+  | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats }
+  | { kind: "account"; node: string; user: string; device: string; type: "call"; data: Record<string, unknown> };
 
 export interface RemoteStreamSink {
   /** Another node's wish for a device resource stream held here (interval ms; null = no subscribers there). */
@@ -52,6 +54,8 @@ export class ClusterBridge {
   private readonly trafficAt = new Map<string, number>();
   private readonly applyingRemote = new Set<string>();
   private readonly unhook: Array<() => void> = [];
+  private readonly notifyListeners = new Set<(user: string, device: string, kind: string, payload: unknown) => void>();
+  private readonly accountListeners = new Set<(user: string, type: "call", data: { device: string } & Record<string, unknown>) => void>();
   streamSink: RemoteStreamSink | undefined;
   private unflushed = false;
   private flushing: Promise<void> | undefined;
@@ -171,6 +175,31 @@ export class ClusterBridge {
     this.publish(this.deviceSubject(user, device), { op: "kick", code, reason } satisfies DeviceOp);
   }
 
+  /**
+   * Fire-and-forget note to whichever node holds the device (issue 18: a property edit to push, a queued
+   * call to deliver). Nobody holds it: dropped, as the store has the data for the device's next connect.
+   */
+  notify(user: string, device: string, kind: string, payload: unknown): void {
+    this.publish(this.deviceSubject(user, device), { op: "notify", kind, payload } satisfies DeviceOp);
+  }
+
+  /** Listens to {@link notify} notes for devices held here; returns the unsubscribe function. */
+  onNotify(fn: (user: string, device: string, kind: string, payload: unknown) => void): () => void {
+    this.notifyListeners.add(fn);
+    return () => this.notifyListeners.delete(fn);
+  }
+
+  /** An account event made on this node (issue 18: a queued call finished) for the streams of the other nodes. */
+  publishAccountEvent(user: string, type: "call", data: { device: string } & Record<string, unknown>): void {
+    this.publishEvent({ kind: "account", node: this.nodeId, user, device: data.device, type, data });
+  }
+
+  /** Listens to the other nodes' {@link publishAccountEvent}; returns the unsubscribe function. */
+  onAccountEvent(fn: (user: string, type: "call", data: { device: string } & Record<string, unknown>) => void): () => void {
+    this.accountListeners.add(fn);
+    return () => this.accountListeners.delete(fn);
+  }
+
   /** Tells the node holding the device what this node's subscribers want (null = none left here). */
   announceStream(user: string, device: string, resource: string, interval: number | null): void {
     const op: DeviceOp = { op: "stream", node: this.nodeId, resource, interval };
@@ -255,6 +284,9 @@ export class ClusterBridge {
         case "kick":
           this.hub.closeSession(user, device, op.code, op.reason.slice(0, 100));
           return;
+        case "notify":
+          for (const fn of this.notifyListeners) fn(user, device, op.kind, op.payload);
+          return;
         case "stream":
           if (op.node !== this.nodeId) this.streamSink?.setRemoteInterval(user, device, op.resource, op.node, op.interval);
           return;
@@ -322,6 +354,9 @@ export class ClusterBridge {
       }
       case "data":
         this.hub.emit("data", { ...ref, resource: e.resource, out: e.out, ts: e.ts });
+        return;
+      case "account":
+        for (const fn of this.accountListeners) fn(e.user, e.type, { ...e.data, device: e.device });
         return;
       case "traffic": {
         const holder = this.remoteHolders.get(key);

@@ -34,6 +34,11 @@ export interface SessionStats {
   tx_bytes: number;
 }
 
+/** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
+export interface DeviceRequestHandler {
+  onDeviceRequest(session: DeviceSession, frame: Record<string, unknown>): void;
+}
+
 export interface SessionEvents {
   onDescribe(session: DeviceSession): void;
   onData(session: DeviceSession, resource: string, out: unknown): void;
@@ -71,6 +76,7 @@ export class DeviceSession {
     readonly ip: string,
     private readonly limits: SessionLimits,
     private readonly events: SessionEvents,
+    private readonly requests?: DeviceRequestHandler,
   ) {
     this.key = `${user}/${device}`;
   }
@@ -173,6 +179,10 @@ export class DeviceSession {
         return;
       case "data":
         if (isResourceName(f.resource)) this.events.onData(this, f.resource, f.out);
+        return;
+      case "property_get":
+      case "property_set":
+        this.requests?.onDeviceRequest(this, f);
         return;
       case "ping":
         // A device that pings but stops reading must not grow the queue: skip the pong while over the cap.

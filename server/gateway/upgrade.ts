@@ -7,7 +7,7 @@ import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import { WindowLimiter } from "../auth/limiter.js";
 import { CLOSE, parseConnect } from "./protocol.js";
-import { CLOSE_GRACE_MS, DeviceSession } from "./session.js";
+import { CLOSE_GRACE_MS, type DeviceRequestHandler, DeviceSession } from "./session.js";
 import type { Hub } from "./hub.js";
 
 export const CONNECT_PATH = "/v1/connect";
@@ -17,6 +17,8 @@ export interface GatewayOptions {
   /** Browser origins allowed to connect; empty = any (auth is in-band, no ambient credentials). */
   allowedOrigins: readonly string[];
   trustProxy: boolean;
+  /** Answers device requests such as `property_get` (issue 18). */
+  requests?: DeviceRequestHandler;
 }
 
 /**
@@ -140,7 +142,7 @@ export class Gateway {
     const session = new DeviceSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
       maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
-    }, this.hub);
+    }, this.hub, this.options.requests);
     session.rxBytes = connectBytes;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return;

@@ -78,6 +78,7 @@ const list = (description: string, item: string): Success => ok(description, arr
 
 const devicePath = "/v1/users/{user}/devices/{device}";
 const v2 = "/v2/users/{user}/devices/{device}";
+const v3 = "/v3/users/{user}/devices/{device}";
 
 const OPERATIONS: Operation[] = [
   // ---- OAuth ----
@@ -340,16 +341,71 @@ const OPERATIONS: Operation[] = [
     deviceError: true,
   },
   {
-    method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay", params: ["user", "device", "resource", "timeout"],
+    method: "post", path: `${v2}/{resource}`, operationId: "sendToResource", tag: "relay",
+    params: ["user", "device", "resource", "timeout", "prefer", "ttl", "idempotencyKey"],
     summary: "Call an input or input/output resource",
     description: "Body `{\"in\": <json>}`; any other JSON body is passed whole as the input. An **input** "
-      + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`. On a resource the "
-      + "device described as an **output**: 405 `method_not_allowed` with `Allow: GET`.",
+      + "resource answers 200 with an empty body, an **io** resource `{\"out\": <json>}`. With `Prefer: respond-async` "
+      + "the call is queued (202, `Location` of its status); with `Idempotency-Key` the first outcome is kept 24 h and a "
+      + "repeat answers it again (`Idempotent-Replayed: true`) without calling the device. On a resource the device described as an **output**: 405 `method_not_allowed` with `Allow: GET`.",
     body: { schema: ref("ResourceInput"), required: false },
-    ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput"))],
+    ok: [ok("The device's answer (no body for an input resource).", ref("ResourceOutput")), {
+      status: 202, description: "`Prefer: respond-async`: the call is queued (see `getCall`).", json: ref("QueuedCall"),
+      headers: { Location: { type: "string", description: "/v1/users/{user}/devices/{device}/calls/{id}" }, "Preference-Applied": { type: "string", const: "respond-async" } },
+    }],
     errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
-      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout"],
+      "method_not_allowed", "device_busy", "device_disconnected", "device_timeout", "queue_full", "idempotency_key_reused", "idempotency_key_in_flight",
+      "too_many_idempotency_keys", "call_interrupted"],
     deviceError: true,
+  },
+  // ---- issue 18: properties and queued calls ----
+  {
+    method: "get", path: `${v3}/properties`, operationId: "listProperties", tag: "properties", params: ["user", "device"],
+    summary: "List a device's properties", description: "Sorted by name. Needs `ReadDeviceProperties`.",
+    ok: [ok("The properties.", arrayOf("Property"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "get", path: `${v3}/properties/{property}`, operationId: "getProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Read a property", description: "Needs `ReadDeviceProperties`.",
+    ok: [ok("The property.", ref("Property"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "property_not_found"],
+  },
+  {
+    method: "put", path: `${v3}/properties/{property}`, operationId: "setProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Create or replace a property",
+    description: "Needs `WriteDeviceProperties`. The device gets the new value at once if it is connected (on any node), "
+      + "else when it next connects. Values: at most 16 KiB as JSON (413 `property_too_large`), 16 levels deep; at most 128 "
+      + "properties per device (400 `too_many_properties`).",
+    body: { schema: ref("PropertyWrite") },
+    ok: [ok("The stored property.", ref("Property"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "property_too_large", "too_many_properties"],
+  },
+  {
+    method: "delete", path: `${v3}/properties/{property}`, operationId: "deleteProperty", tag: "properties", params: ["user", "device", "property"],
+    summary: "Delete a property", description: "Needs `WriteDeviceProperties`. A connected device gets a `property` frame with `deleted: true`.",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "property_not_found"],
+  },
+  {
+    method: "get", path: `${devicePath}/calls`, operationId: "listCalls", tag: "relay", params: ["user", "device", "callsPage", "callsLimit"],
+    summary: "List a device's queued calls (newest first)",
+    description: "Paginated with `?page=&limit=` (default 50, at most 200), `X-Total-Count` and RFC 8288 `Link`. "
+      + "Needs `ListDeviceResources`; a token limited to some resources sees the calls of those only. Finished calls are kept 7 days.",
+    ok: [ok("The calls.", arrayOf("QueuedCall"), { headers: { "X-Total-Count": { type: "string" }, Link: { type: "string" } } })],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
+  },
+  {
+    method: "get", path: `${devicePath}/calls/{id}`, operationId: "getCall", tag: "relay", params: ["user", "device", "callId"],
+    summary: "Status of a queued call", description: "Needs `AccessDeviceResources` on the call's resource.",
+    ok: [ok("The call.", ref("QueuedCall"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "call_not_found"],
+  },
+  {
+    method: "delete", path: `${devicePath}/calls/{id}`, operationId: "cancelCall", tag: "relay", params: ["user", "device", "callId"],
+    summary: "Cancel a queued call", description: "Only while it is `queued`; afterwards 409 `call_not_queued`.",
+    ok: [ok("The cancelled call.", ref("QueuedCall"))],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "call_not_found", "call_not_queued"],
   },
   // ---- operations ----
   {
@@ -438,6 +494,17 @@ const PARAMETERS: Record<string, Schema> = {
   limit: { name: "limit", in: "query", required: false, description: "list routes: items per page, 1 to 1000", schema: { type: "string", pattern: "^[1-9]\\d{0,3}$" } },
   fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string" } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
+  property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string" }, example: "setpoint" },
+  callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
+  callsPage: { name: "page", in: "query", required: false, description: "page number, from 1", schema: { type: "string", pattern: "^\\d{1,6}$" } },
+  callsLimit: { name: "limit", in: "query", required: false, description: "items per page (default 50, at most 200)", schema: { type: "string", pattern: "^\\d{1,3}$" } },
+  prefer: { name: "Prefer", in: "header", required: false, description: "`respond-async` queues the call (RFC 7240)", schema: { type: "string" } },
+  ttl: { name: "ttl", in: "query", required: false, description: "queued calls: seconds to wait for the device (default 3600, at most 604800)", schema: { type: "string", pattern: "^\\d{1,7}$" } },
+  idempotencyKey: {
+    name: "Idempotency-Key", in: "header", required: false,
+    description: "1 to 255 printable ASCII characters (bare or quoted); the first outcome is kept 24 h per account and key",
+    schema: { type: "string", maxLength: 257 },
+  },
   file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };
 
@@ -569,6 +636,7 @@ export function buildOpenApiDocument(): Schema {
       { name: "devices", description: "Device registry, live sessions and statistics" },
       { name: "tokens", description: "Device tokens and user access tokens" },
       { name: "relay", description: "Calls relayed to a device's resources" },
+      { name: "properties", description: "Device properties kept server-side (Thinger v3)" },
       { name: "operations", description: "Health, readiness, metrics and this document" },
       { name: "pages", description: "Browser pages: the dashboard and this reference" },
     ],

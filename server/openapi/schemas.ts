@@ -11,6 +11,7 @@ import { PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE } from "../users/service.js";
 import { MAX_PERMISSIONS } from "../tokens/service.js";
 
 export type Schema = Record<string, unknown>;
+import { awaySchemas } from "./away-schemas.js";
 
 export const TOKEN_ID_PATTERN = "^[a-f0-9]{32}$";
 
@@ -413,5 +414,6 @@ export function componentSchemas(): Record<string, Schema> {
       additionalProperties: false,
       properties: { status: { const: "ready" }, store: { type: "string", description: "store kind (nedb or mongodb)" } },
     },
+    ...awaySchemas(),
   };
 }

@@ -1,6 +1,8 @@
 import type { Router, RouterMiddleware } from "@koa/router";
 import type { Context } from "koa";
-import { AppError } from "../errors.js";
+import { AppError, errorBody } from "../errors.js";
+import { CALL_TTL } from "../calls/queue.js";
+import { IdempotencyKeys, type StoredOutcome } from "../calls/idempotency.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
@@ -109,18 +111,87 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET or POST", { headers: { Allow: "GET, POST" } });
     return relay(ctx, false, undefined);
   });
-  router.post(path, requireAuth, (ctx) => {
+  router.post(path, requireAuth, async (ctx) => {
     const raw = (ctx.request as { rawBody?: string }).rawBody;
+    let hasInput = true;
+    let input: unknown;
     if (raw === undefined || raw.trim() === "") {
       // Sized or chunked: any body that is not JSON is refused rather than run as "no input".
       if (hasBody(ctx) && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
-      return relay(ctx, false, undefined);
+      hasInput = false;
+    } else {
+      const body = (ctx.request as { body?: unknown }).body;
+      // Thinger: {"in": x} sends x; any other JSON body is passed whole as the input.
+      input = typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 1 && "in" in body
+        ? (body as { in: unknown }).in
+        : body;
     }
-    const body = (ctx.request as { body?: unknown }).body;
-    // Thinger: {"in": x} sends x; any other JSON body is passed whole as the input.
-    if (typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 1 && "in" in body) {
-      return relay(ctx, true, (body as { in: unknown }).in);
-    }
-    return relay(ctx, true, body);
+    // Issue 18: `Prefer: respond-async` queues the call; `Idempotency-Key` keeps the first outcome.
+    const queued = prefersAsync(ctx.get("Prefer"));
+    const run = () => (queued ? enqueue(ctx, hasInput, input) : relay(ctx, hasInput, input));
+    const keyHeader = ctx.get("Idempotency-Key");
+    if (keyHeader === "") return run();
+    const { user, device, resource } = target(ctx);
+    // Authorized before any replay: a kept answer is shown only to a caller allowed to make the call.
+    authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
+    const key = IdempotencyKeys.parse(keyHeader);
+    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+    const fingerprint = IdempotencyKeys.fingerprint([ctx.path, queued ? "async" : "sync", String(ctx.query.ttl ?? ""), String(ctx.query.timeout ?? ""), raw ?? ""]);
+    await idempotent(ctx, s, user, key, fingerprint, timeoutMs, run);
   });
+
+  /** `POST …/{resource}` with `Prefer: respond-async`: persist the call, answer 202 with its status URL. */
+  const enqueue = async (ctx: Context, hasInput: boolean, input: unknown) => {
+    const { user, device, resource } = target(ctx);
+    if (resource === "api") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET" } });
+    authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
+    const ttlS = parseTtl(ctx.query.ttl);
+    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+    if (!(await s.devices.exists(user, device))) throw noDevice();
+    const call = await s.calls.enqueue(user, device, resource, hasInput, input, ttlS, timeoutMs);
+    ctx.status = 202;
+    ctx.set("Location", `/v1/users/${user}/devices/${device}/calls/${call.id}`);
+    ctx.set("Preference-Applied", "respond-async");
+    ctx.body = call;
+  };
+}
+
+/** True when a `Prefer` header (RFC 7240) asks for `respond-async`. */
+export function prefersAsync(header: string): boolean {
+  if (header === "") return false;
+  return header.split(",").some((p) => p.split(/[;=]/)[0]!.trim().toLowerCase() === "respond-async");
+}
+
+/** `?ttl=` of a queued call: whole seconds, default 3600, at most 604800. */
+export function parseTtl(value: unknown): number {
+  if (value === undefined) return CALL_TTL.defaultS;
+  if (typeof value !== "string" || !/^\d{1,7}$/.test(value) || Number(value) < 1 || Number(value) > CALL_TTL.maxS) {
+    throw new AppError("invalid_request", `"ttl" must be a whole number of seconds from 1 to ${CALL_TTL.maxS}`);
+  }
+  return Number(value);
+}
+
+/** Runs `run` under an Idempotency-Key: the kept answer when there is one, else runs it and keeps its outcome. */
+async function idempotent(ctx: Context, s: Services, user: string, key: string, fingerprint: string, timeoutMs: number, run: () => Promise<void>): Promise<void> {
+  const begun = await s.idempotency.begin(user, key, fingerprint, timeoutMs + 5_000);
+  if (begun.kind === "replay") {
+    const { status, body, headers } = begun.outcome;
+    ctx.status = status;
+    for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
+    ctx.set("Idempotent-Replayed", "true");
+    ctx.body = body;
+    if (headers["Content-Type"]) ctx.type = headers["Content-Type"];
+    return;
+  }
+  const keep = (outcome: StoredOutcome, code?: string) =>
+    s.idempotency.finish(begun.id, outcome, code).catch((err: unknown) => s.logger.warn({ err }, "idempotency outcome not kept"));
+  try {
+    await run();
+  } catch (err) {
+    const e = err instanceof AppError ? err : new AppError("internal_error");
+    await keep({ status: e.status, body: JSON.stringify(errorBody(e.code, e.message)), headers: { "Content-Type": "application/json; charset=utf-8" } }, e.code);
+    throw err;
+  }
+  const body = ctx.body === undefined || ctx.body === null || ctx.body === "" ? "" : typeof ctx.body === "string" ? ctx.body : JSON.stringify(ctx.body);
+  await keep({ status: ctx.status, body, headers: IdempotencyKeys.keptHeaders((h) => String(ctx.response.get(h) ?? "")) });
 }

@@ -29,6 +29,7 @@ class MongoColl<T extends Doc> implements Collection<T> {
   async find(query: Query, options: FindOptions = {}): Promise<T[]> {
     let cursor = this.c.find(query);
     if (options.sort) cursor = cursor.sort(options.sort);
+    if (options.skip !== undefined) cursor = cursor.skip(options.skip);
     if (options.limit !== undefined) cursor = cursor.limit(options.limit);
     return (await cursor.toArray().catch(wrap)) as unknown as T[];
   }

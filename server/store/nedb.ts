@@ -32,6 +32,7 @@ class NedbCollection<T extends Doc> implements Collection<T> {
   async find(query: Query, options: FindOptions = {}): Promise<T[]> {
     let cursor = this.db.findAsync(query);
     if (options.sort) cursor = cursor.sort(options.sort);
+    if (options.skip !== undefined) cursor = cursor.skip(options.skip);
     if (options.limit !== undefined) cursor = cursor.limit(options.limit);
     return await cursor;
   }

@@ -57,7 +57,8 @@ export interface DeviceTokenDoc {
 export type Action =
   | "AccessDeviceResources" | "ListDevices" | "GetDeviceStats" | "ListDeviceResources" | "ReadDevice"
   | "CreateDevice" | "UpdateDevice" | "DeleteDevice" | "CreateDeviceToken" | "ListDeviceTokens"
-  | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents";
+  | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents"
+  | "ReadDeviceProperties" | "WriteDeviceProperties";
 
 /** One entry of a user token's allow/deny list; the API shows the list in Thinger's shape (server/tokens/permissions.ts). */
 export interface Permission {
@@ -84,6 +85,63 @@ export interface UserTokenDoc {
   updatedAt: number;
 }
 
+/** One device property (issue 18): a JSON value kept server-side. */
+export interface PropertyDoc {
+  [key: string]: unknown;
+  _id: string; // `${user}/${device}/${property}`
+  deviceKey: string; // `${user}/${device}`
+  user: string;
+  device: string;
+  property: string;
+  /** The value as JSON text: nedb refuses keys with "." or a leading "$", which a JSON value may have. */
+  valueJson: string;
+  updatedTs: number;
+}
+
+export type CallStatus = "queued" | "running" | "succeeded" | "failed" | "expired" | "cancelled";
+
+/** A queued (`Prefer: respond-async`) relay call (issue 18). */
+export interface QueuedCallDoc {
+  [key: string]: unknown;
+  _id: string; // random id, the one in the Location URL
+  deviceKey: string;
+  user: string;
+  device: string;
+  resource: string;
+  hasInput: boolean;
+  /** Input and output as JSON text (see PropertyDoc.valueJson). */
+  inputJson?: string;
+  status: CallStatus;
+  /** Delivery order within a device: creation time, then a per-process counter. */
+  seq: string;
+  createdTs: number;
+  /** Deliver before this time (ms) or expire. */
+  expiresTs: number;
+  timeoutMs: number;
+  /** While running: after this time (ms) the run is known to be over (a crash left it `running`). */
+  leaseTs?: number;
+  doneTs: number | null;
+  hasOut?: boolean;
+  outJson?: string;
+  error?: { code: string; message: string; status: number };
+}
+
+/** The first outcome of a request sent with an `Idempotency-Key` (issue 18). */
+export interface IdempotencyDoc {
+  [key: string]: unknown;
+  _id: string; // `${user}/${sha256(key)}`
+  user: string;
+  fingerprint: string;
+  state: "in_flight" | "done";
+  /** While in flight: after this time (ms) the first request is known to be over. */
+  leaseTs: number;
+  status?: number;
+  body?: string;
+  headers?: Record<string, string>;
+  createdTs: number;
+  expiresTs: number;
+}
+
 /** Typed access to every collection, written once over the {@link Collection} interface. */
 export class Repositories {
   readonly users: Collection<UserDoc>;
@@ -92,6 +150,9 @@ export class Repositories {
   readonly refreshTokens: Collection<RefreshDoc>;
   readonly deviceTokens: Collection<DeviceTokenDoc>;
   readonly userTokens: Collection<UserTokenDoc>;
+  readonly properties: Collection<PropertyDoc>;
+  readonly calls: Collection<QueuedCallDoc>;
+  readonly idempotency: Collection<IdempotencyDoc>;
 
   constructor(readonly store: Store) {
     this.users = store.collection<UserDoc>("users");
@@ -100,6 +161,9 @@ export class Repositories {
     this.refreshTokens = store.collection<RefreshDoc>("refresh_tokens");
     this.deviceTokens = store.collection<DeviceTokenDoc>("device_tokens");
     this.userTokens = store.collection<UserTokenDoc>("user_tokens");
+    this.properties = store.collection<PropertyDoc>("device_properties");
+    this.calls = store.collection<QueuedCallDoc>("queued_calls");
+    this.idempotency = store.collection<IdempotencyDoc>("idempotency_keys");
   }
 
   static deviceKey(user: string, device: string): string {
@@ -133,10 +197,12 @@ export class Repositories {
     return { tokens, families };
   }
 
-  /** Deletes a device with its tokens. */
+  /** Deletes a device with its tokens, properties and queued calls. */
   async deleteDevice(user: string, device: string): Promise<boolean> {
     const n = await this.devices.deleteOne({ _id: Repositories.deviceKey(user, device) });
     if (n > 0) await this.deviceTokens.deleteMany({ user, device });
+    if (n > 0) await this.properties.deleteMany({ deviceKey: Repositories.deviceKey(user, device) });
+    if (n > 0) await this.calls.deleteMany({ deviceKey: Repositories.deviceKey(user, device) });
     return n > 0;
   }
 }

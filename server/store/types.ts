@@ -11,6 +11,8 @@ export type Update = { $set?: Record<string, unknown>; $unset?: Record<string, u
 export interface FindOptions {
   sort?: Record<string, 1 | -1>;
   limit?: number;
+  /** Documents to pass over first (after sorting): list pages. */
+  skip?: number;
 }
 
 export interface Collection<T extends Doc> {
@@ -64,6 +66,13 @@ export const INDEXES: readonly IndexSpec[] = [
   { collection: "refresh_tokens", field: "family" },
   { collection: "device_tokens", field: "user" },
   { collection: "user_tokens", field: "user" },
+  // Issue 18: device properties, queued calls, idempotency keys.
+  { collection: "device_properties", field: "deviceKey" },
+  { collection: "queued_calls", field: "deviceKey" },
+  { collection: "queued_calls", field: "user" },
+  { collection: "queued_calls", field: "status" },
+  { collection: "idempotency_keys", field: "user" },
 ];
 
-export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "device_tokens", "user_tokens"] as const;
+export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "device_tokens", "user_tokens",
+  "device_properties", "queued_calls", "idempotency_keys"] as const;

@@ -412,7 +412,19 @@ export class StreamService {
     });
   }
 
-  private publishEvent(user: string, type: "online" | "offline", data: { device: string } & Record<string, unknown>): void {
+  /**
+   * An account event that is not a device's online/offline (issue 18: `call`, a queued call that finished).
+   * Shown to streams whose token may read the device's events, like the others.
+   */
+  accountEvent(user: string, type: "call", data: { device: string } & Record<string, unknown>): void {
+    try {
+      this.publishEvent(user, type, data);
+    } catch (err) {
+      this.deps.logger.warn({ err, user }, "account event dropped");
+    }
+  }
+
+  private publishEvent(user: string, type: "online" | "offline" | "call", data: { device: string } & Record<string, unknown>): void {
     const topic = this.events.get(user);
     if (!topic) return;
     if (!topic.recording) {

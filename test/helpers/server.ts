@@ -58,6 +58,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
   const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}) });
+  await relay.ready;
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   const server = createServer(options.serverOptions ?? {});
   relay.attach(server);

@@ -118,6 +118,9 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
         expect((await items().find({}, { sort: { n: -1 }, limit: 2 })).map((d) => d._id)).to.deep.equal(["c", "a"]);
         expect((await items().find({ n: { $gt: 1 } }, { sort: { _id: 1 }, limit: 2 })).map((d) => d._id)).to.deep.equal(["a", "c"]);
         expect(await items().find({}, { limit: 3 })).to.have.length(3);
+        // skip (list pages, issue 18): after the sort, before the limit.
+        expect((await items().find({}, { sort: { n: 1 }, skip: 1, limit: 2 })).map((d) => d._id)).to.deep.equal(["d", "a"]);
+        expect(await items().find({}, { sort: { n: 1 }, skip: 4 })).to.deep.equal([]);
       });
 
       it("updateOne applies $set, $unset and $inc to one match and returns the matched count", async () => {

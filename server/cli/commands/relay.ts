@@ -36,8 +36,16 @@ export const call: Command = {
   description: "Without input: GET (an output or run resource). With input: POST {\"in\": <json>} (an input or "
     + "input/output resource). The input is JSON — true, 42, '\"text\"', '{\"value1\":20,\"value2\":10}' — or - to "
     + "read it from stdin. Prints the resource's `out` value (nothing for input and run resources).",
-  options: { timeout: { type: "string", short: "t", value: "SECONDS", description: "how long to wait for the device (server default 10)" } },
-  examples: ["thingrelay call nodemcu/temperature", "thingrelay call nodemcu/relay true", `thingrelay call nodemcu/io '{"value1":20,"value2":10}'`],
+  options: {
+    timeout: { type: "string", short: "t", value: "SECONDS", description: "how long to wait for the device (server default 10)" },
+    async: { type: "boolean", description: "queue the call (Prefer: respond-async): the device runs it now or when it next connects; prints the call id" },
+    ttl: { type: "string", value: "SECONDS", description: "with --async: how long the call may wait for the device (default 3600)" },
+    key: { type: "string", value: "KEY", description: "Idempotency-Key: a retry with the same key and input answers the first outcome again" },
+  },
+  examples: [
+    "thingrelay call nodemcu/temperature", "thingrelay call nodemcu/relay true", `thingrelay call nodemcu/io '{"value1":20,"value2":10}'`,
+    "thingrelay call --async --ttl 600 nodemcu/relay true",
+  ],
   async run(ctx, [target, input], options) {
     const { device, resource } = parseTarget(target!, true);
     let value: unknown;
@@ -51,8 +59,27 @@ export const call: Command = {
       }
     }
     const timeout = seconds(str(options, "timeout"), "timeout");
-    const path = (await v2Path(ctx, device, resource!)) + (timeout ? `?timeout=${timeout}` : "");
-    const body = await ctx.client.call<{ out?: unknown } | undefined>(hasInput ? "POST" : "GET", path, hasInput ? { json: { in: value } } : {});
+    const queued = options.async === true;
+    const ttl = str(options, "ttl");
+    if (ttl !== undefined && !queued) throw usageError("--ttl applies to --async calls");
+    if (ttl !== undefined && !/^\d{1,7}$/.test(ttl)) throw usageError("--ttl must be a whole number of seconds");
+    const key = str(options, "key");
+    const query = new URLSearchParams();
+    if (timeout) query.set("timeout", timeout);
+    if (ttl) query.set("ttl", ttl);
+    const path = (await v2Path(ctx, device, resource!)) + (query.size > 0 ? `?${query}` : "");
+    const headers: Record<string, string> = {};
+    if (queued) headers.Prefer = "respond-async";
+    if (key !== undefined) headers["Idempotency-Key"] = key;
+    // Queued and idempotent calls are POSTs (the API takes both headers on POST only), with or without input.
+    const method = hasInput || queued || key !== undefined ? "POST" : "GET";
+    const body = await ctx.client.call<{ out?: unknown; id?: string; status?: string } | undefined>(method, path, hasInput ? { json: { in: value }, headers } : { headers });
+    if (queued) {
+      if (ctx.json) return printJson(ctx.io, body ?? {});
+      print(ctx.io, `${body?.id ?? ""}  ${body?.status ?? ""}`);
+      note(ctx.io, `follow it with: thingrelay calls ${device} ${body?.id ?? ""}`);
+      return;
+    }
     if (ctx.json) return printJson(ctx.io, body ?? {});
     // `<device>/api` answers the resource list ({name: {kind}}), not an `out` value: print it as a table.
     if (!hasInput && resource === "api" && isResourceList(body)) return printResourceList(ctx, body);

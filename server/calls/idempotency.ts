@@ -1,0 +1,119 @@
+import { createHash } from "node:crypto";
+import { AppError } from "../errors.js";
+import { DuplicateKeyError } from "../store/types.js";
+import type { IdempotencyDoc, Repositories } from "../store/repos.js";
+
+/** How long the first outcome of a key is kept (IETF httpapi Idempotency-Key draft: the server's choice). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+/** Longest key accepted (characters). */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+/** Keys: printable ASCII without quotes or backslashes (the draft's sf-string, quoted or not). */
+const KEY_RE = /^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/;
+
+/** Response headers kept with an outcome and sent again on a replay. */
+const KEPT_HEADERS = ["Location", "Preference-Applied", "Content-Type"];
+
+/**
+ * Codes after which the device was certainly not called (refused before, busy, offline, unknown): such an
+ * outcome is not kept, the key is released and a retry with it runs afresh. Every other outcome — a result, a
+ * device error, a timeout, a drop mid-call, a queued call — is kept: the device may have acted.
+ */
+const RELEASING = new Set([
+  "invalid_request", "invalid_json", "payload_too_large", "unsupported_media_type", "device_not_found", "device_offline",
+  "resource_not_found", "device_busy", "too_many_requests", "queue_full", "service_unavailable", "method_not_allowed",
+  "forbidden", "unauthorized", "internal_error",
+]);
+
+export interface StoredOutcome {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+export type Begin =
+  | { kind: "new"; id: string }
+  | { kind: "replay"; outcome: StoredOutcome };
+
+/**
+ * `Idempotency-Key` on `POST /v2/…` (issue 18): per account and key, the first outcome is kept for 24 h in
+ * the store (so it survives restarts and holds across cluster nodes); the same key with the same request
+ * answers it again, with another request 422, while the first still runs 409.
+ */
+export class IdempotencyKeys {
+  constructor(private readonly repos: Repositories, private readonly maxPerUser: number) {}
+
+  /** The key from the header value: a bare token or the draft's quoted sf-string; 400 when malformed. */
+  static parse(header: string): string {
+    let key = header.trim();
+    if (key.length >= 2 && key.startsWith('"') && key.endsWith('"')) key = key.slice(1, -1);
+    if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH || !KEY_RE.test(key)) {
+      throw new AppError("invalid_request", `"Idempotency-Key" must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters`);
+    }
+    return key;
+  }
+
+  /** What identifies "the same request": method, path, async or not, and the exact body. */
+  static fingerprint(parts: readonly string[]): string {
+    return createHash("sha256").update(JSON.stringify(parts)).digest("base64url");
+  }
+
+  /** Claims the key for a new request, or returns the kept outcome (409/422 when it cannot be either). */
+  async begin(user: string, key: string, fingerprint: string, leaseMs: number): Promise<Begin> {
+    const id = `${user}/${createHash("sha256").update(key).digest("base64url")}`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const now = Date.now();
+      const existing = await this.repos.idempotency.findOne({ _id: id });
+      if (existing && existing.expiresTs <= now) {
+        await this.repos.idempotency.deleteOne({ _id: id, expiresTs: existing.expiresTs });
+        continue;
+      }
+      if (existing) return { kind: "replay", outcome: await this.answer(existing, fingerprint, now) };
+      if ((await this.repos.idempotency.count({ user, expiresTs: { $gt: now } })) >= this.maxPerUser) {
+        throw new AppError("too_many_idempotency_keys", `at most ${this.maxPerUser} Idempotency-Keys per account within 24 h`, { headers: { "Retry-After": "3600" } });
+      }
+      const doc: IdempotencyDoc = { _id: id, user, fingerprint, state: "in_flight", leaseTs: now + leaseMs, createdTs: now, expiresTs: now + IDEMPOTENCY_TTL_MS };
+      try {
+        await this.repos.idempotency.insertOne(doc);
+        return { kind: "new", id };
+      } catch (err) {
+        if (!(err instanceof DuplicateKeyError)) throw err;
+        // Another request with this key got in first: answer as a repeat of it.
+      }
+    }
+    throw new AppError("idempotency_key_in_flight");
+  }
+
+  /** Keeps the outcome of the request that claimed the key, or releases the key (see {@link RELEASING}). */
+  async finish(id: string, outcome: StoredOutcome, code?: string): Promise<void> {
+    if (code !== undefined && RELEASING.has(code)) {
+      await this.repos.idempotency.deleteOne({ _id: id, state: "in_flight" });
+      return;
+    }
+    await this.repos.idempotency.updateOne({ _id: id, state: "in_flight" }, { $set: { state: "done", status: outcome.status, body: outcome.body, headers: outcome.headers } });
+  }
+
+  /** Deletes keys past their 24 h. */
+  async purge(now = Date.now()): Promise<number> {
+    return await this.repos.idempotency.deleteMany({ expiresTs: { $lt: now } });
+  }
+
+  static keptHeaders(get: (name: string) => string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const h of KEPT_HEADERS) {
+      const v = get(h);
+      if (v) out[h] = v;
+    }
+    return out;
+  }
+
+  private async answer(doc: IdempotencyDoc, fingerprint: string, now: number): Promise<StoredOutcome> {
+    if (doc.fingerprint !== fingerprint) throw new AppError("idempotency_key_reused");
+    if (doc.state === "done") return { status: doc.status ?? 200, body: doc.body ?? "", headers: doc.headers ?? {} };
+    if (doc.leaseTs > now) throw new AppError("idempotency_key_in_flight", undefined, { headers: { "Retry-After": "1" } });
+    // The server stopped while the first request ran: its outcome is unknown, and the device is not called again.
+    const body = JSON.stringify({ error: { code: "call_interrupted", message: "the server stopped while the first request with this Idempotency-Key ran; it was not sent again" } });
+    const outcome: StoredOutcome = { status: 502, body, headers: { "Content-Type": "application/json; charset=utf-8" } };
+    await this.repos.idempotency.updateOne({ _id: doc._id, state: "in_flight" }, { $set: { state: "done", ...outcome } });
+    return outcome;
+  }
+}

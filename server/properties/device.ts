@@ -1,0 +1,112 @@
+import { AppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Hub } from "../gateway/hub.js";
+import type { ClusterBridge } from "../cluster/bridge.js";
+import { DeviceSession } from "../gateway/session.js";
+import type { Property, PropertiesService, PropertyChange } from "./service.js";
+import { PropertiesService as Props } from "./service.js";
+
+/** What the link needs of a device session: any protocol's session can be told about properties this way. */
+export interface PropertySink {
+  readonly user: string;
+  readonly device: string;
+  readonly isClosed: boolean;
+  send(text: string): void;
+}
+
+/** The `property` frame (docs/protocol.md): on connect, on every change, and as the answer to a request. */
+export function propertyFrame(p: Property, id?: number, deleted = false): string {
+  return JSON.stringify({ type: "property", ...(id === undefined ? {} : { id }), name: p.property, value: p.value, updated_ts: p.updated_ts, ...(deleted ? { deleted: true } : {}) });
+}
+
+/**
+ * Connects the {@link PropertiesService} to JSON-protocol device sessions: pushes every property when a device
+ * comes online here, pushes each change to the session holding the device (here, or in cluster mode through the
+ * bridge to the node holding it), and answers the device's `property_get` / `property_set` frames.
+ */
+export class DevicePropertyLink {
+  private readonly unhook: Array<() => void> = [];
+
+  constructor(
+    private readonly service: PropertiesService,
+    private readonly hub: Hub,
+    private readonly logger: Logger,
+    private readonly cluster?: ClusterBridge,
+  ) {}
+
+  /**
+   * The device's session here if it speaks the JSON protocol. Sessions of other protocols (Thinger legacy,
+   * IOTMP) encode properties their own way: they listen to the service's `change` events themselves.
+   */
+  private jsonSession(user: string, device: string): DeviceSession | undefined {
+    const s = this.hub.get(user, device) as unknown;
+    return s instanceof DeviceSession ? s : undefined;
+  }
+
+  start(): void {
+    const onOnline = (e: { user: string; device: string; remote?: boolean }) => {
+      if (e.remote === true) return;
+      const session = this.jsonSession(e.user, e.device);
+      if (session) this.pushAll(session);
+    };
+    this.hub.on("online", onOnline);
+    this.unhook.push(() => this.hub.off("online", onOnline));
+    const onChange = (c: PropertyChange) => this.deliver(c);
+    this.service.on("change", onChange);
+    this.unhook.push(() => this.service.off("change", onChange));
+    if (this.cluster) {
+      this.unhook.push(this.cluster.onNotify((user, device, kind, payload) => {
+        if (kind !== "property" || typeof payload !== "string") return;
+        this.jsonSession(user, device)?.send(payload);
+      }));
+    }
+  }
+
+  close(): void {
+    for (const u of this.unhook.splice(0)) u();
+  }
+
+  /** Every property of the device, one frame each. Read after `connected` was sent (the store answers later). */
+  pushAll(session: PropertySink): void {
+    this.service.list(session.user, session.device).then(
+      (props) => {
+        for (const p of props) session.send(propertyFrame(p));
+      },
+      (err: unknown) => this.logger.warn({ err, user: session.user, device: session.device }, "property push on connect failed"),
+    );
+  }
+
+  private deliver(c: PropertyChange): void {
+    // The device that made the change has its answer already.
+    if (c.origin === "device") return;
+    const text = propertyFrame(c, undefined, c.deleted);
+    const session = this.jsonSession(c.user, c.device);
+    if (session) session.send(text);
+    else if (!this.hub.get(c.user, c.device)) this.cluster?.notify(c.user, c.device, "property", text);
+  }
+
+  /** A `property_get` / `property_set` frame from a JSON-protocol device. Answers carry the request's `id`. */
+  onDeviceRequest(session: PropertySink, f: Record<string, unknown>): void {
+    const id = typeof f.id === "number" && Number.isSafeInteger(f.id) ? f.id : undefined;
+    const fail = (err: unknown) => {
+      if (!(err instanceof AppError)) this.logger.error({ err, user: session.user, device: session.device }, "device property request failed");
+      if (id === undefined) return;
+      const code = err instanceof AppError ? err.code : "internal_error";
+      const message = err instanceof AppError ? err.message : "server error";
+      session.send(JSON.stringify({ type: "error", id, code, message }));
+    };
+    let name: string;
+    try {
+      name = Props.checkName(f.name);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    const op = f.type === "property_get"
+      ? this.service.get(session.user, session.device, name)
+      : this.service.set(session.user, session.device, name, f.value, "device");
+    op.then((p) => {
+      if (id !== undefined) session.send(propertyFrame(p, id));
+    }, fail);
+  }
+}

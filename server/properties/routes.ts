@@ -1,0 +1,64 @@
+import type { Router, RouterMiddleware } from "@koa/router";
+import type { Context } from "koa";
+import { AppError } from "../errors.js";
+import type { Services } from "../services.js";
+import { authorize } from "../http/authorize.js";
+import { objectBody } from "../http/validate.js";
+import { deviceParam, noDevice, userParam } from "../http/params.js";
+import { normalizeResource } from "../relay/resource.js";
+
+/**
+ * Device properties, Thinger v3 (issue 18): `GET /v3/users/{user}/devices/{device}/properties`, and
+ * `GET`/`PUT`/`DELETE …/properties/{property}`. Names follow the resource-name rules (nested names allowed).
+ */
+export function propertyRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
+  const base = "/v3/users/:user/devices/:device/properties";
+
+  /** The raw property path (like the relay's resources: %2F must not become a separator). */
+  const propertyName = (ctx: Context): string => {
+    const m = /^\/v3\/users\/[^/]+\/devices\/[^/]+\/properties\//.exec(ctx.path);
+    if (!m) throw new AppError("invalid_request", "property name required");
+    try {
+      return normalizeResource(ctx.path.slice(m[0].length));
+    } catch (err) {
+      if (err instanceof AppError) throw new AppError("invalid_request", err.message.replace("resource", "property"));
+      throw err;
+    }
+  };
+
+  const target = async (ctx: Context, action: "ReadDeviceProperties" | "WriteDeviceProperties") => {
+    const user = userParam(ctx.params.user);
+    const device = deviceParam(ctx.params.device);
+    authorize(ctx, user, action, { device }, noDevice);
+    if (!(await s.devices.exists(user, device))) throw noDevice();
+    return { user, device };
+  };
+
+  router.get(base, requireAuth, async (ctx) => {
+    const { user, device } = await target(ctx, "ReadDeviceProperties");
+    ctx.body = await s.properties.list(user, device);
+  });
+
+  const one = `${base}/{*property}`;
+  router.get(one, requireAuth, async (ctx) => {
+    if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET, PUT, DELETE" } });
+    const property = propertyName(ctx);
+    const { user, device } = await target(ctx, "ReadDeviceProperties");
+    ctx.body = await s.properties.get(user, device, property);
+  });
+
+  router.put(one, requireAuth, async (ctx) => {
+    const property = propertyName(ctx);
+    const { user, device } = await target(ctx, "WriteDeviceProperties");
+    const body = objectBody(ctx, ["value"]);
+    if (!("value" in body)) throw new AppError("invalid_request", '"value" is required');
+    ctx.body = await s.properties.set(user, device, property, body.value);
+  });
+
+  router.delete(one, requireAuth, async (ctx) => {
+    const property = propertyName(ctx);
+    const { user, device } = await target(ctx, "WriteDeviceProperties");
+    await s.properties.delete(user, device, property);
+    ctx.body = {};
+  });
+}

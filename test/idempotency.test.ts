@@ -1,0 +1,203 @@
+import { expect } from "chai";
+import { Device, DeviceError } from "../device-sdk/index.js";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { IdempotencyKeys } from "../server/calls/idempotency.js";
+
+/** `Idempotency-Key` on `POST /v2/…` (issue 18, IETF httpapi Idempotency-Key draft). */
+describe("Idempotency-Key on POST /v2", function () {
+  this.timeout(20_000);
+  let srv: TestServer;
+  let token: string;
+  let bobToken: string;
+  let device: Device;
+  let bobDevice: Device;
+  let runs = 0;
+  let gate: Promise<void> | undefined;
+  let k = 0;
+  const key = () => `key-${++k}-${Date.now()}`;
+  const v2 = (resource: string, user = "alice") => `/v2/users/${user}/devices/actuator/${resource}`;
+
+  before(async () => {
+    srv = await startServer({ env: { THINGRELAY_MAX_IDEMPOTENCY_KEYS: "40" } });
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(srv.url, admin.access_token, "alice");
+    bobToken = await newAccount(srv.url, admin.access_token, "bob");
+    await newDevice(srv.url, token, "alice", "actuator", "s3cret");
+    await newDevice(srv.url, token, "alice", "sleeper", "s3cret");
+    await newDevice(srv.url, bobToken, "bob", "actuator", "s3cret");
+    const make = (user: string) => {
+      const d = new Device({ server: srv.wsUrl, user, device: "actuator", credentials: "s3cret" });
+      d.io("move", async (steps: number) => {
+        runs++;
+        if (gate) await gate;
+        return { moved: steps, run: runs };
+      });
+      d.input("jam", () => {
+        runs++;
+        throw new DeviceError(409, "jammed");
+      });
+      return d;
+    };
+    device = make("alice");
+    bobDevice = make("bob");
+    await device.connect();
+    await bobDevice.connect();
+  });
+  after(async () => {
+    await device?.close();
+    await bobDevice?.close();
+    await srv?.close();
+  });
+
+  it("a repeat with the same key and body answers the kept outcome without calling the device", async () => {
+    const headers = { "Idempotency-Key": key() };
+    const before = runs;
+    const first = await api(srv.url, "POST", v2("move"), { token, json: { in: 5 }, headers });
+    expect(first.status).to.equal(200);
+    expect(first.headers.get("idempotent-replayed")).to.equal(null);
+    const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 5 }, headers });
+    expect(again.status).to.equal(200);
+    expect(again.body).to.deep.equal(first.body);
+    expect(again.headers.get("idempotent-replayed")).to.equal("true");
+    expect(again.headers.get("content-type")).to.match(/application\/json/);
+    expect(runs - before).to.equal(1);
+  });
+
+  it("the same key with another body is 422 idempotency_key_reused", async () => {
+    const headers = { "Idempotency-Key": key() };
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers })).status).to.equal(200);
+    const r = await api(srv.url, "POST", v2("move"), { token, json: { in: 2 }, headers });
+    expect(r.status).to.equal(422);
+    expect(r.body.error.code).to.equal("idempotency_key_reused");
+    // Another resource is another request too.
+    const other = await api(srv.url, "POST", v2("jam"), { token, json: { in: 1 }, headers });
+    expect(other.status).to.equal(422);
+  });
+
+  it("a repeat while the first is in flight is 409 idempotency_key_in_flight; afterwards it replays", async () => {
+    const headers = { "Idempotency-Key": key() };
+    let open!: () => void;
+    gate = new Promise<void>((r) => (open = r));
+    const before = runs;
+    const first = api(srv.url, "POST", v2("move"), { token, json: { in: 3 }, headers });
+    // The device has the call: the first request is in flight.
+    while (runs === before) await new Promise((r) => setImmediate(r));
+    const second = await api(srv.url, "POST", v2("move"), { token, json: { in: 3 }, headers });
+    expect(second.status).to.equal(409);
+    expect(second.body.error.code).to.equal("idempotency_key_in_flight");
+    open();
+    gate = undefined;
+    expect((await first).status).to.equal(200);
+    const third = await api(srv.url, "POST", v2("move"), { token, json: { in: 3 }, headers });
+    expect(third.status).to.equal(200);
+    expect(third.headers.get("idempotent-replayed")).to.equal("true");
+    expect(runs - before).to.equal(1);
+  });
+
+  it("a device error is kept and replayed with its status", async () => {
+    const headers = { "Idempotency-Key": key() };
+    const before = runs;
+    const first = await api(srv.url, "POST", v2("jam"), { token, json: { in: 1 }, headers });
+    expect(first.status).to.equal(409);
+    expect(first.body.error.code).to.equal("device_error");
+    const again = await api(srv.url, "POST", v2("jam"), { token, json: { in: 1 }, headers });
+    expect(again.status).to.equal(409);
+    expect(again.body).to.deep.equal(first.body);
+    expect(again.headers.get("idempotent-replayed")).to.equal("true");
+    expect(runs - before).to.equal(1);
+  });
+
+  it("an outcome where the device was not reached (offline) is not kept: the retry runs", async () => {
+    const headers = { "Idempotency-Key": key() };
+    const path = "/v2/users/alice/devices/sleeper/move";
+    const off = await api(srv.url, "POST", path, { token, json: { in: 1 }, headers });
+    expect(off.status).to.equal(404);
+    expect(off.body.error.code).to.equal("device_offline");
+    const sleeper = new Device({ server: srv.wsUrl, user: "alice", device: "sleeper", credentials: "s3cret" });
+    sleeper.io("move", (v: number) => v + 1);
+    await sleeper.connect();
+    try {
+      const on = await api(srv.url, "POST", path, { token, json: { in: 1 }, headers });
+      expect(on.status).to.equal(200);
+      expect(on.body).to.deep.equal({ out: 2 });
+      expect(on.headers.get("idempotent-replayed")).to.equal(null);
+    } finally {
+      await sleeper.close();
+    }
+  });
+
+  it("with Prefer: respond-async the 202 and its Location are replayed and only one call is queued", async () => {
+    const headers = { "Idempotency-Key": key(), Prefer: "respond-async" };
+    const first = await api(srv.url, "POST", v2("move"), { token, json: { in: 7 }, headers });
+    expect(first.status).to.equal(202);
+    const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 7 }, headers });
+    expect(again.status).to.equal(202);
+    expect(again.headers.get("location")).to.equal(first.headers.get("location"));
+    expect(again.headers.get("preference-applied")).to.equal("respond-async");
+    expect(again.headers.get("idempotent-replayed")).to.equal("true");
+    expect(again.body.id).to.equal(first.body.id);
+    expect(await srv.relay.services.repos.calls.count({ _id: first.body.id })).to.equal(1);
+    // The same key without respond-async is another request.
+    const sync = await api(srv.url, "POST", v2("move"), { token, json: { in: 7 }, headers: { "Idempotency-Key": headers["Idempotency-Key"] } });
+    expect(sync.status).to.equal(422);
+  });
+
+  it("keys belong to one account: bob's identical key runs on bob's device", async () => {
+    const headers = { "Idempotency-Key": "shared-key" };
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers })).status).to.equal(200);
+    const bob = await api(srv.url, "POST", v2("move", "bob"), { token: bobToken, json: { in: 1 }, headers });
+    expect(bob.status).to.equal(200);
+    expect(bob.headers.get("idempotent-replayed")).to.equal(null);
+  });
+
+  it("a quoted key (the draft's sf-string) is the same key as the bare one", async () => {
+    const raw = key();
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers: { "Idempotency-Key": `"${raw}"` } })).status).to.equal(200);
+    const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers: { "Idempotency-Key": raw } });
+    expect(again.headers.get("idempotent-replayed")).to.equal("true");
+  });
+
+  it("malformed keys are 400 invalid_request: too long, non-ASCII, empty quotes", async () => {
+    for (const bad of ["x".repeat(256), "clé", '""']) {
+      const r = await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers: { "Idempotency-Key": bad } });
+      expect(r.status, bad).to.equal(400);
+      expect(r.body.error.code).to.equal("invalid_request");
+    }
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers: { "Idempotency-Key": "x".repeat(255) } })).status).to.equal(200);
+  });
+
+  it("an unauthorized caller gets 403 before any replay", async () => {
+    const headers = { "Idempotency-Key": key() };
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers })).status).to.equal(200);
+    const t = await api(srv.url, "POST", "/v1/users/alice/devices/actuator/tokens", { token, json: { token_name: "lim", token_resources: ["jam"] } });
+    const r = await api(srv.url, "POST", v2("move"), { token: t.body.token, json: { in: 1 }, headers });
+    expect(r.status).to.equal(403);
+    expect(r.body.error.code).to.equal("forbidden");
+  });
+
+  it("a first request cut by a crash (lease over) answers 502 call_interrupted, and the device is not called", async () => {
+    const keys = srv.relay.services.idempotency;
+    const fp = IdempotencyKeys.fingerprint(["x"]);
+    expect((await keys.begin("alice", "crashed", fp, -1)).kind).to.equal("new");
+    const r = await keys.begin("alice", "crashed", fp, 1000);
+    expect(r.kind).to.equal("replay");
+    if (r.kind !== "replay") return;
+    expect(r.outcome.status).to.equal(502);
+    expect(JSON.parse(r.outcome.body).error.code).to.equal("call_interrupted");
+  });
+
+  it("keys per account are bounded: 429 too_many_idempotency_keys with Retry-After", async () => {
+    const live = await srv.relay.services.repos.idempotency.count({ user: "alice" });
+    for (let i = live; i < 40; i++) {
+      const r = await api(srv.url, "POST", v2("move"), { token, json: { in: i }, headers: { "Idempotency-Key": key() } });
+      expect(r.status).to.equal(200);
+    }
+    const r = await api(srv.url, "POST", v2("move"), { token, json: { in: 1 }, headers: { "Idempotency-Key": key() } });
+    expect(r.status).to.equal(429);
+    expect(r.body.error.code).to.equal("too_many_idempotency_keys");
+    expect(r.headers.get("retry-after")).to.be.a("string");
+    // Requests without a key are not affected.
+    expect((await api(srv.url, "POST", v2("move"), { token, json: { in: 1 } })).status).to.equal(200);
+  });
+});

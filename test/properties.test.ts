@@ -1,0 +1,245 @@
+import { expect } from "chai";
+import { Device } from "../device-sdk/index.js";
+import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { RawDevice } from "./helpers/raw-device.js";
+import { PROPERTY_LIMITS } from "../server/properties/service.js";
+
+/** Device properties (issue 18): Thinger v3 routes, limits, tokens, the JSON device protocol and the SDK. */
+describe("device properties (/v3 …/properties)", function () {
+  this.timeout(20_000);
+  let srv: TestServer;
+  let token: string;
+  const devices: Device[] = [];
+  const raws: RawDevice[] = [];
+  const props = (device = "thermo", name?: string) => `/v3/users/alice/devices/${device}/properties${name === undefined ? "" : `/${name}`}`;
+
+  before(async () => {
+    srv = await startServer();
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(srv.url, admin.access_token, "alice");
+    await newDevice(srv.url, token, "alice", "thermo", "s3cret");
+    await newDevice(srv.url, token, "alice", "other", "s3cret");
+  });
+  afterEach(async () => {
+    for (const d of devices.splice(0)) await d.close();
+    for (const r of raws.splice(0)) await r.close();
+  });
+  after(async () => {
+    await srv?.close();
+  });
+
+  describe("REST", () => {
+    it("PUT creates a property and answers {property, value, updated_ts}; GET reads it back", async () => {
+      const before = Date.now();
+      const put = await api(srv.url, "PUT", props("thermo", "setpoint"), { token, json: { value: { target: 21.5, mode: "eco" } } });
+      expect(put.status, put.text).to.equal(200);
+      expect(put.body.property).to.equal("setpoint");
+      expect(put.body.value).to.deep.equal({ target: 21.5, mode: "eco" });
+      expect(put.body.updated_ts).to.be.at.least(before);
+      const get = await api(srv.url, "GET", props("thermo", "setpoint"), { token });
+      expect(get.status).to.equal(200);
+      expect(get.body).to.deep.equal(put.body);
+    });
+
+    it("keeps values with keys nedb would refuse ($ and dots) unchanged", async () => {
+      const value = { "$set": 1, "a.b": [null, false, "x"] };
+      expect((await api(srv.url, "PUT", props("thermo", "odd"), { token, json: { value } })).status).to.equal(200);
+      expect((await api(srv.url, "GET", props("thermo", "odd"), { token })).body.value).to.deep.equal(value);
+    });
+
+    it("lists the device's properties sorted by name, and nested names work", async () => {
+      expect((await api(srv.url, "PUT", props("thermo", "zone/kitchen"), { token, json: { value: 3 } })).status).to.equal(200);
+      const r = await api(srv.url, "GET", props("thermo"), { token });
+      expect(r.status).to.equal(200);
+      const names = (r.body as Array<{ property: string }>).map((p) => p.property);
+      expect(names).to.include.members(["setpoint", "zone/kitchen"]);
+      expect(names).to.deep.equal([...names].sort());
+      expect((await api(srv.url, "GET", props("other"), { token })).body).to.deep.equal([]);
+    });
+
+    it("PUT replaces the value; DELETE removes it; a missing property is 404 property_not_found", async () => {
+      await api(srv.url, "PUT", props("thermo", "gone"), { token, json: { value: 1 } });
+      const put = await api(srv.url, "PUT", props("thermo", "gone"), { token, json: { value: 2 } });
+      expect(put.body.value).to.equal(2);
+      expect((await api(srv.url, "DELETE", props("thermo", "gone"), { token })).status).to.equal(200);
+      const get = await api(srv.url, "GET", props("thermo", "gone"), { token });
+      expect(get.status).to.equal(404);
+      expect(get.body.error.code).to.equal("property_not_found");
+      const del = await api(srv.url, "DELETE", props("thermo", "gone"), { token });
+      expect(del.status).to.equal(404);
+      expect(del.body.error.code).to.equal("property_not_found");
+    });
+
+    it("a value larger than the limit is 413 property_too_large and nothing is stored", async () => {
+      const r = await api(srv.url, "PUT", props("thermo", "big"), { token, json: { value: "x".repeat(PROPERTY_LIMITS.maxValueBytes) } });
+      expect(r.status).to.equal(413);
+      expect(r.body.error.code).to.equal("property_too_large");
+      expect((await api(srv.url, "GET", props("thermo", "big"), { token })).status).to.equal(404);
+    });
+
+    it("a value nested deeper than the limit is 400 invalid_request", async () => {
+      let value: unknown = 1;
+      for (let i = 0; i < PROPERTY_LIMITS.maxDepth + 1; i++) value = [value];
+      const r = await api(srv.url, "PUT", props("thermo", "deep"), { token, json: { value } });
+      expect(r.status).to.equal(400);
+      expect(r.body.error.code).to.equal("invalid_request");
+      expect(r.body.error.message).to.match(/deeper/);
+    });
+
+    it("bad bodies and names are 400: no value, extra fields, bad names", async () => {
+      for (const json of [{}, { value: 1, extra: 2 }, [1], "x"]) {
+        const r = await api(srv.url, "PUT", props("thermo", "p"), { token, json });
+        expect(r.status, JSON.stringify(json)).to.equal(400);
+        expect(r.body.error.code).to.equal("invalid_request");
+      }
+      for (const name of ["a%2Fb", "a%5Cb", "a//b", "a%20b"]) {
+        const r = await api(srv.url, "PUT", props("thermo", name), { token, json: { value: 1 } });
+        expect(r.status, name).to.equal(400);
+        expect(r.body.error.code).to.equal("invalid_request");
+      }
+    });
+
+    it("an unknown device is 404 device_not_found; no token is 401", async () => {
+      const r = await api(srv.url, "GET", props("ghost"), { token });
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("device_not_found");
+      expect((await api(srv.url, "PUT", props("ghost", "x"), { token, json: { value: 1 } })).body.error.code).to.equal("device_not_found");
+      expect((await api(srv.url, "GET", props("thermo"))).status).to.equal(401);
+    });
+
+    it("the per-device count limit answers 400 too_many_properties", async () => {
+      await newDevice(srv.url, token, "alice", "crowded", "s3cret");
+      for (let i = 0; i < PROPERTY_LIMITS.maxPerDevice; i++) {
+        const r = await srv.relay.services.properties.set("alice", "crowded", `p${i}`, i);
+        expect(r.value).to.equal(i);
+      }
+      const r = await api(srv.url, "PUT", props("crowded", "one_more"), { token, json: { value: 1 } });
+      expect(r.status).to.equal(400);
+      expect(r.body.error.code).to.equal("too_many_properties");
+      // Replacing an existing one is still fine.
+      expect((await api(srv.url, "PUT", props("crowded", "p0"), { token, json: { value: "x" } })).status).to.equal(200);
+    });
+
+    it("deleting the device deletes its properties", async () => {
+      await newDevice(srv.url, token, "alice", "temp", "s3cret");
+      await api(srv.url, "PUT", props("temp", "a"), { token, json: { value: 1 } });
+      expect((await api(srv.url, "DELETE", "/v1/users/alice/devices/temp", { token })).status).to.equal(200);
+      expect(await srv.relay.services.repos.properties.count({ deviceKey: "alice/temp" })).to.equal(0);
+    });
+  });
+
+  describe("tokens", () => {
+    async function userToken(allow: unknown[]): Promise<string> {
+      const r = await api(srv.url, "POST", "/v1/users/alice/tokens", { token, json: { name: `t${Math.random()}`, allow } });
+      expect(r.status, r.text).to.be.oneOf([200, 201]);
+      return r.body.token as string;
+    }
+
+    it("ReadDeviceProperties lets a user token read but not write (403 forbidden)", async () => {
+      const t = await userToken([{ action: "ReadDeviceProperties", target: "thermo" }]);
+      expect((await api(srv.url, "GET", props("thermo", "setpoint"), { token: t })).status).to.equal(200);
+      const w = await api(srv.url, "PUT", props("thermo", "setpoint"), { token: t, json: { value: 1 } });
+      expect(w.status).to.equal(403);
+      expect(w.body.error.code).to.equal("forbidden");
+      expect((await api(srv.url, "GET", props("other"), { token: t })).status).to.equal(403);
+    });
+
+    it("WriteDeviceProperties lets a user token write", async () => {
+      const t = await userToken([{ action: "WriteDeviceProperties", target: "*" }]);
+      const r = await api(srv.url, "PUT", props("thermo", "by_token"), { token: t, json: { value: true } });
+      expect(r.status).to.equal(200);
+      expect((await api(srv.url, "GET", props("thermo", "by_token"), { token: t })).status).to.equal(403);
+    });
+
+    it("an unrestricted device token reads its device's properties; a resource-limited one does not; none writes", async () => {
+      const open = await api(srv.url, "POST", "/v1/users/alice/devices/thermo/tokens", { token, json: { token_name: "all" } });
+      const limited = await api(srv.url, "POST", "/v1/users/alice/devices/thermo/tokens", { token, json: { token_name: "lim", token_resources: ["temperature"] } });
+      expect((await api(srv.url, "GET", props("thermo", "setpoint"), { token: open.body.token })).status).to.equal(200);
+      expect((await api(srv.url, "GET", props("thermo", "setpoint"), { token: limited.body.token })).status).to.equal(403);
+      expect((await api(srv.url, "PUT", props("thermo", "setpoint"), { token: open.body.token, json: { value: 1 } })).status).to.equal(403);
+      expect((await api(srv.url, "GET", props("other"), { token: open.body.token })).status).to.equal(403);
+    });
+  });
+
+  describe("device protocol (JSON frames)", () => {
+    it("pushes every property right after connected, then each REST change; an offline edit arrives on connect", async () => {
+      await newDevice(srv.url, token, "alice", "fresh", "s3cret");
+      await api(srv.url, "PUT", props("fresh", "a"), { token, json: { value: 1 } });
+      await api(srv.url, "PUT", props("fresh", "b"), { token, json: { value: { x: [1, 2] } } });
+      const dev = await RawDevice.connect(srv.wsUrl, "alice", "fresh", "s3cret", {});
+      raws.push(dev);
+      const a = await dev.next((f) => f.type === "property");
+      const b = await dev.next((f) => f.type === "property");
+      expect([a.name, b.name].sort()).to.deep.equal(["a", "b"]);
+      expect(b.name === "b" ? b.value : a.value).to.deep.equal({ x: [1, 2] });
+      expect(a.updated_ts).to.be.a("number");
+      await api(srv.url, "PUT", props("fresh", "a"), { token, json: { value: 42 } });
+      const change = await dev.next((f) => f.type === "property");
+      expect(change).to.include({ name: "a", value: 42 });
+      await api(srv.url, "DELETE", props("fresh", "b"), { token });
+      const del = await dev.next((f) => f.type === "property");
+      expect(del).to.include({ name: "b", deleted: true });
+    });
+
+    it("property_get and property_set answer with the request id; errors carry a code", async () => {
+      const dev = await RawDevice.connect(srv.wsUrl, "alice", "other", "s3cret", {});
+      raws.push(dev);
+      dev.ws.send(JSON.stringify({ type: "property_set", id: 7, name: "fw", value: "1.2.3" }));
+      const ack = await dev.next((f) => f.id === 7);
+      expect(ack).to.include({ type: "property", name: "fw", value: "1.2.3" });
+      expect((await api(srv.url, "GET", props("other", "fw"), { token })).body.value).to.equal("1.2.3");
+      dev.ws.send(JSON.stringify({ type: "property_get", id: 8, name: "fw" }));
+      expect(await dev.next((f) => f.id === 8)).to.include({ type: "property", value: "1.2.3" });
+      dev.ws.send(JSON.stringify({ type: "property_get", id: 9, name: "nope" }));
+      expect(await dev.next((f) => f.id === 9)).to.include({ type: "error", code: "property_not_found" });
+      dev.ws.send(JSON.stringify({ type: "property_set", id: 10, name: "../x", value: 1 }));
+      expect(await dev.next((f) => f.id === 10)).to.include({ type: "error", code: "invalid_request" });
+      dev.ws.send(JSON.stringify({ type: "property_set", id: 11, name: "big", value: "x".repeat(PROPERTY_LIMITS.maxValueBytes) }));
+      expect(await dev.next((f) => f.id === 11)).to.include({ type: "error", code: "property_too_large" });
+    });
+  });
+
+  describe("SDK", () => {
+    it("onProperty is called on connect and on every change; property() and setProperty() round-trip", async () => {
+      await newDevice(srv.url, token, "alice", "sdkdev", "s3cret");
+      await api(srv.url, "PUT", props("sdkdev", "interval"), { token, json: { value: 30 } });
+      const d = new Device({ server: srv.wsUrl, user: "alice", device: "sdkdev", credentials: "s3cret" });
+      devices.push(d);
+      const seen: Array<[string, unknown]> = [];
+      let notify: (() => void) | undefined;
+      const waitSeen = (n: number) => new Promise<void>((resolve) => {
+        notify = () => seen.length >= n && resolve();
+        notify();
+      });
+      d.onProperty("*", (value, name) => {
+        seen.push([name, value]);
+        notify?.();
+      });
+      const interval: unknown[] = [];
+      d.onProperty("interval", (v) => interval.push(v));
+      await d.connect();
+      await waitSeen(1);
+      expect(seen[0]).to.deep.equal(["interval", 30]);
+      await api(srv.url, "PUT", props("sdkdev", "interval"), { token, json: { value: 60 } });
+      await waitSeen(2);
+      expect(seen[1]).to.deep.equal(["interval", 60]);
+      expect(interval).to.deep.equal([30, 60]);
+
+      await d.setProperty("status", { ok: true });
+      expect((await api(srv.url, "GET", props("sdkdev", "status"), { token })).body.value).to.deep.equal({ ok: true });
+      expect(await d.property("status")).to.deep.equal({ ok: true });
+      // The device's own write is not echoed back to its handlers.
+      expect(seen.map(([n]) => n)).to.not.include("status");
+      const err = await d.property("missing").then(() => null, (e: Error & { code?: string }) => e);
+      expect(err?.code).to.equal("property_not_found");
+    });
+
+    it("property() rejects while the device is not connected", async () => {
+      const d = new Device({ server: srv.wsUrl, user: "alice", device: "sdkdev", credentials: "s3cret" });
+      devices.push(d);
+      const err = await d.property("interval").then(() => null, (e: Error) => e);
+      expect(err?.message).to.match(/not connected/);
+    });
+  });
+});
