@@ -58,7 +58,7 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     expect(read.body).to.deep.equal(put.body);
 
     const del = await api(srv.url, "DELETE", `${base}/home`, { token: alice });
-    expect(del.status).to.equal(204);
+    expect(del.status).to.equal(200);
     const gone = await api(srv.url, "GET", `${base}/home`, { token: alice });
     expect(gone.status).to.equal(404);
     expect(gone.body.error.code).to.equal("dashboard_not_found");

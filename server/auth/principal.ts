@@ -103,10 +103,9 @@ export const ACTIONS: readonly Action[] = [
   "AccessDeviceResources", "ListDevices", "GetDeviceStats", "ListDeviceResources", "ReadDevice", "CreateDevice",
   "UpdateDevice", "DeleteDevice", "CreateDeviceToken", "ListDeviceTokens", "DeleteDeviceToken",
   "ListDeviceSessions", "CloseDeviceSession", "ReadEvents", "ReadDeviceProperties", "WriteDeviceProperties",
-  "ReadDashboards", "WriteDashboards",
 ];
 
-/** Actions on dashboards (type "Dashboard", the name is a dashboard id); every other action concerns a device. */
+/** Actions on dashboards (type "Dashboard", the name is a dashboard id); {@link ACTIONS} are the device actions. */
 export const DASHBOARD_ACTIONS: readonly Action[] = ["ReadDashboards", "WriteDashboards"];
 
 /** A permission of type "Device" (absent) covers device actions only, one of type "Dashboard" dashboard actions only. */

@@ -64,6 +64,6 @@ export function dashboardsRoutes(router: Router, s: Services, requireAuth: Route
     const id = idOf(ctx);
     authorize(ctx, user, "WriteDashboards", { device: id }, noDashboard);
     await s.dashboards.delete(user, id);
-    ctx.status = 204;
+    ctx.body = {};
   });
 }

@@ -44,10 +44,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function isAction(v: unknown): v is Action | "*" {
-  return v === "*" || ACTIONS.includes(v as Action);
+  return v === "*" || ACTIONS.includes(v as Action) || DASHBOARD_ACTIONS.includes(v as Action);
 }
 
-const ACTION_LIST = `"*" or one of ${ACTIONS.join(", ")}`;
+const ACTION_LIST = `"*" or one of ${[...ACTIONS, ...DASHBOARD_ACTIONS].join(", ")}`;
 
 /** A resource list of the per-resource form: a name, `*` (all), or an array of names. Null = all. */
 function parseResourceList(v: unknown, path: string): string[] | null {
