@@ -3,7 +3,7 @@
 import { LiveChart } from "./chart.js";
 import {
   $, ApiError, ManagedStream, api, copyText, devicePath, el, endSession, numericOf, parseInput, refreshSession,
-  resourcePath, savedSession, session, setSignedOutHandler, tokenRequest, userPath, valueText,
+  persist, resourcePath, savedSession, session, setSignedOutHandler, tokenRequest, userPath, valueText,
 } from "./core.js";
 import { fillDeviceChoices, loadDashboards, openShared, setupDashboards, setupShareCopy, stopDashboard } from "./dashboards.js";
 
@@ -28,6 +28,14 @@ function showTab(name) {
     $(`panel-${t}`).hidden = t !== name;
   }
   if (name !== "dashboards") stopDashboard();
+  // Streams hold connections (6 per origin in HTTP/1.1 browsers): only the shown tab keeps its own.
+  if (name !== "devices") {
+    statsStream?.stop();
+    statsStream = null;
+    stopChart();
+  } else if (selected && !statsStream) {
+    statsStream = new ManagedStream(`${devicePath(selected)}/stats`, { message: showStats });
+  }
   if (name === "dashboards") void loadDashboards().catch(report("dash-status"));
   if (name === "tokens") void loadUserTokens().catch(report("ut-status"));
   if (name === "users") void loadUsers().catch(report("users-status"));
@@ -55,7 +63,7 @@ async function loadDevices() {
   rows.clear();
   for (const d of list) {
     const pill = el("span", { class: "pill" });
-    const li = el("li", { class: "device", "data-device": d.device, tabIndex: 0, role: "button" },
+    const li = el("li", { class: "device", "data-device": d.device, tabIndex: 0 },
       el("div", {}, el("div", { class: "name", textContent: d.device }), el("div", { class: "desc", textContent: d.description || "" })),
       pill);
     li.addEventListener("click", () => void selectDevice(d.device));
@@ -551,6 +559,7 @@ setSignedOutHandler(signOut);
 
 async function enter(username) {
   session.user = username;
+  persist();
   const me = await api("GET", "/v1/me").catch(() => null);
   session.admin = me?.admin === true;
   $("tab-users").hidden = !session.admin;

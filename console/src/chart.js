@@ -46,6 +46,9 @@ export class LiveChart {
     }
     this.ensure();
     this.plot.setData([this.xs, this.ys]);
+    // For tests and curious users: how many points and breaks the chart holds.
+    this.container.dataset.points = String(this.ys.length);
+    this.container.dataset.gaps = String(this.ys.filter((y) => y === null).length);
   }
 
   /** The device went away at `ts`: a break in the line. */

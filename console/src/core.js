@@ -13,7 +13,7 @@ export const $ = (id) => document.getElementById(id);
 const KEY = "thingrelay.session";
 export const session = { user: "", admin: false, access: "", refresh: "", shared: false };
 
-function persist() {
+export function persist() {
   if (session.shared) return;
   if (session.refresh) sessionStorage.setItem(KEY, JSON.stringify({ user: session.user, refresh: session.refresh }));
   else sessionStorage.removeItem(KEY);
@@ -22,7 +22,7 @@ function persist() {
 export function savedSession() {
   try {
     const v = JSON.parse(sessionStorage.getItem(KEY) || "null");
-    return v && typeof v.user === "string" && typeof v.refresh === "string" ? v : null;
+    return v && typeof v.user === "string" && v.user !== "" && typeof v.refresh === "string" ? v : null;
   } catch {
     return null;
   }

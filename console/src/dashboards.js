@@ -39,13 +39,24 @@ function startStreams(d) {
       if (state !== "open") for (const v of mine()) v.online(false);
     }));
   }
+  // One value stream per device resource (at the shortest interval its widgets ask for): browsers open at most
+  // 6 HTTP/1.1 connections per origin, and every SSE stream holds one (README "Console").
+  const groups = new Map();
   d.widgets.forEach((w, i) => {
     if (!WIDGET_TYPES[w.type]?.streams) return;
-    const interval = w.interval ?? 2;
-    live.push(new ManagedStream(`${resourcePath(w.device, w.resource)}?interval=${encodeURIComponent(String(interval))}`, {
-      message: ({ out, ts }) => views[i]?.value(out, ts),
-    }));
+    const key = `${w.device}\n${w.resource}`;
+    const g = groups.get(key) ?? { device: w.device, resource: w.resource, interval: Infinity, views: [] };
+    g.interval = Math.min(g.interval, w.interval ?? 2);
+    g.views.push(i);
+    groups.set(key, g);
   });
+  for (const g of groups.values()) {
+    live.push(new ManagedStream(`${resourcePath(g.device, g.resource)}?interval=${encodeURIComponent(String(g.interval))}`, {
+      message: ({ out, ts }) => {
+        for (const i of g.views) views[i]?.value(out, ts);
+      },
+    }));
+  }
 }
 
 export function renderDashboard(d, { readOnly = false } = {}) {
@@ -69,25 +80,24 @@ export function renderDashboard(d, { readOnly = false } = {}) {
 }
 
 function editBar(i) {
-  const w = current.widgets[i];
   const b = (cls, text, label, fn) => {
     const btn = el("button", { type: "button", class: `tool ${cls}`, textContent: text, title: label, "aria-label": label });
     btn.addEventListener("click", () => {
-      fn();
+      fn(current.widgets[i].layout);
       renderDashboard(current);
+      $("dash-status").textContent = "unsaved changes";
     });
     return btn;
   };
-  const l = w.layout;
   return el("div", { class: "editbar" },
-    b("left", "←", "move left", () => { l.x = Math.max(0, l.x - 1); }),
-    b("right", "→", "move right", () => { l.x = Math.min(COLS - l.w, l.x + 1); }),
-    b("up", "↑", "move up", () => { l.y = Math.max(0, l.y - 1); }),
-    b("down", "↓", "move down", () => { l.y = Math.min(199, l.y + 1); }),
-    b("narrower", "−W", "narrower", () => { l.w = Math.max(1, l.w - 1); }),
-    b("wider", "+W", "wider", () => { l.w = Math.min(COLS - l.x, l.w + 1); }),
-    b("shorter", "−H", "shorter", () => { l.h = Math.max(1, l.h - 1); }),
-    b("taller", "+H", "taller", () => { l.h = Math.min(12, l.h + 1); }),
+    b("left", "←", "move left", (l) => { l.x = Math.max(0, l.x - 1); }),
+    b("right", "→", "move right", (l) => { l.x = Math.min(COLS - l.w, l.x + 1); }),
+    b("up", "↑", "move up", (l) => { l.y = Math.max(0, l.y - 1); }),
+    b("down", "↓", "move down", (l) => { l.y = Math.min(199, l.y + 1); }),
+    b("narrower", "−W", "narrower", (l) => { l.w = Math.max(1, l.w - 1); }),
+    b("wider", "+W", "wider", (l) => { l.w = Math.min(COLS - l.x, l.w + 1); }),
+    b("shorter", "−H", "shorter", (l) => { l.h = Math.max(1, l.h - 1); }),
+    b("taller", "+H", "taller", (l) => { l.h = Math.min(12, l.h + 1); }),
     b("configure", "⚙", "configure", () => openWidgetForm(i)),
     b("remove", "✕", "remove widget", () => { current.widgets.splice(i, 1); }),
   );
@@ -128,7 +138,9 @@ async function suggestResources() {
 
 async function save() {
   const body = { name: current.name, widgets: current.widgets };
-  current = await api("PUT", `${userPath()}/dashboards/${encodeURIComponent(current.id)}`, body);
+  // `current` stays the object being edited (an edit made while this save is in flight is kept).
+  const saved = await api("PUT", `${userPath()}/dashboards/${encodeURIComponent(current.id)}`, body);
+  current.updated_ts = saved.updated_ts;
   $("dash-status").textContent = "saved ✓";
 }
 
@@ -152,6 +164,14 @@ export function fillDeviceChoices(devices) {
   $("wf-device").replaceChildren(...devices.map((d) => el("option", { value: d, textContent: d })));
 }
 
+function setEditing(on) {
+  editing = on;
+  $("dash-edit").textContent = editing ? "Done" : "Edit";
+  $("dash-edit").setAttribute("aria-pressed", String(editing));
+  $("dash-add").hidden = !editing;
+  $("dash-save").hidden = !editing;
+}
+
 export function setupDashboards() {
   $("dash-select").addEventListener("change", () => void loadDashboards($("dash-select").value));
   $("dash-new").addEventListener("submit", async (e) => {
@@ -159,18 +179,14 @@ export function setupDashboards() {
     try {
       const d = await api("POST", `${userPath()}/dashboards`, { name: $("dash-name").value.trim() || "Dashboard", widgets: [] });
       $("dash-name").value = "";
-      editing = true;
+      setEditing(true);
       await loadDashboards(d.id);
     } catch (err) {
       $("dash-status").textContent = err.message;
     }
   });
   $("dash-edit").addEventListener("click", () => {
-    editing = !editing;
-    $("dash-edit").textContent = editing ? "Done" : "Edit";
-    $("dash-edit").setAttribute("aria-pressed", String(editing));
-    $("dash-add").hidden = !editing;
-    $("dash-save").hidden = !editing;
+    setEditing(!editing);
     if (current) renderDashboard(current);
   });
   $("dash-add").addEventListener("click", () => openWidgetForm());
