@@ -295,6 +295,11 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await page.locator("#dash-status", { hasText: /^saved/ }).waitFor();
     let [d] = (await api(srv.url, "GET", "/v1/users/carol/dashboards", { token })).body;
     expect(d.widgets[0].layout).to.deep.equal({ x: 1, y: 0, w: 4, h: 3 });
+    // Widgets in the way moved down: none overlaps another.
+    const boxes = d.widgets.map((x: { layout: { x: number; y: number; w: number; h: number } }) => x.layout);
+    for (const [i, a] of boxes.entries()) {
+      for (const b of boxes.slice(i + 1)) expect(a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h, JSON.stringify([a, b])).to.equal(false);
+    }
     // Configure: the gauge's range.
     await page.locator('.widget[data-type="gauge"] button.configure').click();
     await page.fill("#wf-options", '{"min":10,"max":30}');
@@ -359,6 +364,7 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await guest.locator('.widget[data-type="value"] .big', { hasText: /°C/ }).waitFor();
     await guest.locator('.widget[data-type="status"] .pill', { hasText: "online" }).waitFor();
     expect(await guest.locator('.widget[data-type="switch"] input[role=switch]').isDisabled()).to.equal(true);
+    await guest.locator('.widget[data-type="switch"] .wnote', { hasText: "read-only (shared link)" }).waitFor();
     expect(await guest.locator("#dash-edit").isVisible()).to.equal(false);
     expect(await guest.locator("#login-view").isVisible()).to.equal(false);
     await shot(guest, "07-shared");

@@ -84,6 +84,7 @@ function editBar(i) {
     const btn = el("button", { type: "button", class: `tool ${cls}`, textContent: text, title: label, "aria-label": label });
     btn.addEventListener("click", () => {
       fn(current.widgets[i].layout);
+      if (current.widgets[i]) pushDown(i);
       renderDashboard(current);
       $("dash-status").textContent = "unsaved changes";
     });
@@ -103,9 +104,30 @@ function editBar(i) {
   );
 }
 
-/** First free row below the existing widgets. */
-function nextY() {
-  return current.widgets.reduce((m, w) => Math.max(m, w.layout.y + w.layout.h), 0);
+const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+/** The first free place (top to bottom, left to right) for a w×h widget. */
+function freeSpot(w, h) {
+  for (let y = 0; y < 200; y++) {
+    for (let x = 0; x + w <= COLS; x++) {
+      const r = { x, y, w, h };
+      if (!current.widgets.some((o) => overlaps(r, o.layout))) return r;
+    }
+  }
+  return { x: 0, y: 0, w, h };
+}
+
+/** Widgets overlapped by the one at `i` move down below it (and so on, for the ones they then overlap). */
+function pushDown(i) {
+  const queue = [i];
+  while (queue.length) {
+    const a = current.widgets[queue.shift()].layout;
+    current.widgets.forEach((o, j) => {
+      if (o.layout === a || !overlaps(a, o.layout)) return;
+      o.layout.y = Math.min(199, a.y + a.h);
+      queue.push(j);
+    });
+  }
 }
 
 function openWidgetForm(index) {
@@ -218,10 +240,10 @@ export function setupDashboards() {
     }
     const idx = $("widget-form").dataset.index;
     const old = idx === "" ? null : current.widgets[Number(idx)];
-    const size = { chart: [6, 3], map: [4, 3], json: [4, 2], gauge: [3, 2] }[type] ?? [3, 2];
+    const size = { chart: [6, 3], map: [4, 3], json: [4, 3], gauge: [3, 2] }[type] ?? [3, 2];
     const w = {
       type, device: $("wf-device").value, resource: type === "status" ? $("wf-resource").value.trim() : $("wf-resource").value.trim(),
-      layout: old?.layout ?? { x: 0, y: nextY(), w: size[0], h: size[1] },
+      layout: old?.layout ?? freeSpot(size[0], size[1]),
     };
     if (WIDGET_TYPES[type]?.streams) w.interval = Number($("wf-interval").value) || 2;
     if (options) w.options = options;

@@ -247,6 +247,14 @@ export function createWidget(w, ctx) {
     default:
       body.append(el("p", { textContent: `unknown widget type ${w.type}` }));
   }
+  if (ctx.readOnly && ["switch", "button", "slider", "text"].includes(w.type)) {
+    // A shared link may not call inputs, nor read their state: say so instead of showing a guess.
+    const base = api_.online.bind(api_);
+    api_.online = (on) => {
+      base(on);
+      note.textContent = on ? "read-only (shared link)" : "device offline";
+    };
+  }
   setNote();
   return api_;
 }
