@@ -238,7 +238,8 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(stream.status).to.equal(200);
     const r = await api(srv.url, "POST", v2(name, "double"), { token, json: { in: 4 }, headers: ASYNC });
     await sdk(name).connect();
-    const ev = await stream.next((e) => e.event === "call");
+    // Unnamed like every account event (i12a): the kind is the data's `type`.
+    const ev = await stream.next((e) => e.event === undefined && JSON.parse(e.data).type === "call");
     const data = JSON.parse(ev.data);
     expect(data).to.include({ type: "call", device: name, id: r.body.id, status: "succeeded", out: 8 });
   });

@@ -474,7 +474,7 @@ const OPERATIONS: Operation[] = [
   },
   {
     method: "get", path: "/dashboard", operationId: "getDashboard", tag: "pages", auth: false,
-    summary: "The dashboard (sign in, watch devices, call resources, chart a stream)",
+    summary: "The console (devices, tokens, users, dashboards; README \"The console and dashboards\")",
     ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: ["not_found"],
   },
   {

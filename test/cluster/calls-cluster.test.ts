@@ -93,7 +93,8 @@ describe("cluster: queued calls and properties across nodes", function () {
     const stream = await sse(`${B.url}/v1/users/alice/events?device=online`, { Authorization: `Bearer ${token}` });
     try {
       const r = await api(B.url, "POST", "/v2/users/alice/devices/online/echo", { token, json: { in: "evt" }, headers: ASYNC });
-      const ev = await stream.next((e) => e.event === "call");
+      // Unnamed like every account event (i12a): the kind is the data's `type`.
+      const ev = await stream.next((e) => e.event === undefined && JSON.parse(e.data).type === "call");
       expect(JSON.parse(ev.data)).to.include({ type: "call", device: "online", id: r.body.id, status: "succeeded", out: "evt" });
     } finally {
       stream.close();
