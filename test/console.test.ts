@@ -176,9 +176,15 @@ describe("console: every flow in a real browser (headless chromium)", function (
   });
 
   it("force-closes the session; the device shows offline, then reconnects; queued calls are listed and cancelled", async () => {
+    // The server closes the session (the SDK sees it), the SDK reconnects and the page shows it online again
+    // (the offline moment may be shorter than the stats stream's coalescing, so it is not awaited in the page).
+    const closed = new Promise<{ code: number }>((resolve) => device!.once("disconnected", resolve));
+    const reconnected = closed.then(() => new Promise<void>((resolve) => device!.once("connected", () => resolve())));
     await page.click("#close-session");
-    await page.locator("#stat-connected", { hasText: "offline" }).waitFor();
-    await page.locator("#stat-connected", { hasText: "online" }).waitFor(); // the SDK reconnects
+    await page.locator("#detail-status", { hasText: "session closed" }).waitFor();
+    expect((await closed).code).to.be.a("number");
+    await reconnected;
+    await page.locator("#stat-connected", { hasText: "online" }).waitFor();
     // Offline: a queued call waits; the page lists it and cancels it.
     await device!.close();
     await page.locator("#stat-connected", { hasText: "offline" }).waitFor();

@@ -51,6 +51,8 @@ export function createWidget(w, ctx) {
     node: el("div", {}, body, note),
     value() {},
     online(on) {
+      // Stats arrive often (byte counters): only a change of state rewrites the note (an input's "on ✓" stays).
+      if (isOnline === on) return;
       isOnline = on;
       setNote();
       this.onOnline?.(on);
@@ -251,6 +253,7 @@ export function createWidget(w, ctx) {
     // A shared link may not call inputs, nor read their state: say so instead of showing a guess.
     const base = api_.online.bind(api_);
     api_.online = (on) => {
+      if (isOnline === on) return;
       base(on);
       note.textContent = on ? "read-only (shared link)" : "device offline";
     };
