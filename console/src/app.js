@@ -123,6 +123,7 @@ async function selectDevice(device) {
 }
 
 let resourcesGen = 0;
+let describeRetries = 0;
 async function loadResources() {
   const device = selected;
   const gen = ++resourcesGen;
@@ -137,9 +138,19 @@ async function loadResources() {
   try {
     described = await api("GET", resourcePath(device, "api"));
   } catch (err) {
+    // Just connected: the device describes its resources right after, so ask again shortly.
+    if (err.code === "resource_not_found" && describeRetries < 20 && device === selected && gen === resourcesGen) {
+      describeRetries++;
+      setTimeout(() => {
+        if (device === selected && gen === resourcesGen) void loadResources();
+      }, 250);
+      $("resources-note").textContent = "Waiting for the device to describe its resources…";
+      return;
+    }
     $("resources-note").textContent = `Could not list resources: ${err.message}`;
     return;
   }
+  describeRetries = 0;
   if (device !== selected || gen !== resourcesGen) return;
   resourcesShownFor = device;
   const names = Object.keys(described).sort();

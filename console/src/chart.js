@@ -26,7 +26,8 @@ export class LiveChart {
       ...this.size(),
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      // One point (or all at one time): a 30 s window ending there, not uPlot's years-wide default.
+      scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 30, max + 1] : [min, max]) } },
       axes: [{ stroke: "#8a94a6", grid: { stroke: "#2a3140" } }, { stroke: "#8a94a6", grid: { stroke: "#2a3140" }, size: 50 }],
       series: [{}, { label: this.label, stroke: "#4f9cf9", width: 2, spanGaps: false, points: { show: false } }],
     }, [this.xs, this.ys], this.container);
