@@ -27,9 +27,19 @@ export class LiveChart {
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       // One point (or all at one time): a 30 s window ending there, not uPlot's years-wide default.
-      scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 30, max + 1] : [min, max]) } },
+      scales: {
+        x: {
+          time: true,
+          range: (_u, min, max) => {
+            if (min != null && max != null && min !== max) return [min, max];
+            const last = this.xs[this.xs.length - 1] ?? Date.now() / 1000;
+            return [last - 30, last + 1];
+          },
+        },
+      },
       axes: [{ stroke: "#8a94a6", grid: { stroke: "#2a3140" } }, { stroke: "#8a94a6", grid: { stroke: "#2a3140" }, size: 50 }],
-      series: [{}, { label: this.label, stroke: "#4f9cf9", width: 2, spanGaps: false, points: { show: false } }],
+      // uPlot's default shows the points only while they are few (a lone value is visible as a dot).
+      series: [{}, { label: this.label, stroke: "#4f9cf9", width: 2, spanGaps: false }],
     }, [this.xs, this.ys], this.container);
   }
 

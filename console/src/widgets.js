@@ -220,7 +220,8 @@ export function createWidget(w, ctx) {
       const max = Number(o.max ?? 100);
       const id = `sl-${Math.random().toString(36).slice(2)}`;
       const input = el("input", { type: "range", min: String(min), max: String(max), step: String(o.step ?? 1), id, disabled: ctx.readOnly, class: "slider" });
-      const out = el("output", { for: id, textContent: input.value });
+      // Read-only (shared link): the device's value is not readable, so no number is shown as if it were.
+      const out = el("output", { for: id, textContent: ctx.readOnly ? "" : input.value });
       body.append(el("label", { for: id, textContent: o.label || w.resource }), input, out);
       input.addEventListener("input", () => {
         out.textContent = input.value;
