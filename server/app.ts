@@ -42,6 +42,8 @@ import { deviceRoutes } from "./devices/routes.js";
 import { tokenRoutes } from "./tokens/routes.js";
 import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
+import { dashboardsRoutes } from "./dashboards/routes.js";
+import { DashboardsService } from "./dashboards/service.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
 import { openapiRoutes } from "./openapi/routes.js";
 import { PropertiesService } from "./properties/service.js";
@@ -113,6 +115,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
   const quotas = new Quotas(repos, config.limits);
   const tokens = new TokensService(repos, signer, cache, quotas);
+  const dashboards = new DashboardsService(repos);
   const services: Services = {
     config, logger, repos, authenticator, apiLimiter, hub, metrics,
     oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
@@ -120,11 +123,12 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     devices: new DevicesService(repos, credentials, hub, cache, quotas),
     tokens,
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
-    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos)]),
+    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
     streams: undefined as unknown as StreamService,
     properties: new PropertiesService(repos),
     calls: undefined as unknown as CallQueue,
     idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
+    dashboards,
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
@@ -252,6 +256,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   relayRoutes(router, services, auth);
   propertyRoutes(router, services, auth);
   callRoutes(router, services, auth);
+  dashboardsRoutes(router, services, auth);
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
   app.use(router.routes());

@@ -45,6 +45,10 @@ export const ERROR_CODES = {
   idempotency_key_reused: { status: 422, message: "this Idempotency-Key was used with another request" },
   idempotency_key_in_flight: { status: 409, message: "the first request with this Idempotency-Key is still running" },
   too_many_idempotency_keys: { status: 429, message: "too many live Idempotency-Keys for this account" },
+  // Issue 19: console dashboards (README "Dashboards").
+  dashboard_not_found: { status: 404, message: "no such dashboard" },
+  dashboard_exists: { status: 409, message: "a dashboard with this id already exists" },
+  too_many_dashboards: { status: 400, message: "too many dashboards in this account" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

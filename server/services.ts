@@ -15,6 +15,7 @@ import type { ClusterBridge } from "./cluster/bridge.js";
 import type { PropertiesService } from "./properties/service.js";
 import type { CallQueue } from "./calls/queue.js";
 import type { IdempotencyKeys } from "./calls/idempotency.js";
+import type { DashboardsService } from "./dashboards/service.js";
 
 /** Everything the routes need, built once by app.ts. */
 export interface Services {
@@ -36,6 +37,8 @@ export interface Services {
   properties: PropertiesService;
   calls: CallQueue;
   idempotency: IdempotencyKeys;
+  /** Issue 19: console dashboards. */
+  dashboards: DashboardsService;
   /** Present in cluster mode (NATS_URL). */
   cluster?: ClusterBridge;
 }

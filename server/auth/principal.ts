@@ -64,6 +64,7 @@ export class DeviceTokenPrincipal implements Principal {
 }
 
 function matches(p: Permission, action: Action, target: Target): boolean {
+  if (!typeCovers(p, action)) return false;
   if (p.action !== "*" && p.action !== action) return false;
   if (p.target !== "*" && p.target !== target.device) return false;
   if (p.resources !== undefined && action === "AccessDeviceResources") {
@@ -89,8 +90,8 @@ export class UserTokenPrincipal implements Principal {
   can(action: Action, target: Target = {}): boolean {
     if (target.device === "*") {
       // Some device may qualify unless a deny covers every device; the route filters item by item.
-      if (this.deny.some((p) => (p.action === "*" || p.action === action) && p.target === "*" && p.resources === undefined)) return false;
-      return this.allow.some((p) => p.action === "*" || p.action === action);
+      if (this.deny.some((p) => typeCovers(p, action) && (p.action === "*" || p.action === action) && p.target === "*" && p.resources === undefined)) return false;
+      return this.allow.some((p) => typeCovers(p, action) && (p.action === "*" || p.action === action));
     }
     if (this.deny.some((p) => matches(p, action, target))) return false;
     return this.allow.some((p) => matches(p, action, target));
@@ -103,3 +104,12 @@ export const ACTIONS: readonly Action[] = [
   "UpdateDevice", "DeleteDevice", "CreateDeviceToken", "ListDeviceTokens", "DeleteDeviceToken",
   "ListDeviceSessions", "CloseDeviceSession", "ReadEvents", "ReadDeviceProperties", "WriteDeviceProperties",
 ];
+
+/** Actions on dashboards (type "Dashboard", the name is a dashboard id); {@link ACTIONS} are the device actions. */
+export const DASHBOARD_ACTIONS: readonly Action[] = ["ReadDashboards", "WriteDashboards"];
+
+/** A permission of type "Device" (absent) covers device actions only, one of type "Dashboard" dashboard actions only. */
+function typeCovers(p: Permission, action: Action): boolean {
+  if (p.type === "*") return true;
+  return (p.type === "Dashboard") === DASHBOARD_ACTIONS.includes(action);
+}

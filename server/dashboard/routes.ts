@@ -26,8 +26,9 @@ export function dashboardDir(): string {
 }
 
 /**
- * The dashboard: static files from public/dashboard, no build step. It talks to the server only through the
- * public REST and SSE API, with the token it gets from `POST /oauth/token`. The page runs under the app's
+ * The console: static files from public/dashboard — index.html and style.css, plus app.js and app.css that
+ * esbuild bundles from console/src (`npm run build:console`). It talks to the server only through the public
+ * REST and SSE API, with the token it gets from `POST /oauth/token` (or a share link's token). The page runs under the app's
  * CSP (`script-src 'self'`, no inline scripts or styles) and `Referrer-Policy: no-referrer`.
  */
 export function dashboardRoutes(router: Router, _s: Services): void {

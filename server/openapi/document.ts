@@ -419,6 +419,42 @@ const OPERATIONS: Operation[] = [
     ok: [ok("The cancelled call.", ref("QueuedCall"))],
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "call_not_found", "call_not_queued"],
   },
+  // ---- issue 19: console dashboards ----
+  {
+    method: "get", path: "/v1/users/{user}/dashboards", operationId: "listDashboards", tag: "dashboards", params: ["user", ...LIST_PARAMS],
+    summary: "List the account's dashboards",
+    description: "Oldest first. Needs `ReadDashboards` (a user token sees the dashboards its `Dashboard` permissions name).",
+    ok: [list("The dashboards.", "Dashboard")],
+    errors: [...AUTH, "forbidden", "dashboard_not_found"],
+  },
+  {
+    method: "post", path: "/v1/users/{user}/dashboards", operationId: "createDashboard", tag: "dashboards", params: ["user"],
+    summary: "Create a dashboard",
+    description: "Needs `WriteDashboards`. Widgets are checked one by one; a bad one answers 400 naming its path "
+      + "(`widgets[2].layout.w`). At most 50 dashboards per account (400 `too_many_dashboards`), 64 widgets each.",
+    body: { schema: ref("DashboardWrite") },
+    ok: [ok("The dashboard.", ref("Dashboard"), { status: 201, headers: { Location: { type: "string" } } })],
+    errors: [...AUTH, ...BODY, "forbidden", "dashboard_not_found", "dashboard_exists", "too_many_dashboards"],
+  },
+  {
+    method: "get", path: "/v1/users/{user}/dashboards/{id}", operationId: "getDashboardDoc", tag: "dashboards", params: ["user", "dashboard"],
+    summary: "Read a dashboard", description: "Needs `ReadDashboards` on it.",
+    ok: [ok("The dashboard.", ref("Dashboard"))],
+    errors: [...AUTH, "forbidden", "dashboard_not_found"],
+  },
+  {
+    method: "put", path: "/v1/users/{user}/dashboards/{id}", operationId: "replaceDashboard", tag: "dashboards", params: ["user", "dashboard"],
+    summary: "Replace a dashboard's name and widgets", description: "Needs `WriteDashboards` on it. Validated as on create.",
+    body: { schema: ref("DashboardWrite") },
+    ok: [ok("The dashboard.", ref("Dashboard"))],
+    errors: [...AUTH, ...BODY, "forbidden", "dashboard_not_found"],
+  },
+  {
+    method: "delete", path: "/v1/users/{user}/dashboards/{id}", operationId: "deleteDashboard", tag: "dashboards", params: ["user", "dashboard"],
+    summary: "Delete a dashboard", description: "Needs `WriteDashboards` on it. Share tokens made for it stay until deleted (they then read nothing).",
+    ok: [EMPTY],
+    errors: [...AUTH, "forbidden", "dashboard_not_found"],
+  },
   // ---- operations ----
   {
     method: "get", path: "/health", operationId: "health", tag: "operations", auth: false,
@@ -451,7 +487,7 @@ const OPERATIONS: Operation[] = [
   },
   {
     method: "get", path: "/dashboard", operationId: "getDashboard", tag: "pages", auth: false,
-    summary: "The dashboard (sign in, watch devices, call resources, chart a stream)",
+    summary: "The console (devices, tokens, users, dashboards; README \"The console and dashboards\")",
     ok: [ok("HTML page.", undefined, { other: { "text/html": { type: "string" } } })], errors: ["not_found"],
   },
   {
@@ -509,6 +545,7 @@ const PARAMETERS: Record<string, Schema> = {
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
   property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string" }, example: "setpoint" },
   callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
+  dashboard: { name: "id", in: "path", required: true, description: "dashboard id", schema: { type: "string", pattern: "^[a-zA-Z0-9_-]{1,32}$" } },
   callsPage: { name: "page", in: "query", required: false, description: "page number, from 1", schema: { type: "string", pattern: "^\\d{1,6}$" } },
   callsLimit: { name: "limit", in: "query", required: false, description: "items per page (default 50, at most 200)", schema: { type: "string", pattern: "^\\d{1,3}$" } },
   prefer: { name: "Prefer", in: "header", required: false, description: "`respond-async` queues the call (RFC 7240)", schema: { type: "string" } },
@@ -650,6 +687,7 @@ export function buildOpenApiDocument(): Schema {
       { name: "tokens", description: "Device tokens and user access tokens" },
       { name: "relay", description: "Calls relayed to a device's resources" },
       { name: "properties", description: "Device properties kept server-side (Thinger v3)" },
+      { name: "dashboards", description: "Console dashboards kept per account" },
       { name: "operations", description: "Health, readiness, metrics and this document" },
       { name: "pages", description: "Browser pages: the dashboard and this reference" },
     ],

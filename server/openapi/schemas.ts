@@ -4,7 +4,7 @@
  * cannot drift from the server.
  */
 import { ERROR_CODES } from "../errors.js";
-import { ACTIONS } from "../auth/principal.js";
+import { ACTIONS, DASHBOARD_ACTIONS } from "../auth/principal.js";
 import { RESOURCE_KINDS } from "../gateway/protocol.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "../devices/service.js";
 import { PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE } from "../users/service.js";
@@ -12,6 +12,7 @@ import { MAX_PERMISSIONS } from "../tokens/service.js";
 
 export type Schema = Record<string, unknown>;
 import { awaySchemas } from "./away-schemas.js";
+import { dashboardsSchemas } from "./dashboards-schemas.js";
 
 export const TOKEN_ID_PATTERN = "^[a-f0-9]{32}$";
 
@@ -294,15 +295,15 @@ export function componentSchemas(): Record<string, Schema> {
     Permissions: {
       type: "object",
       description: "A user token's `allow` or `deny` in Thinger's shape: `{Type|\"*\": {device|\"*\": \"*\" | "
-        + "[action | {action: resource|[resources]}]}}`. Every action concerns a device, so the types are `Device` "
-        + "and `*` (any type); a name is a device id or `*`; `\"*\"` as a name's value, or in its list, is every "
+        + "[action | {action: resource|[resources]}]}}`. The types are `Device` (a name is a device id or `*`), "
+        + "`Dashboard` (a name is a dashboard id or `*`; actions `ReadDashboards`, `WriteDashboards`) and `*` (any type); `\"*\"` as a name's value, or in its list, is every "
         + "action; `{\"AccessDeviceResources\": [\"temperature\"]}` limits that action to some resources (a name, a "
         + `list, or \"*\" for all). At most ${MAX_PERMISSIONS} permissions. Deny wins over allow; no matching allow `
         + "means no access.",
-      propertyNames: { enum: ["Device", "*"] },
+      propertyNames: { enum: ["Device", "Dashboard", "*"] },
       additionalProperties: {
         type: "object",
-        propertyNames: { pattern: `^(\\*|${DEVICE_ID_RE.source.replace(/^\^|\$$/g, "")})$` },
+        propertyNames: { pattern: "^(\\*|[a-zA-Z0-9_-]{1,32})$" },
         additionalProperties: {
           oneOf: [
             { const: "*", description: "every action" },
@@ -310,12 +311,12 @@ export function componentSchemas(): Record<string, Schema> {
               type: "array",
               items: {
                 oneOf: [
-                  { type: "string", enum: ["*", ...ACTIONS] },
+                  { type: "string", enum: ["*", ...ACTIONS, ...DASHBOARD_ACTIONS] },
                   {
                     type: "object",
                     minProperties: 1,
                     description: "an action limited to resources (AccessDeviceResources), or `\"*\"` for all",
-                    propertyNames: { enum: ["*", ...ACTIONS] },
+                    propertyNames: { enum: ["*", ...ACTIONS, ...DASHBOARD_ACTIONS] },
                     additionalProperties: {
                       oneOf: [{ type: "string" }, { type: "array", minItems: 1, maxItems: MAX_PERMISSIONS, items: { type: "string" } }],
                     },
@@ -431,5 +432,6 @@ export function componentSchemas(): Record<string, Schema> {
       properties: { status: { const: "ready" }, store: { type: "string", description: "store kind (nedb or mongodb)" } },
     },
     ...awaySchemas(),
+    ...dashboardsSchemas(),
   };
 }

@@ -63,12 +63,14 @@ export type Action =
   | "AccessDeviceResources" | "ListDevices" | "GetDeviceStats" | "ListDeviceResources" | "ReadDevice"
   | "CreateDevice" | "UpdateDevice" | "DeleteDevice" | "CreateDeviceToken" | "ListDeviceTokens"
   | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents"
-  | "ReadDeviceProperties" | "WriteDeviceProperties";
+  | "ReadDeviceProperties" | "WriteDeviceProperties"
+  // Issue 19: console dashboards; the target is the dashboard id (type "Dashboard" in Thinger's shape).
+  | "ReadDashboards" | "WriteDashboards";
 
 /** One entry of a user token's allow/deny list; the API shows the list in Thinger's shape (server/tokens/permissions.ts). */
 export interface Permission {
-  /** Thinger's resource type: absent = "Device" (every action here concerns a device), "*" = any type. */
-  type?: "*";
+  /** Thinger's resource type: absent = "Device", "Dashboard" (dashboard actions, target = dashboard id), "*" = any type. */
+  type?: "*" | "Dashboard";
   action: Action | "*";
   /** A device id or "*". */
   target: string;
@@ -147,6 +149,19 @@ export interface IdempotencyDoc {
   expiresTs: number;
 }
 
+/** A console dashboard (issue 19, server/dashboards). */
+export interface DashboardDoc {
+  [key: string]: unknown;
+  _id: string; // `${user}/${id}`
+  user: string;
+  id: string;
+  name: string;
+  /** Widgets as JSON text: nedb refuses keys with "." or a leading "$", which a widget's `options` may hold. */
+  widgetsJson: string;
+  createdTs: number;
+  updatedTs: number;
+}
+
 /** Typed access to every collection, written once over the {@link Collection} interface. */
 export class Repositories {
   readonly users: Collection<UserDoc>;
@@ -158,6 +173,7 @@ export class Repositories {
   readonly properties: Collection<PropertyDoc>;
   readonly calls: Collection<QueuedCallDoc>;
   readonly idempotency: Collection<IdempotencyDoc>;
+  readonly dashboards: Collection<DashboardDoc>;
 
   constructor(readonly store: Store) {
     this.users = store.collection<UserDoc>("users");
@@ -169,6 +185,7 @@ export class Repositories {
     this.properties = store.collection<PropertyDoc>("device_properties");
     this.calls = store.collection<QueuedCallDoc>("queued_calls");
     this.idempotency = store.collection<IdempotencyDoc>("idempotency_keys");
+    this.dashboards = store.collection<DashboardDoc>("dashboards");
   }
 
   static deviceKey(user: string, device: string): string {

@@ -72,7 +72,9 @@ export const INDEXES: readonly IndexSpec[] = [
   { collection: "queued_calls", field: "user" },
   { collection: "queued_calls", field: "status" },
   { collection: "idempotency_keys", field: "user" },
+  // Issue 19: console dashboards.
+  { collection: "dashboards", field: "user" },
 ];
 
 export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "device_tokens", "user_tokens",
-  "device_properties", "queued_calls", "idempotency_keys"] as const;
+  "device_properties", "queued_calls", "idempotency_keys", "dashboards"] as const;

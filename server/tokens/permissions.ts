@@ -12,7 +12,8 @@
  */
 import { AppError } from "../errors.js";
 import type { Action, Permission } from "../store/repos.js";
-import { ACTIONS } from "../auth/principal.js";
+import { ACTIONS, DASHBOARD_ACTIONS } from "../auth/principal.js";
+import { DASHBOARD_ID_RE } from "../dashboards/service.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 
@@ -20,7 +21,7 @@ import { DEVICE_ID_RE } from "../devices/service.js";
 export const MAX_PERMISSIONS = 64;
 
 /** Resource types a permission may name; `*` is any type. */
-export const PERMISSION_TYPES = ["Device", "*"] as const;
+export const PERMISSION_TYPES = ["Device", "Dashboard", "*"] as const;
 export type PermissionType = (typeof PERMISSION_TYPES)[number];
 
 /** One item of a name's action list: an action, or `{action: resource | [resources]}`. */
@@ -43,10 +44,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function isAction(v: unknown): v is Action | "*" {
-  return v === "*" || ACTIONS.includes(v as Action);
+  return v === "*" || ACTIONS.includes(v as Action) || DASHBOARD_ACTIONS.includes(v as Action);
 }
 
-const ACTION_LIST = `"*" or one of ${ACTIONS.join(", ")}`;
+const ACTION_LIST = `"*" or one of ${[...ACTIONS, ...DASHBOARD_ACTIONS].join(", ")}`;
 
 /** A resource list of the per-resource form: a name, `*` (all), or an array of names. Null = all. */
 function parseResourceList(v: unknown, path: string): string[] | null {
@@ -75,14 +76,25 @@ function parseThinger(v: Record<string, unknown>, field: string): Permission[] {
   };
   for (const [type, names] of Object.entries(v)) {
     if (!PERMISSION_TYPES.includes(type as PermissionType)) {
-      throw bad(`"${field}": ${shown(type)} is not a resource type here: expected "Device" or "*"`);
+      throw bad(`"${field}": ${shown(type)} is not a resource type here: expected "Device", "Dashboard" or "*"`);
     }
     const tpath = `${field}.${type}`;
     if (!isPlainObject(names)) throw bad(`"${tpath}" must be an object of device ids (or "*") to actions`);
     for (const [name, actions] of Object.entries(names)) {
-      if (name !== "*" && !DEVICE_ID_RE.test(name)) throw bad(`"${tpath}": ${shown(name)} is not a device id ([a-zA-Z0-9_]{1,25}) or "*"`);
+      if (type === "Dashboard") {
+        if (name !== "*" && !DASHBOARD_ID_RE.test(name)) throw bad(`"${tpath}": ${shown(name)} is not a dashboard id ([a-zA-Z0-9_-]{1,32}) or "*"`);
+      } else if (name !== "*" && !DEVICE_ID_RE.test(name) && !(type === "*" && DASHBOARD_ID_RE.test(name))) {
+        throw bad(`"${tpath}": ${shown(name)} is not a device id ([a-zA-Z0-9_]{1,25}) or "*"`);
+      }
       const npath = `${tpath}.${name}`;
-      const base = type === "*" ? { type: "*" as const, target: name } : { target: name };
+      const base = type === "*" ? { type: "*" as const, target: name } : type === "Dashboard" ? { type: "Dashboard" as const, target: name } : { target: name };
+      /** Dashboard actions belong to type Dashboard, the others to Device ("*" takes both). */
+      const fits = (action: string, path: string) => {
+        if (action === "*" || type === "*") return;
+        const dash = DASHBOARD_ACTIONS.includes(action as Action);
+        if (type === "Dashboard" && !dash) throw bad(`"${path}": ${shown(action)} is not a dashboard action: expected "*", ${DASHBOARD_ACTIONS.join(" or ")}`);
+        if (type === "Device" && dash) throw bad(`"${path}": ${shown(action)} concerns dashboards: write it under "Dashboard"`);
+      };
       if (actions === "*") {
         add({ ...base, action: "*" });
         continue;
@@ -93,6 +105,7 @@ function parseThinger(v: Record<string, unknown>, field: string): Permission[] {
         const ipath = `${npath}[${i}]`;
         if (typeof item === "string") {
           if (!isAction(item)) throw bad(`"${ipath}": ${shown(item)} is not an action: expected ${ACTION_LIST}`);
+          fits(item, ipath);
           add({ ...base, action: item });
           return;
         }
@@ -101,6 +114,7 @@ function parseThinger(v: Record<string, unknown>, field: string): Permission[] {
         }
         for (const [action, resources] of Object.entries(item)) {
           if (!isAction(action)) throw bad(`"${ipath}": ${shown(action)} is not an action: expected ${ACTION_LIST}`);
+          fits(action, ipath);
           const list = parseResourceList(resources, `${ipath}.${action}`);
           if (list === null) {
             add({ ...base, action });
@@ -124,6 +138,7 @@ function parseArray(v: unknown[], field: string): Permission[] {
     const extra = Object.keys(p).filter((k) => !["action", "target", "resources"].includes(k));
     if (extra.length > 0) throw bad(`"${path}" has unknown field ${shown(extra[0]!)}`);
     if (!isAction(p.action)) throw bad(`"${path}.action" must be ${ACTION_LIST}`);
+    if (DASHBOARD_ACTIONS.includes(p.action as Action)) throw bad(`"${path}.action": dashboard actions are written in Thinger's shape, under "Dashboard"`);
     const target = p.target ?? "*";
     if (target !== "*" && (typeof target !== "string" || !DEVICE_ID_RE.test(target))) throw bad(`"${path}.target" must be a device id or "*"`);
     const perm: Permission = { action: p.action, target: target as string };
