@@ -11,7 +11,7 @@
  * Thinger's shape. See README "User access tokens".
  */
 import { AppError } from "../errors.js";
-import type { Action, Permission } from "../store/repos.js";
+import type { Action, Permission } from "../auth/permission.js";
 import { ACTIONS } from "../auth/principal.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
