@@ -1,4 +1,9 @@
 import { expect } from "chai";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { EventSourceMessage } from "eventsource-parser";
 import { Device } from "../device-sdk/index.js";
 import { cacheKey } from "../server/auth/authenticator.js";
@@ -9,6 +14,18 @@ import { closeAllSse, sse } from "./helpers/sse.js";
 import { faultyStore, type StoreMode } from "./hardening/harness.js";
 
 const json = (e: EventSourceMessage) => JSON.parse(e.data);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** Runs `thingrelay` from source as its own process; resolves with its exit code and output. */
+function runCli(args: string[], env: Record<string, string>, input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import=tsx", "cli/bin.ts", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end(input);
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}
 
 /**
  * Issue 13.3: a token re-check that cannot reach the store is not a revocation. Before, every open stream
@@ -59,6 +76,31 @@ describe("streams: a store outage during a token re-check", function () {
       expect(srv.relay.services.streams.openCount).to.equal(1);
     });
   }
+
+  it("thingrelay watch keeps watching through the outage and never reports the session revoked", async () => {
+    const home = await mkdtemp(join(tmpdir(), "thingrelay-cli-"));
+    try {
+      const env = { HOME: home, XDG_CONFIG_HOME: join(home, "config"), THINGRELAY_URL: srv.url };
+      const signedIn = await runCli(["login", "-u", "olga"], env, "olga-password\n");
+      expect(signedIn.code, signedIn.stderr).to.equal(0);
+      const open = srv.relay.services.streams.openCount;
+      const watching = runCli(["watch", "--count", "1", "--json"], env);
+      await until(() => srv.relay.services.streams.openCount > open, 10_000, "the watch stream to open");
+      const logged = srv.logs.length;
+      ctl.set("unavailable");
+      srv.relay.services.authenticator.cache.invalidateLocal(cacheKey.user("olga"));
+      await until(() => srv.logs.slice(logged).some((l) => l.includes("stream token re-check failed; the stream stays open")), 5000, "the failed re-check");
+      ctl.set("ok");
+      device = new Device({ server: srv.wsUrl, user: "olga", device: "meter", credentials: "meter-secret", reconnectInitialMs: 50 });
+      await device.connect();
+      const w = await watching;
+      expect(w.code, w.stderr).to.equal(0);
+      expect(JSON.parse(w.stdout.trim()).data).to.include({ type: "online", device: "meter" });
+      expect(w.stderr).to.not.match(/revoked/);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
 
   it("still ends the stream as token_revoked when the store answers that the token is gone", async () => {
     const session = await login(srv.url, "olga", "olga-password");
