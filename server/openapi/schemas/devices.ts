@@ -5,6 +5,11 @@ import { USERNAME_RE } from "../../users/service.js";
 import { type Schema, int, nullableInt, ref } from "./helpers.js";
 
 export function deviceSchemas(): Record<string, Schema> {
+  return { ...registrySchemas(), ...accountSchemas(), ...liveDeviceSchemas() };
+}
+
+/** The device registry. */
+function registrySchemas(): Record<string, Schema> {
   return {
     Device: {
       type: "object",
@@ -54,6 +59,12 @@ export function deviceSchemas(): Record<string, Schema> {
         },
       ],
     },
+  };
+}
+
+/** An account as a whole: its user record and export. */
+function accountSchemas(): Record<string, Schema> {
+  return {
     User: {
       type: "object",
       required: ["username", "admin", "created_ts", "password_changed_ts"],
@@ -109,6 +120,12 @@ export function deviceSchemas(): Record<string, Schema> {
         calls: { type: "array", items: { type: "object", description: "a queued call's status object with its `device`" } },
       },
     },
+  };
+}
+
+/** A device's resources, settings, session and stats. */
+function liveDeviceSchemas(): Record<string, Schema> {
+  return {
     ResourceApi: {
       type: "object",
       required: ["kind"],

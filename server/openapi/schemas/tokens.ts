@@ -5,6 +5,11 @@ import { MAX_PERMISSIONS } from "../../tokens/service.js";
 import { type Schema, TOKEN_ID_PATTERN, int, nullableInt, permissionsInput, ref } from "./helpers.js";
 
 export function tokenSchemas(): Record<string, Schema> {
+  return { ...deviceTokenSchemas(), ...permissionSchemas(), ...userTokenSchemas() };
+}
+
+/** Device tokens. */
+function deviceTokenSchemas(): Record<string, Schema> {
   return {
     DeviceTokenRequest: {
       type: "object",
@@ -32,6 +37,12 @@ export function tokenSchemas(): Record<string, Schema> {
         },
       },
     },
+  };
+}
+
+/** User-token permissions (Thinger's shape and one flat entry). */
+function permissionSchemas(): Record<string, Schema> {
+  return {
     Permissions: {
       type: "object",
       description: "A user token's `allow` or `deny` in Thinger's shape: `{Type|\"*\": {device|\"*\": \"*\" | "
@@ -80,6 +91,12 @@ export function tokenSchemas(): Record<string, Schema> {
         resources: { type: "array", items: { type: "string" }, description: "AccessDeviceResources only" },
       },
     },
+  };
+}
+
+/** User access tokens. */
+function userTokenSchemas(): Record<string, Schema> {
+  return {
     UserTokenRequest: {
       type: "object",
       required: ["name"],
