@@ -129,7 +129,7 @@ async function start(env: Record<string, string | undefined>, dataDir: string): 
     "# the temperature every second as Server-Sent Events (Ctrl-C to stop)",
     `curl -sN -H 'Accept: text/event-stream' "${v2}/temperature?interval=1&authorization=$DEVICE_TOKEN"`,
     "",
-    `CLI: echo '${password}' | node dist/server/cli/bin.js login --server ${url} -u ${DEMO_USER}`,
+    `CLI: echo '${password}' | node dist/cli/bin.js login --server ${url} -u ${DEMO_USER}`,
     "",
     "Press Ctrl-C to stop.",
     "",

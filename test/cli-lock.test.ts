@@ -3,7 +3,7 @@ import { mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CredentialStore } from "../server/cli/credentials.js";
+import { CredentialStore } from "../cli/credentials.js";
 
 describe("CLI credential store lock", () => {
   let dir: string;

@@ -9,9 +9,9 @@ import type { AddressInfo } from "node:net";
 import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
-import { run } from "../server/cli/main.js";
-import { CredentialStore, configDir } from "../server/cli/credentials.js";
-import type { CliIo } from "../server/cli/io.js";
+import { run } from "../cli/main.js";
+import { CredentialStore, configDir } from "../cli/credentials.js";
+import type { CliIo } from "../cli/io.js";
 
 /** The CLI run in this process, with its own config directory and captured output. */
 async function cli(args: string[], env: Record<string, string>, o: { input?: string; signal?: AbortSignal } = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -19,7 +19,7 @@ interface CliResult {
 
 /** Runs `thingrelay` from source as its own process, with its own HOME / XDG_CONFIG_HOME. */
 function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ["--import=tsx", "server/cli/bin.ts", ...args], {
+  return spawn(process.execPath, ["--import=tsx", "cli/bin.ts", ...args], {
     cwd: ROOT,
     // Only what the CLI needs: no inherited THINGRELAY_URL or config from the developer's machine.
     env: { PATH: process.env.PATH ?? "", ...env },
@@ -84,7 +84,7 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
 
     it("docs/cli.md documents every command", async () => {
       const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
-      const { COMMANDS } = await import("../server/cli/main.js");
+      const { COMMANDS } = await import("../cli/main.js");
       for (const c of COMMANDS) expect(doc, c.path.join(" ")).to.include(`| \`${c.path.join(" ")}`);
     });
 

@@ -3,7 +3,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { ACTIONS } from "../server/auth/principal.js";
-import type { Action } from "../server/store/repos.js";
+import type { Action } from "../server/auth/permission.js";
 import { parsePermissions, toThinger } from "../server/tokens/permissions.js";
 
 /**

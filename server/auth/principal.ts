@@ -1,4 +1,4 @@
-import type { Action, Permission } from "../store/repos.js";
+import type { Action, Permission } from "./permission.js";
 
 export interface Target {
   /**

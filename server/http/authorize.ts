@@ -1,6 +1,6 @@
 import type { Context } from "koa";
 import { AppError } from "../errors.js";
-import type { Action } from "../store/repos.js";
+import type { Action } from "../auth/permission.js";
 import type { Target } from "../auth/principal.js";
 import { principalOf } from "./auth.js";
 import type { Principal } from "../auth/principal.js";

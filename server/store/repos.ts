@@ -1,3 +1,4 @@
+import type { Permission } from "../auth/permission.js";
 import type { Collection, Store } from "./types.js";
 
 export interface UserDoc {
@@ -57,25 +58,6 @@ export interface DeviceTokenDoc {
   resources: string[] | null;
   iat: number; // seconds
   exp: number | null; // seconds
-}
-
-export type Action =
-  | "AccessDeviceResources" | "ListDevices" | "GetDeviceStats" | "ListDeviceResources" | "ReadDevice"
-  | "CreateDevice" | "UpdateDevice" | "DeleteDevice" | "CreateDeviceToken" | "ListDeviceTokens"
-  | "DeleteDeviceToken" | "ListDeviceSessions" | "CloseDeviceSession" | "ReadEvents"
-  | "ReadDeviceProperties" | "WriteDeviceProperties"
-  // Issue 19: console dashboards; the target is the dashboard id (type "Dashboard" in Thinger's shape).
-  | "ReadDashboards" | "WriteDashboards";
-
-/** One entry of a user token's allow/deny list; the API shows the list in Thinger's shape (server/tokens/permissions.ts). */
-export interface Permission {
-  /** Thinger's resource type: absent = "Device", "Dashboard" (dashboard actions, target = dashboard id), "*" = any type. */
-  type?: "*" | "Dashboard";
-  action: Action | "*";
-  /** A device id or "*". */
-  target: string;
-  /** For AccessDeviceResources: the resources allowed (or denied); absent = all. */
-  resources?: string[];
 }
 
 export interface UserTokenDoc {

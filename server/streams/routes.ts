@@ -4,7 +4,7 @@ import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
-
+import { streamRequest } from "./http.js";
 
 /** Stats (JSON or SSE) and the account event stream. Resource streams hang off the relay route. See docs/streams.md. */
 export function streamRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
@@ -15,7 +15,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
     authorize(ctx, user, "GetDeviceStats", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
     if (ctx.accepts("json", "text/event-stream") === "text/event-stream") {
-      await s.streams.statsStream(ctx, user, device);
+      s.streams.stats.open(streamRequest(ctx), user, device);
       return;
     }
     ctx.body = s.hub.stats(user, device);
@@ -32,6 +32,6 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
       throw new AppError("invalid_request", '"device" must be a device id ([a-zA-Z0-9_]{1,25})');
     }
     authorize(ctx, user, "ReadEvents", { device: device ?? "*" }, noUser);
-    await s.streams.eventStream(ctx, user, device);
+    s.streams.events.open(streamRequest(ctx), user, device);
   });
 }

@@ -11,7 +11,7 @@
  * Thinger's shape. See README "User access tokens".
  */
 import { AppError } from "../errors.js";
-import type { Action, Permission } from "../store/repos.js";
+import type { Action, Permission } from "../auth/permission.js";
 import { ACTIONS, DASHBOARD_ACTIONS } from "../auth/principal.js";
 import { DASHBOARD_ID_RE } from "../dashboards/service.js";
 import { isResourceName } from "../gateway/protocol.js";

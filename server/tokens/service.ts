@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { AppError } from "../errors.js";
-import type { DeviceTokenDoc, Permission, Repositories, UserTokenDoc } from "../store/repos.js";
+import type { Permission } from "../auth/permission.js";
+import type { DeviceTokenDoc, Repositories, UserTokenDoc } from "../store/repos.js";
 import type { TokenSigner } from "../auth/jwt.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 import { isResourceName } from "../gateway/protocol.js";

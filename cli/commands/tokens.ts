@@ -3,7 +3,7 @@ import { list, str } from "../command.js";
 import { usageError } from "../errors.js";
 import { note, print, printJson, table } from "../io.js";
 import { accountPath } from "./devices.js";
-import type { UserTokenView } from "../../tokens/service.js";
+import type { UserTokenView } from "../../server/tokens/service.js";
 
 interface DeviceToken {
   id: string;

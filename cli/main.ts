@@ -16,7 +16,7 @@ import { tokensCreate, tokensList, tokensRm } from "./commands/tokens.js";
 import { call, watch } from "./commands/relay.js";
 import { serve } from "./commands/serve.js";
 import { calls, propsGet, propsRm, propsSet } from "./commands/away.js";
-import { packageVersion } from "../version.js";
+import { packageVersion } from "./version.js";
 
 export const COMMANDS: readonly Command[] = [
   login, logout, whoami, usersAdd, devicesList, devicesAdd, devicesRm, tokensList, tokensCreate, tokensRm, call, watch, serve,

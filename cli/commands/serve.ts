@@ -5,9 +5,9 @@ import type { Command } from "../command.js";
 import { str } from "../command.js";
 import { CliError, EXIT, usageError } from "../errors.js";
 
-/** The server's entry point next to this file: dist/server/main.js, or server/main.ts when run from source. */
+/** The server's entry point next to this file: dist/server/main.js, or server/main.ts when run from source (cli/ sits beside server/). */
 function serverEntry(): string {
-  for (const name of ["../../main.js", "../../main.ts"]) {
+  for (const name of ["../../server/main.js", "../../server/main.ts"]) {
     const file = fileURLToPath(new URL(name, import.meta.url));
     if (existsSync(file)) return file;
   }
