@@ -1,6 +1,6 @@
 import { Backoff } from "./backoff.js";
 import { TypedEmitter } from "./emitter.js";
-import { CLOSE, DEVICE_RE, FATAL_CLOSE_CODES, NAME_RE, resourceNameProblem, type ResourceKind } from "./protocol.js";
+import { CLOSE_KEEPALIVE_TIMEOUT, DEVICE_RE, FATAL_CLOSE_CODES, NAME_RE, resourceNameProblem, type ResourceKind } from "./protocol.js";
 
 /** A listener type checked bivariantly, so the DOM's and `ws`'s own event types are accepted without casts. */
 type Listener<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
@@ -347,12 +347,11 @@ export class Device extends TypedEmitter<DeviceEvents> {
       t = Promise.reject(err);
     }
     if (typeof t === "function") this.attempt(t, url);
-    else t.then((f) => this.attempt(f, url), (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
+    else t.then((f) => this.attempt(f, url), (err: unknown) => this._state === "connecting" && this.stop(err instanceof Error ? err : new Error(String(err))));
   }
 
-  /** No way to open a socket at all: retrying cannot help, so connect() rejects and the device stops. */
-  private fail(err: Error): void {
-    if (this._state !== "connecting") return;
+  /** Retrying cannot help (no way to open a socket, or a fatal close): connect() rejects and the device stops. */
+  private stop(err: Error): void {
     if (this.connectWaiters.length > 0) this.settleWaiters(err);
     else this.emit("error", err);
     this.setState("closed");
@@ -373,12 +372,13 @@ export class Device extends TypedEmitter<DeviceEvents> {
     let opened = false;
     clearTimeout(this.connectTimer);
     const deadline = setTimeout(() => {
-      if (!accepted) this.abandon(ws, CLOSE.keepaliveTimeout, "connect timeout");
+      if (!accepted) this.abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "connect timeout");
     }, this.opts.connectTimeoutMs);
     this.connectTimer = deadline;
     ws.onopen = () => {
       opened = true;
-      ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
+      const { user, device, credentials, keepalive } = this.opts;
+      ws.send(JSON.stringify({ type: "connect", user, device, credentials, keepalive }));
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return; // closed or replaced meanwhile
@@ -419,13 +419,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       const wasOpen = accepted;
       if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
       if (this._state === "closing" || this._state === "closed") return;
-      if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) {
-        const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
-        if (this.connectWaiters.length > 0) this.settleWaiters(err);
-        else this.emit("error", err);
-        this.setState("closed");
-        return;
-      }
+      if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) return this.stop(new Error(`session closed by server: ${ev.code} ${ev.reason}`));
       this.urlIndex++;
       this.scheduleReconnect();
     };
@@ -451,7 +445,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       const now = Date.now();
       if (now - this.lastSeen > 2 * intervalMs) {
         // Two silent intervals: the server (or the path to it) is gone. Drop and reconnect.
-        if (ws) this.abandon(ws, 4408, "keepalive timeout");
+        if (ws) this.abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "keepalive timeout");
         return;
       }
       if (now - lastPing >= intervalMs - 5) {
@@ -482,64 +476,36 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private async onFrame(ws: DeviceSocket, f: Record<string, unknown>): Promise<void> {
-    switch (f.type) {
-      case "call":
-        if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(ws, f.id, f.resource, f.in);
-        return;
-      case "state":
-        if (typeof f.id === "number" && typeof f.resource === "string") await this.answerState(ws, f.id, f.resource);
-        return;
-      case "stream":
-        if (typeof f.resource === "string" && typeof f.interval === "number") this.startStream(f.resource, f.interval);
-        return;
-      case "unstream":
-        if (typeof f.resource === "string") this.stopStream(f.resource);
-        return;
-      case "property":
-      case "error":
-        this.onPropertyFrame(f);
-        return;
-      default:
-        return;
-    }
+    const { type, id, resource } = f;
+    if (type === "property" || type === "error") this.onPropertyFrame(f);
+    else if (typeof resource !== "string") return;
+    else if (type === "call" || type === "state") {
+      if (typeof id === "number") await this.answer(ws, id, resource, f.in, type === "state");
+    } else if (type === "stream") {
+      if (typeof f.interval === "number") this.startStream(resource, f.interval);
+    } else if (type === "unstream") this.stopStream(resource);
   }
 
-  /** Runs a handler and answers on the socket the call came from: ids belong to one session only. */
-  private async answer(ws: DeviceSocket, id: number, name: string, input: unknown): Promise<void> {
-    const reply = (frame: object) => {
-      if (this.ws === ws) this.send(frame);
-    };
+  /**
+   * Runs a handler (or, for a `state` frame, the resource's state function; the handler never runs) and
+   * answers on the socket the call came from: ids belong to one session only.
+   */
+  private async answer(ws: DeviceSocket, id: number, name: string, input: unknown, state: boolean): Promise<void> {
     const r = this.resources.get(name);
-    if (!r) {
-      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no resource "${name}"` });
-      return;
+    const run = state ? r?.state : r?.handler;
+    let reply: object;
+    if (!r || !run) {
+      reply = { type: "error", id, status: 404, code: "resource_not_found", message: `no ${state ? "state for" : "resource"} "${name}"` };
+    } else {
+      try {
+        const out = await run(input);
+        reply = state ? { type: "result", id, in: out ?? null } : r.kind === "output" || r.kind === "io" ? { type: "result", id, out: out ?? null } : { type: "result", id };
+      } catch (err) {
+        const status = (err as { status?: unknown } | null)?.status;
+        reply = { type: "error", id, status: !state && typeof status === "number" ? status : 500, message: err instanceof Error ? err.message : String(err) };
+      }
     }
-    try {
-      const out = await r.handler(input);
-      if (r.kind === "output" || r.kind === "io") reply({ type: "result", id, out: out === undefined ? null : out });
-      else reply({ type: "result", id });
-    } catch (err) {
-      const status = typeof (err as { status?: unknown } | null)?.status === "number" ? (err as { status: number }).status : 500;
-      reply({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
-    }
-  }
-
-  /** Answers a `state` frame with the resource's reported state; the handler never runs. */
-  private async answerState(ws: WebSocketLike, id: number, name: string): Promise<void> {
-    const reply = (frame: object) => {
-      if (this.ws === ws) this.send(frame);
-    };
-    const state = this.resources.get(name)?.state;
-    if (!state) {
-      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no state for "${name}"` });
-      return;
-    }
-    try {
-      const value = await state();
-      reply({ type: "result", id, in: value === undefined ? null : value });
-    } catch (err) {
-      reply({ type: "error", id, status: 500, message: err instanceof Error ? err.message : String(err) });
-    }
+    if (this.ws === ws) this.send(reply);
   }
 
   private startStream(name: string, intervalMs: number): void {
