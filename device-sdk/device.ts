@@ -115,9 +115,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private readonly urls: string[];
   private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "transport" | "server">> & { WebSocket?: WebSocketFactory; transport?: Transport };
   private readonly resources = new Map<string, Resource>();
-  private readonly streamTimers = new Map<string, ReturnType<typeof setInterval>>();
+  private readonly streams = new Map<string, ReturnType<typeof setInterval>>();
   /** Resources whose stream sample is still being computed. */
-  private readonly streamBusy = new Set<string>();
+  private readonly busy = new Set<string>();
   /** Set while close() waits for the closing handshake. */
   private closing: Promise<void> | undefined;
   private readonly backoff: Backoff;
@@ -125,16 +125,16 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private urlIndex = 0;
   private _state: DeviceState = "idle";
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastSeen = 0;
-  private keepaliveS: number;
-  private describeQueued = false;
+  private describing = false;
   /** Pending connect() promises, settled by the next `connected` or fatal close. */
-  private connectWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
-  private readonly propertyHandlers = new Map<string, Set<PropertyHandler>>();
-  private readonly propertyRequests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }>();
-  private nextPropertyId = 0;
+  private waiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private readonly watchers = new Map<string, Set<PropertyHandler>>();
+  /** Pending property requests by id: each settles its promise and clears its timer. */
+  private readonly requests = new Map<number, (err: Error | undefined, value?: unknown) => void>();
+  private lastId = 0;
 
   constructor(options: DeviceOptions) {
     super();
@@ -147,7 +147,6 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.opts = { ...DEFAULTS, ...options } as typeof this.opts;
     check(Number.isInteger(this.opts.keepalive) && this.opts.keepalive >= 1 && this.opts.keepalive <= 3600, '"keepalive" must be an integer from 1 to 3600');
     this.urls = servers.map(toUrl);
-    this.keepaliveS = this.opts.keepalive;
     this.backoff = new Backoff(this.opts.reconnectInitialMs, this.opts.reconnectMaxMs);
   }
 
@@ -177,8 +176,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
     check(problem === undefined, `invalid resource name ${JSON.stringify(name)}: ${problem}`);
     check(typeof handler === "function", "handler must be a function");
     check(state === undefined || typeof state === "function", '"state" must be a function');
-    this.resources.set(name, state ? { kind, handler, state } : { kind, handler });
-    this.queueDescribe();
+    this.resources.set(name, { kind, handler, state });
+    this.describeSoon();
     return this;
   }
 
@@ -190,7 +189,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     if (r.kind !== "output" && r.kind !== "io") throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
     if (this._state !== "open") return;
     const out = await r.handler(undefined);
-    this.send({ type: "data", resource: name, out: out === undefined ? null : out });
+    this.send({ type: "data", resource: name, out: out ?? null });
   }
 
   /**
@@ -215,50 +214,48 @@ export class Device extends TypedEmitter<DeviceEvents> {
   onProperty(name: string, handler: PropertyHandler): () => void {
     check(typeof name === "string" && name.length > 0, "property name must be a non-empty string");
     check(typeof handler === "function", "handler must be a function");
-    let set = this.propertyHandlers.get(name);
-    if (!set) this.propertyHandlers.set(name, (set = new Set()));
+    let set = this.watchers.get(name);
+    if (!set) this.watchers.set(name, (set = new Set()));
     set.add(handler);
     return () => {
-      this.propertyHandlers.get(name)?.delete(handler);
+      this.watchers.get(name)?.delete(handler);
     };
   }
 
   private propertyRequest(frame: { type: string; name: string; value?: unknown }): Promise<unknown> {
     check(typeof frame.name === "string" && frame.name.length > 0 && frame.name.length <= 128, "property name must be 1 to 128 characters");
     if (this._state !== "open") return Promise.reject(new Error("device is not connected"));
-    const id = (this.nextPropertyId = (this.nextPropertyId + 1) % Number.MAX_SAFE_INTEGER);
+    const id = (this.lastId = (this.lastId + 1) % Number.MAX_SAFE_INTEGER);
     return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.propertyRequests.delete(id);
-        reject(new Error("the server did not answer the property request in time"));
-      }, PROPERTY_TIMEOUT_MS);
-      this.propertyRequests.set(id, { resolve, reject, timer });
+      const timer = setTimeout(() => this.endRequest(id, new Error("the server did not answer the property request in time")), PROPERTY_TIMEOUT_MS);
+      this.requests.set(id, (err, value) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value);
+      });
       this.send({ ...frame, id });
     });
   }
 
-  private failPropertyRequests(err: Error): void {
-    for (const [id, r] of this.propertyRequests) {
-      clearTimeout(r.timer);
-      this.propertyRequests.delete(id);
-      r.reject(err);
-    }
+  /** Settles a pending property request once: on its answer, its timeout or the end of the session. */
+  private endRequest(id: number, err: Error | undefined, value?: unknown): void {
+    const settle = this.requests.get(id);
+    this.requests.delete(id);
+    settle?.(err, value);
   }
 
-  private onPropertyFrame(f: Record<string, unknown>): void {
+  private failRequests(err: Error): void {
+    for (const id of this.requests.keys()) this.endRequest(id, err);
+  }
+
+  private propertyFrame(f: Record<string, unknown>): void {
     if (typeof f.id === "number") {
-      const r = this.propertyRequests.get(f.id);
-      if (!r) return;
-      this.propertyRequests.delete(f.id);
-      clearTimeout(r.timer);
-      if (f.type === "error") r.reject(Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }));
-      else r.resolve(f.value);
-      return;
+      return this.endRequest(f.id, f.type === "error" ? Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }) : undefined, f.value);
     }
     if (f.type !== "property" || typeof f.name !== "string") return;
     const value = f.deleted === true ? undefined : f.value;
     for (const key of [f.name, "*"]) {
-      for (const h of this.propertyHandlers.get(key) ?? []) {
+      for (const h of this.watchers.get(key) ?? []) {
         try {
           h(value, f.name);
         } catch (err) {
@@ -274,22 +271,22 @@ export class Device extends TypedEmitter<DeviceEvents> {
     // A close in progress finishes first; then this opens a new session.
     if (this._state === "closing" && this.closing) return this.closing.then(() => this.connect());
     return new Promise<void>((resolve, reject) => {
-      this.connectWaiters.push({ resolve, reject });
+      this.waiters.push({ resolve, reject });
       if (this._state !== "connecting") this.open();
     });
   }
 
   /** Closes the session for good (no reconnect). */
   async close(): Promise<void> {
-    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.retryTimer);
     clearTimeout(this.connectTimer);
     this.stopTimers();
     const ws = this.ws;
     this.ws = undefined;
-    this.settleWaiters(new Error("closed before connecting"));
-    this.failPropertyRequests(new Error("device closed"));
+    this.settle(new Error("closed before connecting"));
+    this.failRequests(new Error("device closed"));
     if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
-    if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
+    if (ws && ws.readyState < 2) {
       this.setState("closing");
       this.closing = new Promise<void>((resolve) => {
         const prev = ws.onclose;
@@ -307,9 +304,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.setState("closed");
   }
 
-  private settleWaiters(err?: Error): void {
-    const waiters = this.connectWaiters;
-    this.connectWaiters = [];
+  private settle(err?: Error): void {
+    const waiters = this.waiters;
+    this.waiters = [];
     for (const w of waiters) {
       if (err) w.reject(err);
       else w.resolve();
@@ -352,7 +349,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
 
   /** Retrying cannot help (no way to open a socket, or a fatal close): connect() rejects and the device stops. */
   private stop(err: Error): void {
-    if (this.connectWaiters.length > 0) this.settleWaiters(err);
+    if (this.waiters.length > 0) this.settle(err);
     else this.emit("error", err);
     this.setState("closed");
   }
@@ -364,7 +361,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       ws = transport(url);
     } catch (err) {
       this.emit("error", err as Error);
-      this.scheduleReconnect();
+      this.retry();
       return;
     }
     this.ws = ws;
@@ -415,30 +412,31 @@ export class Device extends TypedEmitter<DeviceEvents> {
       if (this.ws !== ws) return;
       this.ws = undefined;
       this.stopTimers();
-      this.failPropertyRequests(new Error("disconnected before the server answered"));
+      this.failRequests(new Error("disconnected before the server answered"));
       const wasOpen = accepted;
       if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
       if (this._state === "closing" || this._state === "closed") return;
       if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) return this.stop(new Error(`session closed by server: ${ev.code} ${ev.reason}`));
       this.urlIndex++;
-      this.scheduleReconnect();
+      this.retry();
     };
   }
 
-  private scheduleReconnect(): void {
+  private retry(): void {
     this.setState("connecting");
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => this.open(), this.backoff.next());
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.open(), this.backoff.next());
   }
 
   private onAccepted(f: Record<string, unknown>): void {
     this.backoff.reset();
     this.setState("open");
-    if (typeof f.keepalive === "number" && f.keepalive >= 1) this.keepaliveS = Math.min(this.opts.keepalive, f.keepalive);
-    this.sendDescribe();
+    // The server may ask for a shorter interval than ours, never a longer one.
+    const keepalive = typeof f.keepalive === "number" && f.keepalive >= 1 ? Math.min(this.opts.keepalive, f.keepalive) : this.opts.keepalive;
+    this.describe();
     this.lastSeen = Date.now();
     const ws = this.ws;
-    const intervalMs = this.keepaliveS * 1000;
+    const intervalMs = keepalive * 1000;
     let lastPing = Date.now();
     // Checked four times per interval, so silence is noticed at most a quarter interval after 2 intervals.
     this.pingTimer = setInterval(() => {
@@ -454,7 +452,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       }
     }, Math.max(1, Math.floor(intervalMs / 4)));
     this.emit("connected");
-    this.settleWaiters();
+    this.settle();
   }
 
   /**
@@ -468,7 +466,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     ws.onerror = () => undefined; // ws emits "error" while aborting a handshake; it must have a listener
     try {
       if (typeof ws.terminate === "function") ws.terminate();
-      else if (ws.readyState === 0 || ws.readyState === 1) ws.close(code >= 4000 ? code : 1000, reason);
+      else if (ws.readyState < 2) ws.close(code >= 4000 ? code : 1000, reason); // connecting or open
     } catch {
       /* already closed */
     }
@@ -477,7 +475,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
 
   private async onFrame(ws: DeviceSocket, f: Record<string, unknown>): Promise<void> {
     const { type, id, resource } = f;
-    if (type === "property" || type === "error") this.onPropertyFrame(f);
+    if (type === "property" || type === "error") this.propertyFrame(f);
     else if (typeof resource !== "string") return;
     else if (type === "call" || type === "state") {
       if (typeof id === "number") await this.answer(ws, id, resource, f.in, type === "state");
@@ -515,41 +513,41 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const ms = Math.max(50, intervalMs);
     const sample = () => {
       // A slow or hung handler: skip ticks instead of piling up calls.
-      if (this.streamBusy.has(name)) return;
-      this.streamBusy.add(name);
+      if (this.busy.has(name)) return;
+      this.busy.add(name);
       void this.stream(name)
         .catch((e: unknown) => this.emit("error", e as Error))
-        .finally(() => this.streamBusy.delete(name));
+        .finally(() => this.busy.delete(name));
     };
-    this.streamTimers.set(name, setInterval(sample, ms));
+    this.streams.set(name, setInterval(sample, ms));
     sample();
   }
 
   private stopStream(name: string): void {
-    clearInterval(this.streamTimers.get(name));
-    this.streamTimers.delete(name);
+    clearInterval(this.streams.get(name));
+    this.streams.delete(name);
   }
 
   private stopTimers(): void {
     clearInterval(this.pingTimer);
     this.pingTimer = undefined;
-    for (const t of this.streamTimers.values()) clearInterval(t);
-    this.streamTimers.clear();
+    for (const t of this.streams.values()) clearInterval(t);
+    this.streams.clear();
   }
 
-  private queueDescribe(): void {
-    if (this.describeQueued || this._state !== "open") return;
-    this.describeQueued = true;
+  private describeSoon(): void {
+    if (this.describing || this._state !== "open") return;
+    this.describing = true;
     // Not queueMicrotask: Moddable XS and older engines lack it.
     void Promise.resolve().then(() => {
-      this.describeQueued = false;
-      this.sendDescribe();
+      this.describing = false;
+      this.describe();
     });
   }
 
-  private sendDescribe(): void {
-    const resources: Record<string, { kind: ResourceKind; state?: true }> = {};
-    for (const [name, r] of this.resources) resources[name] = r.state ? { kind: r.kind, state: true } : { kind: r.kind };
+  private describe(): void {
+    const resources: Record<string, { kind: ResourceKind; state: true | undefined }> = {};
+    for (const [name, r] of this.resources) resources[name] = { kind: r.kind, state: r.state && true }; // JSON drops state: undefined
     this.send({ type: "describe", resources });
   }
 
