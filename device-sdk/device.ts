@@ -95,16 +95,19 @@ export interface InputOptions {
 
 const DEFAULTS = Object.freeze({ keepalive: 60, reconnectInitialMs: 500, reconnectMaxMs: 30_000, connectTimeoutMs: 10_000 });
 
-/** `http(s)://host[:port][/path]` → `ws(s)://…`, with `/v1/connect` when no path is given. No `URL` (Moddable XS has none). */
-function toUrl(server: string): string {
-  const m = /^(?:http|ws)(s?):\/\/([^/?#]+)([^?#]*)(.*)$/.exec(server);
-  if (!m) throw new TypeError(`"server" is not a URL: "${server}"`);
-  const path = m[3] === "" || m[3] === "/" ? "/v1/connect" : m[3];
-  return `ws${m[1]}://${m[2]}${path}${m[4]}`;
+/** Output and io resources produce a value: a call answers it and they stream. */
+const hasOutput = (kind: ResourceKind | undefined) => kind === "output" || kind === "io";
+
+function check(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new TypeError(message);
 }
 
-function check(cond: boolean, message: string): void {
-  if (!cond) throw new TypeError(message);
+/** `http(s)://host[:port][/path]` → `ws(s)://…`, with `/v1/connect` when no path is given. No `URL` (Moddable XS has none). */
+function toUrl(server: unknown): string {
+  const m = typeof server === "string" && /^(?:http|ws)(s?):\/\/([^/?#]+)([^?#]*)(.*)$/.exec(server);
+  check(m, '"server" must be a ws(s):// or http(s):// URL or a list of them');
+  const path = m[3] === "" || m[3] === "/" ? "/v1/connect" : m[3];
+  return `ws${m[1]}://${m[2]}${path}${m[4]}`;
 }
 
 /**
@@ -138,15 +141,15 @@ export class Device extends TypedEmitter<DeviceEvents> {
 
   constructor(options: DeviceOptions) {
     super();
-    const servers = Array.isArray(options.server) ? options.server : [options.server];
-    check(servers.length > 0 && servers.every((s) => typeof s === "string" && /^(ws|wss|http|https):\/\//.test(s)), '"server" must be a ws(s):// or http(s):// URL or a list of them');
+    // An empty list stays one (bad) server, so toUrl refuses it with the same message.
+    const { server } = options;
+    this.urls = (Array.isArray(server) && server.length > 0 ? server : [server]).map(toUrl);
     check(typeof options.user === "string" && NAME_RE.test(options.user), '"user" must match [a-zA-Z0-9_]{1,32}');
     check(typeof options.device === "string" && DEVICE_RE.test(options.device), '"device" must match [a-zA-Z0-9_]{1,25}');
     check(options.transport === undefined || typeof options.transport === "function", '"transport" must be a function (url) => socket');
     check(typeof options.credentials === "string" && options.credentials.length > 0, '"credentials" must be a non-empty string');
     this.opts = { ...DEFAULTS, ...options } as typeof this.opts;
     check(Number.isInteger(this.opts.keepalive) && this.opts.keepalive >= 1 && this.opts.keepalive <= 3600, '"keepalive" must be an integer from 1 to 3600');
-    this.urls = servers.map(toUrl);
     this.backoff = new Backoff(this.opts.reconnectInitialMs, this.opts.reconnectMaxMs);
   }
 
@@ -186,7 +189,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const r = this.resources.get(name);
     if (!r) throw new TypeError(`unknown resource "${name}"`);
     // Input and run handlers actuate things: streaming must never call them.
-    if (r.kind !== "output" && r.kind !== "io") throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
+    if (!hasOutput(r.kind)) throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
     if (this._state !== "open") return;
     const out = await r.handler(undefined);
     this.send({ type: "data", resource: name, out: out ?? null });
@@ -497,7 +500,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     } else {
       try {
         const out = await run(input);
-        reply = state ? { type: "result", id, in: out ?? null } : r.kind === "output" || r.kind === "io" ? { type: "result", id, out: out ?? null } : { type: "result", id };
+        reply = state ? { type: "result", id, in: out ?? null } : hasOutput(r.kind) ? { type: "result", id, out: out ?? null } : { type: "result", id };
       } catch (err) {
         const status = (err as { status?: unknown } | null)?.status;
         reply = { type: "error", id, status: !state && typeof status === "number" ? status : 500, message: err instanceof Error ? err.message : String(err) };
@@ -509,7 +512,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private startStream(name: string, intervalMs: number): void {
     this.stopStream(name);
     const kind = this.resources.get(name)?.kind;
-    if (intervalMs <= 0 || (kind !== "output" && kind !== "io")) return;
+    if (intervalMs <= 0 || !hasOutput(kind)) return;
     const ms = Math.max(50, intervalMs);
     const sample = () => {
       // A slow or hung handler: skip ticks instead of piling up calls.
