@@ -133,7 +133,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private lastSeen = 0;
   private describing = false;
   /** Pending connect() promises, settled by the next `connected` or fatal close. */
-  private waiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private waiters: Array<(err?: Error) => void> = [];
   private readonly watchers = new Map<string, Set<PropertyHandler>>();
   /** Pending property requests by id: each settles its promise and clears its timer. */
   private readonly requests = new Map<number, (err: Error | undefined, value?: unknown) => void>();
@@ -274,15 +274,13 @@ export class Device extends TypedEmitter<DeviceEvents> {
     // A close in progress finishes first; then this opens a new session.
     if (this._state === "closing" && this.closing) return this.closing.then(() => this.connect());
     return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.waiters.push((err) => (err ? reject(err) : resolve()));
       if (this._state !== "connecting") this.open();
     });
   }
 
   /** Closes the session for good (no reconnect). */
   async close(): Promise<void> {
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.connectTimer);
     this.stopTimers();
     const ws = this.ws;
     this.ws = undefined;
@@ -310,10 +308,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private settle(err?: Error): void {
     const waiters = this.waiters;
     this.waiters = [];
-    for (const w of waiters) {
-      if (err) w.reject(err);
-      else w.resolve();
-    }
+    for (const w of waiters) w(err);
   }
 
   private setState(s: DeviceState): void {
@@ -371,10 +366,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
     let accepted = false;
     let opened = false;
     clearTimeout(this.connectTimer);
-    const deadline = setTimeout(() => {
+    this.connectTimer = setTimeout(() => {
       if (!accepted) this.abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "connect timeout");
     }, this.opts.connectTimeoutMs);
-    this.connectTimer = deadline;
     ws.onopen = () => {
       opened = true;
       const { user, device, credentials, keepalive } = this.opts;
@@ -393,7 +387,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       if (!accepted) {
         if (f.type === "connected") {
           accepted = true;
-          clearTimeout(deadline);
+          clearTimeout(this.connectTimer);
           this.onAccepted(f);
         } else if (f.type === "error") {
           this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
@@ -411,13 +405,11 @@ export class Device extends TypedEmitter<DeviceEvents> {
       this.abandon(ws, 1006, "connection failed");
     };
     ws.onclose = (ev) => {
-      clearTimeout(deadline);
-      if (this.ws !== ws) return;
+      if (this.ws !== ws) return; // closed or replaced meanwhile: close() or the next attempt cleared the timers
       this.ws = undefined;
       this.stopTimers();
       this.failRequests(new Error("disconnected before the server answered"));
-      const wasOpen = accepted;
-      if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
+      if (accepted) this.emit("disconnected", { code: ev.code, reason: ev.reason });
       if (this._state === "closing" || this._state === "closed") return;
       if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) return this.stop(new Error(`session closed by server: ${ev.code} ${ev.reason}`));
       this.urlIndex++;
@@ -532,8 +524,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private stopTimers(): void {
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.retryTimer);
     clearInterval(this.pingTimer);
-    this.pingTimer = undefined;
     for (const t of this.streams.values()) clearInterval(t);
     this.streams.clear();
   }
