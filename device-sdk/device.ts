@@ -1,6 +1,6 @@
 import { Backoff } from "./backoff.js";
 import { TypedEmitter } from "./emitter.js";
-import { CLOSE, DEVICE_RE, FATAL_CLOSE_CODES, NAME_RE, resourceNameProblem, type ResourceKind } from "./protocol.js";
+import { CLOSE_KEEPALIVE_TIMEOUT, DEVICE_RE, FATAL_CLOSE_CODES, NAME_RE, resourceNameProblem, type ResourceKind } from "./protocol.js";
 
 /** A listener type checked bivariantly, so the DOM's and `ws`'s own event types are accepted without casts. */
 type Listener<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
@@ -95,16 +95,19 @@ export interface InputOptions {
 
 const DEFAULTS = Object.freeze({ keepalive: 60, reconnectInitialMs: 500, reconnectMaxMs: 30_000, connectTimeoutMs: 10_000 });
 
-/** `http(s)://host[:port][/path]` → `ws(s)://…`, with `/v1/connect` when no path is given. No `URL` (Moddable XS has none). */
-function toUrl(server: string): string {
-  const m = /^(?:http|ws)(s?):\/\/([^/?#]+)([^?#]*)(.*)$/.exec(server);
-  if (!m) throw new TypeError(`"server" is not a URL: "${server}"`);
-  const path = m[3] === "" || m[3] === "/" ? "/v1/connect" : m[3];
-  return `ws${m[1]}://${m[2]}${path}${m[4]}`;
+/** Output and io resources produce a value: a call answers it and they stream. */
+const hasOutput = (kind: ResourceKind | undefined) => kind === "output" || kind === "io";
+
+function check(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new TypeError(message);
 }
 
-function check(cond: boolean, message: string): void {
-  if (!cond) throw new TypeError(message);
+/** `http(s)://host[:port][/path]` → `ws(s)://…`, with `/v1/connect` when no path is given. No `URL` (Moddable XS has none). */
+function toUrl(server: unknown): string {
+  const m = typeof server === "string" && /^(?:http|ws)(s?):\/\/([^/?#]+)([^?#]*)(.*)$/.exec(server);
+  check(m, '"server" must be a ws(s):// or http(s):// URL or a list of them');
+  const path = m[3] === "" || m[3] === "/" ? "/v1/connect" : m[3];
+  return `ws${m[1]}://${m[2]}${path}${m[4]}`;
 }
 
 /**
@@ -115,9 +118,9 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private readonly urls: string[];
   private readonly opts: Required<Omit<DeviceOptions, "WebSocket" | "transport" | "server">> & { WebSocket?: WebSocketFactory; transport?: Transport };
   private readonly resources = new Map<string, Resource>();
-  private readonly streamTimers = new Map<string, ReturnType<typeof setInterval>>();
+  private readonly streams = new Map<string, ReturnType<typeof setInterval>>();
   /** Resources whose stream sample is still being computed. */
-  private readonly streamBusy = new Set<string>();
+  private readonly busy = new Set<string>();
   /** Set while close() waits for the closing handshake. */
   private closing: Promise<void> | undefined;
   private readonly backoff: Backoff;
@@ -125,29 +128,28 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private urlIndex = 0;
   private _state: DeviceState = "idle";
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastSeen = 0;
-  private keepaliveS: number;
-  private describeQueued = false;
+  private describing = false;
   /** Pending connect() promises, settled by the next `connected` or fatal close. */
-  private connectWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
-  private readonly propertyHandlers = new Map<string, Set<PropertyHandler>>();
-  private readonly propertyRequests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }>();
-  private nextPropertyId = 0;
+  private waiters: Array<(err?: Error) => void> = [];
+  private readonly watchers = new Map<string, Set<PropertyHandler>>();
+  /** Pending property requests by id: each settles its promise and clears its timer. */
+  private readonly requests = new Map<number, (err: Error | undefined, value?: unknown) => void>();
+  private lastId = 0;
 
   constructor(options: DeviceOptions) {
     super();
-    const servers = Array.isArray(options.server) ? options.server : [options.server];
-    check(servers.length > 0 && servers.every((s) => typeof s === "string" && /^(ws|wss|http|https):\/\//.test(s)), '"server" must be a ws(s):// or http(s):// URL or a list of them');
+    // An empty list stays one (bad) server, so toUrl refuses it with the same message.
+    const { server } = options;
+    this.urls = (Array.isArray(server) && server.length > 0 ? server : [server]).map(toUrl);
     check(typeof options.user === "string" && NAME_RE.test(options.user), '"user" must match [a-zA-Z0-9_]{1,32}');
     check(typeof options.device === "string" && DEVICE_RE.test(options.device), '"device" must match [a-zA-Z0-9_]{1,25}');
     check(options.transport === undefined || typeof options.transport === "function", '"transport" must be a function (url) => socket');
     check(typeof options.credentials === "string" && options.credentials.length > 0, '"credentials" must be a non-empty string');
     this.opts = { ...DEFAULTS, ...options } as typeof this.opts;
     check(Number.isInteger(this.opts.keepalive) && this.opts.keepalive >= 1 && this.opts.keepalive <= 3600, '"keepalive" must be an integer from 1 to 3600');
-    this.urls = servers.map(toUrl);
-    this.keepaliveS = this.opts.keepalive;
     this.backoff = new Backoff(this.opts.reconnectInitialMs, this.opts.reconnectMaxMs);
   }
 
@@ -177,8 +179,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
     check(problem === undefined, `invalid resource name ${JSON.stringify(name)}: ${problem}`);
     check(typeof handler === "function", "handler must be a function");
     check(state === undefined || typeof state === "function", '"state" must be a function');
-    this.resources.set(name, state ? { kind, handler, state } : { kind, handler });
-    this.queueDescribe();
+    this.resources.set(name, { kind, handler, state });
+    this.describeSoon();
     return this;
   }
 
@@ -187,10 +189,10 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const r = this.resources.get(name);
     if (!r) throw new TypeError(`unknown resource "${name}"`);
     // Input and run handlers actuate things: streaming must never call them.
-    if (r.kind !== "output" && r.kind !== "io") throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
+    if (!hasOutput(r.kind)) throw new TypeError(`"${name}" is an ${r.kind} resource: only output and io resources stream`);
     if (this._state !== "open") return;
     const out = await r.handler(undefined);
-    this.send({ type: "data", resource: name, out: out === undefined ? null : out });
+    this.send({ type: "data", resource: name, out: out ?? null });
   }
 
   /**
@@ -215,50 +217,48 @@ export class Device extends TypedEmitter<DeviceEvents> {
   onProperty(name: string, handler: PropertyHandler): () => void {
     check(typeof name === "string" && name.length > 0, "property name must be a non-empty string");
     check(typeof handler === "function", "handler must be a function");
-    let set = this.propertyHandlers.get(name);
-    if (!set) this.propertyHandlers.set(name, (set = new Set()));
+    let set = this.watchers.get(name);
+    if (!set) this.watchers.set(name, (set = new Set()));
     set.add(handler);
     return () => {
-      this.propertyHandlers.get(name)?.delete(handler);
+      this.watchers.get(name)?.delete(handler);
     };
   }
 
   private propertyRequest(frame: { type: string; name: string; value?: unknown }): Promise<unknown> {
     check(typeof frame.name === "string" && frame.name.length > 0 && frame.name.length <= 128, "property name must be 1 to 128 characters");
     if (this._state !== "open") return Promise.reject(new Error("device is not connected"));
-    const id = (this.nextPropertyId = (this.nextPropertyId + 1) % Number.MAX_SAFE_INTEGER);
+    const id = (this.lastId = (this.lastId + 1) % Number.MAX_SAFE_INTEGER);
     return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.propertyRequests.delete(id);
-        reject(new Error("the server did not answer the property request in time"));
-      }, PROPERTY_TIMEOUT_MS);
-      this.propertyRequests.set(id, { resolve, reject, timer });
+      const timer = setTimeout(() => this.endRequest(id, new Error("the server did not answer the property request in time")), PROPERTY_TIMEOUT_MS);
+      this.requests.set(id, (err, value) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value);
+      });
       this.send({ ...frame, id });
     });
   }
 
-  private failPropertyRequests(err: Error): void {
-    for (const [id, r] of this.propertyRequests) {
-      clearTimeout(r.timer);
-      this.propertyRequests.delete(id);
-      r.reject(err);
-    }
+  /** Settles a pending property request once: on its answer, its timeout or the end of the session. */
+  private endRequest(id: number, err: Error | undefined, value?: unknown): void {
+    const settle = this.requests.get(id);
+    this.requests.delete(id);
+    settle?.(err, value);
   }
 
-  private onPropertyFrame(f: Record<string, unknown>): void {
+  private failRequests(err: Error): void {
+    for (const id of this.requests.keys()) this.endRequest(id, err);
+  }
+
+  private propertyFrame(f: Record<string, unknown>): void {
     if (typeof f.id === "number") {
-      const r = this.propertyRequests.get(f.id);
-      if (!r) return;
-      this.propertyRequests.delete(f.id);
-      clearTimeout(r.timer);
-      if (f.type === "error") r.reject(Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }));
-      else r.resolve(f.value);
-      return;
+      return this.endRequest(f.id, f.type === "error" ? Object.assign(new Error(String(f.message ?? f.code)), { code: f.code }) : undefined, f.value);
     }
     if (f.type !== "property" || typeof f.name !== "string") return;
     const value = f.deleted === true ? undefined : f.value;
     for (const key of [f.name, "*"]) {
-      for (const h of this.propertyHandlers.get(key) ?? []) {
+      for (const h of this.watchers.get(key) ?? []) {
         try {
           h(value, f.name);
         } catch (err) {
@@ -274,22 +274,20 @@ export class Device extends TypedEmitter<DeviceEvents> {
     // A close in progress finishes first; then this opens a new session.
     if (this._state === "closing" && this.closing) return this.closing.then(() => this.connect());
     return new Promise<void>((resolve, reject) => {
-      this.connectWaiters.push({ resolve, reject });
+      this.waiters.push((err) => (err ? reject(err) : resolve()));
       if (this._state !== "connecting") this.open();
     });
   }
 
   /** Closes the session for good (no reconnect). */
   async close(): Promise<void> {
-    clearTimeout(this.reconnectTimer);
-    clearTimeout(this.connectTimer);
     this.stopTimers();
     const ws = this.ws;
     this.ws = undefined;
-    this.settleWaiters(new Error("closed before connecting"));
-    this.failPropertyRequests(new Error("device closed"));
+    this.settle(new Error("closed before connecting"));
+    this.failRequests(new Error("device closed"));
     if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
-    if (ws && (ws.readyState === 0 || ws.readyState === 1)) {
+    if (ws && ws.readyState < 2) {
       this.setState("closing");
       this.closing = new Promise<void>((resolve) => {
         const prev = ws.onclose;
@@ -307,13 +305,10 @@ export class Device extends TypedEmitter<DeviceEvents> {
     this.setState("closed");
   }
 
-  private settleWaiters(err?: Error): void {
-    const waiters = this.connectWaiters;
-    this.connectWaiters = [];
-    for (const w of waiters) {
-      if (err) w.reject(err);
-      else w.resolve();
-    }
+  private settle(err?: Error): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w(err);
   }
 
   private setState(s: DeviceState): void {
@@ -347,13 +342,12 @@ export class Device extends TypedEmitter<DeviceEvents> {
       t = Promise.reject(err);
     }
     if (typeof t === "function") this.attempt(t, url);
-    else t.then((f) => this.attempt(f, url), (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
+    else t.then((f) => this.attempt(f, url), (err: unknown) => this._state === "connecting" && this.stop(err instanceof Error ? err : new Error(String(err))));
   }
 
-  /** No way to open a socket at all: retrying cannot help, so connect() rejects and the device stops. */
-  private fail(err: Error): void {
-    if (this._state !== "connecting") return;
-    if (this.connectWaiters.length > 0) this.settleWaiters(err);
+  /** Retrying cannot help (no way to open a socket, or a fatal close): connect() rejects and the device stops. */
+  private stop(err: Error): void {
+    if (this.waiters.length > 0) this.settle(err);
     else this.emit("error", err);
     this.setState("closed");
   }
@@ -365,20 +359,20 @@ export class Device extends TypedEmitter<DeviceEvents> {
       ws = transport(url);
     } catch (err) {
       this.emit("error", err as Error);
-      this.scheduleReconnect();
+      this.retry();
       return;
     }
     this.ws = ws;
     let accepted = false;
     let opened = false;
     clearTimeout(this.connectTimer);
-    const deadline = setTimeout(() => {
-      if (!accepted) this.abandon(ws, CLOSE.keepaliveTimeout, "connect timeout");
+    this.connectTimer = setTimeout(() => {
+      if (!accepted) this.abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "connect timeout");
     }, this.opts.connectTimeoutMs);
-    this.connectTimer = deadline;
     ws.onopen = () => {
       opened = true;
-      ws.send(JSON.stringify({ type: "connect", user: this.opts.user, device: this.opts.device, credentials: this.opts.credentials, keepalive: this.opts.keepalive }));
+      const { user, device, credentials, keepalive } = this.opts;
+      ws.send(JSON.stringify({ type: "connect", user, device, credentials, keepalive }));
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return; // closed or replaced meanwhile
@@ -393,7 +387,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       if (!accepted) {
         if (f.type === "connected") {
           accepted = true;
-          clearTimeout(deadline);
+          clearTimeout(this.connectTimer);
           this.onAccepted(f);
         } else if (f.type === "error") {
           this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
@@ -411,47 +405,40 @@ export class Device extends TypedEmitter<DeviceEvents> {
       this.abandon(ws, 1006, "connection failed");
     };
     ws.onclose = (ev) => {
-      clearTimeout(deadline);
-      if (this.ws !== ws) return;
+      if (this.ws !== ws) return; // closed or replaced meanwhile: close() or the next attempt cleared the timers
       this.ws = undefined;
       this.stopTimers();
-      this.failPropertyRequests(new Error("disconnected before the server answered"));
-      const wasOpen = accepted;
-      if (wasOpen) this.emit("disconnected", { code: ev.code, reason: ev.reason });
+      this.failRequests(new Error("disconnected before the server answered"));
+      if (accepted) this.emit("disconnected", { code: ev.code, reason: ev.reason });
       if (this._state === "closing" || this._state === "closed") return;
-      if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) {
-        const err = new Error(`session closed by server: ${ev.code} ${ev.reason}`);
-        if (this.connectWaiters.length > 0) this.settleWaiters(err);
-        else this.emit("error", err);
-        this.setState("closed");
-        return;
-      }
+      if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) return this.stop(new Error(`session closed by server: ${ev.code} ${ev.reason}`));
       this.urlIndex++;
-      this.scheduleReconnect();
+      this.retry();
     };
   }
 
-  private scheduleReconnect(): void {
+  private retry(): void {
     this.setState("connecting");
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => this.open(), this.backoff.next());
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.open(), this.backoff.next());
   }
 
   private onAccepted(f: Record<string, unknown>): void {
     this.backoff.reset();
     this.setState("open");
-    if (typeof f.keepalive === "number" && f.keepalive >= 1) this.keepaliveS = Math.min(this.opts.keepalive, f.keepalive);
-    this.sendDescribe();
+    // The server may ask for a shorter interval than ours, never a longer one.
+    const keepalive = typeof f.keepalive === "number" && f.keepalive >= 1 ? Math.min(this.opts.keepalive, f.keepalive) : this.opts.keepalive;
+    this.describe();
     this.lastSeen = Date.now();
     const ws = this.ws;
-    const intervalMs = this.keepaliveS * 1000;
+    const intervalMs = keepalive * 1000;
     let lastPing = Date.now();
     // Checked four times per interval, so silence is noticed at most a quarter interval after 2 intervals.
     this.pingTimer = setInterval(() => {
       const now = Date.now();
       if (now - this.lastSeen > 2 * intervalMs) {
         // Two silent intervals: the server (or the path to it) is gone. Drop and reconnect.
-        if (ws) this.abandon(ws, 4408, "keepalive timeout");
+        if (ws) this.abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "keepalive timeout");
         return;
       }
       if (now - lastPing >= intervalMs - 5) {
@@ -460,7 +447,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
       }
     }, Math.max(1, Math.floor(intervalMs / 4)));
     this.emit("connected");
-    this.settleWaiters();
+    this.settle();
   }
 
   /**
@@ -474,7 +461,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     ws.onerror = () => undefined; // ws emits "error" while aborting a handshake; it must have a listener
     try {
       if (typeof ws.terminate === "function") ws.terminate();
-      else if (ws.readyState === 0 || ws.readyState === 1) ws.close(code >= 4000 ? code : 1000, reason);
+      else if (ws.readyState < 2) ws.close(code >= 4000 ? code : 1000, reason); // connecting or open
     } catch {
       /* already closed */
     }
@@ -482,108 +469,81 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private async onFrame(ws: DeviceSocket, f: Record<string, unknown>): Promise<void> {
-    switch (f.type) {
-      case "call":
-        if (typeof f.id === "number" && typeof f.resource === "string") await this.answer(ws, f.id, f.resource, f.in);
-        return;
-      case "state":
-        if (typeof f.id === "number" && typeof f.resource === "string") await this.answerState(ws, f.id, f.resource);
-        return;
-      case "stream":
-        if (typeof f.resource === "string" && typeof f.interval === "number") this.startStream(f.resource, f.interval);
-        return;
-      case "unstream":
-        if (typeof f.resource === "string") this.stopStream(f.resource);
-        return;
-      case "property":
-      case "error":
-        this.onPropertyFrame(f);
-        return;
-      default:
-        return;
-    }
+    const { type, id, resource } = f;
+    if (type === "property" || type === "error") this.propertyFrame(f);
+    else if (typeof resource !== "string") return;
+    else if (type === "call" || type === "state") {
+      if (typeof id === "number") await this.answer(ws, id, resource, f.in, type === "state");
+    } else if (type === "stream") {
+      if (typeof f.interval === "number") this.startStream(resource, f.interval);
+    } else if (type === "unstream") this.stopStream(resource);
   }
 
-  /** Runs a handler and answers on the socket the call came from: ids belong to one session only. */
-  private async answer(ws: DeviceSocket, id: number, name: string, input: unknown): Promise<void> {
-    const reply = (frame: object) => {
-      if (this.ws === ws) this.send(frame);
-    };
+  /**
+   * Runs a handler (or, for a `state` frame, the resource's state function; the handler never runs) and
+   * answers on the socket the call came from: ids belong to one session only.
+   */
+  private async answer(ws: DeviceSocket, id: number, name: string, input: unknown, state: boolean): Promise<void> {
     const r = this.resources.get(name);
-    if (!r) {
-      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no resource "${name}"` });
-      return;
+    const run = state ? r?.state : r?.handler;
+    let reply: object;
+    if (!r || !run) {
+      reply = { type: "error", id, status: 404, code: "resource_not_found", message: `no ${state ? "state for" : "resource"} "${name}"` };
+    } else {
+      try {
+        const out = await run(input);
+        reply = state ? { type: "result", id, in: out ?? null } : hasOutput(r.kind) ? { type: "result", id, out: out ?? null } : { type: "result", id };
+      } catch (err) {
+        const status = (err as { status?: unknown } | null)?.status;
+        reply = { type: "error", id, status: !state && typeof status === "number" ? status : 500, message: err instanceof Error ? err.message : String(err) };
+      }
     }
-    try {
-      const out = await r.handler(input);
-      if (r.kind === "output" || r.kind === "io") reply({ type: "result", id, out: out === undefined ? null : out });
-      else reply({ type: "result", id });
-    } catch (err) {
-      const status = typeof (err as { status?: unknown } | null)?.status === "number" ? (err as { status: number }).status : 500;
-      reply({ type: "error", id, status, message: err instanceof Error ? err.message : String(err) });
-    }
-  }
-
-  /** Answers a `state` frame with the resource's reported state; the handler never runs. */
-  private async answerState(ws: WebSocketLike, id: number, name: string): Promise<void> {
-    const reply = (frame: object) => {
-      if (this.ws === ws) this.send(frame);
-    };
-    const state = this.resources.get(name)?.state;
-    if (!state) {
-      reply({ type: "error", id, status: 404, code: "resource_not_found", message: `no state for "${name}"` });
-      return;
-    }
-    try {
-      const value = await state();
-      reply({ type: "result", id, in: value === undefined ? null : value });
-    } catch (err) {
-      reply({ type: "error", id, status: 500, message: err instanceof Error ? err.message : String(err) });
-    }
+    if (this.ws === ws) this.send(reply);
   }
 
   private startStream(name: string, intervalMs: number): void {
     this.stopStream(name);
     const kind = this.resources.get(name)?.kind;
-    if (intervalMs <= 0 || (kind !== "output" && kind !== "io")) return;
+    if (intervalMs <= 0 || !hasOutput(kind)) return;
     const ms = Math.max(50, intervalMs);
     const sample = () => {
       // A slow or hung handler: skip ticks instead of piling up calls.
-      if (this.streamBusy.has(name)) return;
-      this.streamBusy.add(name);
+      if (this.busy.has(name)) return;
+      this.busy.add(name);
       void this.stream(name)
         .catch((e: unknown) => this.emit("error", e as Error))
-        .finally(() => this.streamBusy.delete(name));
+        .finally(() => this.busy.delete(name));
     };
-    this.streamTimers.set(name, setInterval(sample, ms));
+    this.streams.set(name, setInterval(sample, ms));
     sample();
   }
 
   private stopStream(name: string): void {
-    clearInterval(this.streamTimers.get(name));
-    this.streamTimers.delete(name);
+    clearInterval(this.streams.get(name));
+    this.streams.delete(name);
   }
 
   private stopTimers(): void {
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.retryTimer);
     clearInterval(this.pingTimer);
-    this.pingTimer = undefined;
-    for (const t of this.streamTimers.values()) clearInterval(t);
-    this.streamTimers.clear();
+    for (const t of this.streams.values()) clearInterval(t);
+    this.streams.clear();
   }
 
-  private queueDescribe(): void {
-    if (this.describeQueued || this._state !== "open") return;
-    this.describeQueued = true;
+  private describeSoon(): void {
+    if (this.describing || this._state !== "open") return;
+    this.describing = true;
     // Not queueMicrotask: Moddable XS and older engines lack it.
     void Promise.resolve().then(() => {
-      this.describeQueued = false;
-      this.sendDescribe();
+      this.describing = false;
+      this.describe();
     });
   }
 
-  private sendDescribe(): void {
-    const resources: Record<string, { kind: ResourceKind; state?: true }> = {};
-    for (const [name, r] of this.resources) resources[name] = r.state ? { kind: r.kind, state: true } : { kind: r.kind };
+  private describe(): void {
+    const resources: Record<string, { kind: ResourceKind; state: true | undefined }> = {};
+    for (const [name, r] of this.resources) resources[name] = { kind: r.kind, state: r.state && true }; // JSON drops state: undefined
     this.send({ type: "describe", resources });
   }
 

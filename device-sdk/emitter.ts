@@ -3,13 +3,13 @@ export class TypedEmitter<Events extends Record<string, unknown[]>> {
   private readonly listeners: { [K in keyof Events]?: Array<(...args: Events[K]) => void> } = {};
 
   on<K extends keyof Events>(event: K, listener: (...args: Events[K]) => void): this {
-    (this.listeners[event] ??= []).push(listener);
+    // Each change makes a new list, so an emit() in progress keeps the list it started with.
+    this.listeners[event] = [...(this.listeners[event] ?? []), listener];
     return this;
   }
 
   off<K extends keyof Events>(event: K, listener: (...args: Events[K]) => void): this {
-    const list = this.listeners[event];
-    if (list) this.listeners[event] = list.filter((l) => l !== listener);
+    this.listeners[event] = this.listeners[event]?.filter((l) => l !== listener);
     return this;
   }
 
@@ -22,7 +22,7 @@ export class TypedEmitter<Events extends Record<string, unknown[]>> {
   }
 
   protected emit<K extends keyof Events>(event: K, ...args: Events[K]): void {
-    for (const l of [...(this.listeners[event] ?? [])]) {
+    for (const l of this.listeners[event] ?? []) {
       try {
         l(...args);
       } catch {
