@@ -21,7 +21,11 @@ export interface Collection<T extends Doc> {
   /** Returns how many documents matched (0 or 1). */
   updateOne(query: Query, update: Update): Promise<number>;
   updateMany(query: Query, update: Update): Promise<number>;
-  /** Atomically updates the first match and returns it as it is after the update, or null. */
+  /**
+   * Updates the first match and returns it as it is after the update, or null. Atomic on MongoDB and nedb;
+   * FerretDB's SQLite backend (our CI stand-in for MongoDB) is not, so where exactly one caller must win the
+   * repositories claim with a unique `insertOne` instead (see `Repositories.consumeRefreshToken`).
+   */
   findOneAndUpdate(query: Query, update: Update): Promise<T | null>;
   deleteOne(query: Query): Promise<number>;
   deleteMany(query: Query): Promise<number>;
@@ -66,4 +70,4 @@ export const INDEXES: readonly IndexSpec[] = [
   { collection: "user_tokens", field: "user" },
 ];
 
-export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "device_tokens", "user_tokens"] as const;
+export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "refresh_claims", "device_tokens", "user_tokens"] as const;
