@@ -45,7 +45,7 @@ export interface AppOptions {
   bruteForce?: BruteForceLimits;
   collectDefaultMetrics?: boolean;
   /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
-  cluster?: { nc: NatsConnection; subjectPrefix?: string };
+  cluster?: { nc: NatsConnection; subjectPrefix?: string; nodeTimeoutMs?: number };
 }
 
 export interface Thingrelay {
@@ -86,7 +86,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
-    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, options.cluster.subjectPrefix);
+    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, {
+      prefix: options.cluster.subjectPrefix, nodeTimeoutMs: options.cluster.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs,
+    });
     bridge.start();
     bridge.requestSync();
     hub.remote = bridge;

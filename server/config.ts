@@ -31,6 +31,8 @@ export interface Limits {
   jsonMaxDepth: number;
   /** API requests per minute per token (and per client address for unauthenticated calls). */
   rateLimitPerMinute: number;
+  /** Cluster mode: a node silent this long is dead and its devices offline (heartbeat every third of it). */
+  clusterNodeTimeoutMs: number;
 }
 
 export interface Config {
@@ -67,6 +69,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   tokenBodyLimitBytes: 8 * 1024,
   jsonMaxDepth: 32,
   rateLimitPerMinute: 60_000,
+  clusterNodeTimeoutMs: 6_000,
 });
 
 export class ConfigError extends Error {
@@ -93,6 +96,7 @@ const LIMIT_VARS: ReadonlyArray<[keyof Limits, string]> = [
   ["tokenBodyLimitBytes", "THINGRELAY_TOKEN_BODY_LIMIT"],
   ["jsonMaxDepth", "THINGRELAY_JSON_MAX_DEPTH"],
   ["rateLimitPerMinute", "THINGRELAY_RATE_LIMIT"],
+  ["clusterNodeTimeoutMs", "THINGRELAY_NODE_TIMEOUT_MS"],
 ];
 
 /** Every environment variable the server reads, for the README table test. */
