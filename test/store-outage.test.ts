@@ -90,16 +90,24 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
 
     await fdb.start();
 
-    await until(async () => (await api(srv.url, "GET", "/ready")).status === 200, 30_000, "/ready to recover");
+    let lastReady = "";
+    await until(async () => {
+      const r = await api(srv.url, "GET", "/ready");
+      lastReady = `${r.status} ${r.text}`;
+      return r.status === 200;
+    }, 30_000, "/ready to recover").catch((err: Error) => {
+      throw new Error(`${err.message}; last answer ${lastReady}; FerretDB: ${fdb.process?.exitCode ?? "running"}`);
+    });
     await until(async () => (await api(srv.url, "GET", "/v1/users/alice/devices", { token })).status === 200, 10_000, "store-backed routes to recover");
     loading = false;
     await load;
     const relay = answers.filter((a) => a.path.startsWith("/v2/"));
     const stored = answers.filter((a) => a.path.startsWith("/v1/"));
     expect(relay.filter((a) => a.status !== 200), "relay calls that failed").to.deep.equal([]);
+    const errors = () => srv.logs.filter((l) => l.includes('"level":50')).map((l) => l.slice(0, 600)).join("\n");
     for (const a of stored) {
       if (a.status === 200) continue;
-      expect(a, a.path).to.deep.equal({ path: a.path, status: 503, code: "service_unavailable", retryAfter: "5" });
+      expect(a, `${a.path}\n${errors()}`).to.deep.equal({ path: a.path, status: 503, code: "service_unavailable", retryAfter: "5" });
     }
     expect(stored.filter((a) => a.status === 503).length, "store-backed calls that saw the outage").to.be.greaterThan(0);
     console.log(`      figures: outage under load: ${relay.length} relay calls all 200; ${stored.length} store-backed calls, ` +
@@ -113,5 +121,31 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
     expect((await login(srv.url, "alice", "alice-password")).access_token).to.be.a("string");
     const again = await api(srv.url, "POST", "/v1/users/alice/devices", { token, json: { device_id: "after", device_description: "x", device_credentials: "s3cret-after" } });
     expect(again.status, again.text).to.equal(201);
+  });
+
+  it("FerretDB restarted three times in a row under load: the store recovers (a stuck driver client is replaced) and no call answers 500", async () => {
+    let loading = true;
+    const statuses = new Map<string, number>();
+    const worker = async () => {
+      while (loading) {
+        const res = await fetch(`${srv.url}/v1/users/alice/devices`, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
+        const body = (await res.json().catch(() => undefined)) as { error?: { code?: string } } | undefined;
+        const k = res.status === 200 ? "200" : `${res.status} ${body?.error?.code}`;
+        statuses.set(k, (statuses.get(k) ?? 0) + 1);
+      }
+    };
+    const load = Promise.all(Array.from({ length: 8 }, worker));
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await fdb.stop();
+      await new Promise((r) => setTimeout(r, 500));
+      await fdb.start();
+    }
+    await until(async () => (await api(srv.url, "GET", "/ready")).status === 200, 30_000, "/ready to recover");
+    await until(async () => (await api(srv.url, "GET", "/v1/users/alice/devices", { token })).status === 200, 10_000, "store-backed routes to recover");
+    loading = false;
+    await load;
+    expect([...statuses.keys()].filter((k) => k !== "200" && k !== "503 service_unavailable"), JSON.stringify([...statuses])).to.deep.equal([]);
+    console.log(`      figures: 3 restarts under load: ${[...statuses].map(([k, n]) => `${n}× ${k}`).join(", ")}`);
   });
 });

@@ -2,6 +2,8 @@
  * The API suite on MongoDB (DESIGN.md §2): with TEST_STORE=mongodb and MONGODB_URL set (`npm run
  * test:mongo-api`, run by `.ci/run` against FerretDB), every server started by {@link startServer} opens a
  * MongoDB store instead of the embedded one, so the same tests exercise every route on the production backend.
+ * test/mongo-api.mocharc.json leaves out the files that start no in-process server (child processes, pure
+ * units: they would only run on the embedded store again) and the suites that run on FerretDB anyway.
  */
 import { createHash } from "node:crypto";
 import { MongoClient } from "mongodb";
