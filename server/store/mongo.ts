@@ -21,6 +21,28 @@ function isUnavailable(err: unknown): boolean {
 }
 
 /**
+ * FerretDB's SQLite backend (our CI stand-in for MongoDB) answers concurrent writes with "database is locked
+ * (SQLITE_BUSY)" where MongoDB would wait; nothing was written, so the call is tried again a few times, then
+ * answers 503. MongoDB never sends this.
+ */
+function isBusy(err: unknown): boolean {
+  return err instanceof MongoServerError && /SQLITE_BUSY|database is locked/.test(err.message);
+}
+
+const BUSY_RETRIES = 4;
+
+async function retryBusy<R>(op: () => Promise<R>): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isBusy(err) || attempt > BUSY_RETRIES) throw err;
+      await new Promise((r) => setTimeout(r, 10 * attempt + Math.random() * 20));
+    }
+  }
+}
+
+/**
  * The client behind a store, replaced when the store stays unreachable: after a server restart the driver's
  * monitor can stay stuck on a dead connection, and the old client then never recovers (seen with FerretDB
  * restarted under load, test/store-outage.test.ts) while a new client connects at once.
@@ -46,10 +68,11 @@ class Connection {
   /** Runs a driver call; connectivity failures become StoreUnavailableError and, if they last, a new client. */
   async run<R>(op: () => Promise<R>): Promise<R> {
     try {
-      const r = await op();
+      const r = await retryBusy(op);
       this.failingSince = null;
       return r;
     } catch (err) {
+      if (isBusy(err)) throw new StoreUnavailableError({ cause: err });
       if (!isUnavailable(err)) throw err;
       const now = Date.now();
       if (this.failingSince === null) this.failingSince = now;
