@@ -22,14 +22,15 @@ function isUnavailable(err: unknown): boolean {
 
 /**
  * FerretDB's SQLite backend (our CI stand-in for MongoDB) answers concurrent writes with "database is locked
- * (SQLITE_BUSY)" where MongoDB would wait; nothing was written, so the call is tried again a few times, then
- * answers 503. MongoDB never sends this.
+ * (SQLITE_BUSY)" where MongoDB would wait; nothing was written, so the call is tried again (see BUSY_RETRIES),
+ * then answers 503. MongoDB never sends this.
  */
 function isBusy(err: unknown): boolean {
   return err instanceof MongoServerError && /SQLITE_BUSY|database is locked/.test(err.message);
 }
 
-const BUSY_RETRIES = 4;
+/** Up to 8 more tries, 20 ms apart growing linearly (≈ 0.8 s in all), before answering 503. */
+const BUSY_RETRIES = 8;
 
 async function retryBusy<R>(op: () => Promise<R>): Promise<R> {
   for (let attempt = 1; ; attempt++) {
@@ -37,7 +38,7 @@ async function retryBusy<R>(op: () => Promise<R>): Promise<R> {
       return await op();
     } catch (err) {
       if (!isBusy(err) || attempt > BUSY_RETRIES) throw err;
-      await new Promise((r) => setTimeout(r, 10 * attempt + Math.random() * 20));
+      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 20));
     }
   }
 }
