@@ -61,7 +61,7 @@ export interface AppOptions {
   bruteForce?: BruteForceLimits;
   collectDefaultMetrics?: boolean;
   /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
-  cluster?: { nc: NatsConnection; subjectPrefix?: string };
+  cluster?: { nc: NatsConnection; subjectPrefix?: string; nodeTimeoutMs?: number };
   /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
   startup?: Promise<unknown>;
   /** How often the queued-call poll runs (ms, default 30 s): it catches calls no notification announced. */
@@ -124,7 +124,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
-    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, options.cluster.subjectPrefix);
+    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, {
+      prefix: options.cluster.subjectPrefix, nodeTimeoutMs: options.cluster.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs,
+    });
     bridge.start();
     bridge.requestSync();
     hub.remote = bridge;

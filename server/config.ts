@@ -48,6 +48,8 @@ export interface Limits {
   maxTokensPerAccount: number;
   /** Live refresh families (signed-in sessions) per user; a new sign-in beyond it revokes the oldest. */
   maxSessionsPerUser: number;
+  /** Cluster mode: a node silent this long is dead and its devices offline (heartbeat every third of it). */
+  clusterNodeTimeoutMs: number;
 }
 
 export interface Config {
@@ -114,6 +116,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxDevicesPerAccount: 1_000,
   maxTokensPerAccount: 1_000,
   maxSessionsPerUser: 100,
+  clusterNodeTimeoutMs: 6_000,
 });
 
 export class ConfigError extends Error {
@@ -147,6 +150,7 @@ const LIMIT_VARS: ReadonlyArray<[keyof Limits, string]> = [
   ["maxDevicesPerAccount", "THINGRELAY_MAX_DEVICES_PER_ACCOUNT"],
   ["maxTokensPerAccount", "THINGRELAY_MAX_TOKENS_PER_ACCOUNT"],
   ["maxSessionsPerUser", "THINGRELAY_MAX_SESSIONS_PER_USER"],
+  ["clusterNodeTimeoutMs", "THINGRELAY_NODE_TIMEOUT_MS"],
 ];
 
 /** Every environment variable the server reads, for the README table test. */

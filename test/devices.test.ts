@@ -98,8 +98,11 @@ describe("devices: registry and live sessions", () => {
       expect(doc).to.not.equal(null);
       expect(doc!.credentialsHash).to.match(/^hmac-sha256\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
       expect(JSON.stringify(doc)).to.not.include(plain);
-      const dir = join(srv.dataDir, "db");
-      for (const f of await readdir(dir)) expect(await readFile(join(dir, f), "utf8"), f).to.not.include(plain);
+      // The embedded store's files (in the MongoDB pass, npm run test:mongo-api, the document above is all there is).
+      if (srv.store.kind === "embedded") {
+        const dir = join(srv.dataDir, "db");
+        for (const f of await readdir(dir)) expect(await readFile(join(dir, f), "utf8"), f).to.not.include(plain);
+      }
       // Same credentials, different salt: equal inputs never give equal stored values.
       await create({ device_id: "hashed2", device_description: "x", device_credentials: plain });
       const doc2 = await srv.relay.services.repos.devices.findOne({ _id: "alice/hashed2" });

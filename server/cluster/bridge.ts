@@ -12,6 +12,19 @@ import { type CallVerb, checkVerb, type ResourceApi, resourceApi } from "../rela
 const REMOTE_MARGIN_MS = 1_000;
 /** Remote stats refresh at most this often per device (byte counters). */
 const TRAFFIC_PUBLISH_MS = 1_000;
+/** Default {@link ClusterOptions.nodeTimeoutMs}: a node silent this long is dead (THINGRELAY_NODE_TIMEOUT_MS). */
+export const NODE_TIMEOUT_MS = 6_000;
+
+export interface ClusterOptions {
+  /** Subject prefix (tests use their own so runs never mix). */
+  prefix?: string;
+  /**
+   * A node whose heartbeat (sent every third of this) has not arrived for this long is dead: its devices are
+   * shown offline and calls to them answer device_offline. Detection takes at most 4/3 of it (the sweep runs
+   * with the heartbeat), 8 s with the default 6 s.
+   */
+  nodeTimeoutMs?: number;
+}
 
 type DeviceOp =
   | { op: "call"; resource: string; in?: unknown; hasInput: boolean; timeoutMs: number; verb?: CallVerb }
@@ -32,6 +45,9 @@ type ClusterEvent =
   | { kind: "data"; node: string; user: string; device: string; resource: string; out: unknown; ts: number }
   | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats }
   | { kind: "account"; node: string; user: string; device: string; type: "call"; data: Record<string, unknown> };
+
+/** `<prefix>.node`: a node's heartbeat (`alive`) or its goodbye when it closes (`gone`). */
+type NodeBeat = { node: string; state: "alive" | "gone" };
 
 export interface RemoteStreamSink {
   /** Another node's wish for a device resource stream held here (interval ms; null = no subscribers there). */
@@ -59,16 +75,35 @@ export class ClusterBridge {
   streamSink: RemoteStreamSink | undefined;
   private unflushed = false;
   private flushing: Promise<void> | undefined;
+  /** Last sign of life (heartbeat or event) of every other node we know, by node id. */
+  private readonly lastSeen = new Map<string, number>();
+  /** Nodes declared dead for silence: if one speaks again it is asked to re-announce its devices. */
+  private readonly wasDead = new Set<string>();
+  private beatTimer: NodeJS.Timeout | undefined;
+  /** False while the NATS connection is down: remote calls then answer 503 at once instead of waiting. */
+  private connected = true;
+  private readonly prefix: string;
+  readonly nodeTimeoutMs: number;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly hub: Hub,
     private readonly cache: RevocationCache,
     private readonly logger: Logger,
-    private readonly prefix = "thingrelay",
-  ) {}
+    options: ClusterOptions | string = {},
+  ) {
+    const o = typeof options === "string" ? { prefix: options } : options;
+    this.prefix = o.prefix ?? "thingrelay";
+    this.nodeTimeoutMs = o.nodeTimeoutMs ?? NODE_TIMEOUT_MS;
+    if (!Number.isInteger(this.nodeTimeoutMs) || this.nodeTimeoutMs < 1) throw new RangeError('"nodeTimeoutMs" must be a positive integer');
+  }
 
   start(): void {
+    this.subs.push(this.nc.subscribe(`${this.prefix}.node`, { callback: (err, msg) => !err && this.onBeat(msg) }));
+    this.beatTimer = setInterval(() => this.beat(), Math.max(1, Math.floor(this.nodeTimeoutMs / 3)));
+    this.beatTimer.unref();
+    this.beat();
+    void this.watchConnection();
     // A node that starts late learns which devices the others hold: they re-announce them on `sync`.
     this.subs.push(this.nc.subscribe(`${this.prefix}.sync`, { callback: (err, msg) => !err && this.onSync(msg) }));
     this.subs.push(this.nc.subscribe(`${this.prefix}.revoke`, { callback: (err, msg) => !err && this.onRevoke(msg) }));
@@ -110,9 +145,16 @@ export class ClusterBridge {
     });
   }
 
-  private onSync(msg: Msg): void {
-    const from = (this.codec.decode(msg.data) as { node?: string }).node;
-    if (from === this.nodeId) return;
+  private onSync(msg: Msg | undefined): void {
+    if (msg) {
+      let m: { node?: unknown; target?: unknown };
+      try {
+        m = this.codec.decode(msg.data) as typeof m;
+      } catch {
+        return;
+      }
+      if (m.node === this.nodeId || (m.target !== undefined && m.target !== this.nodeId)) return;
+    }
     for (const key of this.deviceSubs.keys()) {
       const [user, device] = key.split("/") as [string, string];
       const s = this.hub.get(user, device);
@@ -134,9 +176,9 @@ export class ClusterBridge {
     await this.flushing;
   }
 
-  /** Asks the other nodes to announce the devices they hold. */
-  requestSync(): void {
-    this.publish(`${this.prefix}.sync`, { node: this.nodeId });
+  /** Asks the other nodes (or only `target`) to announce the devices they hold. */
+  requestSync(target?: string): void {
+    this.publish(`${this.prefix}.sync`, target ? { node: this.nodeId, target } : { node: this.nodeId });
   }
 
   /** Stats of a device another node holds (connect time and address from its announcement, byte counters at most ~1 s old). */
@@ -207,7 +249,12 @@ export class ClusterBridge {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.beatTimer);
     for (const u of this.unhook.splice(0)) u();
+    // A clean stop says so: the others drop this node's devices at once instead of after nodeTimeoutMs.
+    if (this.publish(`${this.prefix}.node`, { node: this.nodeId, state: "gone" } satisfies NodeBeat)) {
+      await this.nc.flush().catch(() => undefined);
+    }
     if (!this.nc.isClosed()) {
       for (const s of this.subs) s.unsubscribe();
       for (const s of this.deviceSubs.values()) s.unsubscribe();
@@ -221,6 +268,10 @@ export class ClusterBridge {
   }
 
   private async request(user: string, device: string, op: DeviceOp, timeout: number): Promise<Extract<Reply, { ok: true }>> {
+    // While NATS is down a request would wait for the reconnect or its timeout: fail fast instead.
+    if (!this.connected || this.nc.isClosed()) {
+      throw new AppError("service_unavailable", "cluster messaging unavailable", { headers: { "Retry-After": "1" } });
+    }
     let msg: Msg;
     try {
       msg = await this.nc.request(this.deviceSubject(user, device), this.codec.encode(op), { timeout });
@@ -330,6 +381,7 @@ export class ClusterBridge {
       return;
     }
     if (e.node === this.nodeId) return;
+    this.lastSeen.set(e.node, Date.now());
     const key = `${e.user}/${e.device}`;
     const ref = { user: e.user, device: e.device, remote: true };
     switch (e.kind) {
@@ -364,6 +416,71 @@ export class ClusterBridge {
         this.hub.emit("traffic", ref);
         return;
       }
+    }
+  }
+
+  /** Publishes this node's heartbeat and declares dead the nodes silent for longer than nodeTimeoutMs. */
+  private beat(): void {
+    this.publish(`${this.prefix}.node`, { node: this.nodeId, state: "alive" } satisfies NodeBeat);
+    const now = Date.now();
+    for (const [node, seen] of this.lastSeen) {
+      if (now - seen > this.nodeTimeoutMs) this.nodeGone(node, "silent");
+    }
+  }
+
+  private onBeat(msg: Msg): void {
+    let b: NodeBeat;
+    try {
+      b = this.codec.decode(msg.data) as NodeBeat;
+    } catch {
+      return;
+    }
+    if (b.node === this.nodeId || typeof b.node !== "string") return;
+    if (b.state === "gone") {
+      this.nodeGone(b.node, "closed");
+      return;
+    }
+    const known = this.lastSeen.has(b.node);
+    this.lastSeen.set(b.node, Date.now());
+    // A node we had declared dead is back (it was frozen, or cut from NATS): ask it to re-announce its devices.
+    if (!known && this.wasDead.delete(b.node)) this.requestSync(b.node);
+  }
+
+  /** Drops a dead (or closed) node: its devices go offline here, as if it had announced them offline. */
+  private nodeGone(node: string, why: "silent" | "closed"): void {
+    this.lastSeen.delete(node);
+    if (why === "silent") this.wasDead.add(node);
+    const ts = Date.now();
+    let dropped = 0;
+    for (const [key, holder] of [...this.remoteHolders]) {
+      if (holder.node !== node) continue;
+      this.remoteHolders.delete(key);
+      const [user, device] = key.split("/") as [string, string];
+      const ref = { user, device, remote: true };
+      this.hub.emit("offline", { ...ref, ts });
+      dropped++;
+    }
+    if (why === "silent") this.logger.warn({ event: "cluster_node_dead", node, devices: dropped, timeoutMs: this.nodeTimeoutMs }, "cluster node silent; its devices are offline");
+  }
+
+  /** Follows the NATS connection: down → calls fail fast; back → ask the other nodes to re-announce. */
+  private async watchConnection(): Promise<void> {
+    try {
+      for await (const s of this.nc.status()) {
+        if (s.type === "disconnect") {
+          this.connected = false;
+          this.logger.warn({ event: "cluster_disconnected" }, "NATS connection lost; remote calls answer 503 until it is back");
+        } else if (s.type === "reconnect") {
+          this.connected = true;
+          this.logger.info({ event: "cluster_reconnected" }, "NATS connection back");
+          // Heartbeats missed meanwhile made us drop the others' devices (and them ours): re-announce.
+          this.beat();
+          this.requestSync();
+          this.onSync(undefined);
+        }
+      }
+    } catch {
+      // the status iterator ends when the connection closes
     }
   }
 

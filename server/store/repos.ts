@@ -1,5 +1,5 @@
 import type { Permission } from "../auth/permission.js";
-import type { Collection, Store } from "./types.js";
+import { type Collection, DuplicateKeyError, type Store } from "./types.js";
 
 export interface UserDoc {
   [key: string]: unknown;
@@ -46,6 +46,14 @@ export interface RefreshDoc {
   user: string;
   used: boolean;
   createdAt: number;
+  expiresAt: number;
+}
+
+/** The claim that makes a refresh token's consumption exactly-once on every backend (`_id` = its hash). */
+export interface RefreshClaimDoc {
+  [key: string]: unknown;
+  _id: string;
+  usedAt: number;
   expiresAt: number;
 }
 
@@ -150,6 +158,7 @@ export class Repositories {
   readonly devices: Collection<DeviceDoc>;
   readonly families: Collection<FamilyDoc>;
   readonly refreshTokens: Collection<RefreshDoc>;
+  readonly refreshClaims: Collection<RefreshClaimDoc>;
   readonly deviceTokens: Collection<DeviceTokenDoc>;
   readonly userTokens: Collection<UserTokenDoc>;
   readonly properties: Collection<PropertyDoc>;
@@ -162,6 +171,7 @@ export class Repositories {
     this.devices = store.collection<DeviceDoc>("devices");
     this.families = store.collection<FamilyDoc>("refresh_families");
     this.refreshTokens = store.collection<RefreshDoc>("refresh_tokens");
+    this.refreshClaims = store.collection<RefreshClaimDoc>("refresh_claims");
     this.deviceTokens = store.collection<DeviceTokenDoc>("device_tokens");
     this.userTokens = store.collection<UserTokenDoc>("user_tokens");
     this.properties = store.collection<PropertyDoc>("device_properties");
@@ -174,9 +184,25 @@ export class Repositories {
     return `${user}/${device}`;
   }
 
-  /** Marks a refresh token used exactly once; concurrent callers: one gets the doc, the rest null. */
-  consumeRefreshToken(hash: string, now: number): Promise<RefreshDoc | null> {
-    return this.refreshTokens.findOneAndUpdate({ _id: hash, used: false }, { $set: { used: true, usedAt: now } });
+  /**
+   * Marks a refresh token used exactly once; concurrent callers: one gets the doc, the rest null (and find it
+   * marked used once this returns). The winner is whoever inserts the token's claim first: a unique insert is
+   * atomic on every backend, while a conditional findOneAndUpdate is not on FerretDB (see Collection).
+   */
+  async consumeRefreshToken(hash: string, now: number): Promise<RefreshDoc | null> {
+    const doc = await this.refreshTokens.findOne({ _id: hash, used: false });
+    if (!doc) return null;
+    let usedAt = now;
+    let won = true;
+    try {
+      await this.refreshClaims.insertOne({ _id: hash, usedAt: now, expiresAt: doc.expiresAt });
+    } catch (err) {
+      if (!(err instanceof DuplicateKeyError)) throw err;
+      won = false;
+      usedAt = (await this.refreshClaims.findOne({ _id: hash }))?.usedAt ?? now;
+    }
+    await this.refreshTokens.updateOne({ _id: hash, used: false }, { $set: { used: true, usedAt } });
+    return won ? { ...doc, used: true, usedAt } : null;
   }
 
   async revokeFamily(family: string, reason: string): Promise<void> {
@@ -194,6 +220,7 @@ export class Repositories {
    */
   async purgeExpired(now: number, familyTtlMs: number, batch = 1000): Promise<{ tokens: number; families: number }> {
     const tokens = await this.refreshTokens.deleteMany({ expiresAt: { $lt: now } });
+    await this.refreshClaims.deleteMany({ expiresAt: { $lt: now } });
     let families = 0;
     for (const f of await this.families.find({ createdAt: { $lt: now - familyTtlMs } }, { limit: batch })) {
       if ((await this.refreshTokens.count({ family: f._id })) === 0) families += await this.families.deleteOne({ _id: f._id });

@@ -23,7 +23,11 @@ export interface Collection<T extends Doc> {
   /** Returns how many documents matched (0 or 1). */
   updateOne(query: Query, update: Update): Promise<number>;
   updateMany(query: Query, update: Update): Promise<number>;
-  /** Atomically updates the first match and returns it as it is after the update, or null. */
+  /**
+   * Updates the first match and returns it as it is after the update, or null. Atomic on MongoDB and nedb;
+   * FerretDB's SQLite backend (our CI stand-in for MongoDB) is not, so where exactly one caller must win the
+   * repositories claim with a unique `insertOne` instead (see `Repositories.consumeRefreshToken`).
+   */
   findOneAndUpdate(query: Query, update: Update): Promise<T | null>;
   deleteOne(query: Query): Promise<number>;
   deleteMany(query: Query): Promise<number>;
@@ -76,5 +80,5 @@ export const INDEXES: readonly IndexSpec[] = [
   { collection: "dashboards", field: "user" },
 ];
 
-export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "device_tokens", "user_tokens",
+export const COLLECTIONS = ["users", "devices", "refresh_families", "refresh_tokens", "refresh_claims", "device_tokens", "user_tokens",
   "device_properties", "queued_calls", "idempotency_keys", "dashboards"] as const;

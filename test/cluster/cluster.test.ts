@@ -14,9 +14,9 @@ import { sse } from "../helpers/sse.js";
 
 /**
  * Cluster mode over a real nats-server (Debian package). The three nodes run in this process and share one
- * store object: MongoDB cannot be installed here and FerretDB's Go module is not served by the module proxy
- * on this machine, and the embedded store has a single writer. Everything between the nodes — calls,
- * takeover, events, revocations — goes through NATS exactly as between processes.
+ * store object (fast, and runs without the FerretDB binary); test/cluster/processes.test.ts does the same
+ * with three separate processes on FerretDB. Everything between the nodes — calls, takeover, events,
+ * revocations — goes through NATS exactly as between processes.
  */
 describe("cluster: three nodes, one store, calls routed over NATS", function () {
   this.timeout(30_000);

@@ -9,6 +9,7 @@ import { Device } from "../../device-sdk/index.js";
 import { sse, closeAllSse } from "../helpers/sse.js";
 import { tried } from "./figures.js";
 import { ADMIN, faultyStore, loginAs, postJson, raw, startHard, type HardServer } from "./harness.js";
+import { apiOnMongo } from "../helpers/mongo.js";
 
 const form = (body: string) => ({ "Content-Type": "application/x-www-form-urlencoded", "Content-Length": String(Buffer.byteLength(body)) });
 
@@ -167,7 +168,8 @@ describe("hardening: observability", function () {
     it("GET /ready answers 200 with the store reachable, 503 + Retry-After when its ping fails, 200 again after", async () => {
       const ok = await raw(srv.port, { path: "/ready" });
       expect(ok.status).to.equal(200);
-      expect(ok.body).to.deep.equal({ status: "ready", store: "embedded" });
+      // "mongodb" in the API suite's MongoDB pass (npm run test:mongo-api).
+      expect(ok.body).to.deep.equal({ status: "ready", store: apiOnMongo() ? "mongodb" : "embedded" });
       ctl.set("unavailable");
       const down = await raw(srv.port, { path: "/ready" });
       ctl.set("ok");

@@ -14,9 +14,9 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-/** Starts Debian's nats-server on 127.0.0.1 with a random port; resolves once it listens. */
-export async function startNats(): Promise<NatsServer> {
-  const child = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", "-1"], { stdio: ["ignore", "pipe", "pipe"] });
+/** Starts Debian's nats-server on 127.0.0.1 with a random port (or `port`, to restart one); resolves once it listens. */
+export async function startNats(listenPort = -1): Promise<NatsServer> {
+  const child = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(listenPort)], { stdio: ["ignore", "pipe", "pipe"] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = "";
     const onData = (d: Buffer) => {

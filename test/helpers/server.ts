@@ -7,6 +7,8 @@ import type { AddressInfo } from "node:net";
 import { loadConfig } from "../../server/config.js";
 import { createLogger, type Logger } from "../../server/log.js";
 import { openNedbStore } from "../../server/store/nedb.js";
+import { openMongoStore } from "../../server/store/mongo.js";
+import { apiStoreUrl, dropDatabase } from "./mongo.js";
 import type { Store } from "../../server/store/types.js";
 import { createThingrelay, type AppOptions, type Thingrelay } from "../../server/app.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
@@ -62,7 +64,10 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
   });
   const logger: Logger = createLogger(config.logLevel, sink);
-  const opened = options.store ?? (await openNedbStore(join(dataDir, "db")));
+  // The API suite's MongoDB pass (`npm run test:mongo-api`): a database per server, named after its dataDir
+  // so that a restart on the same dataDir finds its data again.
+  const mongoUrl = options.store ? undefined : apiStoreUrl(dataDir);
+  const opened = options.store ?? (mongoUrl ? await openMongoStore(mongoUrl) : await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
   const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
   await relay.ready;
@@ -84,7 +89,10 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (!options.store) await opened.close();
-      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) {
+        await rm(dataDir, { recursive: true, force: true });
+        if (mongoUrl) await dropDatabase(mongoUrl);
+      }
     },
   };
 }

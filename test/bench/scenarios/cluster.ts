@@ -3,8 +3,10 @@
  * joined through one nats-server, one SDK device on node A, measured in the same run and interleaved:
  *   single — wrk → node A, device on A;
  *   cross  — wrk → node B → NATS → node A → device → back.
- * Each node runs on its own copy of one seeded embedded store: the measured path only reads the store, so the
- * copies answer like the shared MongoDB production cluster mode requires (see cluster-node.ts).
+ * The nodes are the production server (dist/server/main.js, MONGODB_URL + NATS_URL) on one FerretDB of the
+ * scenario's own (MongoDB's stand-in, built from test/ferretdb/ — `npm run ferretdb:build`). Without the
+ * FerretDB binary it falls back to the old set-up: each node on its own copy of one seeded embedded store
+ * (test/bench/cluster-node.ts), which answers the measured, read-only path alike.
  */
 import { cpSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +18,7 @@ import { median, round } from "../lib/stats.js";
 import { BENCH_DIR, cpuSeconds, freePort, spawnChild } from "../lib/proc.js";
 import { benchAccount, BENCH_USER, registerDevices, removeDir, startThingrelay, waitTcp, type ThingrelayProc } from "../lib/targets.js";
 import { runWrk, type WrkResult } from "../lib/wrk.js";
+import { ferretdbAvailable, freshDatabase, startFerretDb, withDatabase } from "../../helpers/ferretdb.js";
 
 export const NATS_SERVER = "/usr/sbin/nats-server";
 const PREFIX = `/v2/users/${BENCH_USER.user}/devices/d`;
@@ -40,6 +43,8 @@ export interface ClusterSummary {
 }
 
 export interface ClusterResults {
+  /** Where the nodes keep their data: one shared FerretDB, or copies of one embedded store (no FerretDB binary). */
+  store: "ferretdb" | "embedded copies";
   durationS: number;
   reps: number;
   single: { c1: ClusterSummary; c64: ClusterSummary };
@@ -65,7 +70,20 @@ function summarise(rs: Measured[]): ClusterSummary {
   };
 }
 
-/** A node of the bench cluster on its own copy of the seeded data directory. */
+/** A node of the bench cluster: the production server on the shared MongoDB (FerretDB). */
+async function startMongoNode(name: string, mongodbUrl: string, natsUrl: string, cleanups: Array<() => Promise<void>>, profileDir?: string): Promise<ThingrelayProc> {
+  const node = await startThingrelay({
+    nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
+    name, env: { MONGODB_URL: mongodbUrl, NATS_URL: natsUrl },
+  });
+  cleanups.push(async () => {
+    await node.stop();
+    removeDir(node.dataDir);
+  });
+  return node;
+}
+
+/** A node of the bench cluster on its own copy of the seeded data directory (no FerretDB binary). */
 async function startNode(name: string, seedDir: string, natsUrl: string, cleanups: Array<() => Promise<void>>, profileDir?: string): Promise<ThingrelayProc> {
   const dir = mkdtempSync(join(tmpdir(), `thingrelay-bench-${name}-`));
   // db/ and secret.key (if any): every node must verify the same tokens with the same key.
@@ -87,8 +105,18 @@ export async function clusterScenario(o: BenchOptions, rows: Row[]): Promise<Clu
   const cleanups: Array<() => Promise<void>> = [];
   try {
     // Seed once with a normal server: bench account, device d0, an access token. Then stop it.
+    const shared = ferretdbAvailable();
+    let mongodbUrl: string | undefined;
+    if (shared) {
+      const fdb = await startFerretDb();
+      cleanups.push(() => fdb.dispose());
+      mongodbUrl = withDatabase(fdb.url, freshDatabase("thingrelay_bench"));
+      log(`scenario 6: FerretDB on ${fdb.port} (nodes share it, as they share MongoDB in production)`);
+    } else {
+      log("scenario 6: no FerretDB binary (npm run ferretdb:build): each node gets a copy of one seeded embedded store");
+    }
     log("scenario 6: seeding the store (bench account, device d0)");
-    const seed = await startThingrelay();
+    const seed = await startThingrelay(mongodbUrl ? { env: { MONGODB_URL: mongodbUrl } } : {});
     cleanups.push(async () => removeDir(seed.dataDir));
     const token = await benchAccount(seed.base);
     await registerDevices(seed.base, token, "d", 0, 1);
@@ -103,8 +131,12 @@ export async function clusterScenario(o: BenchOptions, rows: Row[]): Promise<Clu
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     const profileDirs = o.profile ? { nodeA: join(o.outDir, "profiles", `cluster-node-a-${stamp}`), nodeB: join(o.outDir, "profiles", `cluster-node-b-${stamp}`) } : undefined;
     for (const d of Object.values(profileDirs ?? {})) mkdirSync(d, { recursive: true });
-    const a = await startNode("cluster-node-a", seed.dataDir, natsUrl, cleanups, profileDirs?.nodeA);
-    const b = await startNode("cluster-node-b", seed.dataDir, natsUrl, cleanups, profileDirs?.nodeB);
+    const a = mongodbUrl
+      ? await startMongoNode("cluster-node-a", mongodbUrl, natsUrl, cleanups, profileDirs?.nodeA)
+      : await startNode("cluster-node-a", seed.dataDir, natsUrl, cleanups, profileDirs?.nodeA);
+    const b = mongodbUrl
+      ? await startMongoNode("cluster-node-b", mongodbUrl, natsUrl, cleanups, profileDirs?.nodeB)
+      : await startNode("cluster-node-b", seed.dataDir, natsUrl, cleanups, profileDirs?.nodeB);
     const dev = startFleet({ url: a.wsUrl, count: 1, noSourceAddresses: true });
     cleanups.push(dev.close);
     await dev.ready;
@@ -152,6 +184,7 @@ export async function clusterScenario(o: BenchOptions, rows: Row[]): Promise<Clu
     };
 
     const s6 = "6 cluster";
+    rows.push({ scenario: s6, metric: "set-up", value: shared ? "2 server processes (dist/server/main.js) on one FerretDB + nats-server" : "2 nodes on copies of one embedded store + nats-server (no FerretDB binary)", verdict: "info" });
     const cpu = (s: ClusterSummary) => `relay CPU ${s.relayCpuUs} µs/call: A ${s.cpuUs.nodeA}, B ${s.cpuUs.nodeB}, nats ${s.cpuUs.nats}`;
     for (const [label, s] of [["single node (wrk → A, device on A)", single], ["cross node (wrk → B → NATS → A)", cross]] as const) {
       rows.push({ scenario: s6, metric: `${label} c=64 throughput`, value: `${fmt.int(s.c64.rps)} req/s (p50 ${fmt.ms(s.c64.p50)}, p99 ${fmt.ms(s.c64.p99)}; ${cpu(s.c64)})`, verdict: "info" });
@@ -162,7 +195,7 @@ export async function clusterScenario(o: BenchOptions, rows: Row[]): Promise<Clu
     rows.push({ scenario: s6, metric: "cross / single: throughput c=64, c=1; relay CPU per call c=64", value: `${fmt.ratio(hop.throughput_c64_cross_vs_single!)}, ${fmt.ratio(hop.throughput_c1_cross_vs_single!)}; ${fmt.ratio(hop.relay_cpu_c64_cross_vs_single!)}`, verdict: "info" });
     const errs = [single, cross].reduce((acc, m) => acc + m.c1.errors + m.c64.errors, 0);
     if (errs > 0) rows.push({ scenario: s6, metric: "wrk errors (non-2xx, socket, timeout)", value: String(errs), verdict: "missed" });
-    return { durationS: o.durationS, reps: o.reps, single, cross, hop, ...(profileDirs ? { profileDirs } : {}) };
+    return { store: shared ? "ferretdb" : "embedded copies", durationS: o.durationS, reps: o.reps, single, cross, hop, ...(profileDirs ? { profileDirs } : {}) };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
