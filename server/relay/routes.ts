@@ -9,6 +9,7 @@ import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
+import { CallCancel } from "../gateway/call-cancel.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
 
@@ -84,16 +85,29 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     const started = performance.now();
     let outcome = "ok";
+    // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
+    const gone = new CallCancel();
+    const onClose = () => {
+      if (!ctx.res.writableFinished) gone.cancel();
+    };
+    ctx.res.once("close", onClose);
+    if (ctx.req.socket.destroyed) gone.cancel();
     try {
       // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb));
+      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone));
       ctx.status = 200;
       if (result.hasOut) ctx.body = { out: result.out ?? null };
       else ctx.body = "";
     } catch (err) {
+      // Nobody is left to answer: the call ends quietly.
+      if (gone.cancelled) {
+        outcome = "client_closed";
+        return;
+      }
       outcome = err instanceof AppError ? err.code : "internal_error";
       throw err;
     } finally {
+      ctx.res.off("close", onClose);
       s.metrics.relayCalls.inc({ outcome });
       s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
     }
