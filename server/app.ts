@@ -1,11 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import Koa from "koa";
 import { Router } from "@koa/router";
-import bodyParser from "koa-bodyparser";
 import type { Config } from "./config.js";
-import { AppError, payloadTooLarge } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { Store } from "./store/types.js";
 import { Repositories } from "./store/repos.js";
@@ -13,9 +10,8 @@ import { TokenSigner } from "./auth/jwt.js";
 import { CredentialHasher, PasswordHasher } from "./auth/passwords.js";
 import { Authenticator, RevocationCache } from "./auth/authenticator.js";
 import { systemClock, WindowLimiter } from "./auth/limiter.js";
-import { addressKey, clientAddress } from "./auth/address.js";
 import { Quotas } from "./auth/quotas.js";
-import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE, REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
+import { OAuthService, type BruteForceLimits, DEFAULT_BRUTE_FORCE } from "./oauth/service.js";
 import { UsersService } from "./users/service.js";
 import { DevicesService } from "./devices/service.js";
 import { TokensService } from "./tokens/service.js";
@@ -31,8 +27,11 @@ import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
 import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
-import { corsFor, isApiPath, requestLifecycle, securityHeaders } from "./http/middleware.js";
-import { jsonDepth } from "./json.js";
+import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
+import { bodyReader } from "./http/body.js";
+import { addressRateLimit, clientIp, clusterBarrier } from "./http/edge.js";
+import { opsRoutes } from "./http/ops-routes.js";
+import { PurgeSchedule } from "./purge.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
 import { startupGate } from "./http/startup.js";
@@ -90,13 +89,6 @@ export interface Thingrelay {
   ready: Promise<void>;
   /** Shuts down in order: stop accepting devices, close sessions (1001) and streams. Leaves the store open. */
   close(code?: number): Promise<void>;
-}
-
-/** Constant-time string comparison (a timing difference would leak the secret byte by byte). */
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash("sha256").update(given).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 /** Builds the app from its dependencies. Never listens, never reads the environment (see main.ts). */
@@ -158,116 +150,10 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     requests: new ThingerPropertyRequests(services.properties, logger),
   });
 
-  const app = new Koa({ proxy: config.trustProxy !== false });
-  app.silent = true;
-  app.use(async (ctx, next) => {
-    // The client address as the trusted proxies saw it (never the leftmost X-Forwarded-For entry, which the
-    // client writes itself), always a well-formed IP: it keys the per-address limits.
-    ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.req.headers["x-forwarded-for"], config.trustProxy);
-    await next();
-  });
-  app.use(requestLifecycle(logger));
-  if (options.startup) app.use(startupGate(options.startup));
-  if (services.cluster) {
-    const cluster = services.cluster;
-    app.use(async (_ctx, next) => {
-      try {
-        await next();
-      } finally {
-        // Also when the request failed: a refresh-token reuse revokes its family and answers 401.
-        await cluster.barrier();
-      }
-    });
-  }
-  app.use(securityHeaders());
-  if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
-  app.use((ctx, next) => {
-    // Per client address limit on every API call (per token limits apply after authentication).
-    if (isApiPath(ctx.path)) {
-      const r = apiLimiter.hit(`ip:${addressKey(ctx.ip)}`);
-      if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
-    }
-    return next();
-  });
-  const makeParser = (jsonLimit: number, enableTypes: string[]) => bodyParser({
-    enableTypes,
-    jsonLimit,
-    formLimit: config.limits.tokenBodyLimitBytes,
-    strict: false,
-    queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
-    onerror: (err: Error & { status?: number }) => {
-      if (err.status === 413) throw payloadTooLarge(jsonLimit);
-      throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
-    },
-  } as unknown as bodyParser.Options);
-  // The API speaks JSON only: a form body (curl -d without a Content-Type) answers 415, not a garbled input.
-  const parseBody = makeParser(config.limits.jsonLimitBytes, ["json"]);
-  // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
-  // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
-  const parseTokenBody = makeParser(config.limits.tokenBodyLimitBytes, ["json", "form"]);
-  // Bodyless methods pass straight through (no async frame of their own on every GET).
-  app.use((ctx, next) => (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS" ? next() : readBody(ctx, next)));
-  async function readBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-    let parse = parseBody;
-    // The router matches "/oauth/token/" too (non-strict), so its body is read the same way.
-    if (/^\/oauth\/(token|revoke)\/?$/.test(ctx.path)) {
-      const len = Number(ctx.get("Content-Length") || 0);
-      if (len > config.limits.tokenBodyLimitBytes) throw payloadTooLarge(config.limits.tokenBodyLimitBytes);
-      parse = parseTokenBody;
-    }
-    await parse(ctx, async () => {
-      const body = (ctx.request as { body?: unknown }).body;
-      if (!jsonDepth(body, config.limits.jsonMaxDepth)) throw new AppError("invalid_request", `JSON nested deeper than ${config.limits.jsonMaxDepth}`);
-      await next();
-    });
-  }
+  const { app, router } = buildKoa(services, store, options.startup);
 
-  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
-  const router = new Router({ sensitive: true });
-  const auth = requireAuth(authenticator, apiLimiter);
-  router.get("/health", (ctx) => {
-    ctx.body = { status: "ok" };
-  });
-  router.get("/ready", async (ctx) => {
-    try {
-      await store.ping();
-      ctx.body = { status: "ready", store: store.kind };
-    } catch {
-      throw new AppError("service_unavailable", "store unreachable", { headers: { "Retry-After": "5" } });
-    }
-  });
-  router.get("/metrics", async (ctx) => {
-    // THINGRELAY_METRICS_TOKEN set: only a scraper presenting it as a bearer token reads the metrics.
-    if (config.metricsToken !== undefined && !sameSecret(ctx.get("Authorization"), `Bearer ${config.metricsToken}`)) {
-      throw new AppError("unauthorized", "metrics require the bearer token of THINGRELAY_METRICS_TOKEN", { headers: { "WWW-Authenticate": 'Bearer realm="metrics"' } });
-    }
-    ctx.type = metrics.registry.contentType;
-    ctx.body = await metrics.registry.metrics();
-  });
-  oauthRoutes(router, services, auth);
-  userRoutes(router, services, auth);
-  deviceRoutes(router, services, auth);
-  tokenRoutes(router, services, auth);
-  streamRoutes(router, services, auth);
-  relayRoutes(router, services, auth);
-  propertyRoutes(router, services, auth);
-  callRoutes(router, services, auth);
-  dashboardRoutes(router, services);
-  openapiRoutes(router, services);
-  app.use(router.routes());
-  // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
-  app.use(router.allowedMethods());
-
-  // Expired refresh tokens and dead families are purged hourly (and once shortly after start).
-  const purge = () => {
-    services.idempotency.purge().catch((err: unknown) => logger.warn({ err }, "idempotency key purge failed"));
-    repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
-      (n) => (n.tokens + n.families > 0 ? logger.info(n, "purged expired refresh tokens") : undefined),
-      (err: unknown) => logger.warn({ err }, "refresh token purge failed"),
-    );
-  };
-  const purgeTimers = [setTimeout(purge, 60_000), setInterval(purge, 3_600_000)];
-  for (const t of purgeTimers) t.unref();
+  const purge = new PurgeSchedule(repos, services.idempotency, logger);
+  purge.start();
 
   const callback = app.callback();
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -285,7 +171,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       server.on("clientError", clientErrorHandler(logger));
     },
     async close(code = 1001) {
-      for (const t of purgeTimers) clearTimeout(t);
+      purge.stop();
       services.calls.close();
       propertyLink.close();
       gateway.close();
@@ -295,4 +181,38 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       await services.cluster?.close();
     },
   };
+}
+
+/** The Koa app: the middleware stack in order, then every feature's routes. */
+function buildKoa(services: Services, store: Store, startup: Promise<unknown> | undefined): { app: Koa; router: Router } {
+  const { config, logger } = services;
+  const app = new Koa({ proxy: config.trustProxy !== false });
+  app.silent = true;
+  app.use(clientIp(config.trustProxy));
+  app.use(requestLifecycle(logger));
+  if (startup) app.use(startupGate(startup));
+  if (services.cluster) app.use(clusterBarrier(services.cluster));
+  app.use(securityHeaders());
+  if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
+  app.use(addressRateLimit(services.apiLimiter));
+  app.use(bodyReader(config.limits));
+
+  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
+  const router = new Router({ sensitive: true });
+  const auth = requireAuth(services.authenticator, services.apiLimiter);
+  opsRoutes(router, store, services.metrics, config.metricsToken);
+  oauthRoutes(router, services, auth);
+  userRoutes(router, services, auth);
+  deviceRoutes(router, services, auth);
+  tokenRoutes(router, services, auth);
+  streamRoutes(router, services, auth);
+  relayRoutes(router, services, auth);
+  propertyRoutes(router, services, auth);
+  callRoutes(router, services, auth);
+  dashboardRoutes(router, services);
+  openapiRoutes(router, services);
+  app.use(router.routes());
+  // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
+  app.use(router.allowedMethods());
+  return { app, router };
 }
