@@ -9,7 +9,7 @@ describe("createHttpServer", () => {
     const server = createHttpServer(app);
     expect(app.attached).to.equal(1);
     expect({
-      headersTimeout: server.headersTimeout, requestTimeout: server.requestTimeout, maxHeaderSize: server.maxHeaderSize,
+      headersTimeout: server.headersTimeout, requestTimeout: server.requestTimeout, maxHeaderSize: (server as unknown as { maxHeaderSize: number }).maxHeaderSize,
       keepAliveTimeout: server.keepAliveTimeout,
     }).to.deep.equal({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024, keepAliveTimeout: 5_000 });
     expect(HTTP_SERVER_DEFAULTS.connectionsCheckingIntervalMs).to.equal(1_000);
