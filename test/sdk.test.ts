@@ -1,90 +1,16 @@
 import { expect } from "chai";
 import { spawn, execFile } from "node:child_process";
 import { mkdtemp, mkdir, rm, copyFile, writeFile } from "node:fs/promises";
-import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { AddressInfo } from "node:net";
 import { Device, DeviceError, type WebSocketLike } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { once, until } from "./helpers/wait.js";
+import { startTcpProxy } from "./helpers/tcpproxy.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-
-/**
- * A TCP proxy the test controls: it forwards to `target`, refuses while `target` is null, and can freeze
- * (hold every byte both ways, as a network partition does) and heal.
- */
-class TcpProxy {
-  readonly server: TcpServer;
-  target: number | null;
-  private frozen = false;
-  private readonly pairs = new Set<[Socket, Socket | null]>();
-  connections = 0;
-
-  constructor(target: number) {
-    this.target = target;
-    this.server = createTcpServer((client) => {
-      this.connections++;
-      client.on("error", () => client.destroy());
-      if (this.target === null) return void client.destroy();
-      if (this.frozen) {
-        // Accept and hold: the upgrade never gets an answer.
-        const pair: [Socket, Socket | null] = [client, null];
-        this.pairs.add(pair);
-        client.on("close", () => this.pairs.delete(pair));
-        return;
-      }
-      const upstream = tcpConnect(this.target, "127.0.0.1");
-      const pair: [Socket, Socket | null] = [client, upstream];
-      this.pairs.add(pair);
-      upstream.on("error", () => client.destroy());
-      upstream.on("close", () => client.destroy());
-      client.on("close", () => {
-        upstream.destroy();
-        this.pairs.delete(pair);
-      });
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
-    return (this.server.address() as AddressInfo).port;
-  }
-
-  /** Stops every byte on existing connections and holds new ones unanswered. */
-  freeze(): void {
-    this.frozen = true;
-    for (const [c, u] of this.pairs) {
-      if (!u) continue;
-      c.unpipe(u);
-      u.unpipe(c);
-      c.pause();
-      u.pause();
-    }
-  }
-
-  /** Ends the partition: held connections are dropped (as a healed link resets), new ones flow. */
-  heal(): void {
-    this.frozen = false;
-    for (const [c, u] of this.pairs) {
-      c.destroy();
-      u?.destroy();
-    }
-  }
-
-  async close(): Promise<void> {
-    for (const [c, u] of this.pairs) {
-      c.destroy();
-      u?.destroy();
-    }
-    await new Promise<void>((r) => this.server.close(() => r()));
-  }
-}
 
 /** A scripted WebSocket for unit tests of the SDK's state machine. */
 function fakeSocketClass() {
@@ -395,8 +321,8 @@ describe("device SDK", function () {
     it("reconnects after a server restart (same store, same port through a proxy) and its resources work again", async () => {
       const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-sdk-restart-"));
       let srv = await startServer({ dataDir });
-      const proxy = new TcpProxy(srv.port);
-      const port = await proxy.listen();
+      const proxy = await startTcpProxy(srv.port);
+      const port = proxy.port;
       const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "phoenix", credentials: "phoenix-secret", reconnectInitialMs: 20, reconnectMaxMs: 200 });
       try {
         const admin = await login(srv.url, ADMIN.user, ADMIN.password);
@@ -409,7 +335,7 @@ describe("device SDK", function () {
         await srv.close();
         expect((await gone).code).to.equal(1001);
         srv = await startServer({ dataDir });
-        proxy.target = srv.port;
+        proxy.setTarget(srv.port);
         await once(d, "connected", 10_000);
         // Same key and store: the token from before the restart still works.
         const apiList = await api(srv.url, "GET", "/v2/users/alice/devices/phoenix/api", { token });
@@ -428,8 +354,8 @@ describe("device SDK", function () {
     it("detects a partition by its keepalive, reconnects when the link heals", async function () {
       this.timeout(20_000);
       const srv = await startServer();
-      const proxy = new TcpProxy(srv.port);
-      const port = await proxy.listen();
+      const proxy = await startTcpProxy(srv.port);
+      const port = proxy.port;
       const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "island", credentials: "island-secret", keepalive: 1, reconnectInitialMs: 50, reconnectMaxMs: 200, connectTimeoutMs: 500 });
       try {
         const admin = await login(srv.url, ADMIN.user, ADMIN.password);
@@ -437,7 +363,7 @@ describe("device SDK", function () {
         await newDevice(srv.url, token, "alice", "island");
         d.output("here", () => true);
         await d.connect();
-        proxy.freeze();
+        proxy.blackhole();
         const lost = await once<{ code: number; reason: string }>(d, "disconnected", 10_000);
         expect(lost).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
         const back = once(d, "connected", 10_000);
