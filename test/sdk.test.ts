@@ -4,55 +4,14 @@ import { mkdtemp, mkdir, rm, copyFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { Device, DeviceError, type WebSocketLike } from "../device-sdk/index.js";
+import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { once, until } from "./helpers/wait.js";
 import { startTcpProxy } from "./helpers/tcpproxy.js";
+import { fakeSocketClass } from "./helpers/fake-socket.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-
-/** A scripted WebSocket for unit tests of the SDK's state machine. */
-function fakeSocketClass() {
-  const instances: FakeWS[] = [];
-  class FakeWS implements WebSocketLike {
-    readyState = 0;
-    readonly sent: Record<string, unknown>[] = [];
-    onopen: ((ev: unknown) => void) | null = null;
-    onmessage: ((ev: { data: unknown }) => void) | null = null;
-    onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-    onerror: ((ev: unknown) => void) | null = null;
-    /** When false, close() never completes (a dead peer never answers the closing handshake). */
-    closeCompletes = true;
-    closeCalls: number[] = [];
-    constructor(readonly url: string) {
-      instances.push(this);
-    }
-    send(data: string): void {
-      this.sent.push(JSON.parse(data) as Record<string, unknown>);
-    }
-    close(code = 1000, reason = ""): void {
-      this.closeCalls.push(code);
-      if (this.readyState === 3 || !this.closeCompletes) return;
-      this.readyState = 3;
-      queueMicrotask(() => this.onclose?.({ code, reason }));
-    }
-    // drivers
-    accept(keepalive = 60): void {
-      this.readyState = 1;
-      this.onopen?.({});
-      this.receive({ type: "connected", user: "u", device: "d", keepalive, server_time: Date.now() });
-    }
-    receive(frame: object): void {
-      this.onmessage?.({ data: JSON.stringify(frame) });
-    }
-    drop(code = 1006): void {
-      this.readyState = 3;
-      this.onclose?.({ code, reason: "" });
-    }
-  }
-  return { FakeWS, instances };
-}
 
 const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
