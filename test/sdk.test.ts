@@ -22,35 +22,35 @@ describe("device SDK", function () {
     const base = { server: "ws://127.0.0.1:9", user: "u", device: "d", credentials: "c", reconnectInitialMs: 5, reconnectMaxMs: 10 };
 
     it("a handler that outlives its socket never answers on the next session", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created, sentFrame } = fakeSocketClass();
       let release!: (v: unknown) => void;
       const gate = new Promise((r) => (release = r));
       const dev = new Device({ ...base, WebSocket: FakeWS });
       dev.output("slow", () => gate);
       dev.output("fast", () => "fast");
       const connected = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await connected;
       instances[0]!.receive({ type: "call", id: 7, resource: "slow" });
       instances[0]!.drop(1006);
-      await until(() => instances.length === 2, 2000, "reconnect");
+      await created(2);
       const again = once(dev, "connected");
       instances[1]!.accept();
       await again;
       release("late value");
       instances[1]!.receive({ type: "call", id: 8, resource: "fast" });
-      await until(() => instances[1]!.sent.some((f) => f.id === 8), 2000, "answer to call 8");
+      await sentFrame(instances[1]!, (f) => f.id === 8);
       expect(instances[1]!.sent.filter((f) => f.type === "result" || f.type === "error")).to.deep.equal([{ type: "result", id: 8, out: "fast" }]);
       expect(instances[0]!.sent.filter((f) => f.id === 7)).to.deep.equal([]);
       await dev.close();
     });
 
     it("close() during the reconnect wait stops reconnecting for good", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, reconnectInitialMs: 20, reconnectMaxMs: 20, WebSocket: FakeWS });
       const connected = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await connected;
       const disconnected = once<{ code: number }>(dev, "disconnected");
@@ -65,11 +65,11 @@ describe("device SDK", function () {
     });
 
     it("two concurrent connect() calls both resolve on the same session", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, WebSocket: FakeWS });
       const a = dev.connect();
       const b = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await Promise.all([a, b]);
       expect(instances).to.have.length(1);
@@ -78,46 +78,46 @@ describe("device SDK", function () {
     });
 
     it("sends connect first, then describe with every resource and its kind", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created, sentFrame } = fakeSocketClass();
       const dev = new Device({ ...base, WebSocket: FakeWS });
       dev.output("t", () => 1).input("i", () => {}).io("x", (v) => v).run("r", () => {});
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await c;
       expect(instances[0]!.sent[0]).to.deep.equal({ type: "connect", user: "u", device: "d", credentials: "c", keepalive: 60 });
       expect(instances[0]!.sent[1]).to.deep.equal({ type: "describe", resources: { t: { kind: "output" }, i: { kind: "input" }, x: { kind: "io" }, r: { kind: "run" } } });
       dev.output("late", () => 2); // a resource added while open is announced again
-      await until(() => instances[0]!.sent.length === 3, 2000, "second describe");
+      await sentFrame(instances[0]!, (f) => f.type === "describe" && f !== instances[0]!.sent[1]);
       expect((instances[0]!.sent[2]!.resources as Record<string, unknown>).late).to.deep.equal({ kind: "output" });
       await dev.close();
     });
 
     it("a server silent for two keepalive intervals is dropped at once, without waiting for a closing handshake", async function () {
       this.timeout(10_000);
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, keepalive: 1, WebSocket: FakeWS });
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.closeCompletes = false; // the peer is gone: close() would never complete
       instances[0]!.accept(1);
       await c;
       const disconnected = await once<{ code: number; reason: string }>(dev, "disconnected", 8000);
       expect(disconnected).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
       expect(instances[0]!.sent.filter((f) => f.type === "ping").length).to.be.at.least(1);
-      await until(() => instances.length === 2, 2000, "reconnect");
+      await created(2);
       await dev.close();
     });
 
     it("a connect that never completes is abandoned at connectTimeoutMs and retried", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, connectTimeoutMs: 50, WebSocket: FakeWS });
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.closeCompletes = false;
       instances[0]!.readyState = 1;
       instances[0]!.onopen?.({});
-      await until(() => instances.length === 2, 5000, "retry after the connect timeout");
+      await created(2);
       instances[1]!.accept();
       await c;
       expect(dev.state).to.equal("open");

@@ -30,18 +30,24 @@ export function fakeSocketClass(options: FakeSocketOptions = {}): {
   FakeWS: new (url: string) => FakeSocket;
   instances: FakeSocket[];
   opened(n: number): Promise<FakeSocket>;
+  created(n: number): Promise<FakeSocket>;
+  sentFrame(socket: FakeSocket, match: (f: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
 } {
   const instances: FakeSocket[] = [];
-  const waiters: Array<{ n: number; resolve: (s: FakeSocket) => void }> = [];
+  const waiters: Array<() => boolean> = [];
+  /** Runs every waiter; those that are satisfied are dropped. */
   const notify = () => {
-    for (const w of [...waiters]) {
-      const s = instances[w.n - 1];
-      if (s && s.readyState === 1) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(s);
-      }
-    }
+    for (const w of [...waiters]) if (w()) waiters.splice(waiters.indexOf(w), 1);
   };
+  const when = <T>(value: () => T | undefined) => new Promise<T>((resolve) => {
+    waiters.push(() => {
+      const v = value();
+      if (v === undefined) return false;
+      resolve(v);
+      return true;
+    });
+    notify();
+  });
   class FakeWS implements FakeSocket {
     readyState = 0;
     readonly sent: Record<string, unknown>[] = [];
@@ -53,6 +59,7 @@ export function fakeSocketClass(options: FakeSocketOptions = {}): {
     readonly closeCalls: number[] = [];
     constructor(readonly url: string) {
       instances.push(this);
+      queueMicrotask(notify);
       if (options.autoOpen) queueMicrotask(() => this.open());
     }
     private open(): void {
@@ -63,6 +70,7 @@ export function fakeSocketClass(options: FakeSocketOptions = {}): {
     }
     send(data: string): void {
       this.sent.push(JSON.parse(data) as Record<string, unknown>);
+      notify();
     }
     close(code = 1000, reason = ""): void {
       this.closeCalls.push(code);
@@ -82,9 +90,10 @@ export function fakeSocketClass(options: FakeSocketOptions = {}): {
       this.onclose?.({ code, reason: "" });
     }
   }
-  const opened = (n: number) => new Promise<FakeSocket>((resolve) => {
-    waiters.push({ n, resolve });
-    notify();
-  });
-  return { FakeWS, instances, opened };
+  const opened = (n: number) => when(() => (instances[n - 1]?.readyState === 1 ? instances[n - 1] : undefined));
+  /** Socket number `n` (1-based) once the SDK has created it. */
+  const created = (n: number) => when(() => instances[n - 1]);
+  /** The first frame `socket` sent that matches, once it is sent. */
+  const sentFrame = (socket: FakeSocket, match: (f: Record<string, unknown>) => boolean) => when(() => socket.sent.find(match));
+  return { FakeWS, instances, opened, created, sentFrame };
 }
