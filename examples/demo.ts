@@ -7,16 +7,15 @@
  *   PORT=9000 npm run demo        # default port 8080; HOST defaults to 127.0.0.1 (this machine only)
  */
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AddressInfo } from "node:net";
 import { loadConfig } from "../server/config.js";
 import { createLogger } from "../server/log.js";
 import { openNedbStore } from "../server/store/nedb.js";
 import { createThingrelay } from "../server/app.js";
 import { loadOrCreateSecret } from "../server/secrets.js";
+import { createHttpServer, listen } from "../server/server.js";
 import { createExampleDevice } from "./device.js";
 
 export const DEMO_USER = "demo";
@@ -67,13 +66,8 @@ async function start(env: Record<string, string | undefined>, dataDir: string): 
   const store = await openNedbStore(join(dataDir, "db"));
   const relay = createThingrelay({ config, store, logger, secret });
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000 });
-  relay.attach(server);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const server = createHttpServer(relay);
+  const port = await listen(server, config.port, config.host);
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 

@@ -28,10 +28,10 @@ import type { Services } from "./services.js";
 import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
 import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
-import { addressRateLimit, clientAddressOf, clusterBarrier } from "./http/edge.js";
-import { bodyParsing } from "./http/body.js";
+import { bodyReader } from "./http/body.js";
+import { addressRateLimit, clientIp, clusterBarrier } from "./http/edge.js";
 import { opsRoutes } from "./http/ops-routes.js";
-import { PeriodicPurge } from "./purge.js";
+import { PurgeSchedule } from "./purge.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
 import { startupGate } from "./http/startup.js";
@@ -41,9 +41,9 @@ import { deviceRoutes } from "./devices/routes.js";
 import { tokenRoutes } from "./tokens/routes.js";
 import { relayRoutes } from "./relay/routes.js";
 import { streamRoutes } from "./streams/routes.js";
+import { dashboardRoutes } from "./dashboard/routes.js";
 import { dashboardsRoutes } from "./dashboards/routes.js";
 import { DashboardsService } from "./dashboards/service.js";
-import { dashboardRoutes } from "./dashboard/routes.js";
 import { openapiRoutes } from "./openapi/routes.js";
 import { PropertiesService } from "./properties/service.js";
 import { DevicePropertyLink } from "./properties/device.js";
@@ -116,11 +116,11 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     tokens,
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
+    dashboards,
     streams: undefined as unknown as StreamService,
     properties: new PropertiesService(repos),
     calls: undefined as unknown as CallQueue,
     idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
-    dashboards,
   };
   services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
   if (options.cluster) {
@@ -156,37 +156,9 @@ export function createThingrelay(options: AppOptions): Thingrelay {
     requests: new ThingerPropertyRequests(services.properties, logger),
   });
 
-  const app = new Koa({ proxy: config.trustProxy !== false });
-  app.silent = true;
-  app.use(clientAddressOf(config.trustProxy));
-  app.use(requestLifecycle(logger));
-  if (options.startup) app.use(startupGate(options.startup));
-  if (services.cluster) app.use(clusterBarrier(services.cluster));
-  app.use(securityHeaders());
-  if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
-  app.use(addressRateLimit(apiLimiter));
-  app.use(bodyParsing(config.limits));
+  const { app, router } = buildKoa(services, store, options.startup);
 
-  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
-  const router = new Router({ sensitive: true });
-  const auth = requireAuth(authenticator, apiLimiter);
-  opsRoutes(router, store, metrics, config.metricsToken);
-  oauthRoutes(router, services, auth);
-  userRoutes(router, services, auth);
-  deviceRoutes(router, services, auth);
-  tokenRoutes(router, services, auth);
-  streamRoutes(router, services, auth);
-  relayRoutes(router, services, auth);
-  propertyRoutes(router, services, auth);
-  callRoutes(router, services, auth);
-  dashboardsRoutes(router, services, auth);
-  dashboardRoutes(router, services);
-  openapiRoutes(router, services);
-  app.use(router.routes());
-  // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
-  app.use(router.allowedMethods());
-
-  const purge = new PeriodicPurge(repos, services.idempotency, logger);
+  const purge = new PurgeSchedule(repos, services.idempotency, logger);
   purge.start();
 
   const callback = app.callback();
@@ -205,7 +177,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       server.on("clientError", clientErrorHandler(logger));
     },
     async close(code = 1001) {
-      purge.close();
+      purge.stop();
       services.calls.close();
       propertyLink.close();
       gateway.close();
@@ -215,4 +187,39 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       await services.cluster?.close();
     },
   };
+}
+
+/** The Koa app: the middleware stack in order, then every feature's routes. */
+function buildKoa(services: Services, store: Store, startup: Promise<unknown> | undefined): { app: Koa; router: Router } {
+  const { config, logger } = services;
+  const app = new Koa({ proxy: config.trustProxy !== false });
+  app.silent = true;
+  app.use(clientIp(config.trustProxy));
+  app.use(requestLifecycle(logger));
+  if (startup) app.use(startupGate(startup));
+  if (services.cluster) app.use(clusterBarrier(services.cluster));
+  app.use(securityHeaders());
+  if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins));
+  app.use(addressRateLimit(services.apiLimiter));
+  app.use(bodyReader(config.limits));
+
+  // Paths are one case (lower, as Thinger's): `/V1/…` is not a route, so it cannot skip the checks above.
+  const router = new Router({ sensitive: true });
+  const auth = requireAuth(services.authenticator, services.apiLimiter);
+  opsRoutes(router, store, services.metrics, config.metricsToken);
+  oauthRoutes(router, services, auth);
+  userRoutes(router, services, auth);
+  deviceRoutes(router, services, auth);
+  tokenRoutes(router, services, auth);
+  streamRoutes(router, services, auth);
+  relayRoutes(router, services, auth);
+  propertyRoutes(router, services, auth);
+  callRoutes(router, services, auth);
+  dashboardsRoutes(router, services, auth);
+  dashboardRoutes(router, services);
+  openapiRoutes(router, services);
+  app.use(router.routes());
+  // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
+  app.use(router.allowedMethods());
+  return { app, router };
 }

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { createServer } from "node:http";
 import { connect } from "nats";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
@@ -8,6 +7,7 @@ import { createLogger } from "./log.js";
 import { openMongoStore, openNedbStore, type Store } from "./store/index.js";
 import { createThingrelay } from "./app.js";
 import { loadOrCreateSecret, writeAdminPassword } from "./secrets.js";
+import { createHttpServer, listen } from "./server.js";
 
 /** How long in-flight HTTP requests get to finish after SIGTERM before sockets are destroyed. */
 const DRAIN_MS = 10_000;
@@ -47,15 +47,8 @@ export async function main(env: Record<string, string | undefined> = process.env
   // Queued calls left `running` by a crash are settled before any device can connect (issue 18).
   await relay.ready;
 
-  // connectionsCheckingInterval: node enforces headersTimeout only on this sweep (default 30 s), so a
-  // slowloris socket would otherwise live up to 40 s instead of 10 s.
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1_000 });
-  server.keepAliveTimeout = 5_000;
-  relay.attach(server);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  const server = createHttpServer(relay);
+  const port = await listen(server, config.port, config.host);
   // Thinger devices (legacy protocol, IOTMP): their own TCP/TLS ports; a port that cannot be bound stops the start.
   const tls = config.thinger.tlsCert && config.thinger.tlsKey
     ? { cert: await readFile(config.thinger.tlsCert), key: await readFile(config.thinger.tlsKey) }
@@ -72,8 +65,6 @@ export async function main(env: Record<string, string | undefined> = process.env
     // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
     process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
   }
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : config.port;
   startupDone(undefined);
   logger.info({ port, host: config.host, store: store.kind }, "thingrelay listening");
   // For the person who just ran `npm start`: where to click (0.0.0.0 / :: are reached as localhost).

@@ -3,35 +3,60 @@ import type { Repositories } from "./store/repos.js";
 import type { IdempotencyKeys } from "./calls/idempotency.js";
 import { REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
 
-/** First run after start, then the period (ms). */
-const FIRST_RUN_MS = 60_000;
-const PERIOD_MS = 3_600_000;
+/** The timer functions the schedule uses; tests pass fakes to run a purge without waiting (issue 13.6). */
+export interface PurgeTimers {
+  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
+  setInterval(fn: () => void, ms: number): { unref?(): unknown };
+  clearTimeout(t: unknown): void;
+  clearInterval(t: unknown): void;
+}
+
+export interface PurgeOptions {
+  /** Delay of the first purge after start (default 60 s). */
+  firstMs?: number;
+  /** Interval of the following ones (default 1 h). */
+  everyMs?: number;
+  timers?: PurgeTimers;
+}
 
 /**
- * Store housekeeping: expired refresh tokens, dead families and expired Idempotency-Keys are purged hourly
- * (and once shortly after start). Failures are logged and retried at the next run.
+ * Expired refresh tokens, dead token families and expired idempotency keys are purged hourly (and once shortly
+ * after start). Failures are logged and retried on the next pass. The timers never hold the process open.
  */
-export class PeriodicPurge {
-  private timers: NodeJS.Timeout[] = [];
+export class PurgeSchedule {
+  private first: unknown;
+  private every: unknown;
+  private readonly timers: PurgeTimers;
 
-  constructor(private readonly repos: Repositories, private readonly idempotency: IdempotencyKeys, private readonly logger: Logger) {}
-
-  start(): void {
-    const run = () => this.run();
-    this.timers = [setTimeout(run, FIRST_RUN_MS), setInterval(run, PERIOD_MS)];
-    for (const t of this.timers) t.unref();
+  constructor(
+    private readonly repos: Repositories,
+    private readonly idempotency: IdempotencyKeys,
+    private readonly logger: Logger,
+    private readonly options: PurgeOptions = {},
+  ) {
+    this.timers = options.timers ?? (globalThis as unknown as PurgeTimers);
   }
 
+  start(): void {
+    const first = this.timers.setTimeout(() => this.run(), this.options.firstMs ?? 60_000);
+    const every = this.timers.setInterval(() => this.run(), this.options.everyMs ?? 3_600_000);
+    first.unref?.();
+    every.unref?.();
+    this.first = first;
+    this.every = every;
+  }
+
+  stop(): void {
+    this.timers.clearTimeout(this.first);
+    this.timers.clearInterval(this.every);
+  }
+
+  /** One pass (what the timers run). */
   run(): void {
     this.idempotency.purge().catch((err: unknown) => this.logger.warn({ err }, "idempotency key purge failed"));
     this.repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
       (n) => (n.tokens + n.families > 0 ? this.logger.info(n, "purged expired refresh tokens") : undefined),
       (err: unknown) => this.logger.warn({ err }, "refresh token purge failed"),
     );
-  }
-
-  close(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
   }
 }

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startMain, stopAllMains, type MainProcess } from "./helpers/process.js";
 import { api, login } from "./helpers/api.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 import { until } from "./helpers/wait.js";
 
 const ADMIN_ENV = { THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password-1" };
@@ -36,12 +36,12 @@ describe("restart: queued calls survive SIGKILL and none runs twice (child proce
     expect((await api(url, "POST", "/v1/users/alice/devices", { token, json: { device_id: "d1", device_description: "door", device_credentials: "d1-secret" } })).status).to.equal(201);
     expect((await api(url, "PUT", "/v3/users/alice/devices/d1/properties/mode", { token, json: { value: "eco" } })).status).to.equal(200);
 
-    const dev = await RawDevice.connect(first.wsUrl, "alice", "d1", "d1-secret", { relay: "input" });
+    const dev = await RawDevice.described(first.wsUrl, "alice", "d1", "d1-secret", { relay: "input" });
     const a = await api(url, "POST", `${relayPath}?timeout=60`, { token, json: { in: "A" }, headers: ASYNC });
     expect(a.status).to.equal(202);
     ids.A = a.body.id;
     // The device holds call A and never answers it: A is `running` when the process dies.
-    expect((await dev.next((f) => f.type === "call")).in).to.equal("A");
+    expect((await dev.take((f) => f.type === "call")).in).to.equal("A");
     for (const v of ["B", "C"]) {
       const r = await api(url, "POST", relayPath, { token, json: { in: v }, headers: { ...ASYNC, "Idempotency-Key": `key-${v}` } });
       expect(r.status).to.equal(202);
@@ -78,13 +78,13 @@ describe("restart: queued calls survive SIGKILL and none runs twice (child proce
   });
 
   it("on connect the device gets its properties, then B and C once each, in order, and never A", async () => {
-    const dev = await RawDevice.connect(second!.wsUrl, "alice", "d1", "d1-secret", { relay: "input" });
+    const dev = await RawDevice.described(second!.wsUrl, "alice", "d1", "d1-secret", { relay: "input" });
     try {
-      expect(await dev.next((f) => f.type === "property")).to.include({ name: "mode", value: "eco" });
-      const b = await dev.next((f) => f.type === "call");
+      expect(await dev.take((f) => f.type === "property")).to.include({ name: "mode", value: "eco" });
+      const b = await dev.take((f) => f.type === "call");
       expect(b.in).to.equal("B");
       dev.ws.send(JSON.stringify({ type: "result", id: b.id }));
-      const c = await dev.next((f) => f.type === "call");
+      const c = await dev.take((f) => f.type === "call");
       expect(c.in).to.equal("C");
       dev.ws.send(JSON.stringify({ type: "result", id: c.id }));
       await until(async () => (await api(second!.url, "GET", callPath(ids.C!), { token })).body.status === "succeeded", 8000, "C succeeded");

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 import { until } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
 
@@ -156,19 +156,19 @@ describe("queued calls (Prefer: respond-async)", function () {
 
   it("a device that drops mid-call leaves it failed with device_disconnected, and it is not sent again", async () => {
     const name = await freshDevice();
-    const raw = await RawDevice.connect(srv.wsUrl, "alice", name, "s3cret", { relay: "input" });
+    const raw = await RawDevice.described(srv.wsUrl, "alice", name, "s3cret", { relay: "input" });
     raws.push(raw);
     const r = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: "once" }, headers: ASYNC });
-    const frame = await raw.next((f) => f.type === "call");
+    const frame = await raw.take((f) => f.type === "call");
     expect(frame.in).to.equal("once");
     await raw.close();
     const failed = await waitStatus(name, r.body.id, "failed");
     expect(failed.error.code).to.equal("device_disconnected");
     // Reconnected: the next call it receives is a new one, not the one that failed.
-    const again = await RawDevice.connect(srv.wsUrl, "alice", name, "s3cret", { relay: "input" });
+    const again = await RawDevice.described(srv.wsUrl, "alice", name, "s3cret", { relay: "input" });
     raws.push(again);
     const next = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: "twice" }, headers: ASYNC });
-    const f2 = await again.next((f) => f.type === "call");
+    const f2 = await again.take((f) => f.type === "call");
     expect(f2.in).to.equal("twice");
     again.ws.send(JSON.stringify({ type: "result", id: f2.id }));
     await waitStatus(name, next.body.id, "succeeded");
@@ -180,10 +180,10 @@ describe("queued calls (Prefer: respond-async)", function () {
       const admin = await login(busy.url, ADMIN.user, ADMIN.password);
       const t = await newAccount(busy.url, admin.access_token, "alice");
       await newDevice(busy.url, t, "alice", "busy", "s3cret");
-      const raw = await RawDevice.connect(busy.wsUrl, "alice", "busy", "s3cret", { relay: "input", slow: "output" });
+      const raw = await RawDevice.described(busy.wsUrl, "alice", "busy", "s3cret", { relay: "input", slow: "output" });
       raws.push(raw);
       const sync = api(busy.url, "GET", "/v2/users/alice/devices/busy/slow", { token: t });
-      const held = await raw.next((f) => f.type === "call");
+      const held = await raw.take((f) => f.type === "call");
       expect(held.resource).to.equal("slow");
       const q = await api(busy.url, "POST", "/v2/users/alice/devices/busy/relay", { token: t, json: { in: 1 }, headers: ASYNC });
       expect(q.status).to.equal(202);
@@ -191,7 +191,7 @@ describe("queued calls (Prefer: respond-async)", function () {
       // and is tried again once the slot is free.
       raw.ws.send(JSON.stringify({ type: "result", id: held.id, out: 1 }));
       expect((await sync).status).to.equal(200);
-      const delivered = await raw.next((f) => f.type === "call");
+      const delivered = await raw.take((f) => f.type === "call");
       expect(delivered).to.include({ resource: "relay", in: 1 });
       raw.ws.send(JSON.stringify({ type: "result", id: delivered.id }));
       await until(async () => (await api(busy.url, "GET", `/v1/users/alice/devices/busy/calls/${q.body.id}`, { token: t })).body.status === "succeeded", 8000, "succeeded");

@@ -382,7 +382,7 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
     it("watch <device>/<resource> without --interval says it waits for values the device pushes", async () => {
       const watching = collect(spawnCli(["watch", "nodemcu/temperature", "--count", "1"], env));
       await until(() => srv.relay.services.streams.openCount > 0, 10_000, "the watch stream to open");
-      device.stream("temperature");
+      void device.stream("temperature");
       const w = await watching;
       expect(w.code, w.stderr).to.equal(0);
       expect(w.stderr).to.include("no --interval: waiting for values the device pushes");

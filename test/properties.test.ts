@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 import { PROPERTY_LIMITS } from "../server/properties/service.js";
 
 /** Device properties (issue 18): Thinger v3 routes, limits, tokens, the JSON device protocol and the SDK. */
@@ -167,36 +167,36 @@ describe("device properties (/v3 …/properties)", function () {
       await newDevice(srv.url, token, "alice", "fresh", "s3cret");
       await api(srv.url, "PUT", props("fresh", "a"), { token, json: { value: 1 } });
       await api(srv.url, "PUT", props("fresh", "b"), { token, json: { value: { x: [1, 2] } } });
-      const dev = await RawDevice.connect(srv.wsUrl, "alice", "fresh", "s3cret", {});
+      const dev = await RawDevice.described(srv.wsUrl, "alice", "fresh", "s3cret", {});
       raws.push(dev);
-      const a = await dev.next((f) => f.type === "property");
-      const b = await dev.next((f) => f.type === "property");
+      const a = await dev.take((f) => f.type === "property");
+      const b = await dev.take((f) => f.type === "property");
       expect([a.name, b.name].sort()).to.deep.equal(["a", "b"]);
       expect(b.name === "b" ? b.value : a.value).to.deep.equal({ x: [1, 2] });
       expect(a.updated_ts).to.be.a("number");
       await api(srv.url, "PUT", props("fresh", "a"), { token, json: { value: 42 } });
-      const change = await dev.next((f) => f.type === "property");
+      const change = await dev.take((f) => f.type === "property");
       expect(change).to.include({ name: "a", value: 42 });
       await api(srv.url, "DELETE", props("fresh", "b"), { token });
-      const del = await dev.next((f) => f.type === "property");
+      const del = await dev.take((f) => f.type === "property");
       expect(del).to.include({ name: "b", deleted: true });
     });
 
     it("property_get and property_set answer with the request id; errors carry a code", async () => {
-      const dev = await RawDevice.connect(srv.wsUrl, "alice", "other", "s3cret", {});
+      const dev = await RawDevice.described(srv.wsUrl, "alice", "other", "s3cret", {});
       raws.push(dev);
       dev.ws.send(JSON.stringify({ type: "property_set", id: 7, name: "fw", value: "1.2.3" }));
-      const ack = await dev.next((f) => f.id === 7);
+      const ack = await dev.take((f) => f.id === 7);
       expect(ack).to.include({ type: "property", name: "fw", value: "1.2.3" });
       expect((await api(srv.url, "GET", props("other", "fw"), { token })).body.value).to.equal("1.2.3");
       dev.ws.send(JSON.stringify({ type: "property_get", id: 8, name: "fw" }));
-      expect(await dev.next((f) => f.id === 8)).to.include({ type: "property", value: "1.2.3" });
+      expect(await dev.take((f) => f.id === 8)).to.include({ type: "property", value: "1.2.3" });
       dev.ws.send(JSON.stringify({ type: "property_get", id: 9, name: "nope" }));
-      expect(await dev.next((f) => f.id === 9)).to.include({ type: "error", code: "property_not_found" });
+      expect(await dev.take((f) => f.id === 9)).to.include({ type: "error", code: "property_not_found" });
       dev.ws.send(JSON.stringify({ type: "property_set", id: 10, name: "../x", value: 1 }));
-      expect(await dev.next((f) => f.id === 10)).to.include({ type: "error", code: "invalid_request" });
+      expect(await dev.take((f) => f.id === 10)).to.include({ type: "error", code: "invalid_request" });
       dev.ws.send(JSON.stringify({ type: "property_set", id: 11, name: "big", value: "x".repeat(PROPERTY_LIMITS.maxValueBytes) }));
-      expect(await dev.next((f) => f.id === 11)).to.include({ type: "error", code: "property_too_large" });
+      expect(await dev.take((f) => f.id === 11)).to.include({ type: "error", code: "property_too_large" });
     });
   });
 

@@ -1,48 +1,17 @@
 import { expect } from "chai";
-import { Device, type WebSocketLike } from "../device-sdk/index.js";
+import { Device } from "../device-sdk/index.js";
+import { fakeSocketClass } from "./helpers/fake-socket.js";
 
-/** An in-memory WebSocket the test drives by hand: frames in with `deliver`, frames out in `sent`. */
-class FakeSocket implements WebSocketLike {
-  static last: FakeSocket[] = [];
-  readyState = 0;
-  sent: Array<Record<string, unknown>> = [];
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(readonly url: string) {
-    FakeSocket.last.push(this);
-    queueMicrotask(() => {
-      this.readyState = 1;
-      this.onopen?.({});
-    });
-  }
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as Record<string, unknown>);
-  }
-  close(code = 1000, reason = ""): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason }), 5);
-  }
-  deliver(frame: object): void {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-}
-
-const tick = () => new Promise((r) => setTimeout(r, 0));
-async function socketOpened(n: number): Promise<FakeSocket> {
-  while (FakeSocket.last.length < n || FakeSocket.last[n - 1]!.readyState !== 1) await tick();
-  return FakeSocket.last[n - 1]!;
-}
+let fake = fakeSocketClass({ autoOpen: true });
+const socketOpened = (n: number) => fake.opened(n);
 
 function newDevice(): Device {
-  return new Device({ server: "ws://fake", user: "u", device: "d", credentials: "c", WebSocket: FakeSocket, keepalive: 1 });
+  return new Device({ server: "ws://fake", user: "u", device: "d", credentials: "c", WebSocket: fake.FakeWS, keepalive: 1 });
 }
 
 describe("device SDK: state machine regressions", () => {
   beforeEach(() => {
-    FakeSocket.last = [];
+    fake = fakeSocketClass({ autoOpen: true });
   });
 
   it("a frame that arrives after close() neither reopens the session nor starts timers", async () => {
@@ -54,7 +23,7 @@ describe("device SDK: state machine regressions", () => {
     void d.connect().catch(() => undefined);
     const ws = await socketOpened(1);
     const closing = d.close();
-    ws.deliver({ type: "connected", keepalive: 1 });
+    ws.receive({ type: "connected", keepalive: 1 });
     await closing;
     expect(connected).to.equal(0);
     expect(d.state).to.equal("closed");
@@ -64,12 +33,12 @@ describe("device SDK: state machine regressions", () => {
   it("connect() while a close is in progress waits for it, then opens a new session", async () => {
     const d = newDevice();
     const first = d.connect();
-    (await socketOpened(1)).deliver({ type: "connected", keepalive: 1 });
+    (await socketOpened(1)).receive({ type: "connected", keepalive: 1 });
     await first;
     const closing = d.close();
     const reopened = d.connect();
     await closing;
-    (await socketOpened(2)).deliver({ type: "connected", keepalive: 1 });
+    (await socketOpened(2)).receive({ type: "connected", keepalive: 1 });
     await reopened;
     expect(d.state).to.equal("open");
     await d.close();
@@ -82,10 +51,10 @@ describe("device SDK: state machine regressions", () => {
     d.run("reset", () => void relayCalls++);
     const c = d.connect();
     const ws = await socketOpened(1);
-    ws.deliver({ type: "connected", keepalive: 1 });
+    ws.receive({ type: "connected", keepalive: 1 });
     await c;
-    ws.deliver({ type: "stream", resource: "relay", interval: 60 });
-    ws.deliver({ type: "stream", resource: "reset", interval: 60 });
+    ws.receive({ type: "stream", resource: "relay", interval: 60 });
+    ws.receive({ type: "stream", resource: "reset", interval: 60 });
     await new Promise((r) => setTimeout(r, 150));
     expect(relayCalls).to.equal(0);
     expect(ws.sent.filter((f) => f.type === "data")).to.have.length(0);
@@ -104,9 +73,9 @@ describe("device SDK: state machine regressions", () => {
     });
     const c = d.connect();
     const ws = await socketOpened(1);
-    ws.deliver({ type: "connected", keepalive: 1 });
+    ws.receive({ type: "connected", keepalive: 1 });
     await c;
-    ws.deliver({ type: "stream", resource: "stuck", interval: 50 });
+    ws.receive({ type: "stream", resource: "stuck", interval: 50 });
     await new Promise((r) => setTimeout(r, 400));
     expect(calls).to.equal(1);
     await d.close();

@@ -1,132 +1,17 @@
 import { expect } from "chai";
 import { spawn, execFile } from "node:child_process";
 import { mkdtemp, mkdir, rm, copyFile, writeFile } from "node:fs/promises";
-import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { AddressInfo } from "node:net";
-import { Device, DeviceError, type WebSocketLike } from "../device-sdk/index.js";
+import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { once, until } from "./helpers/wait.js";
+import { startTcpProxy } from "./helpers/tcpproxy.js";
+import { fakeSocketClass } from "./helpers/fake-socket.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-
-/**
- * A TCP proxy the test controls: it forwards to `target`, refuses while `target` is null, and can freeze
- * (hold every byte both ways, as a network partition does) and heal.
- */
-class TcpProxy {
-  readonly server: TcpServer;
-  target: number | null;
-  private frozen = false;
-  private readonly pairs = new Set<[Socket, Socket | null]>();
-  connections = 0;
-
-  constructor(target: number) {
-    this.target = target;
-    this.server = createTcpServer((client) => {
-      this.connections++;
-      client.on("error", () => client.destroy());
-      if (this.target === null) return void client.destroy();
-      if (this.frozen) {
-        // Accept and hold: the upgrade never gets an answer.
-        const pair: [Socket, Socket | null] = [client, null];
-        this.pairs.add(pair);
-        client.on("close", () => this.pairs.delete(pair));
-        return;
-      }
-      const upstream = tcpConnect(this.target, "127.0.0.1");
-      const pair: [Socket, Socket | null] = [client, upstream];
-      this.pairs.add(pair);
-      upstream.on("error", () => client.destroy());
-      upstream.on("close", () => client.destroy());
-      client.on("close", () => {
-        upstream.destroy();
-        this.pairs.delete(pair);
-      });
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
-    return (this.server.address() as AddressInfo).port;
-  }
-
-  /** Stops every byte on existing connections and holds new ones unanswered. */
-  freeze(): void {
-    this.frozen = true;
-    for (const [c, u] of this.pairs) {
-      if (!u) continue;
-      c.unpipe(u);
-      u.unpipe(c);
-      c.pause();
-      u.pause();
-    }
-  }
-
-  /** Ends the partition: held connections are dropped (as a healed link resets), new ones flow. */
-  heal(): void {
-    this.frozen = false;
-    for (const [c, u] of this.pairs) {
-      c.destroy();
-      u?.destroy();
-    }
-  }
-
-  async close(): Promise<void> {
-    for (const [c, u] of this.pairs) {
-      c.destroy();
-      u?.destroy();
-    }
-    await new Promise<void>((r) => this.server.close(() => r()));
-  }
-}
-
-/** A scripted WebSocket for unit tests of the SDK's state machine. */
-function fakeSocketClass() {
-  const instances: FakeWS[] = [];
-  class FakeWS implements WebSocketLike {
-    readyState = 0;
-    readonly sent: Record<string, unknown>[] = [];
-    onopen: ((ev: unknown) => void) | null = null;
-    onmessage: ((ev: { data: unknown }) => void) | null = null;
-    onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-    onerror: ((ev: unknown) => void) | null = null;
-    /** When false, close() never completes (a dead peer never answers the closing handshake). */
-    closeCompletes = true;
-    closeCalls: number[] = [];
-    constructor(readonly url: string) {
-      instances.push(this);
-    }
-    send(data: string): void {
-      this.sent.push(JSON.parse(data) as Record<string, unknown>);
-    }
-    close(code = 1000, reason = ""): void {
-      this.closeCalls.push(code);
-      if (this.readyState === 3 || !this.closeCompletes) return;
-      this.readyState = 3;
-      queueMicrotask(() => this.onclose?.({ code, reason }));
-    }
-    // drivers
-    accept(keepalive = 60): void {
-      this.readyState = 1;
-      this.onopen?.({});
-      this.receive({ type: "connected", user: "u", device: "d", keepalive, server_time: Date.now() });
-    }
-    receive(frame: object): void {
-      this.onmessage?.({ data: JSON.stringify(frame) });
-    }
-    drop(code = 1006): void {
-      this.readyState = 3;
-      this.onclose?.({ code, reason: "" });
-    }
-  }
-  return { FakeWS, instances };
-}
 
 const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -137,35 +22,35 @@ describe("device SDK", function () {
     const base = { server: "ws://127.0.0.1:9", user: "u", device: "d", credentials: "c", reconnectInitialMs: 5, reconnectMaxMs: 10 };
 
     it("a handler that outlives its socket never answers on the next session", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created, sentFrame } = fakeSocketClass();
       let release!: (v: unknown) => void;
       const gate = new Promise((r) => (release = r));
       const dev = new Device({ ...base, WebSocket: FakeWS });
       dev.output("slow", () => gate);
       dev.output("fast", () => "fast");
       const connected = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await connected;
       instances[0]!.receive({ type: "call", id: 7, resource: "slow" });
       instances[0]!.drop(1006);
-      await until(() => instances.length === 2, 2000, "reconnect");
+      await created(2);
       const again = once(dev, "connected");
       instances[1]!.accept();
       await again;
       release("late value");
       instances[1]!.receive({ type: "call", id: 8, resource: "fast" });
-      await until(() => instances[1]!.sent.some((f) => f.id === 8), 2000, "answer to call 8");
+      await sentFrame(instances[1]!, (f) => f.id === 8);
       expect(instances[1]!.sent.filter((f) => f.type === "result" || f.type === "error")).to.deep.equal([{ type: "result", id: 8, out: "fast" }]);
       expect(instances[0]!.sent.filter((f) => f.id === 7)).to.deep.equal([]);
       await dev.close();
     });
 
     it("close() during the reconnect wait stops reconnecting for good", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, reconnectInitialMs: 20, reconnectMaxMs: 20, WebSocket: FakeWS });
       const connected = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await connected;
       const disconnected = once<{ code: number }>(dev, "disconnected");
@@ -180,11 +65,11 @@ describe("device SDK", function () {
     });
 
     it("two concurrent connect() calls both resolve on the same session", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, WebSocket: FakeWS });
       const a = dev.connect();
       const b = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await Promise.all([a, b]);
       expect(instances).to.have.length(1);
@@ -193,46 +78,46 @@ describe("device SDK", function () {
     });
 
     it("sends connect first, then describe with every resource and its kind", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created, sentFrame } = fakeSocketClass();
       const dev = new Device({ ...base, WebSocket: FakeWS });
       dev.output("t", () => 1).input("i", () => {}).io("x", (v) => v).run("r", () => {});
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.accept();
       await c;
       expect(instances[0]!.sent[0]).to.deep.equal({ type: "connect", user: "u", device: "d", credentials: "c", keepalive: 60 });
       expect(instances[0]!.sent[1]).to.deep.equal({ type: "describe", resources: { t: { kind: "output" }, i: { kind: "input" }, x: { kind: "io" }, r: { kind: "run" } } });
       dev.output("late", () => 2); // a resource added while open is announced again
-      await until(() => instances[0]!.sent.length === 3, 2000, "second describe");
+      await sentFrame(instances[0]!, (f) => f.type === "describe" && f !== instances[0]!.sent[1]);
       expect((instances[0]!.sent[2]!.resources as Record<string, unknown>).late).to.deep.equal({ kind: "output" });
       await dev.close();
     });
 
     it("a server silent for two keepalive intervals is dropped at once, without waiting for a closing handshake", async function () {
       this.timeout(10_000);
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, keepalive: 1, WebSocket: FakeWS });
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.closeCompletes = false; // the peer is gone: close() would never complete
       instances[0]!.accept(1);
       await c;
       const disconnected = await once<{ code: number; reason: string }>(dev, "disconnected", 8000);
       expect(disconnected).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
       expect(instances[0]!.sent.filter((f) => f.type === "ping").length).to.be.at.least(1);
-      await until(() => instances.length === 2, 2000, "reconnect");
+      await created(2);
       await dev.close();
     });
 
     it("a connect that never completes is abandoned at connectTimeoutMs and retried", async () => {
-      const { FakeWS, instances } = fakeSocketClass();
+      const { FakeWS, instances, created } = fakeSocketClass();
       const dev = new Device({ ...base, connectTimeoutMs: 50, WebSocket: FakeWS });
       const c = dev.connect();
-      await until(() => instances.length === 1, 2000, "socket");
+      await created(1);
       instances[0]!.closeCompletes = false;
       instances[0]!.readyState = 1;
       instances[0]!.onopen?.({});
-      await until(() => instances.length === 2, 5000, "retry after the connect timeout");
+      await created(2);
       instances[1]!.accept();
       await c;
       expect(dev.state).to.equal("open");
@@ -395,8 +280,8 @@ describe("device SDK", function () {
     it("reconnects after a server restart (same store, same port through a proxy) and its resources work again", async () => {
       const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-sdk-restart-"));
       let srv = await startServer({ dataDir });
-      const proxy = new TcpProxy(srv.port);
-      const port = await proxy.listen();
+      const proxy = await startTcpProxy(srv.port);
+      const port = proxy.port;
       const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "phoenix", credentials: "phoenix-secret", reconnectInitialMs: 20, reconnectMaxMs: 200 });
       try {
         const admin = await login(srv.url, ADMIN.user, ADMIN.password);
@@ -409,7 +294,7 @@ describe("device SDK", function () {
         await srv.close();
         expect((await gone).code).to.equal(1001);
         srv = await startServer({ dataDir });
-        proxy.target = srv.port;
+        proxy.setTarget(srv.port);
         await once(d, "connected", 10_000);
         // Same key and store: the token from before the restart still works.
         const apiList = await api(srv.url, "GET", "/v2/users/alice/devices/phoenix/api", { token });
@@ -428,8 +313,8 @@ describe("device SDK", function () {
     it("detects a partition by its keepalive, reconnects when the link heals", async function () {
       this.timeout(20_000);
       const srv = await startServer();
-      const proxy = new TcpProxy(srv.port);
-      const port = await proxy.listen();
+      const proxy = await startTcpProxy(srv.port);
+      const port = proxy.port;
       const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "island", credentials: "island-secret", keepalive: 1, reconnectInitialMs: 50, reconnectMaxMs: 200, connectTimeoutMs: 500 });
       try {
         const admin = await login(srv.url, ADMIN.user, ADMIN.password);
@@ -437,7 +322,7 @@ describe("device SDK", function () {
         await newDevice(srv.url, token, "alice", "island");
         d.output("here", () => true);
         await d.connect();
-        proxy.freeze();
+        proxy.blackhole();
         const lost = await once<{ code: number; reason: string }>(d, "disconnected", 10_000);
         expect(lost).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
         const back = once(d, "connected", 10_000);

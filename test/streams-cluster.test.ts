@@ -11,7 +11,7 @@ import { login, newAccount, newDevice } from "./helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "./helpers/nats.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
 import { until } from "./helpers/wait.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 
 /**
  * Streams across cluster nodes (DESIGN §7: "events and stats streams work whichever nodes the device and the
@@ -88,7 +88,7 @@ describe("streams across cluster nodes (NATS)", function () {
   });
 
   it("combines both nodes' intervals into one GCD for the device, and unstreams when both are gone", async () => {
-    const dev = await RawDevice.connect(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output" });
+    const dev = await RawDevice.described(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output" });
     raws.push(dev);
     const remote = await sse(`${B.url}/v2/users/alice/devices/sensor/temp?interval=2&authorization=${token}`);
     expect(remote.status).to.equal(200);
@@ -106,7 +106,7 @@ describe("streams across cluster nodes (NATS)", function () {
   });
 
   it("a remote subscriber that left while the device was away is not re-subscribed when it comes back", async () => {
-    const first = await RawDevice.connect(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
+    const first = await RawDevice.described(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
     raws.push(first);
     const remote = await sse(`${B.url}/v2/users/alice/devices/sensor/temp?interval=2&authorization=${token}`);
     expect(await first.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
@@ -114,7 +114,7 @@ describe("streams across cluster nodes (NATS)", function () {
     await until(() => A.relay.services.hub.get("alice", "sensor") === undefined, 5000, "A to see the device go");
     remote.close(); // B's "no subscribers left" now has no node to reach
     await until(() => B.relay.services.streams.openCount === 0, 5000, "B's stream to close");
-    const second = await RawDevice.connect(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
+    const second = await RawDevice.described(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
     raws.push(second);
     const local = await sse(`${A.url}/v2/users/alice/devices/sensor/hum?interval=1&authorization=${token}`);
     expect(local.status).to.equal(200);

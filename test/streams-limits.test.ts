@@ -4,7 +4,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
 import { until } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 import { EventLog, ResumeBudget } from "../server/streams/log.js";
 import { STREAM_DEFAULTS } from "../server/streams/service.js";
 
@@ -84,7 +84,7 @@ describe("streams: memory and robustness against device values (real server)", f
     token = await newAccount(srv.url, admin.access_token, "alice");
     await newDevice(srv.url, token, "alice", "raw", "raw-secret");
     const resources = Object.fromEntries([...names, "remote_only", "live"].map((n) => [n, "output"]));
-    dev = await RawDevice.connect(srv.wsUrl, "alice", "raw", "raw-secret", resources);
+    dev = await RawDevice.described(srv.wsUrl, "alice", "raw", "raw-secret", resources);
   });
   afterEach(async () => {
     closeAllSse();
@@ -121,7 +121,7 @@ describe("streams: memory and robustness against device values (real server)", f
   it("a topic held only for another cluster node's subscribers records nothing here", async () => {
     const streams = srv.relay.services.streams;
     streams.setRemoteInterval("alice", "raw", "remote_only", "node-b", 1000);
-    expect(await dev.next((f) => f.resource === "remote_only")).to.deep.equal({ type: "stream", resource: "remote_only", interval: 1000 });
+    expect(await dev.take((f) => f.resource === "remote_only")).to.deep.equal({ type: "stream", resource: "remote_only", interval: 1000 });
     const before = buffered();
     expect(before.topics).to.equal(9);
     await push("remote_only", "N".repeat(10 * KiB));
@@ -131,13 +131,13 @@ describe("streams: memory and robustness against device values (real server)", f
     expect(buffered().events).to.equal(before.events + 1);
     expect(buffered().bytes - before.bytes).to.be.below(200);
     streams.setRemoteInterval("alice", "raw", "remote_only", "node-b", null);
-    expect(await dev.next((f) => f.resource === "remote_only")).to.deep.equal({ type: "unstream", resource: "remote_only" });
+    expect(await dev.take((f) => f.resource === "remote_only")).to.deep.equal({ type: "unstream", resource: "remote_only" });
   });
 
   it("a value nested 5,000 deep (or a BigInt) does not crash the server: dropped with a warning that omits it, later values still flow", async () => {
     const c = await sse(base("/v2/users/alice/devices/raw/live"));
     expect(c.status).to.equal(200);
-    await dev.next((f) => f.resource === "live");
+    await dev.take((f) => f.resource === "live");
     const deepJson = `${"[".repeat(5000)}"deep-marker"${"]".repeat(5000)}`;
     const deep = JSON.parse(deepJson) as unknown;
     // The gateway may refuse such frames itself; a cluster peer's value reaches the hub without it, so the

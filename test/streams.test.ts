@@ -5,7 +5,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { until } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
-import { RawDevice } from "./helpers/raw-device.js";
+import { RawDevice } from "./helpers/rawdevice.js";
 
 
 const EVENT_ID_RE = /^[0-9a-f]{8}-\d+$/;
@@ -40,7 +40,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
     return d;
   }
   async function rawDevice(name: string, resources: Record<string, string>): Promise<RawDevice> {
-    const d = await RawDevice.connect(srv.wsUrl, "alice", name, `${name}-secret`, resources);
+    const d = await RawDevice.described(srv.wsUrl, "alice", name, `${name}-secret`, resources);
     devices.push(d);
     return d;
   }

@@ -1,3 +1,4 @@
+import type { CallCancel } from "./call-cancel.js";
 import type { ResourceKind } from "./protocol.js";
 
 export interface CallResult {
@@ -56,8 +57,12 @@ export interface DeviceSession {
   reportsState(resource: string): boolean;
   /** The current input state of a resource, read without running its handler. Rejects with an AppError. */
   state(resource: string, timeoutMs: number): Promise<unknown>;
-  /** Sends one call and waits for the answer, at most `timeoutMs`. Rejects with an AppError. */
-  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
+  /**
+   * Sends one call and waits for the answer, at most `timeoutMs`. Rejects with an AppError, or with
+   * `cancel.reason` once the caller cancels (it went away): the in-flight slot is freed at once and the
+   * device's late answer is dropped.
+   */
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number, cancel?: CallCancel): Promise<CallResult>;
   /** Asks the device to push values of `resource` every `intervalMs` (0: only values it pushes itself). */
   stream(resource: string, intervalMs: number): void;
   /** Stops the stream of `resource`. */

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import { CLOSE } from "./protocol.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionStats } from "./device-session.js";
+import type { CallCancel } from "./call-cancel.js";
 
 export interface DeviceRef {
   user: string;
@@ -100,10 +101,12 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
    * Calls a device resource here or, in cluster mode, on the node holding it. `verb` (the REST method) is for
    * that node's kind check (relay/kinds.ts); for a session held here the relay checked it before calling.
    */
-  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number, verb?: "GET" | "POST"): Promise<CallResult> {
+  call(user: string, device: string, resource: string, input: unknown, hasInput: boolean, timeoutMs: number, verb?: "GET" | "POST", cancel?: CallCancel): Promise<CallResult> {
     const s = this.sessions.get(`${user}/${device}`);
-    if (!s) return this.remote ? this.remote.call(user, device, resource, input, hasInput, timeoutMs, verb) : Promise.reject(new AppError("device_offline"));
-    return s.call(resource, input, hasInput, timeoutMs);
+    if (s) return s.call(resource, input, hasInput, timeoutMs, cancel);
+    if (!this.remote) return Promise.reject(new AppError("device_offline"));
+    const forwarded = this.remote.call(user, device, resource, input, hasInput, timeoutMs, verb);
+    return cancel ? untilCancelled(forwarded, cancel) : forwarded;
   }
 
   stats(user: string, device: string): SessionStats {
@@ -171,4 +174,19 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   onTraffic(s: DeviceSession): void {
     if (this.listenerCount("traffic") > 0) this.emit("traffic", { user: s.user, device: s.device });
   }
+}
+
+/**
+ * A forwarded call the caller stopped waiting for: the local wait ends at once (the node holding the device
+ * still runs it to its own timeout; its answer is dropped here).
+ */
+function untilCancelled<T>(p: Promise<T>, cancel: CallCancel): Promise<T> {
+  if (cancel.reason) {
+    p.catch(() => undefined);
+    return Promise.reject(cancel.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    cancel.on(reject);
+    p.then(resolve, reject).finally(() => cancel.off());
+  });
 }

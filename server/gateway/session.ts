@@ -3,6 +3,7 @@ import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 import { jsonDepth } from "../json.js";
+import type { CallCancel } from "./call-cancel.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
@@ -12,8 +13,10 @@ export type { CallResult, SessionEvents, SessionLimits, SessionStats } from "./d
 
 interface Pending {
   resolve(r: CallResult): void;
-  reject(e: AppError): void;
+  reject(e: unknown): void;
   timer: NodeJS.Timeout;
+  /** The caller's cancel, released when the call settles (issue 13.7). */
+  cancel?: CallCancel;
 }
 
 /** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
@@ -115,10 +118,10 @@ export class JsonSession implements DeviceSession {
   }
 
   /** Sends one call to the device and waits for its answer, at most `timeoutMs`. */
-  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number, cancel?: CallCancel): Promise<CallResult> {
     return this.request(resource, timeoutMs, (id) => hasInput
       ? `{"type":"call","id":${id},"resource":${JSON.stringify(resource)},"in":${JSON.stringify(input)}}`
-      : `{"type":"call","id":${id},"resource":${JSON.stringify(resource)}}`);
+      : `{"type":"call","id":${id},"resource":${JSON.stringify(resource)}}`, cancel);
   }
 
   /** Asks the device for an input's current state (`state` frame; its handler does not run). */
@@ -127,7 +130,8 @@ export class JsonSession implements DeviceSession {
     return r.in;
   }
 
-  private request(resource: string, timeoutMs: number, frameFor: (id: number) => string): Promise<CallResult> {
+  private request(resource: string, timeoutMs: number, frameFor: (id: number) => string, cancel?: CallCancel): Promise<CallResult> {
+    if (cancel?.reason) return Promise.reject(cancel.reason);
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     if (this.resources !== null && !this.resources.has(resource)) {
       return Promise.reject(new AppError("resource_not_found", `device has no resource "${resource}"`));
@@ -139,10 +143,15 @@ export class JsonSession implements DeviceSession {
     const frame = frameFor(id);
     return new Promise<CallResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
+        this.settle(id, (p) => p.reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`)));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      const p: Pending = { resolve, reject, timer };
+      if (cancel) {
+        // The caller went away: free the in-flight slot now; the device's late answer then matches nothing.
+        p.cancel = cancel;
+        cancel.on((reason) => this.settle(id, (q) => q.reject(reason)));
+      }
+      this.pending.set(id, p);
       this.send(frame);
     });
   }
@@ -210,6 +219,7 @@ export class JsonSession implements DeviceSession {
     if (!p) return; // stray, duplicate or late: drop
     this.pending.delete(id);
     clearTimeout(p.timer);
+    p.cancel?.off();
     fn(p);
   }
 
@@ -234,11 +244,7 @@ export class JsonSession implements DeviceSession {
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      this.pending.delete(id);
-      p.reject(new AppError("device_disconnected"));
-    }
+    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(new AppError("device_disconnected")));
   }
 
   close(code: number = CLOSE.normal, reason = ""): void {

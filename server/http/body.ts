@@ -1,16 +1,20 @@
-import type { Context, Next } from "koa";
+import type Koa from "koa";
 import bodyParser from "koa-bodyparser";
-import type { Limits } from "../config.js";
+import type { Config } from "../config.js";
 import { AppError, payloadTooLarge } from "../errors.js";
 import { jsonDepth } from "../json.js";
 
-type BodyLimits = Pick<Limits, "jsonLimitBytes" | "tokenBodyLimitBytes" | "jsonMaxDepth">;
-
-function parser(jsonLimit: number, formLimit: number, enableTypes: string[]) {
-  return bodyParser({
+/**
+ * Reads request bodies: JSON only on the API (a form body, e.g. curl -d without a Content-Type, answers 415,
+ * not a garbled input), form or JSON on the token endpoints, each held to its limit while reading, and no
+ * value nested deeper than `jsonMaxDepth`. Bodyless methods pass straight through (no async frame of their
+ * own on every GET).
+ */
+export function bodyReader(limits: Config["limits"]): Koa.Middleware {
+  const makeParser = (jsonLimit: number, enableTypes: string[]) => bodyParser({
     enableTypes,
     jsonLimit,
-    formLimit,
+    formLimit: limits.tokenBodyLimitBytes,
     strict: false,
     queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
     onerror: (err: Error & { status?: number }) => {
@@ -18,22 +22,11 @@ function parser(jsonLimit: number, formLimit: number, enableTypes: string[]) {
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);
-}
-
-/**
- * Reads request bodies. The API speaks JSON only: a form body (curl -d without a Content-Type) answers 415,
- * not a garbled input. The token endpoints hold every body (form or JSON, sized or chunked) to their own small
- * limit while reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
- */
-export function bodyParsing(limits: BodyLimits) {
-  const parseBody = parser(limits.jsonLimitBytes, limits.tokenBodyLimitBytes, ["json"]);
-  const parseTokenBody = parser(limits.tokenBodyLimitBytes, limits.tokenBodyLimitBytes, ["json", "form"]);
-  // Bodyless methods pass straight through, with no async frame of their own on every GET (issue 15).
-  return function body(ctx: Context, next: Next): Promise<void> {
-    if (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS") return next();
-    return readBody(ctx, next);
-  };
-  async function readBody(ctx: Context, next: Next): Promise<void> {
+  const parseBody = makeParser(limits.jsonLimitBytes, ["json"]);
+  // The token endpoints hold every body (form or JSON, sized or chunked) to their own small limit while
+  // reading, so an unauthenticated caller cannot make the server buffer the general JSON limit.
+  const parseTokenBody = makeParser(limits.tokenBodyLimitBytes, ["json", "form"]);
+  async function readBody(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     let parse = parseBody;
     // The router matches "/oauth/token/" too (non-strict), so its body is read the same way.
     if (/^\/oauth\/(token|revoke)\/?$/.test(ctx.path)) {
@@ -47,4 +40,5 @@ export function bodyParsing(limits: BodyLimits) {
       await next();
     });
   }
+  return (ctx, next) => (ctx.method === "GET" || ctx.method === "HEAD" || ctx.method === "OPTIONS" ? next() : readBody(ctx, next));
 }

@@ -11,7 +11,7 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** `/health` (the process answers), `/ready` (the store answers) and `/metrics` (Prometheus). */
+/** `GET /health`, `GET /ready` (the store answers its ping) and `GET /metrics` (behind `metricsToken` when set). */
 export function opsRoutes(router: Router, store: Store, metrics: Metrics, metricsToken: string | undefined): void {
   router.get("/health", (ctx) => {
     ctx.body = { status: "ok" };

@@ -9,6 +9,7 @@ import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
+import { CallCancel } from "../gateway/call-cancel.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
 
@@ -21,44 +22,73 @@ export function parseTimeout(value: unknown, defaultMs: number, maxMs: number): 
   return ms;
 }
 
+/** The raw resource path: the router decodes %2F into "/", which would let a path trick change the name. */
+function rawResource(ctx: Context): string {
+  const m = /^\/v2\/users\/[^/]+\/devices\/[^/]+\//.exec(ctx.path);
+  if (!m) throw new AppError("invalid_request", "resource name required");
+  return ctx.path.slice(m[0].length);
+}
+
+function target(ctx: Context): { user: string; device: string; resource: string } {
+  const user = userParam(ctx.params.user);
+  const device = deviceParam(ctx.params.device);
+  return { user, device, resource: normalizeResource(rawResource(ctx)) };
+}
+
+/** A POST body as a call input. Thinger: `{"in": x}` sends x; any other JSON body is passed whole. */
+function postInput(ctx: Context): { hasInput: boolean; input: unknown } {
+  const raw = (ctx.request as { rawBody?: string }).rawBody;
+  if (raw === undefined || raw.trim() === "") {
+    // Sized or chunked: any body that is not JSON is refused rather than run as "no input".
+    if (hasBody(ctx) && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
+    return { hasInput: false, input: undefined };
+  }
+  const body = (ctx.request as { body?: unknown }).body;
+  const input = typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 1 && "in" in body
+    ? (body as { in: unknown }).in
+    : body;
+  return { hasInput: true, input };
+}
+
+/**
+ * A cancel fired when the HTTP client disconnects before its answer is written (issue 13.7), and the
+ * function that stops watching once the call is over.
+ */
+function cancelOnClose(ctx: Context): { cancel: CallCancel; release: () => void } {
+  const cancel = new CallCancel();
+  const onClose = () => {
+    if (!ctx.res.writableFinished) cancel.cancel();
+  };
+  ctx.res.once("close", onClose);
+  if (ctx.req.socket.destroyed) cancel.cancel();
+  return { cancel, release: () => ctx.res.off("close", onClose) };
+}
+
+/** `GET …/{resource…}/api`: the resource's kind and current state, from wherever the device is connected. */
+async function describeOne(s: Services, ctx: Context, user: string, device: string, resource: string): Promise<void> {
+  authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
+  const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+  const session = s.hub.get(user, device);
+  if (session) {
+    ctx.body = await resourceApi(session, resource, timeoutMs);
+    return;
+  }
+  const remote = s.cluster ? await s.cluster.resourceApi(user, device, resource, timeoutMs).catch((e: unknown) => {
+    if (e instanceof AppError && e.code === "device_offline") return null;
+    throw e;
+  }) : null;
+  if (!remote) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
+  ctx.body = remote;
+}
+
 /** The relay: `GET`/`POST /v2/users/{user}/devices/{device}/{resource…}` and `/api`. */
 export function relayRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
-  /** The raw resource path: the router decodes %2F into "/", which would let a path trick change the name. */
-  const rawResource = (ctx: Context): string => {
-    const m = /^\/v2\/users\/[^/]+\/devices\/[^/]+\//.exec(ctx.path);
-    if (!m) throw new AppError("invalid_request", "resource name required");
-    return ctx.path.slice(m[0].length);
-  };
-
-  const target = (ctx: Context) => {
-    const user = userParam(ctx.params.user);
-    const device = deviceParam(ctx.params.device);
-    return { user, device, resource: normalizeResource(rawResource(ctx)) };
-  };
-
-  /** `GET …/{resource…}/api`: the resource's kind and current state, from wherever the device is connected. */
-  const describeOne = async (ctx: Context, user: string, device: string, resource: string) => {
-    authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
-    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
-    const session = s.hub.get(user, device);
-    if (session) {
-      ctx.body = await resourceApi(session, resource, timeoutMs);
-      return;
-    }
-    const remote = s.cluster ? await s.cluster.resourceApi(user, device, resource, timeoutMs).catch((e: unknown) => {
-      if (e instanceof AppError && e.code === "device_offline") return null;
-      throw e;
-    }) : null;
-    if (!remote) throw (await s.devices.exists(user, device)) ? new AppError("device_offline") : noDevice();
-    ctx.body = remote;
-  };
-
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
     const verb: CallVerb = ctx.method === "POST" ? "POST" : "GET";
     if (resource.endsWith(`/${RESERVED_RESOURCE}`)) {
       if (verb !== "GET") throw new AppError("method_not_allowed", "a resource's /api is read with GET", { headers: { Allow: "GET" } });
-      await describeOne(ctx, user, device, resource.slice(0, -`/${RESERVED_RESOURCE}`.length));
+      await describeOne(s, ctx, user, device, resource.slice(0, -`/${RESERVED_RESOURCE}`.length));
       return;
     }
     if (resource === RESERVED_RESOURCE) {
@@ -84,16 +114,24 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     const started = performance.now();
     let outcome = "ok";
+    // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
+    const { cancel: gone, release } = cancelOnClose(ctx);
     try {
       // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb));
+      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone));
       ctx.status = 200;
       if (result.hasOut) ctx.body = { out: result.out ?? null };
       else ctx.body = "";
     } catch (err) {
+      // Nobody is left to answer: the call ends quietly.
+      if (gone.cancelled) {
+        outcome = "client_closed";
+        return;
+      }
       outcome = err instanceof AppError ? err.code : "internal_error";
       throw err;
     } finally {
+      release();
       s.metrics.relayCalls.inc({ outcome });
       s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
     }
@@ -107,19 +145,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   });
   router.post(path, requireAuth, async (ctx) => {
     const raw = (ctx.request as { rawBody?: string }).rawBody;
-    let hasInput = true;
-    let input: unknown;
-    if (raw === undefined || raw.trim() === "") {
-      // Sized or chunked: any body that is not JSON is refused rather than run as "no input".
-      if (hasBody(ctx) && !ctx.is("json")) throw new AppError("unsupported_media_type", "send application/json");
-      hasInput = false;
-    } else {
-      const body = (ctx.request as { body?: unknown }).body;
-      // Thinger: {"in": x} sends x; any other JSON body is passed whole as the input.
-      input = typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 1 && "in" in body
-        ? (body as { in: unknown }).in
-        : body;
-    }
+    const { hasInput, input } = postInput(ctx);
     // Issue 18: `Prefer: respond-async` queues the call; `Idempotency-Key` keeps the first outcome.
     const queued = prefersAsync(ctx.get("Prefer"));
     const run = () => (queued ? enqueue(ctx, hasInput, input) : relay(ctx, hasInput, input));

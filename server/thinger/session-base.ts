@@ -6,6 +6,7 @@ import type { Frame } from "./frame-reader.js";
 import { ThingerCodecError } from "./limits.js";
 import type { PsonValue } from "./pson-value.js";
 import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "./requests.js";
+import type { CallCancel } from "../gateway/call-cancel.js";
 
 /** Resources kept from one describe answer. */
 const MAX_RESOURCES = 1024;
@@ -33,8 +34,10 @@ export interface Reply {
 
 interface Pending {
   resolve(r: Reply): void;
-  reject(e: AppError): void;
+  reject(e: unknown): void;
   timer: NodeJS.Timeout;
+  /** The caller's cancel, released when the request settles (issue 13.7). */
+  cancel?: CallCancel;
 }
 
 const FN_KINDS: Record<number, ResourceKind> = { 1: "run", 2: "input", 3: "output", 4: "io" };
@@ -143,7 +146,8 @@ export abstract class ThingerSession implements DeviceSession {
     this.options.events.onDescribe(this);
   }
 
-  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult> {
+  call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number, cancel?: CallCancel): Promise<CallResult> {
+    if (cancel?.reason) return Promise.reject(cancel.reason);
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     // `…/{resource}/api`: that resource's state (`{"in","out"}`), unless the device has a resource of that name.
     let target = resource;
@@ -162,7 +166,7 @@ export abstract class ThingerSession implements DeviceSession {
     const send = mode === "run"
       ? (id: number) => this.sendRun(id, target, hasInput ? { value: toPson(input) } : undefined)
       : (id: number) => this.sendDescribe(id, target);
-    return this.request(send, timeoutMs).then((reply) => {
+    return this.request(send, timeoutMs, cancel).then((reply) => {
       if (!reply.ok) throw this.replyError(reply);
       if (mode === "describe") return { hasOut: true, out: reply.payload ?? {} };
       if (mode === "state") {
@@ -213,11 +217,7 @@ export abstract class ThingerSession implements DeviceSession {
     clearTimeout(this.silence);
     this.streams.clear();
     this.streamIds.clear();
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      this.pending.delete(id);
-      p.reject(new AppError("device_disconnected"));
-    }
+    for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
   }
 
   close(code?: number, reason?: string): void {
@@ -266,11 +266,7 @@ export abstract class ThingerSession implements DeviceSession {
   /** An OK/ERROR reply for `id`: settles the request waiting on it; stray, late and id-0 replies are dropped. */
   protected settle(id: number | undefined, reply: Reply): void {
     if (id === undefined || id === 0) return;
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    clearTimeout(p.timer);
-    p.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
+    this.take(id)?.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
   }
 
   /** A value the device pushed on stream `id`. */
@@ -312,21 +308,35 @@ export abstract class ThingerSession implements DeviceSession {
     return undefined;
   }
 
-  private request(send: (id: number) => void, timeoutMs: number): Promise<Reply> {
+  /** Removes the request waiting on `id` (its timer and abort listener with it) and returns it. */
+  private take(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.cancel?.off();
+    return p;
+  }
+
+  private request(send: (id: number) => void, timeoutMs: number, cancel?: CallCancel): Promise<Reply> {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     const id = this.allocateId();
     if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
+        this.take(id)?.reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { timer, resolve, reject });
+      const p: Pending = { timer, resolve, reject };
+      if (cancel) {
+        // The caller went away: free the id and the in-flight slot now; the device's late answer then matches nothing.
+        p.cancel = cancel;
+        cancel.on((reason) => this.take(id)?.reject(reason));
+      }
+      this.pending.set(id, p);
       try {
         send(id);
       } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(id);
+        this.take(id);
         // Only a caller's input can fail to encode (too deep, too large for a frame): the caller's fault.
         if (err instanceof ThingerCodecError) reject(new AppError("invalid_request", `input cannot be sent to this device: ${err.message}`));
         else reject(err as AppError);

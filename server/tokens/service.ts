@@ -6,7 +6,6 @@ import type { TokenSigner } from "../auth/jwt.js";
 import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { MAX_PERMISSIONS, toThinger, type ThingerPermissions } from "./permissions.js";
-import { DEVICE_ID_RE } from "../devices/service.js";
 import type { Quotas } from "../auth/quotas.js";
 
 export const MAX_TOKENS_PER_DEVICE = 100;

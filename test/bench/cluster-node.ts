@@ -13,7 +13,6 @@
  * Prints `THINGRELAY_PORT=<port>` once listening, stops cleanly on SIGTERM/SIGINT. Investigation hook:
  * Connects with nats.js `noAsyncTraces` like server/main.ts; BENCH_NATS_ASYNC_TRACES=1 turns the traces back on.
  */
-import { createServer } from "node:http";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { connect } from "nats";
@@ -26,6 +25,7 @@ type ConfigModule = typeof import("../../server/config.js");
 type LogModule = typeof import("../../server/log.js");
 type NedbModule = typeof import("../../server/store/nedb.js");
 type SecretsModule = typeof import("../../server/secrets.js");
+type ServerModule = typeof import("../../server/server.js");
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,9 +37,9 @@ async function main(): Promise<void> {
   if (!natsUrl) throw new Error("--nats <url> is required");
   const root = resolve(arg("root") ?? ROOT);
   const load = <T>(file: string) => import(pathToFileURL(join(root, "dist/server", file)).href) as Promise<T>;
-  const [{ createThingrelay }, { loadConfig }, { createLogger }, { openNedbStore }, { loadOrCreateSecret }] = await Promise.all([
+  const [{ createThingrelay }, { loadConfig }, { createLogger }, { openNedbStore }, { loadOrCreateSecret }, { createHttpServer, listen }] = await Promise.all([
     load<AppModule>("app.js"), load<ConfigModule>("config.js"), load<LogModule>("log.js"),
-    load<NedbModule>("store/nedb.js"), load<SecretsModule>("secrets.js"),
+    load<NedbModule>("store/nedb.js"), load<SecretsModule>("secrets.js"), load<ServerModule>("server.js"),
   ]);
 
   // The NATS URL comes from --nats: through the environment loadConfig would (rightly) demand MONGODB_URL.
@@ -52,16 +52,9 @@ async function main(): Promise<void> {
   const nc = await connect({ servers: natsUrl, name: "thingrelay-bench", maxReconnectAttempts: -1, noAsyncTraces });
   const relay = createThingrelay({ config, store, logger, secret, collectDefaultMetrics: true, cluster: { nc } });
 
-  // Same HTTP server settings as server/main.ts.
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1_000 });
-  server.keepAliveTimeout = 5_000;
-  relay.attach(server);
-  await new Promise<void>((res, rej) => {
-    server.once("error", rej);
-    server.listen(config.port, config.host, () => res());
-  });
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : config.port;
+  // The HTTP server server/main.ts runs, built by the same factory.
+  const server = createHttpServer(relay);
+  const port = await listen(server, config.port, config.host);
   logger.info({ port, node: relay.services.cluster?.nodeId }, "bench cluster node listening");
   process.stdout.write(`THINGRELAY_PORT=${port}\n`);
 

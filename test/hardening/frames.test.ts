@@ -201,7 +201,7 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
 
   it("slowloris: 200 sockets trickling upgrade headers are answered 408 and closed at headersTimeout; devices unaffected", async function () {
     // main.ts uses headersTimeout 10 s; this server uses 1 s (and a 100 ms check interval) to keep CI fast.
-    const s = await startHard({ serverOptions: { headersTimeout: 1000, requestTimeout: 2000, connectionsCheckingInterval: 100 } });
+    const s = await startHard({ http: { headersTimeoutMs: 1000, requestTimeoutMs: 2000, connectionsCheckingIntervalMs: 100 } });
     const sockets: Socket[] = [];
     const timers: NodeJS.Timeout[] = [];
     try {

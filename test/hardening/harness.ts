@@ -1,6 +1,6 @@
 /**
  * In-process server and raw clients for the hardening suite: the server is test/helpers/server.ts (which takes
- * http.Server options, a store wrapper and brute-force limits); the clients talk HTTP through node:http with
+ * HTTP server settings, a store wrapper and brute-force limits); the clients talk HTTP through node:http with
  * raw paths (fetch would normalise `..` and `%2e`).
  */
 import { request, Agent, type IncomingHttpHeaders } from "node:http";

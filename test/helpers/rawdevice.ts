@@ -47,6 +47,8 @@ export class RawDevice {
   /** When set, every call is answered by it (return value = `out`; throw → error frame). */
   onCall: ((call: CallFrame) => unknown) | undefined;
   private waiters: Array<{ match: (f: Record<string, unknown>) => boolean; resolve: (f: Record<string, unknown>) => void }> = [];
+  /** Frames before this index were returned by {@link take} (or are the `connected` answer). */
+  private taken = 0;
 
   private constructor(readonly ws: WebSocket) {
     this.closed = new Promise<CloseInfo>((resolve) => {
@@ -104,8 +106,56 @@ export class RawDevice {
       const c = await d.closed;
       throw Object.assign(new Error(`refused: ${JSON.stringify(reply)} close ${c.code}`), { frame: reply, close: c });
     }
+    d.taken = d.frames.indexOf(reply) + 1;
     if (o.describe) d.describe(o.describe);
     return d;
+  }
+
+  /**
+   * Opens a socket, connects and announces `resources` (`{name: kind}`): the positional form the stream and
+   * queued-call tests use.
+   */
+  static described(wsUrl: string, user: string, device: string, credentials: string, resources: Record<string, string>): Promise<RawDevice> {
+    return RawDevice.connect({ wsUrl, user, device, credentials, describe: resources as RawDeviceOptions["describe"] });
+  }
+
+  /**
+   * The first frame matching `pred` after the last one taken, already received or still to come (a cursor over
+   * {@link frames}, starting after `connected`). Unlike {@link next}, a frame that arrived before the call counts.
+   */
+  take(pred: (f: any) => boolean = () => true, timeoutMs = 8_000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        for (let i = this.taken; i < this.frames.length; i++) {
+          if (pred(this.frames[i])) {
+            this.taken = i + 1;
+            resolve(this.frames[i]);
+            return true;
+          }
+        }
+        return false;
+      };
+      if (check()) return;
+      const waiter = {
+        match: () => check(),
+        resolve: () => clearTimeout(timer),
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`no matching frame; got ${JSON.stringify(this.frames.slice(this.taken))}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** The next `stream` or `unstream` frame ({@link take}). */
+  nextStreamFrame(): Promise<any> {
+    return this.take((f) => f.type === "stream" || f.type === "unstream");
+  }
+
+  /** Pushes a value of `resource` (a `data` frame). */
+  data(resource: string, out: unknown): void {
+    this.send({ type: "data", resource, out });
   }
 
   /** Waits for the next received frame matching `match` (only frames received after this call). */

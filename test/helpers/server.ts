@@ -1,9 +1,8 @@
-import { createServer, type Server, type ServerOptions } from "node:http";
+import type { Server } from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import type { AddressInfo } from "node:net";
 import { loadConfig } from "../../server/config.js";
 import { createLogger, type Logger } from "../../server/log.js";
 import { openNedbStore } from "../../server/store/nedb.js";
@@ -11,6 +10,7 @@ import { openMongoStore } from "../../server/store/mongo.js";
 import { apiStoreUrl, dropDatabase } from "./mongo.js";
 import type { Store } from "../../server/store/types.js";
 import { createThingrelay, type AppOptions, type Thingrelay } from "../../server/app.js";
+import { createHttpServer, listen, type HttpServerSettings } from "../../server/server.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 import type { ThingerPorts, TlsMaterial } from "../../server/thinger/listeners.js";
 
@@ -39,8 +39,8 @@ export interface TestServerOptions {
   store?: Store;
   /** Cluster mode: the node's own NATS connection (nodes in one test share `store`). */
   cluster?: AppOptions["cluster"];
-  /** Options of the http.Server (headersTimeout, connectionsCheckingInterval…). */
-  serverOptions?: ServerOptions;
+  /** HTTP server settings overriding production's (server/server.ts), e.g. shorter timeouts. */
+  http?: Partial<HttpServerSettings>;
   /** Wraps the store the server uses (fault injection); the unwrapped store is the one closed. */
   wrapStore?: (s: Store) => Store;
   /** Port to listen on (default 0: any free port); a restarted server can take its predecessor's. */
@@ -72,10 +72,9 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
   await relay.ready;
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
-  const server = createServer(options.serverOptions ?? {});
-  relay.attach(server);
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
+  // The server main.ts runs, with the test's overrides.
+  const server = createHttpServer(relay, options.http);
+  const port = await listen(server, options.port ?? 0, "127.0.0.1");
   const thingerPorts = options.thinger
     ? await relay.thinger.listen({ legacyPort: 0, legacyTlsPort: 0, iotmpPort: 0, iotmpTlsPort: 0, tlsCert: undefined, tlsKey: undefined }, "127.0.0.1", options.thinger.tls)
     : {};
