@@ -152,6 +152,7 @@ export class OAuthService {
     const busyKeys = [`a:${addr}`, `u:${username}`];
     for (;;) {
       const taken: Array<() => void> = [];
+      let storeRelease: Promise<void> | undefined;
       const giveBack = () => {
         for (const f of taken) f();
       };
@@ -177,7 +178,7 @@ export class OAuthService {
             giveBack(); // the store failed, not the caller
             throw err;
           }
-          if (a.start !== undefined) taken.push(() => void this.accountRelease(name, a.start!));
+          if (a.start !== undefined) taken.push(() => void (storeRelease = this.accountRelease(name, a.start!)));
           if (!a.allowed) blocked = a;
         } else {
           const r = this.unknownAccount.hit(username);
@@ -204,6 +205,8 @@ export class OAuthService {
         return { release: () => finish(false), keep: () => finish(true) };
       }
       giveBack();
+      // The account's count in the store is settled before the refusal answers (another node reads it next).
+      await storeRelease;
       if (busyKeys.some((k) => this.busy.has(k)) && this.waiters.size < MAX_WAITING_SIGN_INS) {
         await new Promise<void>((resolve) => this.waiters.add(resolve));
         continue;
