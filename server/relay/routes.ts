@@ -7,7 +7,7 @@ import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
-import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
+import { type CallVerb, checkVerb, knownKinds, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 
@@ -80,6 +80,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     // Wrong method for the kind the device described: 405 before anything reaches the device (a node holding
     // it elsewhere in the cluster makes the same check with the verb hub.call passes on).
     const local = s.hub.get(user, device);
+    if (local) await knownKinds(local, s.config.limits.callTimeoutMs);
     if (local) checkVerb(local, resource, verb);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     const started = performance.now();
