@@ -5,9 +5,12 @@ import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
 import type { ClusterBridge } from "../cluster/bridge.js";
 import { type CallStatus, type QueuedCallDoc, Repositories } from "../store/repos.js";
+import { checkVerb, knownKinds } from "../relay/kinds.js";
 
 /** `?ttl=` of a queued call, in seconds. */
 export const CALL_TTL = Object.freeze({ defaultS: 3600, maxS: 604_800 });
+/** Longest wait for a device's resource kinds (a Thinger device asked again) before a queued call's kind check. */
+const KIND_WAIT_MS = 2_000;
 /** Finished calls (succeeded, failed, expired, cancelled) stay readable this long, then are purged. */
 export const CALL_RETENTION_MS = 7 * 24 * 3_600_000;
 /** A running call's lease: its timeout plus this margin. Past it, a call still `running` was cut by a crash. */
@@ -95,6 +98,19 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
     this.closed = true;
     clearInterval(this.pollTimer);
     for (const u of this.unhook.splice(0)) u();
+  }
+
+  /**
+   * The relay's kind check for a queued call (always a POST), before it is accepted: when the device is held here
+   * and described, an output answers 405 `method_not_allowed` (Allow: GET) and an unknown resource 404, as a direct
+   * call would. Devices offline or held elsewhere are checked at delivery.
+   */
+  async checkKind(user: string, device: string, resource: string): Promise<void> {
+    const session = this.hub.get(user, device);
+    if (!session || session.isClosed) return;
+    await knownKinds(session, KIND_WAIT_MS);
+    checkVerb(session, resource, "POST");
+    if (session.resourceKind(resource) === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
   }
 
   /** Persists a call and starts its delivery (here, or on the node holding the device). */
@@ -206,6 +222,10 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
       const input = claimed.inputJson === undefined ? undefined : (JSON.parse(claimed.inputJson) as unknown);
       let update: Partial<QueuedCallDoc>;
       try {
+        // The kind check again (the device may have been offline, or re-described, when the call was queued):
+        // a wrong-kind call ends failed with method_not_allowed and never runs.
+        await knownKinds(session, KIND_WAIT_MS);
+        checkVerb(session, claimed.resource, "POST");
         const r = await session.call(claimed.resource, input, claimed.hasInput, claimed.timeoutMs);
         update = { status: "succeeded", doneTs: Date.now(), hasOut: r.hasOut, ...(r.hasOut ? { outJson: JSON.stringify(r.out ?? null) } : {}) };
       } catch (err) {

@@ -143,6 +143,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const ttlS = parseTtl(ctx.query.ttl);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     if (!(await s.devices.exists(user, device))) throw noDevice();
+    await s.calls.checkKind(user, device, resource);
     const call = await s.calls.enqueue(user, device, resource, hasInput, input, ttlS, timeoutMs);
     ctx.status = 202;
     ctx.set("Location", `/v1/users/${user}/devices/${device}/calls/${call.id}`);
