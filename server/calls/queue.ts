@@ -145,15 +145,12 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
   }
 
   /** A page of the device's calls, newest first, and how many there are. */
-  async list(user: string, device: string, skip: number, limit: number): Promise<{ items: CallView[]; total: number }> {
-    const deviceKey = Repositories.deviceKey(user, device);
-    const [docs, total] = await Promise.all([
-      this.repos.calls.find({ deviceKey }, { sort: { seq: -1 }, skip, limit }),
-      this.repos.calls.count({ deviceKey }),
-    ]);
+  /** A device's calls, newest first (bounded by the queue limits and the retention of finished calls). */
+  async listAll(user: string, device: string): Promise<CallView[]> {
+    const docs = await this.repos.calls.find({ deviceKey: Repositories.deviceKey(user, device) }, { sort: { seq: -1 } });
     const items: CallView[] = [];
     for (const d of docs) items.push(view(await this.settleLapsed(d)));
-    return { items, total };
+    return items;
   }
 
   /** Cancels a call that is still queued; 409 call_not_queued once it ran, ended or lapsed. */
