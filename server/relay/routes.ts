@@ -131,7 +131,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
     const key = IdempotencyKeys.parse(keyHeader);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
-    const fingerprint = IdempotencyKeys.fingerprint([ctx.path, queued ? "async" : "sync", String(ctx.query.ttl ?? ""), String(ctx.query.timeout ?? ""), raw ?? ""]);
+    const ttlS = queued ? parseTtl(ctx.query.ttl) : null;
+    const fingerprint = IdempotencyKeys.callFingerprint({ device, resource, queued, ttlS, timeoutMs, hasInput, input });
     await idempotent(ctx, s, user, key, fingerprint, timeoutMs, run);
   });
 
