@@ -67,13 +67,14 @@ function accountSchemas(): Record<string, Schema> {
   return {
     User: {
       type: "object",
-      required: ["username", "admin", "created_ts", "password_changed_ts"],
+      required: ["username", "admin", "created_ts", "password_changed_ts", "enabled"],
       additionalProperties: false,
       properties: {
         username: { type: "string", pattern: USERNAME_RE.source },
         admin: { type: "boolean" },
         created_ts: int("ms since the epoch"),
         password_changed_ts: int("ms since the epoch"),
+        enabled: { type: "boolean", description: "false once an administrator disabled the account" },
       },
     },
     AccountExport: {
