@@ -11,7 +11,8 @@ export const PARAMETERS: Record<string, Schema> = {
   resource: {
     name: "resource", in: "path", required: true,
     description: `resource name (at most ${MAX_RESOURCE_LENGTH} characters). Names may be nested (\`$ota/begin\`): `
-      + "send the slashes unencoded in the path; an encoded `%2F`, `.` or `..` segment answers 400.",
+      + "send the slashes unencoded in the path; an encoded `%2F`, `.` or `..` segment answers 400. "
+      + "Try-it-out on /docs percent-encodes path parameters, so it cannot call a nested name: use curl or the CLI for those.",
     schema: { type: "string" }, example: "temperature",
   },
   timeout: {
