@@ -10,6 +10,7 @@ import { normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, knownKinds, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
+import { requireAcceptable } from "../http/negotiate.js";
 
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
@@ -63,6 +64,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     }
     if (resource === RESERVED_RESOURCE) {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
+      // Validated like every relay route's (the list itself waits on the device's describe, bounded by the session).
+      parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
       ctx.body = await s.devices.orNoSession(user, device, async () => {
         const session = s.hub.get(user, device);
         if (session) return session.resourceList();
@@ -104,6 +107,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
     if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET or POST", { headers: { Allow: "GET, POST" } });
+    requireAcceptable(ctx, "application/json", "text/event-stream");
     return relay(ctx, false, undefined);
   });
   router.post(path, requireAuth, async (ctx) => {

@@ -140,10 +140,14 @@ function liveDeviceSchemas(): Record<string, Schema> {
     DeviceUpdate: {
       type: "object",
       additionalProperties: false,
-      description: "Partial update; new credentials close the device's live session.",
+      description: "Partial update; new credentials close the device's live session. Thinger's newer names "
+        + "(`description`, `credentials`, `name` as the description) work too; mixing the two shapes answers 400.",
       properties: {
         device_description: { type: "string", maxLength: MAX_DESCRIPTION },
         device_credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+        description: { type: "string", maxLength: MAX_DESCRIPTION },
+        credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+        name: { type: "string", maxLength: MAX_DESCRIPTION },
       },
     },
     Session: {
