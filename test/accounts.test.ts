@@ -35,7 +35,7 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       expect(names).to.include.members([ADMIN.user, "bob_acct"]);
       expect(r.headers.get("x-total-count")).to.equal(String(r.body.length));
       const b = r.body.find((u: { username: string }) => u.username === "bob_acct");
-      expect(Object.keys(b).sort()).to.deep.equal(["admin", "created_ts", "password_changed_ts", "username"]);
+      expect(Object.keys(b).sort()).to.deep.equal(["admin", "created_ts", "enabled", "password_changed_ts", "username"]);
       expect(b.admin).to.equal(false);
       expect(r.text).to.not.match(/scrypt|passwordHash|\$/);
     });
@@ -77,6 +77,44 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       expect(link).to.include('</v1/users?fields=username&page=1&limit=2>; rel="prev"');
       if (last > 2) expect(link).to.include('</v1/users?fields=username&page=3&limit=2>; rel="next"');
       expect(link).to.include(`</v1/users?fields=username&page=${last}&limit=2>; rel="last"`);
+    });
+  });
+
+  describe("QA F5/F10: enabled, names in any case, an administrator's password reset", () => {
+    it("an administrator sees `enabled` in the list and the account, false once disabled", async () => {
+      await newAccount(srv.url, admin, "dis_acct");
+      const one = async () => (await api(srv.url, "GET", "/v1/users/dis_acct", { token: admin })).body;
+      expect((await one()).enabled).to.equal(true);
+      expect((await api(srv.url, "PUT", "/v1/users/dis_acct", { token: admin, json: { enabled: false } })).status).to.equal(200);
+      expect((await one()).enabled).to.equal(false);
+      const list = await api(srv.url, "GET", "/v1/users?fields=username,enabled", { token: admin });
+      expect(list.body).to.deep.include({ username: "dis_acct", enabled: false });
+      expect(list.body).to.deep.include({ username: "bob_acct", enabled: true });
+    });
+
+    it("names are unique regardless of case: the 409 names the stored account, which the account routes find in any case", async () => {
+      expect((await api(srv.url, "POST", "/v1/users", { token: admin, json: { username: "Case_Acct", password: "case-password" } })).status).to.equal(201);
+      const dup = await api(srv.url, "POST", "/v1/users", { token: admin, json: { username: "case_acct", password: "case-password" } });
+      expect(dup.status).to.equal(409);
+      expect(dup.body.error.message).to.include('"Case_Acct"');
+      const r = await api(srv.url, "GET", "/v1/users/case_acct", { token: admin });
+      expect(r.status).to.equal(200);
+      expect(r.body.username).to.equal("Case_Acct");
+      expect((await api(srv.url, "PUT", "/v1/users/CASE_ACCT", { token: admin, json: { enabled: true } })).body).to.deep.equal({ username: "Case_Acct", enabled: true });
+      expect((await api(srv.url, "DELETE", "/v1/users/case_ACCT", { token: admin })).status).to.equal(200);
+      expect((await api(srv.url, "GET", "/v1/users/Case_Acct", { token: admin })).status).to.equal(404);
+    });
+
+    it("an administrator resets another account's password without current_password; its sessions end; the user cannot do that to others", async () => {
+      await newAccount(srv.url, admin, "forgot_acct", "forgotten-pass");
+      const old = await login(srv.url, "forgot_acct", "forgotten-pass");
+      const r = await api(srv.url, "PUT", "/v1/users/forgot_acct/password", { token: admin, json: { password: "brand-new-pass" } });
+      expect(r.status, r.text).to.equal(200);
+      expect((await api(srv.url, "GET", "/v1/users/forgot_acct", { token: old.access_token })).status).to.equal(401);
+      expect((await login(srv.url, "forgot_acct", "brand-new-pass")).access_token).to.be.a("string");
+      const other = await api(srv.url, "PUT", "/v1/users/bob_acct/password", { token: (await login(srv.url, "forgot_acct", "brand-new-pass")).access_token, json: { password: "hijacked-pass" } });
+      expect(other.status).to.equal(404);
+      expect((await api(srv.url, "PUT", "/v1/users/nobody_here/password", { token: admin, json: { password: "brand-new-pass" } })).status).to.equal(404);
     });
   });
 

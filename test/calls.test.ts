@@ -91,6 +91,35 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(log).to.deep.equal([1, 2, 3]);
   });
 
+  it("QA F4: a queued POST on an output of an online device answers 405 (Allow: GET), an unknown resource 404; nothing is queued", async () => {
+    const name = await freshDevice();
+    let reads = 0;
+    const d = sdk(name).output("temp", () => ++reads);
+    await d.connect();
+    const r = await api(srv.url, "POST", v2(name, "temp"), { token, json: { in: true }, headers: ASYNC });
+    expect(r.status, r.text).to.equal(405);
+    expect(r.body.error.code).to.equal("method_not_allowed");
+    expect(r.headers.get("allow")).to.equal("GET");
+    const nope = await api(srv.url, "POST", v2(name, "nope"), { token, json: { in: true }, headers: ASYNC });
+    expect(nope.status).to.equal(404);
+    expect(nope.body.error.code).to.equal("resource_not_found");
+    expect((await api(srv.url, "GET", callPath(name), { token })).body).to.deep.equal([]);
+    expect(reads).to.equal(0);
+  });
+
+  it("QA F4: a queued POST on an output accepted while the device was offline ends failed with method_not_allowed, never run", async () => {
+    const name = await freshDevice();
+    const r = await api(srv.url, "POST", v2(name, "temp"), { token, json: { in: true }, headers: ASYNC });
+    expect(r.status).to.equal(202);
+    let reads = 0;
+    const ok = await api(srv.url, "POST", v2(name, "double"), { token, json: { in: 2 }, headers: ASYNC });
+    await sdk(name).output("temp", () => ++reads).connect();
+    const done = await waitStatus(name, r.body.id, "failed");
+    expect(done.error).to.include({ code: "method_not_allowed", status: 405 });
+    expect((await waitStatus(name, ok.body.id, "succeeded")).out).to.equal(4);
+    expect(reads).to.equal(0);
+  });
+
   it("a device error leaves the call failed with the device's status and message", async () => {
     const name = await freshDevice();
     await sdk(name).connect();

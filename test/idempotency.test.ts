@@ -75,6 +75,33 @@ describe("Idempotency-Key on POST /v2", function () {
     expect(other.status).to.equal(422);
   });
 
+  it("QA F9: a retry with the body re-serialised (spaces, key order), `…/move/` or timeout=5.0 replays; another value is 422", async () => {
+    const headers = { "Idempotency-Key": key(), "Content-Type": "application/json" };
+    const before = runs;
+    const first = await api(srv.url, "POST", `${v2("move")}?timeout=5`, { token, raw: '{"a":1,"b":{"c":2,"d":[1,{"x":1,"y":2}]}}', headers });
+    expect(first.status).to.equal(200);
+    for (const [path, raw] of [
+      [`${v2("move")}?timeout=5`, '{"a":1, "b":{"c":2,"d":[1,{"x":1,"y":2}]}}'],
+      [`${v2("move")}?timeout=5.0`, '{ "b": { "d": [1, {"y": 2, "x": 1}], "c": 2 }, "a": 1 }'],
+      [`${v2("move/")}?timeout=5`, '{"b":{"c":2,"d":[1,{"x":1,"y":2}]},"a":1}'],
+    ] as const) {
+      const again = await api(srv.url, "POST", path, { token, raw, headers });
+      expect(again.status, `${path} ${raw}`).to.equal(200);
+      expect(again.headers.get("idempotent-replayed")).to.equal("true");
+      expect(again.body).to.deep.equal(first.body);
+    }
+    expect(runs - before).to.equal(1);
+    for (const [path, raw] of [
+      [`${v2("move")}?timeout=5`, '{"a":1,"b":{"c":2,"d":[{"x":1,"y":2},1]}}'],
+      [`${v2("move")}?timeout=5`, '{"a":"1","b":{"c":2,"d":[1,{"x":1,"y":2}]}}'],
+      [`${v2("move")}?timeout=6`, '{"a":1,"b":{"c":2,"d":[1,{"x":1,"y":2}]}}'],
+    ] as const) {
+      const other = await api(srv.url, "POST", path, { token, raw, headers });
+      expect(other.status, `${path} ${raw}`).to.equal(422);
+      expect(other.body.error.code).to.equal("idempotency_key_reused");
+    }
+  });
+
   it("a repeat while the first is in flight is 409 idempotency_key_in_flight; afterwards it replays", async () => {
     const headers = { "Idempotency-Key": key() };
     let open!: () => void;

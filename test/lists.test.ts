@@ -86,6 +86,43 @@ describe("list routes: paging and projection (issue 12 point 6)", () => {
     expect(r.body.error.message).to.include('"fields" names unknown field secret');
   });
 
+  it("QA F2: device properties page, project and refuse bad values like every list route", async () => {
+    for (const n of ["p1", "p2", "p3"]) {
+      expect((await api(srv.url, "PUT", `/v3/users/lister/devices/d2/properties/${n}`, { token: tok, json: { value: n } })).status).to.equal(200);
+    }
+    const r = await api(srv.url, "GET", "/v3/users/lister/devices/d2/properties?page=2&limit=1&fields=property", { token: tok });
+    expect(r.status).to.equal(200);
+    expect(r.body).to.deep.equal([{ property: "p2" }]);
+    expect(r.headers.get("x-total-count")).to.equal("3");
+    expect(r.headers.get("link")).to.include('rel="next"').and.include('rel="prev"');
+    for (const [query, param] of [["limit=abc", "limit"], ["fields=bogus", "fields"]]) {
+      const bad = await api(srv.url, "GET", `/v3/users/lister/devices/d2/properties?${query}`, { token: tok });
+      expect(bad.status).to.equal(400);
+      expect(bad.body.error.code).to.equal("invalid_request");
+      expect(bad.body.error.message).to.match(new RegExp(`^"${param}" `));
+    }
+  });
+
+  it("QA F2: queued calls page up to 1000, project, and name an unknown field; without paging the whole list comes back", async () => {
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const q = await api(srv.url, "POST", "/v2/users/lister/devices/d4/relay", { token: tok, json: { in: n }, headers: { Prefer: "respond-async" } });
+      expect(q.status).to.equal(202);
+      ids.push(q.body.id);
+    }
+    const all = await api(srv.url, "GET", "/v1/users/lister/devices/d4/calls?fields=id", { token: tok });
+    expect(all.body).to.deep.equal([...ids].reverse().map((id) => ({ id })));
+    expect(all.headers.get("x-total-count")).to.equal("3");
+    expect(all.headers.get("link")).to.equal(null);
+    const big = await api(srv.url, "GET", "/v1/users/lister/devices/d4/calls?limit=500&fields=resource", { token: tok });
+    expect(big.status).to.equal(200);
+    expect(big.body).to.deep.equal([{ resource: "relay" }, { resource: "relay" }, { resource: "relay" }]);
+    const bogus = await api(srv.url, "GET", "/v1/users/lister/devices/d4/calls?fields=bogus", { token: tok });
+    expect(bogus.status).to.equal(400);
+    expect(bogus.body.error.message).to.match(/^"fields" names unknown field bogus/);
+    expect((await api(srv.url, "GET", "/v1/users/lister/devices/d4/calls?limit=1001", { token: tok })).status).to.equal(400);
+  });
+
   it("device tokens, user tokens and sessions page and project the same way", async () => {
     const dt = await api(srv.url, "GET", "/v1/users/lister/devices/d1/tokens?limit=2&fields=name", { token: tok });
     expect(dt.status).to.equal(200);

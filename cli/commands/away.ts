@@ -98,15 +98,16 @@ export const calls: Command = {
     + "call's status, output or error; with <id> --cancel, cancels it while it is still queued.",
   options: {
     cancel: { type: "boolean", description: "cancel the queued call <id>" },
-    limit: { type: "string", short: "n", value: "N", description: "list at most N calls (default 50, at most 200)" },
+    limit: { type: "string", short: "n", value: "N", description: "list at most N calls (default 50, at most 1000)" },
   },
   examples: ["thingrelay calls nodemcu", "thingrelay calls nodemcu 3q2V0n6u1KxJ9Yd0", "thingrelay calls nodemcu 3q2V0n6u1KxJ9Yd0 --cancel"],
   async run(ctx, [device, id], options) {
     if (id === undefined) {
       if (options.cancel) throw usageError("--cancel needs the call <id>");
       const limit = typeof options.limit === "string" ? options.limit : undefined;
-      if (limit !== undefined && !/^[1-9]\d{0,2}$/.test(limit)) throw usageError("--limit must be a number from 1 to 200");
-      const list = await ctx.client.call<CallView[]>("GET", (await devicePath(ctx, "v1", device!, "calls")) + (limit ? `?limit=${limit}` : ""));
+      if (limit !== undefined && (!/^[1-9]\d{0,3}$/.test(limit) || Number(limit) > 1000)) throw usageError("--limit must be a number from 1 to 1000");
+      // The server answers the whole list without ?limit= (every list route): the CLI shows the newest 50.
+      const list = await ctx.client.call<CallView[]>("GET", `${await devicePath(ctx, "v1", device!, "calls")}?limit=${limit ?? "50"}`);
       if (ctx.json) return printJson(ctx.io, list);
       if (list.length === 0) return print(ctx.io, `No queued calls for ${device}.`);
       print(ctx.io, table([["ID", "STATUS", "RESOURCE", "CREATED", "DONE"], ...list.map((c) => [c.id, c.status, c.resource, iso(c.created_ts), iso(c.done_ts)])]));

@@ -57,6 +57,18 @@ export class IdempotencyKeys {
     return createHash("sha256").update(JSON.stringify(parts)).digest("base64url");
   }
 
+  /**
+   * The fingerprint of a relay call in canonical form (QA F9): the normalised device and resource, queued or not,
+   * the parsed ttl and timeout values, and the parsed input as JSON with sorted keys. A retry whose body was
+   * re-serialised (spaces, key order) or whose path or numbers are spelt differently (`io/`, `timeout=5.0`) is
+   * the same request; another input, resource, `Prefer`, ttl or timeout is not.
+   */
+  static callFingerprint(c: { device: string; resource: string; queued: boolean; ttlS: number | null; timeoutMs: number; hasInput: boolean; input: unknown }): string {
+    return IdempotencyKeys.fingerprint([
+      "call/2", c.device, c.resource, c.queued ? "async" : "sync", String(c.ttlS ?? ""), String(c.timeoutMs), c.hasInput ? canonicalJson(c.input) : "",
+    ]);
+  }
+
   /** Claims the key for a new request, or returns the kept outcome (409/422 when it cannot be either). */
   async begin(user: string, key: string, fingerprint: string, leaseMs: number): Promise<Begin> {
     const id = `${user}/${createHash("sha256").update(key).digest("base64url")}`;
@@ -116,4 +128,14 @@ export class IdempotencyKeys {
     await this.repos.idempotency.updateOne({ _id: doc._id, state: "in_flight" }, { $set: { state: "done", ...outcome } });
     return outcome;
   }
+}
+
+/** JSON with object keys sorted at every depth: the same value always gives the same text. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x)).join(",")}]`;
+  if (typeof v === "object" && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v ?? null);
 }

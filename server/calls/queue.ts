@@ -5,9 +5,12 @@ import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
 import type { ClusterBridge } from "../cluster/bridge.js";
 import { type CallStatus, type QueuedCallDoc, Repositories } from "../store/repos.js";
+import { checkVerb, knownKinds } from "../relay/kinds.js";
 
 /** `?ttl=` of a queued call, in seconds. */
 export const CALL_TTL = Object.freeze({ defaultS: 3600, maxS: 604_800 });
+/** Longest wait for a device's resource kinds (a Thinger device asked again) before a queued call's kind check. */
+const KIND_WAIT_MS = 2_000;
 /** Finished calls (succeeded, failed, expired, cancelled) stay readable this long, then are purged. */
 export const CALL_RETENTION_MS = 7 * 24 * 3_600_000;
 /** A running call's lease: its timeout plus this margin. Past it, a call still `running` was cut by a crash. */
@@ -97,6 +100,19 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
     for (const u of this.unhook.splice(0)) u();
   }
 
+  /**
+   * The relay's kind check for a queued call (always a POST), before it is accepted: when the device is held here
+   * and described, an output answers 405 `method_not_allowed` (Allow: GET) and an unknown resource 404, as a direct
+   * call would. Devices offline or held elsewhere are checked at delivery.
+   */
+  async checkKind(user: string, device: string, resource: string): Promise<void> {
+    const session = this.hub.get(user, device);
+    if (!session || session.isClosed) return;
+    await knownKinds(session, KIND_WAIT_MS);
+    checkVerb(session, resource, "POST");
+    if (session.resourceKind(resource) === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
+  }
+
   /** Persists a call and starts its delivery (here, or on the node holding the device). */
   async enqueue(user: string, device: string, resource: string, hasInput: boolean, input: unknown, ttlS: number, timeoutMs: number): Promise<CallView> {
     const deviceKey = Repositories.deviceKey(user, device);
@@ -129,15 +145,12 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
   }
 
   /** A page of the device's calls, newest first, and how many there are. */
-  async list(user: string, device: string, skip: number, limit: number): Promise<{ items: CallView[]; total: number }> {
-    const deviceKey = Repositories.deviceKey(user, device);
-    const [docs, total] = await Promise.all([
-      this.repos.calls.find({ deviceKey }, { sort: { seq: -1 }, skip, limit }),
-      this.repos.calls.count({ deviceKey }),
-    ]);
+  /** A device's calls, newest first (bounded by the queue limits and the retention of finished calls). */
+  async listAll(user: string, device: string): Promise<CallView[]> {
+    const docs = await this.repos.calls.find({ deviceKey: Repositories.deviceKey(user, device) }, { sort: { seq: -1 } });
     const items: CallView[] = [];
     for (const d of docs) items.push(view(await this.settleLapsed(d)));
-    return { items, total };
+    return items;
   }
 
   /** Cancels a call that is still queued; 409 call_not_queued once it ran, ended or lapsed. */
@@ -206,6 +219,10 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
       const input = claimed.inputJson === undefined ? undefined : (JSON.parse(claimed.inputJson) as unknown);
       let update: Partial<QueuedCallDoc>;
       try {
+        // The kind check again (the device may have been offline, or re-described, when the call was queued):
+        // a wrong-kind call ends failed with method_not_allowed and never runs.
+        await knownKinds(session, KIND_WAIT_MS);
+        checkVerb(session, claimed.resource, "POST");
         const r = await session.call(claimed.resource, input, claimed.hasInput, claimed.timeoutMs);
         update = { status: "succeeded", doneTs: Date.now(), hasOut: r.hasOut, ...(r.hasOut ? { outJson: JSON.stringify(r.out ?? null) } : {}) };
       } catch (err) {

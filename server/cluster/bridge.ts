@@ -6,7 +6,7 @@ import type { Hub, HubEventMap } from "../gateway/hub.js";
 import type { CallResult, SessionStats } from "../gateway/device-session.js";
 import { CLOSE } from "../gateway/protocol.js";
 import type { RevocationCache } from "../auth/authenticator.js";
-import { type CallVerb, checkVerb, type ResourceApi, resourceApi } from "../relay/kinds.js";
+import { type CallVerb, checkVerb, knownKinds, type ResourceApi, resourceApi } from "../relay/kinds.js";
 
 /** Extra time a remote call waits beyond the device timeout before the bridge gives up on the holder node. */
 const REMOTE_MARGIN_MS = 1_000;
@@ -309,6 +309,7 @@ export class ClusterBridge {
             this.dropDeviceSubscription(`${user}/${device}`);
             throw new AppError("device_offline");
           }
+          await knownKinds(session, op.timeoutMs);
           checkVerb(session, op.resource, op.verb);
           const r = await session.call(op.resource, op.in, op.hasInput, op.timeoutMs);
           respond(r.hasOut ? { ok: true, hasOut: true, out: r.out ?? null } : { ok: true, hasOut: false });

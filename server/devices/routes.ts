@@ -38,6 +38,21 @@ function createBody(body: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+/** An update-device body in either shape, as the classic one (`device_description`, `device_credentials`). */
+function updateBody(body: Record<string, unknown>): Record<string, unknown> {
+  const newer = Object.keys(body).filter((k) => k === "description" || k === "credentials" || k === "name");
+  if (newer.length === 0) return body;
+  const classic = Object.keys(body).filter((k) => k === "device_description" || k === "device_credentials");
+  if (classic.length > 0) {
+    throw new AppError("invalid_request", `mixed field names (${[...classic, ...newer].join(", ")}): send either device_description, device_credentials or description, credentials, name`);
+  }
+  const out: Record<string, unknown> = {};
+  if (body.description !== undefined) out.device_description = body.description;
+  else if (body.name !== undefined) out.device_description = body.name;
+  if (body.credentials !== undefined) out.device_credentials = body.credentials;
+  return out;
+}
+
 export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
 
   router.get("/v1/users/:user/devices", requireAuth, async (ctx) => {
@@ -45,6 +60,8 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const p = authorize(ctx, user, "ListDevices", { device: "*" }, noUser);
     const id = ctx.query.id;
     if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
+    // `?id[]=x` (PHP/Rails array syntax) is not a filter this route knows: refused rather than silently ignored.
+    if (Object.keys(ctx.query).some((k) => k.startsWith("id["))) throw new AppError("invalid_request", '"id" must be given once, as ?id=<device id>');
     // A scoped token sees only the devices it may list (a per-device deny hides that device).
     sendList(ctx, (await s.devices.list(user, id)).filter((d) => p.can("ListDevices", { device: d.device })), { fields: DEVICE_FIELDS });
   });
@@ -76,7 +93,8 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const user = userParam(ctx.params.user);
     const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "UpdateDevice", { device }, noDevice);
-    const body = objectBody(ctx, ["device_description", "device_credentials"]);
+    // Thinger's newer names (`description`, `credentials`, `name`) as on create; mixing the shapes is a 400.
+    const body = updateBody(objectBody(ctx, ["device_description", "device_credentials", "description", "credentials", "name"]));
     const description = optionalString(body, "device_description", MAX_DESCRIPTION);
     const credentials = optionalString(body, "device_credentials", MAX_CREDENTIALS);
     if (credentials === "") throw new AppError("invalid_request", '"device_credentials" must not be empty');

@@ -53,6 +53,8 @@ export interface DeviceSession {
   resourceKind(name: string): ResourceKind | null | undefined;
   /** The resources as `/api` answers them: `{name: {kind}}` (a session may ask the device again first). */
   resourceList(): Promise<Record<string, { kind: ResourceKind }>>;
+  /** Asks the device for its resource kinds when still unknown, waiting at most `waitMs`; never rejects. */
+  describeIfUnknown?(waitMs: number): Promise<void>;
   /** True when the device can report this resource's current input state (`GET …/{resource}/api`). */
   reportsState(resource: string): boolean;
   /** The current input state of a resource, read without running its handler. Rejects with an AppError. */

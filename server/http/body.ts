@@ -19,6 +19,10 @@ export function bodyReader(limits: Config["limits"]): Koa.Middleware {
     queryString: { depth: 2, arrayLimit: 10, parameterLimit: 50, allowPrototypes: false },
     onerror: (err: Error & { status?: number }) => {
       if (err.status === 413) throw payloadTooLarge(jsonLimit);
+      // Valid JSON, refused on purpose (bourne's prototype-poisoning guard): say so rather than "not valid JSON".
+      if (/forbidden prototype property/.test(String(err.message))) {
+        throw new AppError("invalid_request", 'a "__proto__" (or "constructor.prototype") key is not allowed in a request body', { cause: err });
+      }
       throw new AppError("invalid_json", "request body is not valid JSON or form data", { cause: err });
     },
   } as unknown as bodyParser.Options);

@@ -102,8 +102,10 @@ export function corsFor(origins: readonly string[]) {
       return allowed.has(o) ? o : "";
     },
     allowMethods: ["GET", "POST", "PUT", "DELETE"],
-    allowHeaders: ["Authorization", "Content-Type", "Accept", "Last-Event-ID"],
-    exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate", "Link", "X-Total-Count"],
+    // Every request header the API documents (Prefer: queued calls; Idempotency-Key: retries), and every
+    // answer header a script needs (Location of a queued call, a replayed answer, Allow of a 405).
+    allowHeaders: ["Authorization", "Content-Type", "Accept", "Last-Event-ID", "Prefer", "Idempotency-Key"],
+    exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate", "Link", "X-Total-Count", "Location", "Idempotent-Replayed", "Allow", "Preference-Applied"],
     maxAge: 600,
   });
 }

@@ -11,7 +11,8 @@ export const PARAMETERS: Record<string, Schema> = {
   resource: {
     name: "resource", in: "path", required: true,
     description: `resource name (at most ${MAX_RESOURCE_LENGTH} characters). Names may be nested (\`$ota/begin\`): `
-      + "send the slashes unencoded in the path; an encoded `%2F`, `.` or `..` segment answers 400.",
+      + "send the slashes unencoded in the path; an encoded `%2F`, `.` or `..` segment answers 400. "
+      + "Try-it-out on /docs percent-encodes path parameters, so it cannot call a nested name: use curl or the CLI for those.",
     schema: { type: "string" }, example: "temperature",
   },
   timeout: {
@@ -38,8 +39,6 @@ export const PARAMETERS: Record<string, Schema> = {
   property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string" }, example: "setpoint" },
   callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
   dashboard: { name: "id", in: "path", required: true, description: "dashboard id", schema: { type: "string", pattern: "^[a-zA-Z0-9_-]{1,32}$" } },
-  callsPage: { name: "page", in: "query", required: false, description: "page number, from 1", schema: { type: "string", pattern: "^\\d{1,6}$" } },
-  callsLimit: { name: "limit", in: "query", required: false, description: "items per page (default 50, at most 200)", schema: { type: "string", pattern: "^\\d{1,3}$" } },
   prefer: { name: "Prefer", in: "header", required: false, description: "`respond-async` queues the call (RFC 7240)", schema: { type: "string" } },
   ttl: { name: "ttl", in: "query", required: false, description: "queued calls: seconds to wait for the device (default 3600, at most 604800)", schema: { type: "string", pattern: "^\\d{1,7}$" } },
   idempotencyKey: {

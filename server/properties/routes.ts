@@ -6,6 +6,10 @@ import { authorize } from "../http/authorize.js";
 import { objectBody } from "../http/validate.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { normalizeResource } from "../relay/resource.js";
+import { sendList } from "../http/list.js";
+
+/** The keys of a listed property (`?fields=`). */
+const PROPERTY_FIELDS = ["property", "value", "updated_ts"] as const;
 
 /**
  * Device properties, Thinger v3 (issue 18): `GET /v3/users/{user}/devices/{device}/properties`, and
@@ -36,7 +40,7 @@ export function propertyRoutes(router: Router, s: Services, requireAuth: RouterM
 
   router.get(base, requireAuth, async (ctx) => {
     const { user, device } = await target(ctx, "ReadDeviceProperties");
-    ctx.body = await s.properties.list(user, device);
+    sendList(ctx, await s.properties.list(user, device), { fields: PROPERTY_FIELDS });
   });
 
   const one = `${base}/{*property}`;

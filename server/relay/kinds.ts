@@ -17,6 +17,16 @@ export interface ResourceHolder {
   call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number): Promise<CallResult>;
   /** The current input state of a resource, read without running its handler. */
   state(resource: string, timeoutMs: number): Promise<unknown>;
+  /** Sessions whose kinds can be asked for again (Thinger): describes when still unknown; never rejects. */
+  describeIfUnknown?(waitMs: number): Promise<void>;
+}
+
+/**
+ * Makes sure the kinds are known before a kind check, where the session can ask the device again (a Thinger
+ * device whose first describe was lost): checks are never skipped just because the list was missing.
+ */
+export async function knownKinds(holder: Pick<ResourceHolder, "resources" | "describeIfUnknown">, waitMs: number): Promise<void> {
+  if (holder.resources === null && holder.describeIfUnknown) await holder.describeIfUnknown(waitMs);
 }
 
 /** `GET …/{resource}/api`: the kind and, where the device can give it, the current state (Thinger's `{"in"}`/`{"out"}`). */
@@ -57,6 +67,7 @@ export function checkVerb(holder: Pick<ResourceHolder, "resources">, resource: s
  * states the device cannot give answer the kind alone.
  */
 export async function resourceApi(holder: ResourceHolder, resource: string, timeoutMs: number): Promise<ResourceApi> {
+  await knownKinds(holder, timeoutMs);
   if (holder.resources === null) throw new AppError("resource_not_found", "the device has not described its resources");
   const kind = holder.resources.get(resource);
   if (kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);

@@ -7,10 +7,11 @@ import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
-import { type CallVerb, checkVerb, resourceApi } from "./kinds.js";
+import { type CallVerb, checkVerb, knownKinds, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { CallCancel } from "../gateway/call-cancel.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
+import { requireAcceptable } from "../http/negotiate.js";
 
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
@@ -93,6 +94,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     }
     if (resource === RESERVED_RESOURCE) {
       authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
+      // Validated like every relay route's (the list itself waits on the device's describe, bounded by the session).
+      parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
       ctx.body = await s.devices.orNoSession(user, device, async () => {
         const session = s.hub.get(user, device);
         if (session) return session.resourceList();
@@ -110,6 +113,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     // Wrong method for the kind the device described: 405 before anything reaches the device (a node holding
     // it elsewhere in the cluster makes the same check with the verb hub.call passes on).
     const local = s.hub.get(user, device);
+    if (local) await knownKinds(local, s.config.limits.callTimeoutMs);
     if (local) checkVerb(local, resource, verb);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     const started = performance.now();
@@ -141,6 +145,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
     if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET or POST", { headers: { Allow: "GET, POST" } });
+    requireAcceptable(ctx, "application/json", "text/event-stream");
     return relay(ctx, false, undefined);
   });
   router.post(path, requireAuth, async (ctx) => {
@@ -156,7 +161,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
     const key = IdempotencyKeys.parse(keyHeader);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
-    const fingerprint = IdempotencyKeys.fingerprint([ctx.path, queued ? "async" : "sync", String(ctx.query.ttl ?? ""), String(ctx.query.timeout ?? ""), raw ?? ""]);
+    const ttlS = queued ? parseTtl(ctx.query.ttl) : null;
+    const fingerprint = IdempotencyKeys.callFingerprint({ device, resource, queued, ttlS, timeoutMs, hasInput, input });
     await idempotent(ctx, s, user, key, fingerprint, timeoutMs, run);
   });
 
@@ -168,6 +174,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const ttlS = parseTtl(ctx.query.ttl);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
     if (!(await s.devices.exists(user, device))) throw noDevice();
+    await s.calls.checkKind(user, device, resource);
     const call = await s.calls.enqueue(user, device, resource, hasInput, input, ttlS, timeoutMs);
     ctx.status = 202;
     ctx.set("Location", `/v1/users/${user}/devices/${device}/calls/${call.id}`);

@@ -74,6 +74,8 @@ export class ResourceStreams {
   async open(req: StreamRequest, user: string, device: string, resource: string, intervalMs: number): Promise<void> {
     const session = this.deps.hub.get(user, device);
     if (!session && !(await this.deps.devices.exists(user, device))) throw new AppError("device_not_found");
+    // A Thinger device whose first describe was lost is asked again: the kind check below must not be skipped.
+    if (session?.describeIfUnknown) await session.describeIfUnknown(2_000);
     const kind = session?.resourceKind(resource);
     if (session && kind === undefined) throw new AppError("resource_not_found", `device has no resource "${resource}"`);
     if (kind === "input" || kind === "run") throw new AppError("invalid_request", `"${resource}" is ${kind === "input" ? "an" : "a"} ${kind} resource: only output and io resources can be streamed`);

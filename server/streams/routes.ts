@@ -5,6 +5,7 @@ import { authorize } from "../http/authorize.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 import { streamRequest } from "./http.js";
+import { requireAcceptable } from "../http/negotiate.js";
 
 /** Stats (JSON or SSE) and the account event stream. Resource streams hang off the relay route. See docs/streams.md. */
 export function streamRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
@@ -14,6 +15,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
     const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "GetDeviceStats", { device }, noDevice);
     if (!(await s.devices.exists(user, device))) throw noDevice();
+    requireAcceptable(ctx, "application/json", "text/event-stream");
     if (ctx.accepts("json", "text/event-stream") === "text/event-stream") {
       s.streams.stats.open(streamRequest(ctx), user, device);
       return;
@@ -22,8 +24,9 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
   });
 
   /**
-   * The account's device events (`online`, `offline`) as SSE, whatever the Accept header says (this route
-   * has no JSON form). `?device=` narrows it to one device, and then needs ReadEvents on that device only.
+   * The account's device events (`online`, `offline`) as SSE (this route has no JSON form: an Accept that
+   * rules out text/event-stream answers 406). `?device=` narrows it to one device, and then needs ReadEvents on
+   * that device only.
    */
   router.get("/v1/users/:user/events", requireAuth, async (ctx) => {
     const user = userParam(ctx.params.user);
@@ -32,6 +35,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
       throw new AppError("invalid_request", '"device" must be a device id ([a-zA-Z0-9_]{1,25})');
     }
     authorize(ctx, user, "ReadEvents", { device: device ?? "*" }, noUser);
+    requireAcceptable(ctx, "text/event-stream");
     s.streams.events.open(streamRequest(ctx), user, device);
   });
 }

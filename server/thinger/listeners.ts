@@ -299,6 +299,8 @@ export class ThingerGateway {
     session.describe(FIRST_DESCRIBE_MS).then(online, (err: unknown) => {
       this.logger.info({ user: session.user, device: session.device, err: (err as Error).message }, "thinger device did not describe its resources");
       online();
+      // Kind checks need the list: ask again in the background (calls, streams and /api also ask on demand).
+      session.retryDescribe();
     });
   }
 

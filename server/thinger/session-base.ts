@@ -12,6 +12,8 @@ import type { CallCancel } from "../gateway/call-cancel.js";
 const MAX_RESOURCES = 1024;
 /** Longest wait for a describe answer made on behalf of `/api` before the cached list is served. */
 const DESCRIBE_ON_DEMAND_MS = 2_000;
+/** Background describe retries after a failed one: first delay, doubling up to the cap, until one succeeds. */
+export const DESCRIBE_RETRY_MS = { first: 2_000, max: 60_000 } as const;
 /** Largest u16 id. */
 const MAX_ID = 0xffff;
 
@@ -70,6 +72,11 @@ export abstract class ThingerSession implements DeviceSession {
   private deviceRequests = 0;
   private requestChain: Promise<void> = Promise.resolve();
   private readonly silence: NodeJS.Timeout;
+  /** The describe request in flight on behalf of callers (shared: one at a time). */
+  private describing: Promise<void> | null = null;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
+  private readonly deferredStreams = new Map<string, number>();
 
   constructor(
     readonly user: string,
@@ -120,6 +127,29 @@ export abstract class ThingerSession implements DeviceSession {
     return undefined;
   }
 
+  /**
+   * Describes the device when its resource kinds are still unknown (its first describe failed or was slow),
+   * waiting at most `waitMs`; never rejects. Concurrent callers share one request. Kind checks (405, streams
+   * of run/input resources, `…/{resource}/api`) run after this so they are never skipped for lack of a list.
+   */
+  async describeIfUnknown(waitMs: number = DESCRIBE_ON_DEMAND_MS): Promise<void> {
+    if (this.exact !== null || this.closed) return;
+    this.describing ??= this.describe(Math.min(waitMs, DESCRIBE_ON_DEMAND_MS)).catch(() => {}).finally(() => {
+      this.describing = null;
+    });
+    await this.describing;
+  }
+
+  /** After a failed first describe: asks again in the background with a doubling delay (bounded) until known. */
+  retryDescribe(delayMs: number = DESCRIBE_RETRY_MS.first): void {
+    if (this.closed || this.exact !== null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      void this.describeIfUnknown().then(() => this.retryDescribe(Math.min(delayMs * 2, DESCRIBE_RETRY_MS.max)));
+    }, delayMs);
+    this.retryTimer.unref();
+  }
+
   async resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
     // Neither protocol pushes changes: ask again, and fall back to what is known.
     await this.describe(DESCRIBE_ON_DEMAND_MS).catch(() => {});
@@ -143,7 +173,12 @@ export abstract class ThingerSession implements DeviceSession {
     }
     this.exact = exact;
     this.templates = templates;
+    clearTimeout(this.retryTimer);
     this.options.events.onDescribe(this);
+    // Streams asked for before the kinds were known start now, if their kind can be streamed.
+    const deferred = [...this.deferredStreams];
+    this.deferredStreams.clear();
+    for (const [resource, interval] of deferred) this.stream(resource, interval);
   }
 
   call(resource: string, input: unknown, hasInput: boolean, timeoutMs: number, cancel?: CallCancel): Promise<CallResult> {
@@ -191,6 +226,18 @@ export abstract class ThingerSession implements DeviceSession {
 
   stream(resource: string, intervalMs: number): void {
     if (this.closed) return;
+    // A stream runs the resource every interval: never before its kind is known, and never a run or input
+    // resource (a reset would run every second, an input with no input).
+    if (this.exact === null) {
+      this.deferredStreams.set(resource, intervalMs);
+      void this.describeIfUnknown();
+      return;
+    }
+    const kind = this.resourceKind(resource);
+    if (kind !== "output" && kind !== "io") {
+      this.unstream(resource);
+      return;
+    }
     const current = this.streams.get(resource);
     const id = this.restartStream(current?.id);
     if (current && current.id !== id) this.streamIds.delete(current.id);
@@ -204,6 +251,7 @@ export abstract class ThingerSession implements DeviceSession {
   }
 
   unstream(resource: string): void {
+    this.deferredStreams.delete(resource);
     const current = this.streams.get(resource);
     if (!current) return;
     this.streams.delete(resource);
@@ -215,6 +263,8 @@ export abstract class ThingerSession implements DeviceSession {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.silence);
+    clearTimeout(this.retryTimer);
+    this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));

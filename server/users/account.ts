@@ -55,11 +55,13 @@ export interface UserView {
   admin: boolean;
   created_ts: number;
   password_changed_ts: number;
+  /** False once an administrator disabled the account (`PUT /v1/users/{user}` `{"enabled": false}`). */
+  enabled: boolean;
 }
 
 /** An account as the API shows it: never the password hash. */
-export function userView(doc: { username: string; admin: boolean; createdAt: number; passwordChangedAt: number }): UserView {
-  return { username: doc.username, admin: doc.admin, created_ts: doc.createdAt, password_changed_ts: doc.passwordChangedAt };
+export function userView(doc: { username: string; admin: boolean; createdAt: number; passwordChangedAt: number; enabled?: boolean | undefined }): UserView {
+  return { username: doc.username, admin: doc.admin, created_ts: doc.createdAt, password_changed_ts: doc.passwordChangedAt, enabled: doc.enabled !== false };
 }
 
 /** The parts every account has: devices with their tokens and live sessions, user tokens, sign-in sessions. */

@@ -27,7 +27,8 @@ export class UsersService {
     checkPassword(password);
     // Names differing only in case ("alice", "Alice") would be look-alike accounts: one of them only.
     const lower = username.toLowerCase();
-    if (await this.repos.users.findOne({ lower })) throw new AppError("conflict", `user "${username}" already exists (names are unique regardless of case)`);
+    const existing = await this.repos.users.findOne({ lower });
+    if (existing) throw new AppError("conflict", `user "${existing.username}" already exists (names are unique regardless of case)`);
     const now = Date.now();
     const passwordHash = await this.passwords.hash(password);
     try {
@@ -44,15 +45,30 @@ export class UsersService {
    * over), then revokes every refresh family (and so every access token) of the user. Device and user tokens
    * are deliberate grants and stay valid; revoke them one by one.
    */
-  async changePassword(username: string, current: string, password: string, revokeTokens = false): Promise<void> {
+  async changePassword(username: string, current: string | null, password: string, revokeTokens = false): Promise<void> {
     checkPassword(password);
     const user = await this.repos.users.findOne({ _id: username });
     if (!user) throw new AppError("user_not_found");
+    if (current === null) return this.setPassword(username, password, revokeTokens);
     // A stolen session must not be able to guess the current password: a few tries, then wait.
     const limit = this.passwordChecks.hit(username);
     if (!limit.allowed) throw new AppError("too_many_requests", "too many wrong current passwords; try again later", { headers: { "Retry-After": String(limit.retryAfterS) } });
     if (!(await this.passwords.verify(current, user.passwordHash))) throw new AppError("forbidden", "current password is wrong");
     this.passwordChecks.reset(username);
+    await this.setPassword(username, password, revokeTokens);
+  }
+
+  /**
+   * The stored name of an account addressed in any case (`bob` finds "Bob": names are unique regardless of
+   * case), or the name as given when there is none.
+   */
+  async canonicalName(name: string): Promise<string> {
+    const doc = await this.repos.users.findOne({ _id: name }) ?? await this.repos.users.findOne({ lower: name.toLowerCase() });
+    return doc?.username ?? name;
+  }
+
+  /** Sets the password (an administrator's reset skips the current one) and revokes the account's sessions. */
+  private async setPassword(username: string, password: string, revokeTokens: boolean): Promise<void> {
     const passwordHash = await this.passwords.hash(password);
     const n = await this.repos.users.updateOne({ _id: username }, { $set: { passwordHash, passwordChangedAt: Date.now() } });
     if (n === 0) throw new AppError("user_not_found");

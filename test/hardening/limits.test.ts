@@ -358,6 +358,27 @@ describe("hardening: limits and headers", function () {
       }
     });
 
+    it("QA F6: CORS allows the documented request headers (Prefer, Idempotency-Key) and exposes Location, Idempotent-Replayed, Allow", async () => {
+      const s = await startHard({ env: { THINGRELAY_CORS_ORIGINS: "http://panel.example" } });
+      try {
+        const pre = await raw(s.port, {
+          method: "OPTIONS", path: "/v2/users/admin/devices/d1/relay",
+          headers: { Origin: "http://panel.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type,idempotency-key,prefer" },
+        });
+        expect(pre.status).to.equal(204);
+        const allowed = String(pre.headers["access-control-allow-headers"]).toLowerCase().split(",").map((h) => h.trim());
+        expect(allowed).to.include.members(["authorization", "content-type", "idempotency-key", "prefer"]);
+        const t = (await loginAs(s.port, ADMIN.user, ADMIN.password)).access_token;
+        const r = await raw(s.port, { path: "/v1/users/admin/devices?limit=1", headers: { Origin: "http://panel.example", Authorization: `Bearer ${t}` } });
+        expect(r.status).to.equal(200);
+        expect(r.headers["access-control-allow-origin"]).to.equal("http://panel.example");
+        const exposed = String(r.headers["access-control-expose-headers"]).toLowerCase().split(",").map((h) => h.trim());
+        expect(exposed).to.include.members(["location", "idempotent-replayed", "allow", "retry-after", "link", "x-total-count"]);
+      } finally {
+        await s.close();
+      }
+    });
+
     it("an unexpected store error → 500 internal_error with a fixed message: no stack, path or version in the body", async () => {
       let ctl!: ReturnType<typeof faultyStore>;
       const s = await startHard({ wrapStore: (st) => (ctl = faultyStore(st)).store });

@@ -107,6 +107,8 @@ export interface ThingerDeviceOptions {
   autoRespond?: boolean;
   /** How long `connect()` waits for the server's answer (the Arduino library waits 10 s). */
   authTimeoutMs?: number;
+  /** Answer the first N describes of the whole resource tree with an error (a lost or refused describe). */
+  refuseDescribes?: number;
 }
 
 /** A frame received from the server, decoded. */
@@ -217,6 +219,9 @@ export class ThingerDevice extends EventEmitter {
       this.authWaiter = (f) => {
         clearTimeout(timer);
         this.authWaiter = undefined;
+        // Open at once, in the same read as the auth answer: a server request that arrived in that chunk
+        // (Thinger servers describe the device right away) is handled, as a real client would after its handshake.
+        if (this.authOk(f) && this.state === "authenticating") this.state = "open";
         resolve(f);
       };
     });
@@ -228,13 +233,10 @@ export class ThingerDevice extends EventEmitter {
       this.sendIotmp(m);
     }
     const f = await answer;
-    // Legacy clients accept any flag-1 message; IOTMP-Linux checks only the type (1.3 also the id).
-    const ok = f !== undefined && (this.protocol === "legacy" ? f.legacy?.flag === LEGACY_FLAG.REQUEST_OK : f.iotmp?.type === IOTMP_TYPE.OK);
-    if (!ok) {
+    if (!this.authOk(f)) {
       await this.close("refused");
       return "refused";
     }
-    this.state = "open";
     if (this.opts.keepAliveAfterAuth) this.keepAlive();
     const every = this.opts.keepAliveMs ?? 0;
     if (every > 0) {
@@ -242,6 +244,20 @@ export class ThingerDevice extends EventEmitter {
       this.keepAliveTimer.unref();
     }
     return "ok";
+  }
+
+  private refusedDescribes = 0;
+
+  /** True (and counted) while `refuseDescribes` tree describes are still to be refused. */
+  private refuseDescribe(): boolean {
+    if (this.refusedDescribes >= (this.opts.refuseDescribes ?? 0)) return false;
+    this.refusedDescribes++;
+    return true;
+  }
+
+  /** Legacy clients accept any flag-1 message; IOTMP-Linux checks only the type (1.3 also the id). */
+  private authOk(f: ThingerDeviceFrame | undefined): boolean {
+    return f !== undefined && (this.protocol === "legacy" ? f.legacy?.flag === LEGACY_FLAG.REQUEST_OK : f.iotmp?.type === IOTMP_TYPE.OK);
   }
 
   /** Sends a keep-alive now (`02 00` or `05 00`). */
@@ -506,7 +522,7 @@ export class ThingerDevice extends EventEmitter {
     switch (flag) {
       case LEGACY_FLAG.RUN: {
         if (!path) return reply(false);
-        if (path.length === 1 && path[0] === "api") return reply(true, this.legacyTree());
+        if (path.length === 1 && path[0] === "api") return this.refuseDescribe() ? reply(false) : reply(true, this.legacyTree());
         const describe = path.length > 1 && path[path.length - 1] === "api";
         const name = (describe ? path.slice(0, -1) : path).join("/");
         const r = this.resources.get(name);
@@ -665,6 +681,7 @@ export class ThingerDevice extends EventEmitter {
       }
       case IOTMP_TYPE.DESCRIBE: {
         if (m.resource === undefined) {
+          if (this.refuseDescribe()) return fail();
           const flat: { [k: string]: PsonValue } = {};
           for (const [n, res] of this.resources) flat[n] = { fn: FN[res.kind] };
           return ok(flat);

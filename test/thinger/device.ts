@@ -2,7 +2,7 @@
  * The server tests' view of the emulated Thinger device (test/helpers/thinger-device.ts): connect() rejects on a
  * refusal, `closed` is a promise, keep-alive echoes are counted.
  */
-import { ThingerDevice, type ThingerDeviceFrame, type ThingerDeviceOptions, type ThingerProtocol, type ThingerTransport } from "../helpers/thinger-device.js";
+import { ThingerDevice, type ThingerDeviceOptions, type ThingerProtocol, type ThingerTransport } from "../helpers/thinger-device.js";
 import { IOTMP_TYPE, LEGACY_FLAG, type IotmpMessage, type LegacyMessage } from "../../server/thinger/index.js";
 
 export { ThingerDeviceError, type ThingerResource } from "../helpers/thinger-device.js";
@@ -23,24 +23,7 @@ export class TestDevice {
   }
 
   async connect(): Promise<void> {
-    // The emulator answers requests only once connect() has returned: a request that arrived in the same chunk
-    // as the auth answer (the server describes the device at once) would be dropped, where a real client reads
-    // it after the handshake. Replay those. (Reported to the emulator's author.)
-    const early: ThingerDeviceFrame[] = [];
-    let authSeen = false;
-    const collect = (f: ThingerDeviceFrame) => {
-      if (f.keepAlive) return;
-      if (authSeen) early.push(f);
-      authSeen = true;
-    };
-    this.dev.on("frame", collect);
-    const result = await this.dev.connect().finally(() => this.dev.off("frame", collect));
-    if (result !== "ok") throw new Error("authentication refused");
-    const dev = this.dev as unknown as { onLegacy(m: LegacyMessage): void; onIotmp(m: IotmpMessage): void };
-    for (const f of early) {
-      if (f.legacy) dev.onLegacy(f.legacy);
-      else if (f.iotmp) dev.onIotmp(f.iotmp);
-    }
+    if ((await this.dev.connect()) !== "ok") throw new Error("authentication refused");
   }
 
   get closed(): Promise<void> {

@@ -305,6 +305,27 @@ describe("thinger device emulator vs the captured vectors", function () {
     });
   }
 
+  describe("a server request in the same chunk as the auth answer (QA F1: the emulator dropped it)", () => {
+    it("legacy: the tree describe sent with the auth OK in one write is answered", async () => {
+      const { peer, connecting } = await start("tcp", { protocol: "legacy" });
+      await peer.next();
+      peer.send(Uint8Array.of(...LEGACY.authOk, ...encodeLegacyMessage({ streamId: 3, resource: ["api"] })));
+      expect(await connecting).to.equal("ok");
+      const f = decodeLegacyFrame(frameOf(await peer.next()));
+      expect(f).to.deep.include({ kind: "message" });
+      expect((f as { message: { streamId: number; flag: number } }).message).to.deep.include({ streamId: 3, flag: LEGACY_FLAG.REQUEST_OK });
+    });
+
+    it("iotmp2: the DESCRIBE sent with the CONNECT OK in one write is answered", async () => {
+      const { peer, connecting } = await start("tcp", { protocol: "iotmp2" });
+      await peer.next();
+      peer.send(Uint8Array.of(...IOTMP.connectOk, ...IOTMP.describe));
+      expect(await connecting).to.equal("ok");
+      const f = decodeIotmpFrame(frameOf(await peer.next()), 2);
+      expect((f as { type: number }).type).to.equal(IOTMP_TYPE.OK);
+    });
+  });
+
   describe("IOTMP dialect 2 semantics", () => {
     async function open() {
       const s = await start("tcp", { protocol: "iotmp2" });

@@ -41,6 +41,20 @@ const frameOf = (bytes: Uint8Array): Frame => new FrameReader().push(bytes)[0]!;
 const legacyIn = (m: LegacyMessage) => frameOf(encodeLegacyMessage(m));
 const legacyOut = (f: Frame) => (decodeLegacyFrame(f) as { message: LegacyMessage }).message;
 
+/** Describes `s` with output resources `names` (a stream starts only on a described output or io resource). */
+async function described(s: LegacySession | IotmpSession, link: FakeLink, names: string[]): Promise<void> {
+  const done = s.describe(1_000);
+  const tree = Object.fromEntries(names.map((n) => [n, { fn: 3 }]));
+  if (s instanceof LegacySession) {
+    s.handleFrame(legacyIn({ streamId: legacyOut(link.frames.at(-1)!).streamId!, flag: LEGACY_FLAG.REQUEST_OK, payload: tree }));
+  } else {
+    const id = decodeIotmpFrame(link.frames.at(-1)!, 2).streamId!;
+    s.handleFrame(frameOf(encodeIotmpMessage({ type: IOTMP_TYPE.OK, streamId: id, payload: tree }, 2)));
+  }
+  await done;
+  link.frames.length = 0;
+}
+
 describe("Thinger sessions (unit): ids, reply matching, values", () => {
   let sessions: Array<{ markClosed(): void }> = [];
   afterEach(() => {
@@ -58,6 +72,7 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
 
   it("a stream's id is never handed to a call, and a sample on a call's id does not answer the call (type matters)", async () => {
     const { s, link, ev } = legacy();
+    await described(s, link, ["temp"]);
     s.stream("temp", 1000);
     const streamId = legacyOut(link.frames[0]!).streamId!;
     const call = s.call("temp", undefined, false, 5_000);
@@ -75,8 +90,9 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
 
   it("ids wrap within 1..65535 and skip every id still pending or streaming", async () => {
     const { s, link } = legacy();
-    s.stream("a", 0); // id 1, held by the stream
-    const first = s.call("x", undefined, false, 5_000); // id 2, pending
+    await described(s, link, ["a", "x", "y"]); // takes id 1, free again
+    s.stream("a", 0); // id 2, held by the stream
+    const first = s.call("x", undefined, false, 5_000); // id 3, pending
     const ids: number[] = [];
     for (let i = 0; i < 65_534; i++) {
       const p = s.call("y", undefined, false, 5_000);
@@ -88,11 +104,25 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     }
     expect(Math.min(...ids)).to.be.at.least(1);
     expect(Math.max(...ids)).to.be.at.most(65_535);
-    expect(ids.filter((id) => id === 1 || id === 2)).to.deep.equal([]);
-    s.handleFrame(legacyIn({ streamId: 2, flag: LEGACY_FLAG.REQUEST_ERROR }));
+    expect(ids.filter((id) => id === 2 || id === 3)).to.deep.equal([]);
+    s.handleFrame(legacyIn({ streamId: 3, flag: LEGACY_FLAG.REQUEST_ERROR }));
     const err = await first.catch((e: AppError) => e);
     expect(err).to.be.instanceOf(AppError);
     expect((err as AppError).code).to.equal("device_error");
+  });
+
+  it("QA F1: a stream asked for before the kinds are known is held (a describe is sent), started once described, never for a run resource", async () => {
+    const { s, link } = legacy();
+    s.stream("temp", 1000);
+    s.stream("reset", 1000);
+    expect(link.frames).to.have.length(1);
+    const ask = legacyOut(link.frames[0]!);
+    expect(ask.resource).to.deep.equal(["api"]);
+    s.handleFrame(legacyIn({ streamId: ask.streamId!, flag: LEGACY_FLAG.REQUEST_OK, payload: { temp: { fn: 3 }, reset: { fn: 1 } } }));
+    await until(() => link.frames.length === 2, 1000, "the held stream to start");
+    expect(legacyOut(link.frames[1]!)).to.deep.include({ flag: LEGACY_FLAG.START_STREAM, resource: ["temp"] });
+    s.stream("reset", 1000);
+    expect(link.frames).to.have.length(2);
   });
 
   it("a closed session fails its pending calls with device_disconnected; a dead one answers device_offline", async () => {
@@ -130,6 +160,7 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     const s = new IotmpSession("alice", "dev1", link, options(ev), 2);
     sessions.push(s);
     const out = () => decodeIotmpFrame(link.frames.at(-1)!, 2);
+    await described(s, link, ["temp", "boom"]);
     s.stream("temp", 1000);
     const first = out();
     expect(first).to.deep.include({ type: IOTMP_TYPE.START_STREAM, resource: "temp", params: { interval: 1000 } });

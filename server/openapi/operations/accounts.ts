@@ -71,9 +71,10 @@ export const ACCOUNT_OPERATIONS: Operation[] = [
   },
   {
     method: "put", path: "/v1/users/{user}/password", operationId: "changePassword", tag: "users", params: ["user"],
-    summary: "Change one's own password",
-    description: "Only the account's own password-grant session may do this, and only with the current "
-      + "password (403 `forbidden` when it is wrong). Every refresh family of the account (and so every access "
+    summary: "Change one's own password, or reset another account's (administrators)",
+    description: "The account's own password-grant session may do this, and only with the current "
+      + "password (403 `forbidden` when it is wrong). An administrator's session may reset another account's "
+      + "password without `current_password` (a forgotten password). Every refresh family of the account (and so every access "
       + "token issued from it) is revoked; device and user tokens stay valid unless `revoke_tokens` is true, "
       + "which deletes them all.",
     body: { schema: ref("PasswordChange") },

@@ -1,13 +1,13 @@
 /** OpenAPI operations of issue 18: device properties and queued calls. */
 import { ref } from "../schemas.js";
-import { arrayOf, AUTH, BODY, devicePath, EMPTY, ok, type Operation, v3 } from "../operation.js";
+import { arrayOf, AUTH, BODY, devicePath, EMPTY, list, LIST_PARAMS, ok, type Operation, v3 } from "../operation.js";
 
 export const AWAY_OPERATIONS: Operation[] = [
   // ---- issue 18: properties and queued calls ----
   {
-    method: "get", path: `${v3}/properties`, operationId: "listProperties", tag: "properties", params: ["user", "device"],
+    method: "get", path: `${v3}/properties`, operationId: "listProperties", tag: "properties", params: ["user", "device", ...LIST_PARAMS],
     summary: "List a device's properties", description: "Sorted by name. Needs `ReadDeviceProperties`.",
-    ok: [ok("The properties.", arrayOf("Property"))],
+    ok: [list("The properties.", "Property")],
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
   },
   {
@@ -33,11 +33,11 @@ export const AWAY_OPERATIONS: Operation[] = [
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "property_not_found"],
   },
   {
-    method: "get", path: `${devicePath}/calls`, operationId: "listCalls", tag: "relay", params: ["user", "device", "callsPage", "callsLimit"],
+    method: "get", path: `${devicePath}/calls`, operationId: "listCalls", tag: "relay", params: ["user", "device", ...LIST_PARAMS],
     summary: "List a device's queued calls (newest first)",
-    description: "Paginated with `?page=&limit=` (default 50, at most 200), `X-Total-Count` and RFC 8288 `Link`. "
-      + "Needs `ListDeviceResources`; a token limited to some resources sees the calls of those only. Finished calls are kept 7 days.",
-    ok: [ok("The calls.", arrayOf("QueuedCall"), { headers: { "X-Total-Count": { type: "string" }, Link: { type: "string" } } })],
+    description: "A list route like every other: `?page=&limit=` (1 to 1000, 100 once paging), `?fields=`, `X-Total-Count` and RFC 8288 `Link`. "
+      + "Needs `ListDeviceResources`; a token limited to some resources sees (and counts) the calls of those only. Finished calls are kept 7 days.",
+    ok: [list("The calls.", "QueuedCall")],
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
   },
   {

@@ -67,13 +67,14 @@ function accountSchemas(): Record<string, Schema> {
   return {
     User: {
       type: "object",
-      required: ["username", "admin", "created_ts", "password_changed_ts"],
+      required: ["username", "admin", "created_ts", "password_changed_ts", "enabled"],
       additionalProperties: false,
       properties: {
         username: { type: "string", pattern: USERNAME_RE.source },
         admin: { type: "boolean" },
         created_ts: int("ms since the epoch"),
         password_changed_ts: int("ms since the epoch"),
+        enabled: { type: "boolean", description: "false once an administrator disabled the account" },
       },
     },
     AccountExport: {
@@ -139,10 +140,14 @@ function liveDeviceSchemas(): Record<string, Schema> {
     DeviceUpdate: {
       type: "object",
       additionalProperties: false,
-      description: "Partial update; new credentials close the device's live session.",
+      description: "Partial update; new credentials close the device's live session. Thinger's newer names "
+        + "(`description`, `credentials`, `name` as the description) work too; mixing the two shapes answers 400.",
       properties: {
         device_description: { type: "string", maxLength: MAX_DESCRIPTION },
         device_credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+        description: { type: "string", maxLength: MAX_DESCRIPTION },
+        credentials: { type: "string", minLength: 1, maxLength: MAX_CREDENTIALS, format: "password" },
+        name: { type: "string", maxLength: MAX_DESCRIPTION },
       },
     },
     Session: {
