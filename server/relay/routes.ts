@@ -82,6 +82,57 @@ async function describeOne(s: Services, ctx: Context, user: string, device: stri
   ctx.body = remote;
 }
 
+/** `GET …/{device}/api`: the device's resources and their kinds, from wherever it is connected. */
+async function listResources(s: Services, ctx: Context, user: string, device: string): Promise<void> {
+  authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
+  // Validated like every relay route's (the list itself waits on the device's describe, bounded by the session).
+  parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+  ctx.body = await s.devices.orNoSession(user, device, async () => {
+    const session = s.hub.get(user, device);
+    if (session) return session.resourceList();
+    if (!s.cluster) throw new AppError("device_offline");
+    return s.cluster.resources(user, device);
+  });
+}
+
+interface CallTarget {
+  user: string;
+  device: string;
+  resource: string;
+  verb: CallVerb;
+  hasInput: boolean;
+  input: unknown;
+}
+
+/** One relay call through the hub (here or, in cluster mode, on the node holding the device), with its metrics. */
+async function callResource(s: Services, ctx: Context, t: CallTarget): Promise<void> {
+  const { user, device, resource, verb, hasInput, input } = t;
+  const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+  const started = performance.now();
+  let outcome = "ok";
+  // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
+  const { cancel: gone, release } = cancelOnClose(ctx);
+  try {
+    // No live session anywhere (here or, in cluster mode, on another node): registered or not?
+    const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone));
+    ctx.status = 200;
+    if (result.hasOut) ctx.body = { out: result.out ?? null };
+    else ctx.body = "";
+  } catch (err) {
+    // Nobody is left to answer: the call ends quietly.
+    if (gone.cancelled) {
+      outcome = "client_closed";
+      return;
+    }
+    outcome = err instanceof AppError ? err.code : "internal_error";
+    throw err;
+  } finally {
+    release();
+    s.metrics.relayCalls.inc({ outcome });
+    s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
+  }
+}
+
 /** The relay: `GET`/`POST /v2/users/{user}/devices/{device}/{resource…}` and `/api`. */
 export function relayRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   const relay = async (ctx: Context, hasInput: boolean, input: unknown) => {
@@ -93,15 +144,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
       return;
     }
     if (resource === RESERVED_RESOURCE) {
-      authorize(ctx, user, "ListDeviceResources", { device }, noDevice);
-      // Validated like every relay route's (the list itself waits on the device's describe, bounded by the session).
-      parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
-      ctx.body = await s.devices.orNoSession(user, device, async () => {
-        const session = s.hub.get(user, device);
-        if (session) return session.resourceList();
-        if (!s.cluster) throw new AppError("device_offline");
-        return s.cluster.resources(user, device);
-      });
+      await listResources(s, ctx, user, device);
       return;
     }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
@@ -115,30 +158,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const local = s.hub.get(user, device);
     if (local) await knownKinds(local, s.config.limits.callTimeoutMs);
     if (local) checkVerb(local, resource, verb);
-    const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
-    const started = performance.now();
-    let outcome = "ok";
-    // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
-    const { cancel: gone, release } = cancelOnClose(ctx);
-    try {
-      // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-      const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone));
-      ctx.status = 200;
-      if (result.hasOut) ctx.body = { out: result.out ?? null };
-      else ctx.body = "";
-    } catch (err) {
-      // Nobody is left to answer: the call ends quietly.
-      if (gone.cancelled) {
-        outcome = "client_closed";
-        return;
-      }
-      outcome = err instanceof AppError ? err.code : "internal_error";
-      throw err;
-    } finally {
-      release();
-      s.metrics.relayCalls.inc({ outcome });
-      s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
-    }
+    await callResource(s, ctx, { user, device, resource, verb, hasInput, input });
   };
 
   const path = "/v2/users/:user/devices/:device/{*resource}";
@@ -149,7 +169,6 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     return relay(ctx, false, undefined);
   });
   router.post(path, requireAuth, async (ctx) => {
-    const raw = (ctx.request as { rawBody?: string }).rawBody;
     const { hasInput, input } = postInput(ctx);
     // Issue 18: `Prefer: respond-async` queues the call; `Idempotency-Key` keeps the first outcome.
     const queued = prefersAsync(ctx.get("Prefer"));

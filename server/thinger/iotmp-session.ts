@@ -3,7 +3,8 @@ import type { ResourceKind } from "../gateway/protocol.js";
 import type { Frame } from "./frame-reader.js";
 import { decodeIotmpFrame, encodeIotmpMessage, IOTMP_KEEPALIVE, IOTMP_SERVER_RUN, IOTMP_TYPE, type IotmpDialect, type IotmpMessage } from "./iotmp-frame.js";
 import type { PsonValue } from "./pson-value.js";
-import { isObject, kindOfFn, type Reply, ThingerSession, type ThingerSessionOptions } from "./session-base.js";
+import { type Reply, ThingerSession, type ThingerSessionOptions } from "./session-base.js";
+import { isObject, kindOfFn } from "./values.js";
 import type { DeviceLink } from "./link.js";
 import type { DeviceAnswer, DeviceRequest } from "./requests.js";
 

@@ -4,7 +4,8 @@ import type { Frame } from "./frame-reader.js";
 import { decodeLegacyFrame, encodeLegacyMessage, LEGACY_FLAG, LEGACY_KEEPALIVE, type LegacyMessage } from "./legacy-frame.js";
 import type { PsonValue } from "./pson-value.js";
 import type { DeviceRequest } from "./requests.js";
-import { isObject, kindOfFn, type Reply, ThingerSession } from "./session-base.js";
+import { type Reply, ThingerSession } from "./session-base.js";
+import { isObject, kindOfFn } from "./values.js";
 
 /** Deepest `"/"` nesting followed when flattening a legacy resource tree. */
 const MAX_TREE_DEPTH = 8;

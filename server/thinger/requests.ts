@@ -2,7 +2,7 @@ import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Property, PropertiesService } from "../properties/service.js";
 import type { PsonValue } from "./pson-value.js";
-import { tidyNumbers } from "./session-base.js";
+import { tidyNumbers } from "./values.js";
 
 /**
  * What a device asked the server for, protocol-neutral: the sessions read it off their own frames (legacy flags

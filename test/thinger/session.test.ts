@@ -4,7 +4,7 @@ import type { DeviceSession, SessionEvents } from "../../server/gateway/device-s
 import type { DeviceLink } from "../../server/thinger/link.js";
 import { LegacySession } from "../../server/thinger/legacy-session.js";
 import { IotmpSession } from "../../server/thinger/iotmp-session.js";
-import { tidyNumbers } from "../../server/thinger/session-base.js";
+import { tidyNumbers } from "../../server/thinger/values.js";
 import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "../../server/thinger/requests.js";
 import { until } from "../helpers/wait.js";
 import {

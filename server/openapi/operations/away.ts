@@ -1,6 +1,6 @@
 /** OpenAPI operations of issue 18: device properties and queued calls. */
 import { ref } from "../schemas.js";
-import { arrayOf, AUTH, BODY, devicePath, EMPTY, list, LIST_PARAMS, ok, type Operation, v3 } from "../operation.js";
+import { AUTH, BODY, devicePath, EMPTY, list, LIST_PARAMS, ok, type Operation, v3 } from "../operation.js";
 
 export const AWAY_OPERATIONS: Operation[] = [
   // ---- issue 18: properties and queued calls ----
