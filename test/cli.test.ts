@@ -307,7 +307,8 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(ttlWithoutAsync.code).to.equal(2);
     });
 
-    it("call --async to an online device runs it; --key replays the first outcome", async () => {
+    it("call --async to an online device runs it; --key replays the first outcome", async function () {
+      this.timeout(60_000); // seven CLI processes, one by one: slow on a busy machine
       const r = await cli(["call", "--async", "nodemcu/io", '{"value1":1,"value2":2}', "--json"]);
       expect(r.code, r.stderr).to.equal(0);
       const { id } = JSON.parse(r.stdout) as { id: string };
