@@ -5,6 +5,7 @@ import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { until } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
+import { newCallId } from "../server/calls/queue.js";
 
 const ASYNC = { Prefer: "respond-async" };
 
@@ -297,5 +298,14 @@ describe("queued calls (Prefer: respond-async)", function () {
     const ev = await stream.next((e) => e.event === undefined && (JSON.parse(e.data) as { type?: string }).type === "call");
     const data = JSON.parse(ev.data);
     expect(data).to.include({ type: "call", device: name, id: r.body.id, status: "succeeded", out: 8 });
+  });
+});
+
+describe("queued call ids", () => {
+  it("are 16 base64url characters that never start with '-' (the CLI would take the id for an option)", () => {
+    // One id in 64 would start with "-" if drawn plainly: 4000 ids all pass only then with odds ~1e-27.
+    const ids = Array.from({ length: 4000 }, () => newCallId());
+    for (const id of ids) expect(id).to.match(/^[A-Za-z0-9_][A-Za-z0-9_-]{15}$/);
+    expect(new Set(ids).size).to.equal(ids.length);
   });
 });

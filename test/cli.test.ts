@@ -295,6 +295,7 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(list.code, list.stderr).to.equal(0);
       expect(list.stdout).to.match(/^ID\s+STATUS\s+RESOURCE\s+CREATED\s+DONE/);
       expect(list.stdout).to.include(call.id);
+      expect(one.code, one.stderr).to.equal(0);
       expect(one.stdout).to.match(new RegExp(`^${call.id}\\s+queued\\s+relay`));
       const cancel = await cli(["calls", "spare", call.id, "--cancel"]);
       expect(cancel.code, cancel.stderr).to.equal(0);
@@ -306,8 +307,10 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(ttlWithoutAsync.code).to.equal(2);
     });
 
-    it("call --async to an online device runs it; --key replays the first outcome", async () => {
+    it("call --async to an online device runs it; --key replays the first outcome", async function () {
+      this.timeout(60_000); // seven CLI processes, one by one: slow on a busy machine
       const r = await cli(["call", "--async", "nodemcu/io", '{"value1":1,"value2":2}', "--json"]);
+      expect(r.code, r.stderr).to.equal(0);
       const { id } = JSON.parse(r.stdout) as { id: string };
       let shown = "";
       await until(async () => (shown = (await cli(["calls", "nodemcu", id, "--json"])).stdout).includes("succeeded"), 15_000, "queued call done");

@@ -116,7 +116,7 @@ function processRunning(cmd: string, args: string[], cwd: string, env: Record<st
 }
 
 describe("conformance: one device script on every runtime", function () {
-  this.timeout(120_000);
+  this.timeout(240_000);
   let srv: TestServer;
   let dataDir: string;
   let port: number;
@@ -217,6 +217,27 @@ describe("conformance: one device script on every runtime", function () {
 
   const path = (device: string, resource: string) => `/v2/users/alice/devices/${device}/${resource}`;
 
+  /**
+   * Resolves once the server holds the device's describe. The device sends it right after the server accepted
+   * the session, but nothing acknowledges it: `connected` can be reported (and /api asked) before the server
+   * read it, and /api then answers `{}`. Waits on the hub's "describe" event (checking the session first).
+   */
+  const described = (s: TestServer, device: string, timeoutMs = 20_000) => new Promise<void>((resolve, reject) => {
+    const hub = s.relay.services.hub;
+    const check = () => {
+      if (!hub.get("alice", device)?.resources) return;
+      hub.off("describe", check);
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      hub.off("describe", check);
+      reject(new Error(`timed out waiting for ${device}'s describe`));
+    }, timeoutMs);
+    hub.on("describe", check);
+    check();
+  });
+
   for (const rt of RUNTIMES) {
     it(rt.name, async function () {
       const missing = rt.missing();
@@ -228,7 +249,9 @@ describe("conformance: one device script on every runtime", function () {
       const running = await rt.start(["@thingrelay/device", `ws://127.0.0.1:${port}`, "alice", d, `${d}-secret`]);
       const { lines } = running;
       try {
-        await lines.wait((l) => l.connected === 1, "the first connection");
+        // Starting a runtime (Chromium, Deno) on a busy machine can take a while: a generous bound.
+        await lines.wait((l) => l.connected === 1, "the first connection", 0, 60_000);
+        await described(srv, d);
         const get = (r: string) => api(srv.url, "GET", path(d, r), { token });
         const post = (r: string, json: unknown) => api(srv.url, "POST", path(d, r), { token, json });
 
@@ -273,13 +296,15 @@ describe("conformance: one device script on every runtime", function () {
         await lines.wait((l) => typeof l.error === "string" && l.error.startsWith("cannot connect to"), "a refused attempt", gone.index);
         srv = await startServer({ dataDir, port });
         await lines.wait((l) => l.connected === 2, "the reconnection");
+        await described(srv, d); // a new server: a new session, described anew
         expect((await get("temperature")).body).to.deep.equal({ out: 21.5 });
         expect((await get("api")).body).to.have.property("finish");
 
-        // close() leaves no timer behind (and a process then exits by itself).
+        // close() leaves none of the SDK's timers behind (and a process then exits by itself); `created`: the
+        // device script did see the SDK ask for timers, so the count is of something.
         expect((await get("finish")).status).to.equal(200);
         const closed = await lines.wait((l) => "closed" in l, "close()");
-        expect(closed.line).to.deep.equal({ closed: "closed", timers: 0 });
+        expect(closed.line).to.deep.equal({ closed: "closed", timers: 0, created: true });
         if (running.exit) expect(await running.exit, lines.raw.join("\n")).to.equal(0);
         expect(lines.all.filter((l) => "failed" in l)).to.deep.equal([]);
       } finally {

@@ -77,7 +77,7 @@ export const call: Command = {
     if (queued) {
       if (ctx.json) return printJson(ctx.io, body ?? {});
       print(ctx.io, `${body?.id ?? ""}  ${body?.status ?? ""}`);
-      note(ctx.io, `follow it with: thingrelay calls ${device} ${body?.id ?? ""}`);
+      note(ctx.io, `follow it with: thingrelay calls ${device} ${body?.id?.startsWith("-") ? "-- " : ""}${body?.id ?? ""}`);
       return;
     }
     if (ctx.json) return printJson(ctx.io, body ?? {});

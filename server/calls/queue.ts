@@ -13,6 +13,17 @@ export const CALL_TTL = Object.freeze({ defaultS: 3600, maxS: 604_800 });
 const KIND_WAIT_MS = 2_000;
 /** Finished calls (succeeded, failed, expired, cancelled) stay readable this long, then are purged. */
 export const CALL_RETENTION_MS = 7 * 24 * 3_600_000;
+
+/**
+ * A new call id: 16 base64url characters, never starting with "-" (1 in 64 would), which a command line
+ * (`thingrelay calls <device> <id>`) would take for an option.
+ */
+export function newCallId(): string {
+  for (;;) {
+    const id = randomBytes(12).toString("base64url");
+    if (id[0] !== "-") return id;
+  }
+}
 /** A running call's lease: its timeout plus this margin. Past it, a call still `running` was cut by a crash. */
 const LEASE_MARGIN_MS = 5_000;
 /** Errors that mean the call never left the server: it goes back to the queue. */
@@ -125,7 +136,7 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
     }
     const now = Date.now();
     const doc: QueuedCallDoc = {
-      _id: randomBytes(12).toString("base64url"), deviceKey, user, device, resource, hasInput,
+      _id: newCallId(), deviceKey, user, device, resource, hasInput,
       ...(hasInput ? { inputJson: JSON.stringify(input ?? null) } : {}),
       status: "queued",
       seq: `${String(now).padStart(15, "0")}-${String(this.seqCounter++ % 1e9).padStart(9, "0")}`,
