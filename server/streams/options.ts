@@ -42,8 +42,12 @@ export type StreamKind = "stats" | "resource" | "events";
  * this node's subscribers want, and hear what other nodes' subscribers want for devices held here. Values of a
  * device held elsewhere arrive as that node's `data` events re-emitted on the local hub.
  */
+export type RemoteIntervalListener = (user: string, device: string, resource: string, node: string, interval: number | null) => void;
+
 export interface StreamCluster {
   /** This node's wish for one device resource: the GCD of its subscribers' intervals, null when none are left. */
   announceStream(user: string, device: string, resource: string, interval: number | null): void;
-  streamSink: { setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void } | undefined;
+  /** Other nodes' subscribers' wishes for resources of devices held here (interval ms; null = none left there). */
+  on(event: "stream", listener: RemoteIntervalListener): unknown;
+  off(event: "stream", listener: RemoteIntervalListener): unknown;
 }
