@@ -236,18 +236,18 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     let n = 0;
     d.output("counter", () => ++n);
     await d.connect();
-    const online = await events.next((e) => e.event === "online" && JSON.parse(e.data).device === "roller");
+    const online = await events.next((e) => e.event === undefined && JSON.parse(e.data).type === "online" && JSON.parse(e.data).device === "roller");
     expect(JSON.parse(online.data)).to.include({ type: "online", device: "roller" });
     const stats = await sse(`${n1}/v1/users/alice/devices/roller/stats?authorization=${token}`);
     expect(stats.status).to.equal(200);
     expect(JSON.parse((await stats.next()).data)).to.include({ connected: true });
     const values = await sse(`${n2}${v2("roller", "counter")}?interval=0.2&authorization=${token}`);
     expect(values.status).to.equal(200);
-    const a = JSON.parse((await values.next((e) => e.event === "data")).data).out as number;
-    const b = JSON.parse((await values.next((e) => e.event === "data")).data).out as number;
+    const a = JSON.parse((await values.next((e) => e.event === undefined)).data).out as number;
+    const b = JSON.parse((await values.next((e) => e.event === undefined)).data).out as number;
     expect(b).to.be.greaterThan(a);
     await d.close();
-    const off = await events.next((e) => e.event === "offline" && JSON.parse(e.data).device === "roller");
+    const off = await events.next((e) => e.event === undefined && JSON.parse(e.data).type === "offline" && JSON.parse(e.data).device === "roller");
     expect(JSON.parse(off.data)).to.include({ type: "offline", device: "roller" });
   });
 
