@@ -27,6 +27,8 @@ import { Metrics } from "./metrics.js";
 import type { Services } from "./services.js";
 import type { NatsConnection } from "nats";
 import { ClusterBridge } from "./cluster/bridge.js";
+import { ClusterLink } from "./cluster/link.js";
+import { RemoteDevices } from "./cluster/remote.js";
 import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { bodyReader } from "./http/body.js";
 import { addressRateLimit, clientIp, clusterBarrier } from "./http/edge.js";
@@ -96,53 +98,8 @@ export interface Thingrelay {
 /** Builds the app from its dependencies. Never listens, never reads the environment (see main.ts). */
 export function createThingrelay(options: AppOptions): Thingrelay {
   const { config, store, logger } = options;
-  const repos = new Repositories(store);
-  const signer = new TokenSigner(options.secret);
-  const passwords = new PasswordHasher(config.passwordCost);
-  const credentials = new CredentialHasher(options.secret);
-  const cache = new RevocationCache();
-  const authenticator = new Authenticator(signer, repos, cache);
-  const hub = new Hub(config.limits.pingIntervalMs);
-  const metrics = new Metrics(options.collectDefaultMetrics ?? false);
-  const apiLimiter = new WindowLimiter(config.limits.rateLimitPerMinute, 60_000);
-  const quotas = new Quotas(repos, config.limits);
-  const tokens = new TokensService(repos, signer, cache, quotas);
-  const dashboards = new DashboardsService(repos);
-  const services: Services = {
-    config, logger, repos, authenticator, apiLimiter, hub, metrics,
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
-    users: new UsersService(repos, passwords, cache),
-    devices: new DevicesService(repos, credentials, hub, cache, quotas),
-    tokens,
-    // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
-    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
-    dashboards,
-    streams: undefined as unknown as StreamService,
-    properties: new PropertiesService(repos),
-    calls: undefined as unknown as CallQueue,
-    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
-  };
-  services.streams = new StreamService({ config, logger, hub, authenticator, metrics, devices: services.devices });
-  if (options.cluster) {
-    const bridge = new ClusterBridge(options.cluster.nc, hub, cache, logger, {
-      prefix: options.cluster.subjectPrefix, nodeTimeoutMs: options.cluster.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs,
-    });
-    bridge.start();
-    bridge.requestSync();
-    hub.remote = bridge;
-    services.cluster = bridge;
-    services.streams.attachCluster(bridge);
-  }
-  services.calls = new CallQueue(repos, hub, logger, {
-    maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
-    pollMs: options.callPollMs ?? 30_000, shared: services.cluster !== undefined,
-  }, services.cluster);
-  services.calls.on("done", (e) => {
-    const data = { device: e.device, ...e.call };
-    services.streams.accountEvent(e.user, "call", data);
-    services.cluster?.publishAccountEvent(e.user, "call", data);
-  });
-  services.cluster?.onAccountEvent((user, type, data) => services.streams.accountEvent(user, type, data));
+  const { services, credentials } = buildServices(options);
+  const { repos, hub, metrics } = services;
   const propertyLink = new DevicePropertyLink(services.properties, hub, logger, services.cluster);
   propertyLink.start();
   hub.on("online", () => metrics.devices.set(hub.size));
@@ -187,6 +144,54 @@ export function createThingrelay(options: AppOptions): Thingrelay {
       await services.cluster?.close();
     },
   };
+}
+
+/**
+ * Every service, each complete when built. In cluster mode the remote side comes first: the hub forwards to
+ * it, and the bridge, streams, queued calls and property pushes get the bridge in their constructors.
+ */
+function buildServices(options: AppOptions): { services: Services; credentials: CredentialHasher } {
+  const { config, store, logger } = options;
+  const repos = new Repositories(store);
+  const signer = new TokenSigner(options.secret);
+  const passwords = new PasswordHasher(config.passwordCost);
+  const credentials = new CredentialHasher(options.secret);
+  const cache = new RevocationCache();
+  const authenticator = new Authenticator(signer, repos, cache);
+  const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
+  const hub = new Hub(config.limits.pingIntervalMs, remote);
+  const cluster = remote && new ClusterBridge(remote, hub, cache, logger, { nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs });
+  const metrics = new Metrics(options.collectDefaultMetrics ?? false);
+  const quotas = new Quotas(repos, config.limits);
+  const tokens = new TokensService(repos, signer, cache, quotas);
+  const dashboards = new DashboardsService(repos);
+  const devices = new DevicesService(repos, credentials, hub, cache, quotas);
+  const streams = new StreamService({ config, logger, hub, authenticator, metrics, devices, cluster });
+  if (cluster) {
+    cluster.start();
+    cluster.requestSync();
+    cluster.on("account", (user, type, data) => streams.accountEvent(user, type, data));
+  }
+  const calls = new CallQueue(repos, hub, logger, {
+    maxPerDevice: config.limits.maxQueuedCallsPerDevice, maxPerUser: config.limits.maxQueuedCallsPerUser,
+    pollMs: options.callPollMs ?? 30_000, shared: cluster !== undefined,
+  }, cluster);
+  calls.on("done", (e) => {
+    const data = { device: e.device, ...e.call };
+    streams.accountEvent(e.user, "call", data);
+    cluster?.publishAccountEvent(e.user, "call", data);
+  });
+  const services: Services = {
+    config, logger, repos, authenticator, hub, metrics, tokens, dashboards, devices, streams, calls, cluster,
+    apiLimiter: new WindowLimiter(config.limits.rateLimitPerMinute, 60_000),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
+    users: new UsersService(repos, passwords, cache),
+    // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
+    account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
+    properties: new PropertiesService(repos),
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
+  };
+  return { services, credentials };
 }
 
 /** The Koa app: the middleware stack in order, then every feature's routes. */

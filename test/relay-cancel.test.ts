@@ -118,13 +118,12 @@ describe("relay: calls cancelled when the HTTP caller disconnects", () => {
 
 describe("hub: a cluster-forwarded call the caller gave up on", () => {
   it("ends the local wait at once with the cancel's reason (the other node's answer is dropped)", async () => {
-    const hub = new Hub(60_000);
     let answer: (r: { hasOut: boolean; out?: unknown }) => void = () => undefined;
-    hub.remote = {
+    const hub = new Hub(60_000, {
       call: () => new Promise((r) => (answer = r)),
       remoteStats: () => undefined,
       kick: () => undefined,
-    };
+    });
     const gone = new CallCancel();
     const call = hub.call("alice", "far", "value", undefined, false, 60_000, "GET", gone);
     const reason = new Error("caller went away");

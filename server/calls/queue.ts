@@ -95,9 +95,12 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
     this.hub.on("online", onOnline);
     this.unhook.push(() => this.hub.off("online", onOnline));
     if (this.cluster) {
-      this.unhook.push(this.cluster.onNotify((user, device, kind) => {
+      const cluster = this.cluster;
+      const onNotify = (user: string, device: string, kind: string) => {
         if (kind === "drain") this.drain(user, device);
-      }));
+      };
+      cluster.on("notify", onNotify);
+      this.unhook.push(() => cluster.off("notify", onNotify));
     }
     this.pollTimer = setInterval(() => void this.poll(), this.options.pollMs);
     this.pollTimer.unref();

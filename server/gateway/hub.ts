@@ -7,6 +7,8 @@ import type { CallCancel } from "./call-cancel.js";
 export interface DeviceRef {
   user: string;
   device: string;
+  /** Cluster mode: the event is another node's, re-emitted here by the bridge (the device is not held here). */
+  remote?: boolean;
 }
 
 export interface HubEventMap {
@@ -50,10 +52,8 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   /** Stats of each device's last ended session, so offline devices still report their counters. */
   private readonly lastStats = new Map<string, SessionStats>();
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** Set in cluster mode: calls for devices held by other nodes go there. */
-  remote: RemoteRelay | undefined;
-
-  constructor(private readonly pingIntervalMs: number) {
+  /** `remote`: cluster mode, where calls for devices held by other nodes go (server/cluster/remote.ts). */
+  constructor(private readonly pingIntervalMs: number, private readonly remote?: RemoteRelay) {
     super();
     this.setMaxListeners(0);
     if (!Number.isInteger(pingIntervalMs) || pingIntervalMs < 1) throw new RangeError('"pingIntervalMs" must be a positive integer');

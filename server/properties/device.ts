@@ -57,10 +57,13 @@ export class DevicePropertyLink {
     this.service.on("change", onChange);
     this.unhook.push(() => this.service.off("change", onChange));
     if (this.cluster) {
-      this.unhook.push(this.cluster.onNotify((user, device, kind, payload) => {
+      const cluster = this.cluster;
+      const onNotify = (user: string, device: string, kind: string, payload: unknown) => {
         if (kind !== "property" || typeof payload !== "string") return;
         this.jsonSession(user, device)?.send(payload);
-      }));
+      };
+      cluster.on("notify", onNotify);
+      this.unhook.push(() => cluster.off("notify", onNotify));
     }
   }
 

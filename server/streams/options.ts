@@ -37,6 +37,9 @@ export const MAX_INTERVAL_MS = 86_400_000;
 
 export type StreamKind = "stats" | "resource" | "events";
 
+/** Another node's subscribers' wish for a resource of a device held here (interval ms; null = none left there). */
+export type RemoteIntervalListener = (user: string, device: string, resource: string, node: string, interval: number | null) => void;
+
 /**
  * What resource streams need from cluster mode (server/cluster/bridge.ts): tell the node holding a device what
  * this node's subscribers want, and hear what other nodes' subscribers want for devices held here. Values of a
@@ -45,5 +48,7 @@ export type StreamKind = "stats" | "resource" | "events";
 export interface StreamCluster {
   /** This node's wish for one device resource: the GCD of its subscribers' intervals, null when none are left. */
   announceStream(user: string, device: string, resource: string, interval: number | null): void;
-  streamSink: { setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void } | undefined;
+  /** Other nodes' subscribers' wishes (the bridge's typed `stream` event). */
+  on(event: "stream", listener: RemoteIntervalListener): unknown;
+  off(event: "stream", listener: RemoteIntervalListener): unknown;
 }

@@ -5,7 +5,7 @@ import type { Hub } from "../gateway/hub.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
-import { STREAM_DEFAULTS, type StreamCluster, type StreamOptions } from "./options.js";
+import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
 import { parseInterval, type StreamRequest, streamRequest } from "./http.js";
 import { guarded, StreamRegistry } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
@@ -21,6 +21,8 @@ export interface StreamDeps {
   metrics: Metrics;
   /** Device registry lookup (resource streams answer 404 device_not_found for unknown devices). */
   devices: { exists(user: string, device: string): Promise<boolean> };
+  /** Cluster mode: resource streams then reach devices held by other nodes, and serve theirs. */
+  cluster?: StreamCluster;
   /** Tuning; defaults in {@link STREAM_DEFAULTS}. */
   options?: Partial<StreamOptions>;
 }
@@ -40,7 +42,6 @@ export class StreamService {
   readonly stats: StatsStreams;
   readonly events: AccountEvents;
   readonly resources: ResourceStreams;
-  private cluster: StreamCluster | undefined;
   private readonly unsubscribeCache: () => void;
 
   constructor(protected readonly deps: StreamDeps) {
@@ -55,24 +56,19 @@ export class StreamService {
     this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs);
     this.events = new AccountEvents(this.registry, new TopicMap(this.retention), () => this.newLog(), this.options.retainMs, logger);
     this.resources = new ResourceStreams({
-      hub, registry: this.registry, retention: this.retention, newLog: () => this.newLog(), logger, devices: deps.devices, cluster: () => this.cluster,
+      hub, registry: this.registry, retention: this.retention, newLog: () => this.newLog(), logger, devices: deps.devices, cluster: () => deps.cluster,
     });
     hub.on("online", this.onOnline);
     hub.on("offline", this.onOffline);
     hub.on("data", this.onData);
+    deps.cluster?.on("stream", this.setRemoteInterval);
     this.unsubscribeCache = deps.authenticator.cache.onInvalidate(guarded(() => logger, "invalidate", (key: string) => this.registry.invalidated(key)));
   }
 
-  /** Joins cluster mode: resource streams then reach devices held by other nodes, and serve theirs. */
-  attachCluster(cluster: StreamCluster): void {
-    this.cluster = cluster;
-    cluster.streamSink = this;
-  }
-
   /** Cluster: another node's subscribers' wish for a resource of a device held here (see {@link ResourceStreams}). */
-  setRemoteInterval(user: string, device: string, resource: string, node: string, interval: number | null): void {
+  readonly setRemoteInterval: RemoteIntervalListener = (user, device, resource, node, interval) => {
     this.resources.setRemoteInterval(user, device, resource, node, interval);
-  }
+  };
 
   /** Open streams in this process (all accounts, all kinds). */
   get openCount(): number {
@@ -108,6 +104,7 @@ export class StreamService {
     this.deps.hub.off("online", this.onOnline);
     this.deps.hub.off("offline", this.onOffline);
     this.deps.hub.off("data", this.onData);
+    this.deps.cluster?.off("stream", this.setRemoteInterval);
     this.stats.close();
     this.unsubscribeCache();
   }

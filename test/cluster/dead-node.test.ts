@@ -72,7 +72,7 @@ describe("cluster: a node that dies silently is noticed by the others", function
     expect((await gone).device).to.equal("sensor");
 
     const off = await events.next();
-    expect(off.event).to.equal(undefined); // unnamed: the kind is the data's type
+    expect(off.event).to.equal(undefined); // values are unnamed events (DESIGN.md, docs/streams.md)
     expect(JSON.parse(off.data)).to.include({ type: "offline", device: "sensor" });
     const after = await api(B.url, "GET", "/v1/users/alice/devices?id=sensor", { token });
     expect(after.body[0].connection.active).to.equal(false);
