@@ -54,6 +54,11 @@ export function serverEnv(dataDir: string, port: number, extra: Record<string, s
     THINGRELAY_RATE_LIMIT: "1000000000",
     THINGRELAY_MAX_PENDING_SOCKETS: "200000",
     THINGRELAY_MAX_STREAMS: "1000000",
+    // The storm and fan-out scenarios register up to 100,000 devices in the bench account.
+    THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "1000000",
+    // Each scenario gets a store of its own: never the MONGODB_URL/NATS_URL of the shell that runs the bench
+    // (CI exports MONGODB_URL for the tests; every server would then share one database). Scenario 6 passes its own.
+    MONGODB_URL: "", NATS_URL: "",
     ...extra,
   };
 }
