@@ -58,20 +58,9 @@ export class Gateway {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? "").split("?")[0];
     if (path !== CONNECT_PATH) return rejectUpgrade(socket, 404, "not_found", "no such route");
-    if (this.closing) return rejectUpgrade(socket, 503, "service_unavailable", "server shutting down");
-    const origin = req.headers.origin;
-    if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
-      return rejectUpgrade(socket, 403, "forbidden", "origin not allowed");
-    }
-    const ip = clientIp(req, this.options.trustProxy);
-    const hold = this.admission.admit(ip);
-    if (isRefusal(hold)) {
-      const retry = { "Retry-After": String(hold.retryAfterS) };
-      if (hold.refused === "throttled") return rejectUpgrade(socket, 429, "too_many_requests", "too many failed device authentications", retry);
-      return rejectUpgrade(socket, 503, "service_unavailable", "too many unauthenticated device sockets", retry);
-    }
-    // A peer that leaves before (or during) the handshake gives its slot and its attempt back.
-    socket.once("close", () => hold.release());
+    const admitted = admitUpgrade(req, socket, this.closing, this.admission, this.options);
+    if (!admitted) return;
+    const { ip, hold } = admitted;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.authenticate(ws, ip, hold));
   }
 
@@ -190,6 +179,37 @@ function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: s
   } catch {
     ws.terminate();
   }
+}
+
+/**
+ * What every device upgrade (`/v1/connect`, `/iotmp`) checks before the handshake: the server is not closing,
+ * the browser origin is allowed, and the admission grants a slot and an attempt. Refused sockets get the JSON
+ * error answer and undefined comes back; an admitted peer that leaves before or during the handshake gives its
+ * slot and its attempt back.
+ */
+export function admitUpgrade(
+  req: IncomingMessage, socket: Duplex, closing: boolean, admission: DeviceAdmission,
+  options: { allowedOrigins: readonly string[]; trustProxy: TrustProxy },
+): { ip: string; hold: AdmissionHold } | undefined {
+  if (closing) {
+    rejectUpgrade(socket, 503, "service_unavailable", "server shutting down");
+    return undefined;
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
+    rejectUpgrade(socket, 403, "forbidden", "origin not allowed");
+    return undefined;
+  }
+  const ip = clientIp(req, options.trustProxy);
+  const hold = admission.admit(ip);
+  if (isRefusal(hold)) {
+    const retry = { "Retry-After": String(hold.retryAfterS) };
+    if (hold.refused === "throttled") rejectUpgrade(socket, 429, "too_many_requests", "too many failed device authentications", retry);
+    else rejectUpgrade(socket, 503, "service_unavailable", "too many unauthenticated device sockets", retry);
+    return undefined;
+  }
+  socket.once("close", () => hold.release());
+  return { ip, hold };
 }
 
 /** Refuses an upgrade with the JSON error shape and the security headers every HTTP answer carries. */

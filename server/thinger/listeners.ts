@@ -7,7 +7,7 @@ import type { Limits, ThingerListenConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
 import { type AdmissionHold, type DeviceAdmission, isRefusal } from "../gateway/admission.js";
-import { clientIp, rejectUpgrade } from "../gateway/upgrade.js";
+import { admitUpgrade } from "../gateway/upgrade.js";
 import type { TrustProxy } from "../auth/address.js";
 import { DEVICE_RE, NAME_RE } from "../gateway/protocol.js";
 import { detectProtocol, FrameReader, type Frame } from "./frame-reader.js";
@@ -112,20 +112,9 @@ export class ThingerGateway {
 
   /** `GET /iotmp` upgrades (subprotocol `iotmp`). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.closing) return rejectUpgrade(socket, 503, "service_unavailable", "server shutting down");
-    const origin = req.headers.origin;
-    if (origin !== undefined && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
-      return rejectUpgrade(socket, 403, "forbidden", "origin not allowed");
-    }
-    const ip = clientIp(req, this.options.trustProxy);
-    const hold = this.admission.admit(ip);
-    if (isRefusal(hold)) {
-      const retry = { "Retry-After": String(hold.retryAfterS) };
-      if (hold.refused === "throttled") return rejectUpgrade(socket, 429, "too_many_requests", "too many failed device authentications", retry);
-      return rejectUpgrade(socket, 503, "service_unavailable", "too many unauthenticated device sockets", retry);
-    }
-    // A peer that leaves before (or during) the handshake gives its slot and its attempt back.
-    socket.once("close", () => hold.release());
+    const admitted = admitUpgrade(req, socket, this.closing, this.admission, this.options);
+    if (!admitted) return;
+    const { ip, hold } = admitted;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(new WebSocketLink(ws, ip), hold));
   }
 
