@@ -5,5 +5,5 @@
  */
 export { Device, DeviceError } from "./device.js";
 export type { DeviceOptions, DeviceEvents, InputOptions, DeviceState, DeviceSocket, ResourceKind, Transport, WebSocketLike, WebSocketFactory } from "./device.js";
-export type { PropertyHandler } from "./device.js";
+export type { PropertyHandler, DeviceTimers } from "./device.js";
 export { Backoff } from "./backoff.js";
