@@ -1,17 +1,20 @@
 import { expect } from "chai";
 import { Device } from "../device-sdk/index.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 import { fakeSocketClass } from "./helpers/fake-socket.js";
 
 let fake = fakeSocketClass({ autoOpen: true });
+let clock = new FakeClock();
 const socketOpened = (n: number) => fake.opened(n);
 
 function newDevice(): Device {
-  return new Device({ server: "ws://fake", user: "u", device: "d", credentials: "c", WebSocket: fake.FakeWS, keepalive: 1 });
+  return new Device({ server: "ws://fake", user: "u", device: "d", credentials: "c", WebSocket: fake.FakeWS, keepalive: 1, timers: clock });
 }
 
 describe("device SDK: state machine regressions", () => {
   beforeEach(() => {
     fake = fakeSocketClass({ autoOpen: true });
+    clock = new FakeClock();
   });
 
   it("a frame that arrives after close() neither reopens the session nor starts timers", async () => {
@@ -27,6 +30,7 @@ describe("device SDK: state machine regressions", () => {
     await closing;
     expect(connected).to.equal(0);
     expect(d.state).to.equal("closed");
+    expect(clock.size).to.equal(0); // no keepalive, connect or reconnect timer left
     expect(states).to.deep.equal(["connecting", "closing", "closed"]);
   });
 
@@ -55,7 +59,7 @@ describe("device SDK: state machine regressions", () => {
     await c;
     ws.receive({ type: "stream", resource: "relay", interval: 60 });
     ws.receive({ type: "stream", resource: "reset", interval: 60 });
-    await new Promise((r) => setTimeout(r, 150));
+    await clock.advance(150); // two intervals and more: no sampling started
     expect(relayCalls).to.equal(0);
     expect(ws.sent.filter((f) => f.type === "data")).to.have.length(0);
     let threw = false;
@@ -76,7 +80,7 @@ describe("device SDK: state machine regressions", () => {
     ws.receive({ type: "connected", keepalive: 1 });
     await c;
     ws.receive({ type: "stream", resource: "stuck", interval: 50 });
-    await new Promise((r) => setTimeout(r, 400));
+    await clock.advance(400); // eight ticks, each finding the first call still running
     expect(calls).to.equal(1);
     await d.close();
   });
