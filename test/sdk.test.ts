@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { spawn, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, mkdir, rm, copyFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -7,13 +7,13 @@ import { promisify } from "node:util";
 import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { once, until } from "./helpers/wait.js";
+import { once } from "./helpers/wait.js";
+import { spawnChild } from "./helpers/child.js";
 import { startTcpProxy } from "./helpers/tcpproxy.js";
 import { fakeSocketClass } from "./helpers/fake-socket.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-
-const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("device SDK", function () {
   this.timeout(30_000);
@@ -48,7 +48,8 @@ describe("device SDK", function () {
 
     it("close() during the reconnect wait stops reconnecting for good", async () => {
       const { FakeWS, instances, created } = fakeSocketClass();
-      const dev = new Device({ ...base, reconnectInitialMs: 20, reconnectMaxMs: 20, WebSocket: FakeWS });
+      const clock = new FakeClock();
+      const dev = new Device({ ...base, reconnectInitialMs: 20, reconnectMaxMs: 20, WebSocket: FakeWS, timers: clock });
       const connected = dev.connect();
       await created(1);
       instances[0]!.accept();
@@ -59,7 +60,8 @@ describe("device SDK", function () {
       expect(dev.state).to.equal("connecting");
       await dev.close();
       expect(dev.state).to.equal("closed");
-      await waitMs(200); // ten reconnect delays: none may fire
+      expect(clock.size).to.equal(0); // the reconnect timer was cleared
+      await clock.advance(200); // ten reconnect delays: none may fire
       expect(instances).to.have.length(1);
       expect(dev.state).to.equal("closed");
     });
@@ -93,30 +95,34 @@ describe("device SDK", function () {
       await dev.close();
     });
 
-    it("a server silent for two keepalive intervals is dropped at once, without waiting for a closing handshake", async function () {
-      this.timeout(10_000);
+    it("a server silent for two keepalive intervals is dropped at once, without waiting for a closing handshake", async () => {
       const { FakeWS, instances, created } = fakeSocketClass();
-      const dev = new Device({ ...base, keepalive: 1, WebSocket: FakeWS });
+      const clock = new FakeClock();
+      const dev = new Device({ ...base, keepalive: 1, WebSocket: FakeWS, timers: clock });
       const c = dev.connect();
       await created(1);
       instances[0]!.closeCompletes = false; // the peer is gone: close() would never complete
       instances[0]!.accept(1);
       await c;
-      const disconnected = await once<{ code: number; reason: string }>(dev, "disconnected", 8000);
-      expect(disconnected).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
+      const disconnected = once<{ code: number; reason: string }>(dev, "disconnected");
+      await clock.advance(2250); // two silent intervals, noticed at the next quarter-interval check
+      expect(await disconnected).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
       expect(instances[0]!.sent.filter((f) => f.type === "ping").length).to.be.at.least(1);
+      await clock.advance(10); // the longest reconnect delay
       await created(2);
       await dev.close();
     });
 
     it("a connect that never completes is abandoned at connectTimeoutMs and retried", async () => {
       const { FakeWS, instances, created } = fakeSocketClass();
-      const dev = new Device({ ...base, connectTimeoutMs: 50, WebSocket: FakeWS });
+      const clock = new FakeClock();
+      const dev = new Device({ ...base, connectTimeoutMs: 50, WebSocket: FakeWS, timers: clock });
       const c = dev.connect();
       await created(1);
       instances[0]!.closeCompletes = false;
       instances[0]!.readyState = 1;
       instances[0]!.onopen?.({});
+      await clock.advance(50 + 10); // the connect timeout, then the longest reconnect delay
       await created(2);
       instances[1]!.accept();
       await c;
@@ -267,9 +273,20 @@ describe("device SDK", function () {
       const d = make("sdk3");
       await d.connect();
       expect(srv.relay.services.hub.get("alice", "sdk3")).to.not.equal(undefined);
+      const hub = srv.relay.services.hub;
+      // Subscribed before close(): the server may unregister the session before close() resolves.
+      const offline = new Promise<void>((resolve) => {
+        const gone = (e: { user: string; device: string }) => {
+          if (e.user !== "alice" || e.device !== "sdk3") return;
+          hub.off("offline", gone);
+          resolve();
+        };
+        hub.on("offline", gone);
+      });
       await d.close();
       expect(d.state).to.equal("closed");
-      await until(() => srv.relay.services.hub.get("alice", "sdk3") === undefined, 5000, "session to end");
+      await offline;
+      expect(hub.get("alice", "sdk3")).to.equal(undefined);
       const r = await api(srv.url, "GET", v2("sdk3", "x"), { token });
       expect(r.status).to.equal(404);
       expect(r.body.error.code).to.equal("device_offline");
@@ -310,12 +327,13 @@ describe("device SDK", function () {
       }
     });
 
-    it("detects a partition by its keepalive, reconnects when the link heals", async function () {
-      this.timeout(20_000);
+    it("detects a partition by its keepalive, reconnects when the link heals", async () => {
       const srv = await startServer();
       const proxy = await startTcpProxy(srv.port);
       const port = proxy.port;
-      const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "island", credentials: "island-secret", keepalive: 1, reconnectInitialMs: 50, reconnectMaxMs: 200, connectTimeoutMs: 500 });
+      // Real sockets, the device's timers on a fake clock: the two silent keepalive intervals pass at once.
+      const clock = new FakeClock();
+      const d = new Device({ server: `ws://127.0.0.1:${port}`, user: "alice", device: "island", credentials: "island-secret", keepalive: 1, reconnectInitialMs: 50, reconnectMaxMs: 200, connectTimeoutMs: 500, timers: clock });
       try {
         const admin = await login(srv.url, ADMIN.user, ADMIN.password);
         const token = await newAccount(srv.url, admin.access_token, "alice");
@@ -323,10 +341,12 @@ describe("device SDK", function () {
         d.output("here", () => true);
         await d.connect();
         proxy.blackhole();
-        const lost = await once<{ code: number; reason: string }>(d, "disconnected", 10_000);
-        expect(lost).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
+        const lost = once<{ code: number; reason: string }>(d, "disconnected", 10_000);
+        await clock.advance(2250); // pings at 1 and 2 s go unanswered; the check at 2.25 s drops the session
+        expect(await lost).to.deep.equal({ code: 4408, reason: "keepalive timeout" });
         const back = once(d, "connected", 10_000);
         proxy.heal();
+        await clock.advance(200); // the longest reconnect delay
         await back;
         // The server may still hold the stale session until its own ping sweep; the new one replaces it.
         const r = await api(srv.url, "GET", "/v2/users/alice/devices/island/here", { token });
@@ -388,15 +408,7 @@ process.stdout.write(JSON.stringify({ exports: Object.keys(m).sort(), url: impor
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    const run = (args: string[]) => {
-      const child = spawn(process.execPath, args, { cwd: dir, stdio: ["pipe", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "" } });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-      child.stderr.on("data", (b: Buffer) => (err += b.toString()));
-      const exit = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-      return { child, exit, out: () => out, err: () => err };
-    };
+    const run = (args: string[]) => spawnChild(process.execPath, args, { cwd: dir, env: { PATH: process.env.PATH ?? "" } });
 
     it("the subpath thingrelay/device resolves through the exports map to dist/device-sdk/index.js", async () => {
       const p = run(["resolve.mjs"]);
@@ -409,7 +421,7 @@ process.stdout.write(JSON.stringify({ exports: Object.keys(m).sort(), url: impor
     it("runs on Node's standard global WebSocket (--experimental-websocket) with no ws package anywhere", async () => {
       const p = run(["--experimental-websocket", "device.mjs", srv.wsUrl, "alice", "browserish", "browserish-secret"]);
       try {
-        await until(() => p.out().includes("ready") || p.child.exitCode !== null, 20_000, "child device to connect");
+        await p.printed((out) => out.includes("ready"), 20_000, "child device to connect");
         expect(p.out(), p.err()).to.include("ready");
         const r = await api(srv.url, "GET", "/v2/users/alice/devices/browserish/runtime", { token });
         expect(r.status).to.equal(200);
