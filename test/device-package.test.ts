@@ -1,11 +1,10 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { spawnChild } from "./helpers/child.js";
 import { packSdk, readJson, run, SDK_DIR, sdkSize } from "./helpers/sdk-package.js";
 
 const DEVICE_SCRIPT = `
@@ -53,20 +52,12 @@ describe("@thingrelay/device package (npm pack → a fresh project)", function (
     }
     return names.sort();
   };
-  const node = (dir: string, args: string[]) => {
-    const child = spawn(process.execPath, args, { cwd: dir, stdio: ["pipe", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "" } });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
-    const exit = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-    return { child, exit, out: () => out, err: () => err };
-  };
+  const node = (dir: string, args: string[]) => spawnChild(process.execPath, args, { cwd: dir, env: { PATH: process.env.PATH ?? "" } });
   /** Runs the device script until it serves a call, then ends it and expects it to exit by itself. */
   const serves = async (dir: string, args: string[], device: string, globalWebSocket: boolean) => {
     const p = node(dir, [...args, "device.mjs", srv.wsUrl, "alice", device, `${device}-secret`]);
     try {
-      await until(() => p.out().includes("ready") || p.child.exitCode !== null, 30_000, "the device to connect");
+      await p.printed((out) => out.includes("ready"), 30_000, "the device to connect");
       expect(p.out(), p.err()).to.include("ready");
       const r = await api(srv.url, "GET", `/v2/users/alice/devices/${device}/runtime`, { token });
       expect(r.status).to.equal(200);

@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
 import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -8,26 +7,18 @@ import { Device } from "../device-sdk/index.js";
 import { tcpTransport } from "../device-sdk/examples/tcp-transport.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { once, until } from "./helpers/wait.js";
+import { once } from "./helpers/wait.js";
+import { spawnChild } from "./helpers/child.js";
 import { buildSdk, SDK_DIR } from "./helpers/sdk-package.js";
 
 /** A Node child process running `code` as an ES module; its output as JSON lines. */
 function child(nodeArgs: string[], code: string, args: string[]) {
-  const p = spawn(process.execPath, [...nodeArgs, "--input-type=module", "-e", code, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "" } });
-  const lines: any[] = [];
-  let err = "";
-  let buf = "";
-  p.stdout.on("data", (b: Buffer) => {
-    buf += b.toString();
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      lines.push(JSON.parse(buf.slice(0, i)));
-      buf = buf.slice(i + 1);
-    }
-  });
-  p.stderr.on("data", (b: Buffer) => (err += b.toString()));
-  const exit = new Promise<number | null>((r) => p.on("exit", (c) => r(c)));
-  return { p, lines, exit, err: () => err };
+  const c = spawnChild(process.execPath, [...nodeArgs, "--input-type=module", "-e", code, ...args], { env: { PATH: process.env.PATH ?? "" } });
+  // Complete lines only: the last piece is "" or a line still being written.
+  const lines = () => c.out().split("\n").slice(0, -1).map((l) => JSON.parse(l));
+  /** Resolves once the lines printed so far satisfy `match` (checked on each output), or the child exited. */
+  const printed = (match: (lines: any[]) => boolean, timeoutMs: number, what: string) => c.printed(() => match(lines()), timeoutMs, what);
+  return { p: c.child, get lines() { return lines(); }, exit: c.exit, err: c.err, printed };
 }
 
 async function freePort(): Promise<number> {
@@ -95,10 +86,10 @@ describe("device SDK on Node's runtimes: reconnect, transports, embedded constra
       let fwd: Awaited<ReturnType<typeof forward>> | undefined;
       try {
         // Two refusals reported as errors: the SDK retried after the first without any close event.
-        await until(() => c.lines.filter((l) => typeof l.error === "string").length >= 2 || c.p.exitCode !== null, 20_000, "two refused attempts");
+        await c.printed((lines) => lines.filter((l) => typeof l.error === "string").length >= 2, 20_000, "two refused attempts");
         expect(c.lines.slice(0, 2), c.err()).to.deep.equal([{ error: `cannot connect to ws://127.0.0.1:${port}/v1/connect` }, { error: `cannot connect to ws://127.0.0.1:${port}/v1/connect` }]);
         fwd = await forward(port, srv.port);
-        await until(() => c.lines.some((l) => l.connected) || c.p.exitCode !== null, 20_000, "the device to connect");
+        await c.printed((lines) => lines.some((l) => l.connected), 20_000, "the device to connect");
         expect(c.lines.find((l) => l.connected)).to.deep.equal({ connected: true, globalWebSocket: flags.length > 0 });
         const r = await api(srv.url, "GET", `/v2/users/alice/devices/${device}/up`, { token });
         expect(r.status).to.equal(200);
@@ -143,6 +134,8 @@ delete globalThis.URL; delete globalThis.URLSearchParams; delete globalThis.queu
 const { Device } = await import(process.argv[1]);
 const say = (o) => process.stdout.write(JSON.stringify(o) + "\\n");
 const sent = [];
+// Async delivery as a socket does it, on a microtask (this engine has no queueMicrotask, as XS may not).
+const later = (fn) => void Promise.resolve().then(fn);
 let resultSeen;
 const result = new Promise((r) => (resultSeen = r));
 const urls = [];
@@ -155,12 +148,12 @@ const transport = (url) => {
     send(text) {
       const f = JSON.parse(text);
       sent.push(f);
-      if (f.type === "connect") setTimeout(() => sock.onmessage({ data: JSON.stringify({ type: "connected", user: f.user, device: f.device, keepalive: 60, server_time: 0 }) }), 0);
+      if (f.type === "connect") later(() => sock.onmessage({ data: JSON.stringify({ type: "connected", user: f.user, device: f.device, keepalive: 60, server_time: 0 }) }));
       if (f.type === "result") resultSeen();
     },
-    close(code, reason) { sock.readyState = 3; setTimeout(() => sock.onclose({ code, reason }), 0); },
+    close(code, reason) { sock.readyState = 3; later(() => sock.onclose({ code, reason })); },
   };
-  setTimeout(() => { sock.readyState = 1; sock.onopen({}); }, 0);
+  later(() => { sock.readyState = 1; sock.onopen({}); });
   return sock;
 };
 const d = new Device({ server: "http://relay.local:8080", user: "u", device: "d", credentials: "c", transport });
