@@ -3,7 +3,8 @@
  * sampling, the property-request timeout and the wait for a closing handshake. Pass your own as the
  * `timers` option (a test's fake clock, a runtime's timer module); the default is the global functions.
  * `now` is in ms (like `Date.now`); handles are opaque: whatever `setTimeout`/`setInterval` return is only
- * ever passed back to `clearTimeout`/`clearInterval`.
+ * ever passed back to `clearTimeout`/`clearInterval`, which must ignore a handle already run or cleared, and
+ * `undefined`. `test/helpers/fake-clock.ts` in the repository is one.
  */
 export interface DeviceTimers {
   now(): number;
