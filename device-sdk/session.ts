@@ -33,8 +33,8 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
   /** Set while close() waits for the closing handshake. */
   private closing: Promise<void> | undefined;
   private readonly backoff: Backoff;
-  private connectTimer: unknown;
-  private retryTimer: unknown;
+  /** The timer of the connecting state: the connect timeout of an attempt, or the delay before the next one (never both). */
+  private timer: unknown;
   private pingTimer: unknown;
   private urlIndex = 0;
   private lastSeen = 0;
@@ -158,8 +158,8 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
     let accepted = false;
     let opened = false;
     const clock = this.clock;
-    clock.clearTimeout(this.connectTimer);
-    this.connectTimer = clock.setTimeout(() => {
+    clock.clearTimeout(this.timer);
+    this.timer = clock.setTimeout(() => {
       if (!accepted) abandon(ws, CLOSE_KEEPALIVE_TIMEOUT, "connect timeout");
     }, this.opts.connectTimeoutMs);
     ws.onopen = () => {
@@ -180,7 +180,7 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
       if (!accepted) {
         if (f.type === "connected") {
           accepted = true;
-          clock.clearTimeout(this.connectTimer);
+          clock.clearTimeout(this.timer);
           this.onAccepted(f);
         } else if (f.type === "error") {
           this.emit("error", new Error(`server refused the session: ${String(f.message ?? f.code)}`));
@@ -213,8 +213,8 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
   /** Waits the next backoff delay, then opens a new connection. */
   private retry(): void {
     this.setState("connecting");
-    this.clock.clearTimeout(this.retryTimer);
-    this.retryTimer = this.clock.setTimeout(() => this.open(), this.backoff.next());
+    this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => this.open(), this.backoff.next());
   }
 
   private onAccepted(f: Record<string, unknown>): void {
@@ -245,8 +245,7 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
   }
 
   private stopTimers(): void {
-    this.clock.clearTimeout(this.connectTimer);
-    this.clock.clearTimeout(this.retryTimer);
+    this.clock.clearTimeout(this.timer);
     this.clock.clearInterval(this.pingTimer);
   }
 }
