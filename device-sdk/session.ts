@@ -72,11 +72,10 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
 
   /** Closes the session for good (no reconnect). */
   async close(): Promise<void> {
-    this.stopTimers();
+    this.end(new Error("device closed"));
     const ws = this.ws;
     this.ws = undefined;
     this.settle(new Error("closed before connecting"));
-    this.ended(new Error("device closed"));
     if (ws) ws.onmessage = null; // frames still in flight must not reopen timers or state
     if (ws && ws.readyState < 2) {
       this.setState("closing");
@@ -200,8 +199,7 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return; // closed or replaced meanwhile: close() or the next attempt cleared the timers
       this.ws = undefined;
-      this.stopTimers();
-      this.ended(new Error("disconnected before the server answered"));
+      this.end(new Error("disconnected before the server answered"));
       if (accepted) this.emit("disconnected", { code: ev.code, reason: ev.reason });
       if (this._state === "closing" || this._state === "closed") return;
       if (FATAL_CLOSE_CODES.indexOf(ev.code) !== -1) return this.stop(new Error(`session closed by server: ${ev.code} ${ev.reason}`));
@@ -244,8 +242,10 @@ export abstract class Session extends TypedEmitter<DeviceEvents> {
     this.settle();
   }
 
-  private stopTimers(): void {
+  /** The session (or attempt) is over: its timers stop, and Device ends its streams and pending requests with `err`. */
+  private end(err: Error): void {
     this.clock.clearTimeout(this.timer);
     this.clock.clearInterval(this.pingTimer);
+    this.ended(err);
   }
 }
