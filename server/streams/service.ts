@@ -1,4 +1,3 @@
-import type { Context } from "koa";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
@@ -6,7 +5,6 @@ import type { Authenticator } from "../auth/authenticator.js";
 import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
-import { parseInterval, type StreamRequest, streamRequest } from "./http.js";
 import { guarded, StreamRegistry } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
@@ -78,16 +76,6 @@ export class StreamService {
   /** Bytes and events held in all topics' resume buffers (bounded by `totalBufferBytes`). */
   get resumeBuffer(): { bytes: number; events: number; topics: number } {
     return { bytes: this.budget.bytes, events: this.budget.count, topics: this.events.topicCount + this.resources.topics.size };
-  }
-
-  /**
-   * Route adapter kept for server/relay/routes.ts, which is being reworked on another branch: it parses the
-   * request and hands plain arguments to {@link ResourceStreams.open}. Once that branch lands the relay route
-   * calls `s.streams.resources.open(streamRequest(ctx), …, parseInterval(ctx.query.interval))` and this goes.
-   */
-  async resourceStream(ctx: Context, user: string, device: string, resource: string): Promise<void> {
-    const intervalMs = parseInterval(ctx.query.interval);
-    await this.resources.open(streamRequest(ctx), user, device, resource, intervalMs);
   }
 
   /** An account event that is not a device's online/offline (issue 18: `call`). Never throws. */
