@@ -7,6 +7,7 @@ import type { Metrics } from "../metrics.js";
 import type { StreamRequest } from "./http.js";
 import { OpenStream } from "./open-stream.js";
 import type { StreamKind, StreamOptions } from "./options.js";
+import type { Timers } from "../timers.js";
 
 export interface RegistryDeps {
   limits: Pick<Limits, "maxStreamsPerUser" | "sseHeartbeatMs">;
@@ -14,6 +15,8 @@ export interface RegistryDeps {
   logger: Logger;
   authenticator: Authenticator;
   metrics: Metrics;
+  /** The SSE heartbeats' clock. */
+  timers: Timers;
 }
 
 /**
@@ -55,6 +58,7 @@ export class StreamRegistry {
       heartbeatMs: limits.sseHeartbeatMs,
       retryMs: options.retryMs,
       maxBufferedBytes: options.maxBufferedBytes,
+      timers: this.deps.timers,
       onHeartbeat: () => void stream?.recheck().catch((err: unknown) => logger.error({ err }, "stream token re-check failed")),
     });
     stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator, options.maxBufferedBytes, logger);

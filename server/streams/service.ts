@@ -10,6 +10,7 @@ import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
 import { AccountEvents } from "./events.js";
 import { ResourceStreams } from "./resources.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export interface StreamDeps {
   config: Readonly<Config>;
@@ -23,6 +24,8 @@ export interface StreamDeps {
   cluster?: StreamCluster;
   /** Tuning; defaults in {@link STREAM_DEFAULTS}. */
   options?: Partial<StreamOptions>;
+  /** Heartbeats, the stats throttle and topic retention run on it (default the system's; tests pass a fake clock). */
+  timers?: Timers;
 }
 
 /**
@@ -49,9 +52,10 @@ export class StreamService {
     }
     const { hub, logger } = deps;
     this.budget = new ResumeBudget(this.options.totalBufferBytes);
-    this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics);
-    this.registry = new StreamRegistry({ limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics });
-    this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs);
+    const timers = deps.timers ?? systemTimers;
+    this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics, timers);
+    this.registry = new StreamRegistry({ limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics, timers });
+    this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs, timers);
     this.events = new AccountEvents(this.registry, new TopicMap(this.retention), () => this.newLog(), this.options.retainMs, logger);
     this.resources = new ResourceStreams({
       hub, registry: this.registry, retention: this.retention, newLog: () => this.newLog(), logger, devices: deps.devices, cluster: () => deps.cluster,

@@ -13,6 +13,7 @@ import { createThingrelay, type AppOptions, type Thingrelay } from "../../server
 import { createHttpServer, listen, type HttpServerSettings } from "../../server/server.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 import type { ThingerPorts, TlsMaterial } from "../../server/thinger/listeners.js";
+import type { Timers } from "../../server/timers.js";
 
 export const TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 export const ADMIN = { user: "admin", password: "admin-password-1" };
@@ -47,6 +48,8 @@ export interface TestServerOptions {
   port?: number;
   /** Opens the Thinger device listeners (legacy, IOTMP) on free ports; TLS ones with `tls`. */
   thinger?: { tls?: TlsMaterial; keepaliveTimeoutMs?: number };
+  /** The keepalive sweep's and SSE streams' clock: a `FakeClock` (helpers/fake-clock.ts) makes them move only on `advance`. */
+  timers?: Timers;
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -69,7 +72,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const mongoUrl = options.store ? undefined : apiStoreUrl(dataDir);
   const opened = options.store ?? (mongoUrl ? await openMongoStore(mongoUrl) : await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
-  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
+  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}), ...(options.timers ? { timers: options.timers } : {}) });
   await relay.ready;
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   // The server main.ts runs, with the test's overrides.
