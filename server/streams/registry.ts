@@ -17,6 +17,15 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** The SSE heartbeats' clock. */
   timers: Timers;
+  /** Told after a stream closed and released its slot (StreamService re-emits it as `closed`). */
+  onClosed?: (e: StreamClosed) => void;
+}
+
+/** A stream that ended, after its account slot was freed. */
+export interface StreamClosed {
+  kind: StreamKind;
+  user: string;
+  reason: string;
 }
 
 /**
@@ -72,6 +81,7 @@ export class StreamRegistry {
       this.remove(s, tokenKey);
       this.deps.metrics.streams.dec({ kind });
       logger.info({ reqId, kind, user, reason }, "stream closed");
+      this.deps.onClosed?.({ kind, user, reason });
     });
     return s;
   }

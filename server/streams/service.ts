@@ -5,7 +5,8 @@ import type { Authenticator } from "../auth/authenticator.js";
 import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
-import { guarded, StreamRegistry } from "./registry.js";
+import { EventEmitter } from "node:events";
+import { guarded, type StreamClosed, StreamRegistry } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
 import { AccountEvents } from "./events.js";
@@ -34,7 +35,12 @@ export interface StreamDeps {
  * revocation re-checks) and feeds them the hub's events. Routes parse the request into a {@link StreamRequest}
  * (http.ts) and call the kind's method with plain arguments. See docs/streams.md.
  */
-export class StreamService {
+export interface StreamServiceEvents {
+  /** A stream ended (any kind, any reason) and its account slot is free again; its topic listeners run after. */
+  closed: [StreamClosed];
+}
+
+export class StreamService extends EventEmitter<StreamServiceEvents> {
   private readonly options: Readonly<StreamOptions>;
   private readonly registry: StreamRegistry;
   private readonly retention: Retention;
@@ -46,6 +52,8 @@ export class StreamService {
   private readonly unsubscribeCache: () => void;
 
   constructor(protected readonly deps: StreamDeps) {
+    super();
+    this.setMaxListeners(0);
     this.options = Object.freeze({ ...STREAM_DEFAULTS, ...deps.options });
     for (const k of ["retryMs", "statsThrottleMs", "bufferSize", "bufferBytes", "maxEventBytes", "totalBufferBytes", "maxBufferedBytes"] as const) {
       if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`"${k}" must be a positive integer`);
@@ -54,7 +62,11 @@ export class StreamService {
     this.budget = new ResumeBudget(this.options.totalBufferBytes);
     const timers = deps.timers ?? systemTimers;
     this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics, timers);
-    this.registry = new StreamRegistry({ limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics, timers });
+    this.registry = new StreamRegistry({
+      limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics, timers,
+      // A listener's exception must not stop the stream's other close listeners (slot, topic) from running.
+      onClosed: guarded(() => logger, "closed", (e: StreamClosed) => void this.emit("closed", e)),
+    });
     this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs, timers);
     this.events = new AccountEvents(this.registry, new TopicMap(this.retention), () => this.newLog(), this.options.retainMs, logger);
     this.resources = new ResourceStreams({
