@@ -17,14 +17,19 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** The SSE heartbeats' clock. */
   timers: Timers;
+  /** Told once a stream is open (StreamService re-emits it as `opened`). */
+  onOpened?: (e: StreamOpened) => void;
   /** Told after a stream closed and released its slot (StreamService re-emits it as `closed`). */
   onClosed?: (e: StreamClosed) => void;
 }
 
-/** A stream that ended, after its account slot was freed. */
-export interface StreamClosed {
+export interface StreamOpened {
   kind: StreamKind;
   user: string;
+}
+
+/** A stream that ended, after its account slot was freed. */
+export interface StreamClosed extends StreamOpened {
   reason: string;
 }
 
@@ -83,6 +88,7 @@ export class StreamRegistry {
       logger.info({ reqId, kind, user, reason }, "stream closed");
       this.deps.onClosed?.({ kind, user, reason });
     });
+    this.deps.onOpened?.({ kind, user });
     return s;
   }
 

@@ -6,7 +6,7 @@ import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
 import { EventEmitter } from "node:events";
-import { guarded, type StreamClosed, StreamRegistry } from "./registry.js";
+import { guarded, type StreamClosed, type StreamOpened, StreamRegistry } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
 import { AccountEvents } from "./events.js";
@@ -36,6 +36,8 @@ export interface StreamDeps {
  * (http.ts) and call the kind's method with plain arguments. See docs/streams.md.
  */
 export interface StreamServiceEvents {
+  /** A stream was opened (its response headers are on their way; the kind's topic wiring follows). */
+  opened: [StreamOpened];
   /** A stream ended (any kind, any reason) and its account slot is free again; its topic listeners run after. */
   closed: [StreamClosed];
 }
@@ -65,6 +67,7 @@ export class StreamService extends EventEmitter<StreamServiceEvents> {
     this.registry = new StreamRegistry({
       limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics, timers,
       // A listener's exception must not stop the stream's other close listeners (slot, topic) from running.
+      onOpened: guarded(() => logger, "opened", (e: StreamOpened) => void this.emit("opened", e)),
       onClosed: guarded(() => logger, "closed", (e: StreamClosed) => void this.emit("closed", e)),
     });
     this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs, timers);

@@ -28,6 +28,8 @@ export interface TestServer {
   server: Server;
   /** Every log line written so far (for secret-leak checks). */
   logs: string[];
+  /** Resolves with the first log line from index `from` on (default: lines written from now) that includes `text`. */
+  logged(text: string, from?: number, timeoutMs?: number): Promise<string>;
   /** Ports of the Thinger listeners opened with the `thinger` option (TLS ones only with a certificate). */
   thingerPorts: ThingerPorts;
   close(): Promise<void>;
@@ -60,11 +62,28 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password, ...options.env,
   });
   const logs: string[] = [];
+  const logWaiters = new Set<() => void>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       logs.push(chunk.toString());
+      for (const w of [...logWaiters]) w();
       cb();
     },
+  });
+  const logged = (text: string, from = logs.length, timeoutMs = 10_000) => new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const line = logs.slice(from).find((l) => l.includes(text));
+      if (line === undefined) return;
+      logWaiters.delete(check);
+      clearTimeout(timer);
+      resolve(line);
+    };
+    const timer = setTimeout(() => {
+      logWaiters.delete(check);
+      reject(new Error(`no log line with "${text}"`));
+    }, timeoutMs);
+    logWaiters.add(check);
+    check();
   });
   const logger: Logger = createLogger(config.logLevel, sink);
   // The API suite's MongoDB pass (`npm run test:mongo-api`): a database per server, named after its dataDir
@@ -83,7 +102,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     : {};
   let closed = false;
   return {
-    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs, thingerPorts,
+    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs, logged, thingerPorts,
     async close() {
       if (closed) return;
       closed = true;

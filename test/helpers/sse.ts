@@ -12,7 +12,7 @@ export interface SseClient {
   /** Next event (after the ones already taken) matching `pred`. */
   next(pred?: (e: EventSourceMessage) => boolean, timeoutMs?: number): Promise<EventSourceMessage>;
   /** Next comment line (after the ones already taken) matching `pred`, e.g. a heartbeat. */
-  comment(pred?: (c: string) => boolean, timeoutMs?: number): Promise<string>;
+  comment(pred?: (c: string, index: number) => boolean, timeoutMs?: number): Promise<string>;
   /** Resolves when the server ends the response. */
   ended: Promise<void>;
   close(): void;
@@ -37,11 +37,11 @@ export async function sse(url: string, headers: Record<string, string> = {}): Pr
     for (const w of [...waiters]) w();
   };
   /** The next item of `list` past `cursor.at` matching `pred`; moves the cursor past it. */
-  const take = <T>(list: T[], cursor: { at: number }, pred: (x: T) => boolean, timeoutMs: number, what: string): Promise<T> =>
+  const take = <T>(list: T[], cursor: { at: number }, pred: (x: T, index: number) => boolean, timeoutMs: number, what: string): Promise<T> =>
     new Promise((resolve, reject) => {
       const check = () => {
         for (let i = cursor.at; i < list.length; i++) {
-          if (pred(list[i]!)) {
+          if (pred(list[i]!, i)) {
             cursor.at = i + 1;
             waiters.delete(check);
             clearTimeout(timer);
