@@ -4,37 +4,8 @@ import { openMongoStore } from "../server/store/mongo.js";
 import type { Store } from "../server/store/types.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { LoadLog } from "./helpers/load-log.js";
 import { ferretdbAvailable, FERRETDB_MISSING, freshDatabase, startFerretDb, withDatabase, type FerretDb } from "./helpers/ferretdb.js";
-
-/** Answers of a load running across an outage; a test awaits the one that marks a phase (nothing polls). */
-class LoadLog<A> {
-  readonly answers: A[] = [];
-  private readonly waiters = new Set<() => void>();
-
-  add(a: A): void {
-    this.answers.push(a);
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** Resolves with the first answer from index `from` on that matches `pred`. */
-  next(pred: (a: A) => boolean, from: number, timeoutMs: number, what: string): Promise<A> {
-    return new Promise<A>((resolve, reject) => {
-      const check = () => {
-        const a = this.answers.slice(from).find(pred);
-        if (a === undefined) return;
-        this.waiters.delete(check);
-        clearTimeout(timer);
-        resolve(a);
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`timed out waiting for ${what}`));
-      }, timeoutMs);
-      this.waiters.add(check);
-      check();
-    });
-  }
-}
 
 /**
  * The MongoDB store goes away under load and comes back (README "Deployment", docs/deployment.md): a server
@@ -167,11 +138,10 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
     const load = Promise.all(Array.from({ length: 8 }, worker));
     // Each phase (up, then down) lasts until the load has sent 8 more requests through it: a marker in
     // requests, not in time. Down, each takes up to the server selection timeout.
-    const requestsThrough = (n: number, what: string) => log.next(() => true, log.answers.length + n - 1, 30_000, what);
     for (let i = 0; i < 3; i++) {
-      await requestsThrough(8, `load before stop ${i + 1}`);
+      await log.more(8, 30_000, `load before stop ${i + 1}`);
       await fdb.stop();
-      await requestsThrough(8, `load during outage ${i + 1}`);
+      await log.more(8, 30_000, `load during outage ${i + 1}`);
       await fdb.start();
     }
     await log.next((k) => k === "200", log.answers.length, 40_000, "store-backed routes to recover");
