@@ -5,12 +5,15 @@ import { RawDevice } from "./helpers/rawdevice.js";
 import { FakeClock } from "./helpers/fake-clock.js";
 import { once } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
+import { streamsClosedTo } from "./helpers/streams.js";
 import type { JsonSession } from "../server/gateway/session.js";
 import type { HubEventMap } from "../server/gateway/hub.js";
 
 /** Production's intervals (server/config.ts defaults): the fake clock makes them free to wait for. */
 const PING_MS = 30_000;
 const HEARTBEAT_MS = 15_000;
+/** STREAM_DEFAULTS.statsThrottleMs: byte-counter changes reach a stats stream at most once per this. */
+const THROTTLE_MS = 1_000;
 
 /**
  * The keepalive sweep and the SSE heartbeat run on the app's injected timers (issue 13.6): with a fake clock
@@ -29,12 +32,14 @@ describe("injected timers: keepalive sweep and SSE heartbeat on a fake clock", f
     srv = await startServer({ timers: clock });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
-    for (const d of ["mute", "alive", "sensor"]) await newDevice(srv.url, token, "alice", d);
+    for (const d of ["mute", "alive", "sensor", "meter"]) await newDevice(srv.url, token, "alice", d);
     srv.relay.services.hub.on("offline", (e) => offline.push(e));
   });
-  afterEach(() => {
+  afterEach(async () => {
     closeAllSse();
     for (const d of open.splice(0)) d.kill();
+    // Each test counts the clock's timers: the streams of the last one have let go of their heartbeats.
+    await streamsClosedTo(srv.relay.services.streams, 0);
   });
   after(async () => srv?.close());
 
@@ -104,6 +109,51 @@ describe("injected timers: keepalive sweep and SSE heartbeat on a fake clock", f
       await clock.advance(HEARTBEAT_MS);
       expect((await c.comment((x) => x.trim() === "heartbeat")).trim()).to.equal("heartbeat");
       expect(c.comments.map((x) => x.trim())).to.deep.equal(["thingrelay", "heartbeat", "heartbeat"]);
+    });
+  });
+
+  describe("stats stream throttle", () => {
+    const statsUrl = () => `${srv.url}/v1/users/alice/devices/meter/stats?authorization=${token}`;
+    const data = (e: { data: string }) => JSON.parse(e.data) as { connected: boolean; rx_bytes: number; tx_bytes: number };
+    /** A frame the server answers at once: when the pong is back, the server has counted the ping's bytes. */
+    const pingPong = async (d: RawDevice) => {
+      const pong = d.next((f) => f.type === "pong");
+      d.send({ type: "ping" });
+      await pong;
+    };
+
+    it("holds byte-counter updates until the throttle has passed on the clock; an online/offline change in between supersedes them", async () => {
+      const c = await sse(statsUrl());
+      await c.next();
+      // The `connected` frame is the session's first traffic: it arms the throttle timer; later frames join it.
+      const timers = clock.size;
+      const d = await connect("meter");
+      const online = await c.next((e) => data(e).connected === true);
+      for (let i = 0; i < 3; i++) await pingPong(d);
+      expect(clock.size, "one throttle timer, on the injected clock").to.equal(timers + 1);
+      await clock.advance(THROTTLE_MS - 1);
+      // The offline change is sent at once, with the counters so far: the marker that no update went out before it.
+      d.kill();
+      const offline = await c.next((e) => data(e).connected === false);
+      expect(c.events.slice(c.events.indexOf(online) + 1)).to.deep.equal([offline]);
+      expect(data(offline).rx_bytes).to.be.greaterThan(data(online).rx_bytes);
+      expect(clock.size, "the superseded update's timer is cleared").to.equal(timers);
+    });
+
+    it("then sends one update with the latest counters for all the frames of the window", async () => {
+      const c = await sse(statsUrl());
+      await c.next();
+      // The `connected` frame is the session's first traffic: it arms the throttle timer; later frames join it.
+      const timers = clock.size;
+      const d = await connect("meter");
+      const online = await c.next((e) => data(e).connected === true);
+      for (let i = 0; i < 3; i++) await pingPong(d);
+      expect(clock.size, "one throttle timer for the three frames").to.equal(timers + 1);
+      const { rx_bytes, tx_bytes } = srv.relay.services.hub.stats("alice", "meter");
+      await clock.advance(THROTTLE_MS);
+      const update = await c.next();
+      expect(data(update)).to.include({ connected: true, rx_bytes, tx_bytes });
+      expect(c.events.slice(c.events.indexOf(online) + 1)).to.deep.equal([update]);
     });
   });
 });
