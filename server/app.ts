@@ -34,6 +34,7 @@ import { bodyReader } from "./http/body.js";
 import { addressRateLimit, clientIp, clusterBarrier } from "./http/edge.js";
 import { opsRoutes } from "./http/ops-routes.js";
 import { PurgeSchedule } from "./purge.js";
+import type { Timers } from "./timers.js";
 import { requireAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-error.js";
 import { startupGate } from "./http/startup.js";
@@ -70,6 +71,8 @@ export interface AppOptions {
   callPollMs?: number;
   /** Thinger device sessions: the silence after which one is dropped (tests shorten it). */
   thinger?: Pick<ThingerGatewayOptions, "keepaliveTimeoutMs">;
+  /** The keepalive sweep's and SSE streams' clock (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers;
 }
 
 export interface Thingrelay {
@@ -159,14 +162,14 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const cache = new RevocationCache();
   const authenticator = new Authenticator(signer, repos, cache);
   const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
-  const hub = new Hub(config.limits.pingIntervalMs, remote);
+  const hub = new Hub(config.limits.pingIntervalMs, remote, options.timers);
   const cluster = remote && new ClusterBridge(remote, hub, cache, logger, { nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs });
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const quotas = new Quotas(repos, config.limits);
   const tokens = new TokensService(repos, signer, cache, quotas);
   const dashboards = new DashboardsService(repos);
   const devices = new DevicesService(repos, credentials, hub, cache, quotas);
-  const streams = new StreamService({ config, logger, hub, authenticator, metrics, devices, cluster });
+  const streams = new StreamService({ config, logger, hub, authenticator, metrics, devices, cluster, timers: options.timers });
   if (cluster) {
     cluster.start();
     cluster.requestSync();

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,14 +21,23 @@ describe("CLI credential store lock", () => {
     await utimes(lockFile, old, old);
     let inside = 0;
     let maxInside = 0;
+    // The work a lock protects: read-modify-write of a shared file over several I/O round trips, while the
+    // other waiters stat and rename the lock file (a lost update or an overlap shows a second holder).
+    const counter = join(dir, "counter");
+    await writeFile(counter, "");
     const critical = async () => {
       inside++;
       maxInside = Math.max(maxInside, inside);
-      await new Promise((r) => setTimeout(r, 30));
+      for (let i = 0; i < 5; i++) {
+        const n = (await readFile(counter, "utf8")).length;
+        await appendFile(counter, "x");
+        expect((await readFile(counter, "utf8")).length).to.equal(n + 1);
+      }
       inside--;
     };
     await Promise.all(Array.from({ length: 6 }, () => store.withLock(critical)));
     expect(maxInside).to.equal(1);
+    expect(await readFile(counter, "utf8")).to.equal("x".repeat(30));
     expect(existsSync(lockFile)).to.equal(false);
   });
 });

@@ -1,8 +1,7 @@
 import { expect } from "chai";
 import { createServer } from "node:net";
-import { setTimeout as delay } from "node:timers/promises";
-import { launchMain, stopAllMains } from "./helpers/process.js";
-import { api, type ApiResponse } from "./helpers/api.js";
+import { launchMain, type LaunchedMain, stopAllMains } from "./helpers/process.js";
+import { api } from "./helpers/api.js";
 import { createServer as createHttpServer, type Server } from "node:http";
 import Koa from "koa";
 import { requestLifecycle } from "../server/http/middleware.js";
@@ -33,19 +32,24 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Sends `send()` until the port accepts a connection; returns the first answer the server gave. */
-async function firstAnswer(send: () => Promise<ApiResponse>, exited: () => boolean, deadlineMs = 60_000): Promise<ApiResponse> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await send();
-    } catch (err) {
-      // Nothing listens yet: the polling interval is the only wait (no event tells us the child bound).
-      const code = (err as { cause?: { code?: string } }).cause?.code;
-      if (code !== "ECONNREFUSED" || exited() || Date.now() > end) throw err;
-      await delay(2);
-    }
-  }
+/**
+ * Resolves once the child's stdout matches `re`. main.ts logs "thinger device listeners" right after the HTTP
+ * port is bound and before the admin bootstrap: the earliest moment a client can reach the port.
+ */
+function stdoutMatch(p: LaunchedMain, re: RegExp, timeoutMs = 60_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      p.child.stdout!.off("data", check);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = () => re.test(p.stdout) && done();
+    const timer = setTimeout(() => done(new Error(`no ${re} on stdout: ${p.stdout}\n${p.stderr}`)), timeoutMs);
+    p.child.stdout!.on("data", check);
+    void p.exited.then(() => done(new Error(`exited before ${re}: ${p.stderr}`)));
+    check();
+  });
 }
 
 describe("start-up (issue 12 point 3)", function () {
@@ -59,11 +63,10 @@ describe("start-up (issue 12 point 3)", function () {
       const p = await launchMain({
         env: { PORT: String(port), THINGRELAY_PASSWORD_COST: "14", THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password-1" },
       });
-      let ended = false;
-      void p.exited.then(() => (ended = true));
       try {
         const url = `http://127.0.0.1:${port}`;
-        const r = await firstAnswer(() => api(url, "POST", "/oauth/token", { form: { grant_type: "password", username: "root", password: "root-password-1" } }), () => ended);
+        await stdoutMatch(p, /"msg":"thinger device listeners"/);
+        const r = await api(url, "POST", "/oauth/token", { form: { grant_type: "password", username: "root", password: "root-password-1" } });
         expect(r.status, `run ${i + 1}: ${r.text}\n${p.stderr}`).to.equal(200);
         expect(r.body.access_token).to.be.a("string");
         const me = await api(url, "GET", "/v1/me", { token: r.body.access_token });

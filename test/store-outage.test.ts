@@ -4,8 +4,8 @@ import { openMongoStore } from "../server/store/mongo.js";
 import type { Store } from "../server/store/types.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { LoadLog } from "./helpers/load-log.js";
 import { ferretdbAvailable, FERRETDB_MISSING, freshDatabase, startFerretDb, withDatabase, type FerretDb } from "./helpers/ferretdb.js";
-import { until } from "./helpers/wait.js";
 
 /**
  * The MongoDB store goes away under load and comes back (README "Deployment", docs/deployment.md): a server
@@ -50,14 +50,15 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
     expect((await api(srv.url, "GET", "/ready")).status).to.equal(200);
 
     // Load across the outage: relay calls (no store needed) and device lists (store-backed).
+    // Each worker sends its next request when the last one answered (no pacing timer).
     let loading = true;
-    const answers: Array<{ path: string; status: number; code: string | undefined; retryAfter: string | null }> = [];
+    const log = new LoadLog<{ path: string; status: number; code: string | undefined; retryAfter: string | null }>();
+    const answers = log.answers;
     const worker = async (path: string) => {
       while (loading) {
         const res = await fetch(srv.url + path, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
         const body = (await res.json().catch(() => undefined)) as { error?: { code?: string } } | undefined;
-        answers.push({ path, status: res.status, code: body?.error?.code, retryAfter: res.headers.get("retry-after") });
-        await new Promise((r) => setTimeout(r, 20));
+        log.add({ path, status: res.status, code: body?.error?.code, retryAfter: res.headers.get("retry-after") });
       }
     };
     const load = Promise.all([
@@ -88,17 +89,15 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
     const stats = await api(srv.url, "GET", "/v1/users/alice/devices/sensor/stats", { token });
     expect([stats.status, stats.body.connected]).to.deep.equal([200, true]);
 
+    const restarted = answers.length;
     await fdb.start();
 
-    let lastReady = "";
-    await until(async () => {
-      const r = await api(srv.url, "GET", "/ready");
-      lastReady = `${r.status} ${r.text}`;
-      return r.status === 200;
-    }, 30_000, "/ready to recover").catch((err: Error) => {
-      throw new Error(`${err.message}; last answer ${lastReady}; FerretDB: ${fdb.process?.exitCode ?? "running"}`);
+    // Recovery is the load's first store-backed 200 after the restart; /ready then answers 200 too.
+    await log.next((a) => a.path.startsWith("/v1/") && a.status === 200, restarted, 40_000, "store-backed routes to recover").catch((err: Error) => {
+      throw new Error(`${err.message}; last answers ${JSON.stringify(answers.slice(-4))}; FerretDB: ${fdb.process?.exitCode ?? "running"}`);
     });
-    await until(async () => (await api(srv.url, "GET", "/v1/users/alice/devices", { token })).status === 200, 10_000, "store-backed routes to recover");
+    const readyAgain = await api(srv.url, "GET", "/ready");
+    expect(readyAgain.status, readyAgain.text).to.equal(200);
     loading = false;
     await load;
     const relay = answers.filter((a) => a.path.startsWith("/v2/"));
@@ -126,23 +125,27 @@ describe("store outage: MongoDB (FerretDB) stopped under load, then back", funct
   it("FerretDB restarted three times in a row under load: the store recovers (a stuck driver client is replaced) and no call answers 500", async () => {
     let loading = true;
     const statuses = new Map<string, number>();
+    const log = new LoadLog<string>();
     const worker = async () => {
       while (loading) {
         const res = await fetch(`${srv.url}/v1/users/alice/devices`, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
         const body = (await res.json().catch(() => undefined)) as { error?: { code?: string } } | undefined;
         const k = res.status === 200 ? "200" : `${res.status} ${body?.error?.code}`;
         statuses.set(k, (statuses.get(k) ?? 0) + 1);
+        log.add(k);
       }
     };
     const load = Promise.all(Array.from({ length: 8 }, worker));
+    // Each phase (up, then down) lasts until the load has sent 8 more requests through it: a marker in
+    // requests, not in time. Down, each takes up to the server selection timeout.
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, 300));
+      await log.more(8, 30_000, `load before stop ${i + 1}`);
       await fdb.stop();
-      await new Promise((r) => setTimeout(r, 500));
+      await log.more(8, 30_000, `load during outage ${i + 1}`);
       await fdb.start();
     }
-    await until(async () => (await api(srv.url, "GET", "/ready")).status === 200, 30_000, "/ready to recover");
-    await until(async () => (await api(srv.url, "GET", "/v1/users/alice/devices", { token })).status === 200, 10_000, "store-backed routes to recover");
+    await log.next((k) => k === "200", log.answers.length, 40_000, "store-backed routes to recover");
+    expect((await api(srv.url, "GET", "/ready")).status).to.equal(200);
     loading = false;
     await load;
     expect([...statuses.keys()].filter((k) => k !== "200" && k !== "503 service_unavailable"), JSON.stringify([...statuses])).to.deep.equal([]);

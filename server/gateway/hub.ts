@@ -3,6 +3,7 @@ import { AppError } from "../errors.js";
 import { CLOSE } from "./protocol.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionStats } from "./device-session.js";
 import type { CallCancel } from "./call-cancel.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 export interface DeviceRef {
   user: string;
@@ -51,17 +52,20 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   private readonly perUser = new Map<string, Set<string>>();
   /** Stats of each device's last ended session, so offline devices still report their counters. */
   private readonly lastStats = new Map<string, SessionStats>();
-  private sweepTimer: NodeJS.Timeout | undefined;
-  /** `remote`: cluster mode, where calls for devices held by other nodes go (server/cluster/remote.ts). */
-  constructor(private readonly pingIntervalMs: number, private readonly remote?: RemoteRelay) {
+  private sweepTimer: TimerHandle | undefined;
+  /**
+   * `remote`: cluster mode, where calls for devices held by other nodes go (server/cluster/remote.ts).
+   * `timers`: the keepalive sweep's clock (tests pass a fake one; issue 13.6). Event timestamps stay wall-clock.
+   */
+  constructor(private readonly pingIntervalMs: number, private readonly remote?: RemoteRelay, private readonly timers: Timers = systemTimers) {
     super();
     this.setMaxListeners(0);
     if (!Number.isInteger(pingIntervalMs) || pingIntervalMs < 1) throw new RangeError('"pingIntervalMs" must be a positive integer');
   }
 
   start(): void {
-    this.sweepTimer ??= setInterval(() => this.sweep(), this.pingIntervalMs);
-    this.sweepTimer.unref();
+    this.sweepTimer ??= this.timers.setInterval(() => this.sweep(), this.pingIntervalMs);
+    this.sweepTimer.unref?.();
   }
 
   get size(): number {
@@ -146,7 +150,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
 
   /** Closes every session (shutdown): pending calls fail with device_disconnected. */
   closeAll(code: number = CLOSE.goingAway, reason = "server shutting down"): void {
-    clearInterval(this.sweepTimer);
+    this.timers.clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     for (const s of [...this.sessions.values()]) {
       s.close(code, reason);

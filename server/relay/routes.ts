@@ -12,6 +12,7 @@ import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { CallCancel } from "../gateway/call-cancel.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { requireAcceptable } from "../http/negotiate.js";
+import { parseInterval, streamRequest } from "../streams/http.js";
 
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
@@ -150,7 +151,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
     // The cheap header test first: content negotiation (ctx.accepts) is only worth running for a stream request.
     if (ctx.method === "GET" && ctx.get("Accept").includes("text/event-stream") && ctx.accepts("json", "text/event-stream") === "text/event-stream") {
-      await s.streams.resourceStream(ctx, user, device, resource);
+      await s.streams.resources.open(streamRequest(ctx), user, device, resource, parseInterval(ctx.query.interval));
       return;
     }
     // Wrong method for the kind the device described: 405 before anything reaches the device (a node holding

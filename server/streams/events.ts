@@ -56,7 +56,7 @@ export class AccountEvents {
     topic.subs.add(sub);
     stream.conn.onClose(() => {
       topic.subs.delete(sub);
-      if (topic.subs.size === 0) topic.recordUntil = Date.now() + this.retainMs;
+      if (topic.subs.size === 0) topic.recordUntil = this.topics.now() + this.retainMs;
       this.topics.release(user, topic);
     });
   }
@@ -76,7 +76,7 @@ export class AccountEvents {
   publish(user: string, type: AccountEventType, data: { device: string } & Record<string, unknown>): void {
     const topic = this.topics.get(user);
     if (!topic) return;
-    if (!topic.recording) {
+    if (!topic.recording(this.topics.now())) {
       topic.log.skip();
       return;
     }

@@ -7,6 +7,7 @@ import type { Metrics } from "../metrics.js";
 import type { StreamRequest } from "./http.js";
 import { OpenStream } from "./open-stream.js";
 import type { StreamKind, StreamOptions } from "./options.js";
+import type { Timers } from "../timers.js";
 
 export interface RegistryDeps {
   limits: Pick<Limits, "maxStreamsPerUser" | "sseHeartbeatMs">;
@@ -14,6 +15,22 @@ export interface RegistryDeps {
   logger: Logger;
   authenticator: Authenticator;
   metrics: Metrics;
+  /** The SSE heartbeats' clock. */
+  timers: Timers;
+  /** Told once a stream is open (StreamService re-emits it as `opened`). */
+  onOpened?: (e: StreamOpened) => void;
+  /** Told after a stream closed and released its slot (StreamService re-emits it as `closed`). */
+  onClosed?: (e: StreamClosed) => void;
+}
+
+export interface StreamOpened {
+  kind: StreamKind;
+  user: string;
+}
+
+/** A stream that ended, after its account slot was freed. */
+export interface StreamClosed extends StreamOpened {
+  reason: string;
 }
 
 /**
@@ -55,6 +72,7 @@ export class StreamRegistry {
       heartbeatMs: limits.sseHeartbeatMs,
       retryMs: options.retryMs,
       maxBufferedBytes: options.maxBufferedBytes,
+      timers: this.deps.timers,
       onHeartbeat: () => void stream?.recheck().catch((err: unknown) => logger.error({ err }, "stream token re-check failed")),
     });
     stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator, options.maxBufferedBytes, logger);
@@ -68,7 +86,9 @@ export class StreamRegistry {
       this.remove(s, tokenKey);
       this.deps.metrics.streams.dec({ kind });
       logger.info({ reqId, kind, user, reason }, "stream closed");
+      this.deps.onClosed?.({ kind, user, reason });
     });
+    this.deps.onOpened?.({ kind, user });
     return s;
   }
 

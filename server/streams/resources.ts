@@ -95,7 +95,7 @@ export class ResourceStreams {
     if (topic.subs.size === 1 || topic.scheduler.gcd !== localBefore) this.announce(topic);
     stream.conn.onClose(() => {
       topic.subs.delete(stream);
-      if (topic.subs.size === 0) topic.recordUntil = Date.now() + this.deps.retention.retainMs;
+      if (topic.subs.size === 0) topic.recordUntil = this.topics.now() + this.deps.retention.retainMs;
       const before = topic.interval;
       const localChanged = topic.scheduler.remove(stream);
       if (topic.subs.size === 0 || localChanged) this.announce(topic);
@@ -165,7 +165,7 @@ export class ResourceStreams {
     const topic = this.topics.get(`${user}/${device}/${resource}`);
     if (!topic) return;
     // A topic held only for other nodes' subscribers (cluster) has nobody here to resume: nothing to record.
-    if (!topic.recording) {
+    if (!topic.recording(this.topics.now())) {
       topic.log.skip();
       return;
     }

@@ -1,4 +1,3 @@
-import type { Context } from "koa";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Hub } from "../gateway/hub.js";
@@ -6,12 +5,13 @@ import type { Authenticator } from "../auth/authenticator.js";
 import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
-import { parseInterval, type StreamRequest, streamRequest } from "./http.js";
-import { guarded, StreamRegistry } from "./registry.js";
+import { EventEmitter } from "node:events";
+import { guarded, type StreamClosed, type StreamOpened, StreamRegistry } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
 import { AccountEvents } from "./events.js";
 import { ResourceStreams } from "./resources.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export interface StreamDeps {
   config: Readonly<Config>;
@@ -25,6 +25,8 @@ export interface StreamDeps {
   cluster?: StreamCluster;
   /** Tuning; defaults in {@link STREAM_DEFAULTS}. */
   options?: Partial<StreamOptions>;
+  /** Heartbeats, the stats throttle and topic retention run on it (default the system's; tests pass a fake clock). */
+  timers?: Timers;
 }
 
 /**
@@ -33,7 +35,14 @@ export interface StreamDeps {
  * revocation re-checks) and feeds them the hub's events. Routes parse the request into a {@link StreamRequest}
  * (http.ts) and call the kind's method with plain arguments. See docs/streams.md.
  */
-export class StreamService {
+export interface StreamServiceEvents {
+  /** A stream was opened (its response headers are on their way; the kind's topic wiring follows). */
+  opened: [StreamOpened];
+  /** A stream ended (any kind, any reason) and its account slot is free again; its topic listeners run after. */
+  closed: [StreamClosed];
+}
+
+export class StreamService extends EventEmitter<StreamServiceEvents> {
   private readonly options: Readonly<StreamOptions>;
   private readonly registry: StreamRegistry;
   private readonly retention: Retention;
@@ -45,15 +54,23 @@ export class StreamService {
   private readonly unsubscribeCache: () => void;
 
   constructor(protected readonly deps: StreamDeps) {
+    super();
+    this.setMaxListeners(0);
     this.options = Object.freeze({ ...STREAM_DEFAULTS, ...deps.options });
     for (const k of ["retryMs", "statsThrottleMs", "bufferSize", "bufferBytes", "maxEventBytes", "totalBufferBytes", "maxBufferedBytes"] as const) {
       if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`"${k}" must be a positive integer`);
     }
     const { hub, logger } = deps;
     this.budget = new ResumeBudget(this.options.totalBufferBytes);
-    this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics);
-    this.registry = new StreamRegistry({ limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics });
-    this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs);
+    const timers = deps.timers ?? systemTimers;
+    this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics, timers);
+    this.registry = new StreamRegistry({
+      limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics, timers,
+      // A listener's exception must not stop the stream's other close listeners (slot, topic) from running.
+      onOpened: guarded(() => logger, "opened", (e: StreamOpened) => void this.emit("opened", e)),
+      onClosed: guarded(() => logger, "closed", (e: StreamClosed) => void this.emit("closed", e)),
+    });
+    this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs, timers);
     this.events = new AccountEvents(this.registry, new TopicMap(this.retention), () => this.newLog(), this.options.retainMs, logger);
     this.resources = new ResourceStreams({
       hub, registry: this.registry, retention: this.retention, newLog: () => this.newLog(), logger, devices: deps.devices, cluster: () => deps.cluster,
@@ -78,16 +95,6 @@ export class StreamService {
   /** Bytes and events held in all topics' resume buffers (bounded by `totalBufferBytes`). */
   get resumeBuffer(): { bytes: number; events: number; topics: number } {
     return { bytes: this.budget.bytes, events: this.budget.count, topics: this.events.topicCount + this.resources.topics.size };
-  }
-
-  /**
-   * Route adapter kept for server/relay/routes.ts, which is being reworked on another branch: it parses the
-   * request and hands plain arguments to {@link ResourceStreams.open}. Once that branch lands the relay route
-   * calls `s.streams.resources.open(streamRequest(ctx), …, parseInterval(ctx.query.interval))` and this goes.
-   */
-  async resourceStream(ctx: Context, user: string, device: string, resource: string): Promise<void> {
-    const intervalMs = parseInterval(ctx.query.interval);
-    await this.resources.open(streamRequest(ctx), user, device, resource, intervalMs);
   }
 
   /** An account event that is not a device's online/offline (issue 18: `call`). Never throws. */

@@ -1,5 +1,6 @@
 import { PassThrough } from "node:stream";
 import type { Context } from "koa";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 export interface SseOptions {
   /** Interval of the `:` heartbeat comment (ms). */
@@ -10,6 +11,8 @@ export interface SseOptions {
   maxBufferedBytes: number;
   /** Called after every heartbeat (token re-check). */
   onHeartbeat?: () => void;
+  /** The heartbeat's clock (default the system's; tests pass a fake one). */
+  timers?: Timers;
 }
 
 export interface SseMessage {
@@ -39,7 +42,8 @@ export function formatEvent(m: SseMessage): string {
  */
 export class SseConnection {
   private readonly body = new PassThrough();
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly heartbeat: TimerHandle;
+  private readonly timers: Timers;
   private readonly closeListeners: Array<(reason: string) => void> = [];
   private closed = false;
   /** Id of the last event written, repeated on the final `end` event. */
@@ -63,11 +67,12 @@ export class SseConnection {
     ctx.res.once("close", () => this.dispose("client_closed"));
     ctx.body = this.body;
     this.write(`: thingrelay\nretry: ${options.retryMs}\n\n`);
-    this.heartbeat = setInterval(() => {
+    this.timers = options.timers ?? systemTimers;
+    this.heartbeat = this.timers.setInterval(() => {
       this.write(": heartbeat\n\n");
       this.options.onHeartbeat?.();
     }, options.heartbeatMs);
-    this.heartbeat.unref();
+    this.heartbeat.unref?.();
   }
 
   get isClosed(): boolean {
@@ -124,7 +129,7 @@ export class SseConnection {
   private dispose(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.heartbeat);
+    this.timers.clearInterval(this.heartbeat);
     const listeners = this.closeListeners.splice(0);
     for (const l of listeners) l(reason);
   }

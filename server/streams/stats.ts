@@ -4,6 +4,7 @@ import { EventLog } from "./log.js";
 import type { OpenStream } from "./open-stream.js";
 import { guarded, type StreamRegistry } from "./registry.js";
 import type { StreamRequest } from "./http.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 interface StatsTopic {
   readonly user: string;
@@ -12,7 +13,7 @@ interface StatsTopic {
   readonly subs: Set<OpenStream>;
   lastSentAt: number;
   lastBytes: string;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
 }
 
 /** Device stats as SSE: the current stats at once, then every change (byte counters throttled). */
@@ -25,6 +26,7 @@ export class StatsStreams {
     private readonly logger: Logger,
     /** Shortest gap between two updates caused by byte-counter changes (ms). */
     private readonly throttleMs: number,
+    private readonly timers: Timers = systemTimers,
   ) {}
 
   /** `GET /v1/users/{user}/devices/{device}/stats` as SSE. The route checked the device exists. */
@@ -45,7 +47,7 @@ export class StatsStreams {
     stream.conn.onClose(() => {
       t.subs.delete(stream);
       if (t.subs.size > 0 || this.topics.get(key) !== t) return;
-      clearTimeout(t.timer);
+      this.timers.clearTimeout(t.timer);
       this.topics.delete(key);
       if (this.topics.size === 0) this.hub.off("traffic", this.onTraffic);
     });
@@ -62,10 +64,10 @@ export class StatsStreams {
   }
 
   private publish(t: StatsTopic): void {
-    clearTimeout(t.timer);
+    this.timers.clearTimeout(t.timer);
     t.timer = undefined;
     const data = this.hub.stats(t.user, t.device);
-    t.lastSentAt = Date.now();
+    t.lastSentAt = this.timers.now();
     t.lastBytes = `${data.rx_bytes}/${data.tx_bytes}`;
     const ev = t.log.append(undefined, data);
     for (const s of t.subs) s.deliver(ev);
@@ -75,8 +77,8 @@ export class StatsStreams {
     const t = this.topics.get(`${user}/${device}`);
     if (!t || t.timer) return;
     // Byte counters change on every frame: coalesce to at most one update per throttleMs.
-    const wait = Math.max(0, t.lastSentAt + this.throttleMs - Date.now());
-    t.timer = setTimeout(() => {
+    const wait = Math.max(0, t.lastSentAt + this.throttleMs - this.timers.now());
+    t.timer = this.timers.setTimeout(() => {
       t.timer = undefined;
       const s = this.hub.stats(t.user, t.device);
       try {
@@ -85,6 +87,6 @@ export class StatsStreams {
         this.logger.error({ err }, "stream stats update failed");
       }
     }, wait);
-    t.timer.unref();
+    t.timer.unref?.();
   });
 }

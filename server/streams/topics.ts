@@ -1,18 +1,19 @@
 import type { EventLog } from "./log.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 /** A log plus its subscribers; kept a while after the last one leaves so reconnecting clients can resume. */
 export class Topic<S, M = unknown> {
   readonly subs = new Set<S>();
-  idleTimer: NodeJS.Timeout | undefined;
+  idleTimer: TimerHandle | undefined;
   /** Until when (ms) the topic records without a local subscriber: the resume window after the last left. */
   recordUntil = 0;
   constructor(readonly log: EventLog<M>) {}
   get idle(): boolean {
     return this.subs.size === 0;
   }
-  /** Whether an event now is worth buffering: someone listens, or someone who left may still resume. */
-  get recording(): boolean {
-    return this.subs.size > 0 || Date.now() < this.recordUntil;
+  /** Whether an event at `now` is worth buffering: someone listens, or someone who left may still resume. */
+  recording(now: number): boolean {
+    return this.subs.size > 0 || now < this.recordUntil;
   }
 }
 
@@ -21,7 +22,8 @@ export class Retention {
   /** Idle topics currently kept. */
   retained = 0;
   closing = false;
-  constructor(readonly retainMs: number, readonly maxRetainedTopics: number) {}
+  /** `timers`: the retention clock (tests pass a fake one). */
+  constructor(readonly retainMs: number, readonly maxRetainedTopics: number, readonly timers: Timers = systemTimers) {}
 }
 
 /** Topics by key, with retention: an idle topic stays `retainMs` (bounded in number), then is dropped. */
@@ -32,6 +34,11 @@ export class TopicMap<T extends Topic<unknown, unknown>> {
 
   get size(): number {
     return this.map.size;
+  }
+
+  /** The retention clock's time (resume windows are measured on it). */
+  now(): number {
+    return this.retention.timers.now();
   }
 
   get(key: string): T | undefined {
@@ -55,12 +62,12 @@ export class TopicMap<T extends Topic<unknown, unknown>> {
       return;
     }
     r.retained++;
-    t.idleTimer = setTimeout(() => {
+    t.idleTimer = r.timers.setTimeout(() => {
       t.idleTimer = undefined;
       r.retained--;
       if (t.idle) this.drop(key, t);
     }, r.retainMs);
-    t.idleTimer.unref();
+    t.idleTimer.unref?.();
   }
 
   /** Drops every topic (shutdown). */
@@ -73,7 +80,7 @@ export class TopicMap<T extends Topic<unknown, unknown>> {
 
   private stopTimer(t: T): void {
     if (!t.idleTimer) return;
-    clearTimeout(t.idleTimer);
+    this.retention.timers.clearTimeout(t.idleTimer);
     t.idleTimer = undefined;
     this.retention.retained--;
   }

@@ -5,7 +5,8 @@ import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
 import { ferretdbAvailable, FERRETDB_MISSING, freshDatabase, startFerretDb, withDatabase, type FerretDb } from "../helpers/ferretdb.js";
 import { startMain, type MainProcess } from "../helpers/process.js";
 import { closeAllSse, sse } from "../helpers/sse.js";
-import { once, until } from "../helpers/wait.js";
+import { once } from "../helpers/wait.js";
+import { LoadLog } from "../helpers/load-log.js";
 
 /**
  * Cluster mode for real (DESIGN §7, docs/cluster.md): three separate server processes (`server/main.ts`) on
@@ -40,6 +41,8 @@ describe("cluster: three server processes on FerretDB and nats-server", function
   let dbUrl: string;
   const nodes: MainProcess[] = [];
   const devices: Device[] = [];
+  /** The device of the fail-over cases (connected to every node's URL), shared by the tests after it. */
+  let failover: Device;
   let token: string;
 
   async function startNode(port = 0): Promise<MainProcess> {
@@ -84,25 +87,38 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     return -1;
   }
 
-  /** Every node lists the device with `active` as given. */
-  async function activeEverywhere(name: string, active: boolean, timeoutMs = 10_000): Promise<void> {
-    await until(async () => {
-      for (const u of urls()) {
-        const r = await api(u, "GET", `/v1/users/alice/devices?id=${name}`, { token });
-        if (r.status !== 200 || r.body[0]?.connection?.active !== active) return false;
+  /**
+   * Every node lists the device with `active` as given: a node that does not yet is awaited on its own account
+   * event stream (opened before the look-up, so the change cannot slip between the two) and then looked up again.
+   */
+  async function activeEverywhere(name: string, active: boolean, timeoutMs = 10_000, nodeUrls = urls()): Promise<void> {
+    const listed = async (u: string) => {
+      const r = await api(u, "GET", `/v1/users/alice/devices?id=${name}`, { token });
+      expect(r.status, `${u}: ${r.text}`).to.equal(200);
+      return r.body[0]?.connection?.active as boolean;
+    };
+    await Promise.all(nodeUrls.map(async (u) => {
+      const events = await sse(`${u}/v1/users/alice/events?device=${name}&authorization=${token}`);
+      try {
+        expect(events.status, u).to.equal(200);
+        if ((await listed(u)) === active) return;
+        const type = active ? "online" : "offline";
+        await events.next((e) => e.event === undefined && JSON.parse(e.data).type === type, timeoutMs);
+        expect(await listed(u), `${name} active on ${u}`).to.equal(active);
+      } finally {
+        events.close();
       }
-      return true;
-    }, timeoutMs, `${name} active=${active} on every node`);
+    }));
   }
 
   /**
    * Calls `path` over and over from `workers` concurrent callers, each through `target()` (a proxy's pick),
    * until `stop` resolves; every call gets the call timeout plus 5 s before it counts as hung.
    */
-  async function load(path: string, target: (n: number) => string, stop: Promise<unknown>, workers = 4): Promise<LoadResult> {
+  async function load(path: string, target: (n: number) => string, stop: Promise<unknown>, workers = 4, log = new LoadLog<ApiResponse>()): Promise<LoadResult> {
     let done = false;
     void stop.finally(() => (done = true));
-    const answers: ApiResponse[] = [];
+    const answers = log.answers;
     let hung = 0;
     let n = 0;
     await Promise.all(Array.from({ length: workers }, async () => {
@@ -117,12 +133,11 @@ describe("cluster: three server processes on FerretDB and nats-server", function
           } catch {
             body = undefined;
           }
-          answers.push({ status: res.status, body, text, headers: res.headers });
+          log.add({ status: res.status, body, text, headers: res.headers });
         } catch (err) {
           if ((err as Error).name === "TimeoutError") hung++;
           else throw new Error(`call through ${base} failed without an answer: ${String(err)}`);
         }
-        await new Promise((r) => setTimeout(r, 10));
       }
     }));
     return { answers, hung };
@@ -196,7 +211,8 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     const closed = once<{ code: number }>(first, "disconnected", 10_000);
     await device([nodes[1]!.wsUrl], "mover").connect();
     expect((await closed).code).to.equal(4000);
-    await until(async () => (await holder("mover")) === 1, 10_000, "node 1 to hold the device alone");
+    // Node 1 registered the session before it answered `connected`; node 0 dropped its own before the 4000.
+    expect(await holder("mover")).to.equal(1);
     for (const u of urls()) expect((await api(u, "GET", v2("mover", "temperature"), { token })).body, u).to.deep.equal({ out: 21.5 });
   });
 
@@ -253,6 +269,7 @@ describe("cluster: three server processes on FerretDB and nats-server", function
 
   it("a node SIGKILLed under load: every call answered, its device reconnects to another node, its devices never linger as ghosts, no data lost", async () => {
     const d = device(wsUrls(), "failover");
+    failover = d;
     await d.connect();
     await activeEverywhere("failover", true);
     const victim = await holder("failover");
@@ -261,12 +278,15 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     const back = once(d, "connected", 20_000);
     let stopLoad!: () => void;
     const stop = new Promise<void>((r) => (stopLoad = r));
-    const running = load(`${v2("failover", "temperature")}?timeout=2`, (i) => others[i % 2]!, stop, 6);
-    // Calls in flight through the other nodes to the victim's device when it dies.
-    await new Promise((r) => setTimeout(r, 200));
+    const log = new LoadLog<ApiResponse>();
+    const running = load(`${v2("failover", "temperature")}?timeout=2`, (i) => others[i % 2]!, stop, 6, log);
+    // Calls in flight through the other nodes to the victim's device when it dies: the load has answers already.
+    await log.next((a) => a.status === 200, 0, 10_000, "the load's first answers");
+    await log.more(6, 10_000);
     await nodes[victim]!.kill("SIGKILL");
+    // The `connected` frame comes from a live node, which registered the session before sending it.
     await back;
-    await until(async () => (await holder("failover")) >= 0, 10_000, "the device to be held by a live node");
+    expect(await holder("failover")).to.be.at.least(0);
     stopLoad();
     expectAnswered(await running, "node SIGKILLed");
     const moved = await holder("failover");
@@ -293,8 +313,9 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     await nodes[victim]!.kill("SIGKILL");
     await d.close();
     const alive = [0, 1].map((i) => nodes[i]!.url);
+    // Each live node's dead-node detection sends an `offline` event (awaited on its event stream).
+    await activeEverywhere("roller", false, 4 * NODE_TIMEOUT_MS + 5_000, alive);
     for (const u of alive) {
-      await until(async () => (await api(u, "GET", "/v1/users/alice/devices?id=roller", { token })).body[0]?.connection?.active === false, 4 * NODE_TIMEOUT_MS + 5_000, `node ${u} to list roller offline`);
       const stats = await api(u, "GET", "/v1/users/alice/devices/roller/stats", { token });
       expect(stats.body.connected, u).to.equal(false);
       const call = await api(u, "GET", `${v2("roller", "temperature")}?timeout=20`, { token });
@@ -314,10 +335,13 @@ describe("cluster: three server processes on FerretDB and nats-server", function
       return nodes[up[i % up.length]!]!.url;
     }, stop, 4);
     for (let i = 0; i < 3; i++) {
+      // The device held by the node going down reconnects elsewhere: its `connected` event marks it.
+      const back = (await holder("failover")) === i ? once(failover, "connected", 20_000) : undefined;
       restarting = i;
       await restartNode(i, "SIGTERM");
       restarting = -1;
-      await until(async () => (await holder("failover")) >= 0, 20_000, "the device to be connected again");
+      await back;
+      expect(await holder("failover"), `after restarting node ${i}`).to.be.at.least(0);
     }
     stopLoad();
     expectAnswered(await running, "rolling restart");
@@ -338,9 +362,11 @@ describe("cluster: three server processes on FerretDB and nats-server", function
     expect((await api(local, "GET", v2("failover", "temperature"), { token })).body).to.deep.equal({ out: 21.5 });
     let stopLoad!: () => void;
     const stop = new Promise<void>((r) => (stopLoad = r));
-    const running = load(v2("failover", "temperature"), () => remote, stop, 2);
+    const log = new LoadLog<ApiResponse>();
+    const running = load(v2("failover", "temperature"), () => remote, stop, 2, log);
     nats = await startNats(port);
-    await until(async () => (await api(remote, "GET", v2("failover", "temperature"), { token })).status === 200, 20_000, "calls through the remote node to recover");
+    // Recovery is the load's first 200 through the remote node after NATS is back.
+    await log.next((a) => a.status === 200, log.answers.length, 20_000, "calls through the remote node to recover");
     stopLoad();
     expectAnswered(await running, "NATS restarted");
     for (const u of urls()) expect((await api(u, "GET", v2("failover", "temperature"), { token })).body, u).to.deep.equal({ out: 21.5 });

@@ -12,6 +12,26 @@ import { startMain, stopAllMains, type MainProcess } from "../helpers/process.js
 import { startTcpProxy, type TcpProxy } from "../helpers/tcpproxy.js";
 import { faults, tried } from "./figures.js";
 import { ADMIN, account, loginAs, raw, startHard, type HardServer } from "./harness.js";
+import { FakeClock } from "../helpers/fake-clock.js";
+import type { Hub } from "../../server/gateway/hub.js";
+
+/** Resolves once `ready()` holds, checked on each of the hub's `traffic` events (a frame to or from a device). */
+function onTraffic(hub: Hub, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (!ready()) return;
+      clearTimeout(timer);
+      hub.off("traffic", check);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      hub.off("traffic", check);
+      reject(new Error("timed out waiting for the device traffic"));
+    }, timeoutMs);
+    hub.on("traffic", check);
+    check();
+  });
+}
 
 const ADMIN_ENV = { THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password-1", THINGRELAY_RATE_LIMIT: "1000000" };
 
@@ -49,6 +69,17 @@ async function wsDevice(wsUrl: string, user: string, device: string, resources: 
     ws.once("close", (c) => reject(new Error(`closed ${c}`)));
   });
   ws.send(JSON.stringify({ type: "describe", resources }));
+  // The server handles a device's frames in order: its pong says the describe before it was taken.
+  const pong = new Promise<void>((resolve) => {
+    const onMessage = (d: unknown) => {
+      if (!String(d).includes('"pong"')) return;
+      ws.off("message", onMessage);
+      resolve();
+    };
+    ws.on("message", onMessage);
+  });
+  ws.send(JSON.stringify({ type: "ping" }));
+  await pong;
   return ws;
 }
 
@@ -61,9 +92,11 @@ describe("hardening: network and peer faults", function () {
     let proxy: TcpProxy;
     let token: string;
     let device: Device;
+    // The keepalive sweep runs on a fake clock here: "two intervals" is two advances of production's 30 s, exactly.
+    const clock = new FakeClock();
+    const PING_MS = 30_000;
     before(async () => {
-      // The keepalive sweep is driven by hand here (interval 1 h): "two intervals" becomes "two sweeps", exactly.
-      srv = await startHard({ env: { THINGRELAY_PING_INTERVAL_MS: "3600000" } });
+      srv = await startHard({ timers: clock });
       const admin = (await loginAs(srv.port, ADMIN.user, ADMIN.password)).access_token;
       token = await account(srv.port, admin, "alice", ["d"]);
       proxy = await startTcpProxy(srv.port);
@@ -88,13 +121,11 @@ describe("hardening: network and peer faults", function () {
       const rShort = await short;
       expect(rShort.status).to.equal(504);
       expect(rShort.body.error.code).to.equal("device_timeout");
-      for (;;) {
-        if ((hub.get("alice", "d")?.inflight ?? 0) >= 5) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      hub.sweep(); // first interval: the device was alive; it is pinged (into the hole)
+      // Each call sent to the device is a traffic event: the five are in flight once the fifth went out.
+      await onTraffic(hub, () => (hub.get("alice", "d")?.inflight ?? 0) >= 5);
+      await clock.advance(PING_MS); // first interval: the device was alive; it is pinged (into the hole)
       expect(hub.get("alice", "d"), "still registered after one interval").to.not.equal(undefined);
-      hub.sweep(); // second interval: no pong came back → terminated
+      await clock.advance(PING_MS); // second interval: no pong came back → terminated
       expect(hub.get("alice", "d"), "dropped at the second interval").to.equal(undefined);
       const answers = await Promise.all(long);
       for (const r of answers) {
@@ -108,7 +139,7 @@ describe("hardening: network and peer faults", function () {
       expect(hub.list("alice").length).to.equal(1);
       expect((await raw(srv.port, { path: "/v2/users/alice/devices/d/temp", headers: auth })).body).to.deep.equal({ out: 21.5 });
       faults(1, 1, 0);
-      process.stdout.write(`      figures: black hole (manual sweeps): faults injected 1, survived 1, detected at sweep 2/2, waiting callers answered 6/6 (5×502, 1×504), hung 0, sessions after heal 1, bytes dropped ${proxy.dropped}\n`);
+      process.stdout.write(`      figures: black hole (sweeps on a fake clock): faults injected 1, survived 1, detected at sweep 2/2, waiting callers answered 6/6 (5×502, 1×504), hung 0, sessions after heal 1, bytes dropped ${proxy.dropped}\n`);
     });
   });
 
@@ -203,7 +234,6 @@ describe("hardening: network and peer faults", function () {
         const f = JSON.parse(String(d)) as { type: string; id: number };
         if (f.type === "call") other.send(JSON.stringify({ type: "result", id: f.id, out: 1 }));
       });
-      await new Promise((r) => setTimeout(r, 50));
       (ws as unknown as { _socket: { pause(): void } })._socket.pause();
       const rss0 = await rssMiB(main.pid);
       const sampler = rssSampler(main.pid);
@@ -259,10 +289,18 @@ describe("hardening: network and peer faults", function () {
         }));
       }
       const connects = new Map<string, number>();
+      // Resolved by the last device to connect a second time (after the 1012).
+      let allBack!: () => void;
+      const everyoneBack = new Promise<void>((r) => (allBack = r));
+      let reconnected = 0;
       for (const id of ids) {
         const d = new Device({ server: srv.url.replace("http", "ws"), user: "fleet", device: id, credentials: `${id}-secret`, reconnectInitialMs: 200, reconnectMaxMs: 2000 });
         d.on("error", () => {});
-        d.on("connected", () => connects.set(id, (connects.get(id) ?? 0) + 1));
+        d.on("connected", () => {
+          const c = (connects.get(id) ?? 0) + 1;
+          connects.set(id, c);
+          if (c === 2 && ++reconnected === N) allBack();
+        });
         d.output("temp", () => 1);
         devices.push(d);
       }
@@ -272,8 +310,9 @@ describe("hardening: network and peer faults", function () {
       const t0 = performance.now();
       hub.closeAll(1012, "server restarting");
       hub.start();
-      const deadline = Date.now() + 90_000;
-      while ((hub.size < N || [...connects.values()].some((c) => c < 2)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([everyoneBack, new Promise<void>((r) => (timer = setTimeout(r, 90_000)))]);
+      clearTimeout(timer);
       const ms = performance.now() - t0;
       expect(hub.size).to.equal(N);
       expect([...connects.values()].filter((c) => c >= 2).length).to.equal(N);

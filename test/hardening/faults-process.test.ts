@@ -5,6 +5,7 @@
  */
 import { expect } from "chai";
 import { Agent } from "node:http";
+import { watch } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,6 +43,42 @@ async function snapshot(dataDir: string): Promise<{ docs: Snapshot; torn: number
     docs[f.replace(/\.db$/, "")] = m;
   }
   return { docs, torn };
+}
+
+/** The first snapshot for which `ready` holds, taken again on every change in the store's directory. */
+function snapshotWhen(dataDir: string, ready: (s: { docs: Snapshot; torn: number }) => boolean, timeoutMs = 10_000): Promise<{ docs: Snapshot; torn: number }> {
+  return new Promise((resolve, reject) => {
+    // Watching starts before the first look, so a write between the two is not missed.
+    const watcher = watch(join(dataDir, "db"));
+    let done = false;
+    let looking = false;
+    let again = false;
+    const finish = (err: Error | undefined, s?: { docs: Snapshot; torn: number }) => {
+      done = true;
+      clearTimeout(timer);
+      watcher.close();
+      if (err) reject(err);
+      else resolve(s!);
+    };
+    const look = async (): Promise<void> => {
+      if (looking) {
+        again = true;
+        return;
+      }
+      looking = true;
+      do {
+        again = false;
+        const s = await snapshot(dataDir);
+        if (done) return;
+        if (ready(s)) return finish(undefined, s);
+      } while (again);
+      looking = false;
+    };
+    const timer = setTimeout(() => finish(new Error("timed out waiting for the store's files")), timeoutMs);
+    watcher.on("change", () => void look().catch((err: Error) => finish(err)));
+    watcher.on("error", (err) => finish(err));
+    void look().catch((err: Error) => finish(err));
+  });
 }
 
 function counts(s: Snapshot): Record<string, number> {
@@ -82,13 +119,9 @@ describe("hardening: process faults (server child process)", function () {
       dev.d.on("error", () => {});
       dev.d.output("temp", () => 21.5);
       await dev.d.connect();
-      // Wait until the connection timestamp is on disk, so the snapshot is the state the crash must preserve.
-      for (;;) {
-        const s = await snapshot(dataDir);
-        if (/"lastConnectionTs":\d/.test(s.docs.devices?.get("u1/d1") ?? "")) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const before = await snapshot(dataDir);
+      // Wait until the connection timestamp is on disk, so the snapshot is the state the crash must preserve:
+      // looked for again on every change the store makes to its files.
+      const before = await snapshotWhen(dataDir, (s) => /"lastConnectionTs":\d/.test(s.docs.devices?.get("u1/d1") ?? ""));
 
       // ---- load: 8 workers creating devices, logging in and relaying, until the kill
       const agent = new Agent({ keepAlive: true, maxSockets: 8 });
@@ -98,6 +131,12 @@ describe("hardening: process faults (server child process)", function () {
       let relayed = 0;
       let stop = false;
       let n = 0;
+      // The kill comes once 60 writes were acknowledged (a worker says so with its 60th).
+      let reached!: () => void;
+      const enough = new Promise<void>((r) => (reached = r));
+      const acknowledged = () => {
+        if (ackedDevices.length + ackedLogins.length >= 60) reached();
+      };
       const worker = async (w: number) => {
         while (!stop) {
           const k = n++;
@@ -108,10 +147,12 @@ describe("hardening: process faults (server child process)", function () {
               const body = JSON.stringify({ device_id: id, device_description: "load", device_credentials: "c" });
               const r = await raw(a!.port, { agent, method: "POST", path: "/v1/users/u2/devices", body, headers: { Authorization: `Bearer ${u2}`, "Content-Type": "application/json", "Content-Length": String(body.length) } });
               if (r.status === 201) ackedDevices.push(id);
+              acknowledged();
             } else if (k % 3 === 1) {
               const body = "grant_type=password&username=u2&password=u2-password";
               const r = await raw(a!.port, { agent, method: "POST", path: "/oauth/token", body, headers: { "Content-Type": "application/x-www-form-urlencoded", "Content-Length": String(body.length) } });
               if (r.status === 200) ackedLogins.push(r.body);
+              acknowledged();
             } else {
               const r = await raw(a!.port, { agent, path: "/v2/users/u1/devices/d1/temp", headers: { Authorization: `Bearer ${u1}` } });
               if (r.status === 200) relayed++;
@@ -122,7 +163,7 @@ describe("hardening: process faults (server child process)", function () {
         }
       };
       const workers = Array.from({ length: 8 }, (_, w) => worker(w));
-      while (ackedDevices.length + ackedLogins.length < 60) await new Promise((r) => setTimeout(r, 10));
+      await enough;
       const killed = await a.kill("SIGKILL");
       stop = true;
       await Promise.all(workers);
@@ -196,12 +237,19 @@ describe("hardening: process faults (server child process)", function () {
       const root = (await loginAs(main.port, "root", "root-password-1")).access_token;
       const t = await account(main.port, root, "alice", ["d1", "d2", "d3"]);
       const closeCodes: number[] = [];
-      for (const id of ["d1", "d2"]) {
+      // Each slow call reaching its device runs its handler, which then never answers.
+      const reached: Array<Promise<void>> = [];
+      const handlerRan: Array<() => void> = [];
+      for (let i = 0; i < 2; i++) reached.push(new Promise<void>((r) => handlerRan.push(r)));
+      for (const [i, id] of ["d1", "d2"].entries()) {
         const d = new Device({ server: main.wsUrl, user: "alice", device: id, credentials: `${id}-secret`, reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 });
         d.on("error", () => {});
         d.on("disconnected", ({ code }) => closeCodes.push(code));
         d.output("temp", () => 21.5);
-        d.output("slow", () => new Promise((r) => setTimeout(() => r("late"), 30_000)));
+        d.output("slow", () => {
+          handlerRan[i]!();
+          return new Promise(() => undefined);
+        });
         await d.connect();
         devices.push(d);
       }
@@ -219,11 +267,9 @@ describe("hardening: process faults (server child process)", function () {
         raw(main.port, { path: "/v2/users/alice/devices/d2/slow?timeout=30", headers: { Authorization: `Bearer ${t}` } }),
       ];
       // Both calls have reached their devices before the signal.
-      for (;;) {
-        const s = await raw(main.port, { path: "/v1/users/alice/sessions", headers: { Authorization: `Bearer ${t}` } });
-        if ((s.body as Array<{ inflight: number }>).reduce((n, x) => n + x.inflight, 0) >= 2) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await Promise.all(reached);
+      const s = await raw(main.port, { path: "/v1/users/alice/sessions", headers: { Authorization: `Bearer ${t}` } });
+      expect((s.body as Array<{ inflight: number }>).reduce((n, x) => n + x.inflight, 0)).to.equal(2);
       proxy.blackhole();
       const started = performance.now();
       const exit = await main.kill("SIGTERM", 20_000);
@@ -272,10 +318,18 @@ describe("hardening: process faults (server child process)", function () {
       agent.destroy();
       proxy = await startTcpProxy(a.port);
       const connects = new Map<string, number>();
+      // Resolved by the last device to connect a second time (after the restart).
+      let allBack!: () => void;
+      const everyoneBack = new Promise<void>((r) => (allBack = r));
+      let reconnected = 0;
       for (const id of ids) {
         const d = new Device({ server: `ws://127.0.0.1:${proxy.port}`, user: "fleet", device: id, credentials: `${id}-secret`, reconnectInitialMs: 200, reconnectMaxMs: 2000 });
         d.on("error", () => {});
-        d.on("connected", () => connects.set(id, (connects.get(id) ?? 0) + 1));
+        d.on("connected", () => {
+          const c = (connects.get(id) ?? 0) + 1;
+          connects.set(id, c);
+          if (c === 2 && ++reconnected === N) allBack();
+        });
         d.output("temp", () => 1);
         devices.push(d);
       }
@@ -287,8 +341,9 @@ describe("hardening: process faults (server child process)", function () {
       const restartAt = performance.now();
       b = await startMain({ dataDir, env: ADMIN_ENV });
       proxy.setTarget(b.port);
-      const deadline = Date.now() + 120_000;
-      while ([...connects.values()].filter((c) => c >= 2).length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([everyoneBack, new Promise<void>((r) => (timer = setTimeout(r, 120_000)))]);
+      clearTimeout(timer);
       const back = [...connects.values()].filter((c) => c >= 2).length;
       const ms = performance.now() - restartAt;
       const t2 = (await loginAs(b.port, "root", "root-password-1")).access_token;

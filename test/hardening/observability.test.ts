@@ -10,6 +10,8 @@ import { sse, closeAllSse } from "../helpers/sse.js";
 import { tried } from "./figures.js";
 import { ADMIN, faultyStore, loginAs, postJson, raw, startHard, type HardServer } from "./harness.js";
 import { apiOnMongo } from "../helpers/mongo.js";
+import { streamsClosedTo } from "../helpers/streams.js";
+import { once } from "../helpers/wait.js";
 
 const form = (body: string) => ({ "Content-Type": "application/x-www-form-urlencoded", "Content-Length": String(Buffer.byteLength(body)) });
 
@@ -213,14 +215,14 @@ describe("hardening: observability", function () {
       const stream = await sse(`http://127.0.0.1:${srv.port}/v1/users/admin/devices/m/stats`, H);
       expect(stream.status).to.equal(200);
       const m2 = await metrics();
+      // The server sees the client's abort and the device's close a moment later: await its own events.
+      const streamGone = streamsClosedTo(srv.relay.services.streams, 0);
+      const deviceGone = once(srv.relay.services.hub, "offline");
       stream.close();
       await stream.ended;
       await device.close();
-      let m3 = await metrics();
-      for (let i = 0; i < 50 && (sample(m3, "thingrelay_open_streams", { kind: "stats" }) !== 0 || sample(m3, "thingrelay_connected_devices") !== 0); i++) {
-        await new Promise((r) => setTimeout(r, 20)); // the server sees the client's abort a moment later
-        m3 = await metrics();
-      }
+      await Promise.all([streamGone, deviceGone]);
+      const m3 = await metrics();
       const grants = (m: string, grant: string, outcome: string) => sample(m, "thingrelay_token_grants_total", { grant, outcome });
       expect(grants(m2, "password", "ok") - grants(m0, "password", "ok")).to.equal(1);
       expect(grants(m2, "password", "invalid_grant") - grants(m0, "password", "invalid_grant")).to.equal(1);

@@ -13,6 +13,7 @@ import { createThingrelay, type AppOptions, type Thingrelay } from "../../server
 import { createHttpServer, listen, type HttpServerSettings } from "../../server/server.js";
 import type { BruteForceLimits } from "../../server/oauth/service.js";
 import type { ThingerPorts, TlsMaterial } from "../../server/thinger/listeners.js";
+import type { Timers } from "../../server/timers.js";
 
 export const TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 export const ADMIN = { user: "admin", password: "admin-password-1" };
@@ -27,6 +28,8 @@ export interface TestServer {
   server: Server;
   /** Every log line written so far (for secret-leak checks). */
   logs: string[];
+  /** Resolves with the first log line from index `from` on (default: lines written from now) that includes `text`. */
+  logged(text: string, from?: number, timeoutMs?: number): Promise<string>;
   /** Ports of the Thinger listeners opened with the `thinger` option (TLS ones only with a certificate). */
   thingerPorts: ThingerPorts;
   close(): Promise<void>;
@@ -47,6 +50,8 @@ export interface TestServerOptions {
   port?: number;
   /** Opens the Thinger device listeners (legacy, IOTMP) on free ports; TLS ones with `tls`. */
   thinger?: { tls?: TlsMaterial; keepaliveTimeoutMs?: number };
+  /** The keepalive sweep's and SSE streams' clock: a `FakeClock` (helpers/fake-clock.ts) makes them move only on `advance`. */
+  timers?: Timers;
 }
 
 /** A real server on 127.0.0.1:0 with the embedded store in a temp dir and a cheap password hash. */
@@ -57,11 +62,28 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     THINGRELAY_ADMIN_USER: ADMIN.user, THINGRELAY_ADMIN_PASSWORD: ADMIN.password, ...options.env,
   });
   const logs: string[] = [];
+  const logWaiters = new Set<() => void>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       logs.push(chunk.toString());
+      for (const w of [...logWaiters]) w();
       cb();
     },
+  });
+  const logged = (text: string, from = logs.length, timeoutMs = 10_000) => new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const line = logs.slice(from).find((l) => l.includes(text));
+      if (line === undefined) return;
+      logWaiters.delete(check);
+      clearTimeout(timer);
+      resolve(line);
+    };
+    const timer = setTimeout(() => {
+      logWaiters.delete(check);
+      reject(new Error(`no log line with "${text}"`));
+    }, timeoutMs);
+    logWaiters.add(check);
+    check();
   });
   const logger: Logger = createLogger(config.logLevel, sink);
   // The API suite's MongoDB pass (`npm run test:mongo-api`): a database per server, named after its dataDir
@@ -69,7 +91,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const mongoUrl = options.store ? undefined : apiStoreUrl(dataDir);
   const opened = options.store ?? (mongoUrl ? await openMongoStore(mongoUrl) : await openNedbStore(join(dataDir, "db")));
   const store = options.wrapStore ? options.wrapStore(opened) : opened;
-  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}) });
+  const relay = createThingrelay({ config, store, logger, secret: TEST_SECRET, ...(options.bruteForce ? { bruteForce: options.bruteForce } : {}), ...(options.cluster ? { cluster: options.cluster } : {}), ...(options.thinger?.keepaliveTimeoutMs ? { thinger: { keepaliveTimeoutMs: options.thinger.keepaliveTimeoutMs } } : {}), ...(options.timers ? { timers: options.timers } : {}) });
   await relay.ready;
   await relay.services.users.ensureAdmin(config.adminUser, config.adminPassword, logger);
   // The server main.ts runs, with the test's overrides.
@@ -80,7 +102,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     : {};
   let closed = false;
   return {
-    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs, thingerPorts,
+    url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, port, relay, store, dataDir, server, logs, logged, thingerPorts,
     async close() {
       if (closed) return;
       closed = true;

@@ -11,6 +11,8 @@ export interface SseClient {
   retry: number | undefined;
   /** Next event (after the ones already taken) matching `pred`. */
   next(pred?: (e: EventSourceMessage) => boolean, timeoutMs?: number): Promise<EventSourceMessage>;
+  /** Next comment line (after the ones already taken) matching `pred`, e.g. a heartbeat. */
+  comment(pred?: (c: string, index: number) => boolean, timeoutMs?: number): Promise<string>;
   /** Resolves when the server ends the response. */
   ended: Promise<void>;
   close(): void;
@@ -30,39 +32,42 @@ export async function sse(url: string, headers: Record<string, string> = {}): Pr
   const events: EventSourceMessage[] = [];
   const comments: string[] = [];
   const waiters = new Set<() => void>();
-  let taken = 0;
   let done = false;
   const notify = () => {
     for (const w of [...waiters]) w();
   };
-  const client: SseClient = {
-    status: res.status, headers: res.headers, body: undefined, events, comments, retry: undefined,
-    next(pred = () => true, timeoutMs = 8000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          for (let i = taken; i < events.length; i++) {
-            if (pred(events[i]!)) {
-              taken = i + 1;
-              waiters.delete(check);
-              clearTimeout(timer);
-              resolve(events[i]!);
-              return;
-            }
-          }
-          if (done) {
+  /** The next item of `list` past `cursor.at` matching `pred`; moves the cursor past it. */
+  const take = <T>(list: T[], cursor: { at: number }, pred: (x: T, index: number) => boolean, timeoutMs: number, what: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        for (let i = cursor.at; i < list.length; i++) {
+          if (pred(list[i]!, i)) {
+            cursor.at = i + 1;
             waiters.delete(check);
             clearTimeout(timer);
-            reject(new Error("stream ended before the expected event"));
+            resolve(list[i]!);
+            return;
           }
-        };
-        const timer = setTimeout(() => {
+        }
+        if (done) {
           waiters.delete(check);
-          reject(new Error(`no matching event; got ${JSON.stringify(events.slice(taken))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
+          clearTimeout(timer);
+          reject(new Error(`stream ended before the expected ${what}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no matching ${what}; got ${JSON.stringify(list.slice(cursor.at))}`));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+  const eventCursor = { at: 0 };
+  const commentCursor = { at: 0 };
+  const client: SseClient = {
+    status: res.status, headers: res.headers, body: undefined, events, comments, retry: undefined,
+    next: (pred = () => true, timeoutMs = 8000) => take(events, eventCursor, pred, timeoutMs, "event"),
+    comment: (pred = () => true, timeoutMs = 8000) => take(comments, commentCursor, pred, timeoutMs, "comment"),
     ended: Promise.resolve(),
     close() {
       ac.abort();
