@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import type { Limits } from "../config.js";
 import type { Logger } from "../log.js";
@@ -16,12 +17,26 @@ export interface RegistryDeps {
   metrics: Metrics;
 }
 
+/** A stream opened or closed; `open`: streams open in this process after the change. */
+export interface StreamChange {
+  kind: StreamKind;
+  user: string;
+  open: number;
+}
+
+export interface StreamRegistryEvents {
+  /** Emitted once the stream counts against the caps; its kind wires it to its topic in the same tick. */
+  opened: [StreamChange];
+  /** Emitted after the stream released its slot, before its topic's own close listener runs (same tick). */
+  closed: [StreamChange];
+}
+
 /**
  * Every open stream of this process, whatever its kind: the per-account and per-device-token caps, the
  * revocation re-checks (by cache key), metrics and logs. The kinds (stats, events, resources) open their
  * streams here and wire them to their topics.
  */
-export class StreamRegistry {
+export class StreamRegistry extends EventEmitter<StreamRegistryEvents> {
   private readonly open = new Set<OpenStream>();
   private readonly perUser = new Map<string, number>();
   /** Open streams per device token (jti): each gets half of the account's slots (rounded up). */
@@ -29,7 +44,10 @@ export class StreamRegistry {
   private readonly byKey = new Map<string, Set<OpenStream>>();
   private closing = false;
 
-  constructor(private readonly deps: RegistryDeps) {}
+  constructor(private readonly deps: RegistryDeps) {
+    super();
+    this.setMaxListeners(0);
+  }
 
   get size(): number {
     return this.open.size;
@@ -68,7 +86,9 @@ export class StreamRegistry {
       this.remove(s, tokenKey);
       this.deps.metrics.streams.dec({ kind });
       logger.info({ reqId, kind, user, reason }, "stream closed");
+      this.emit("closed", { kind, user, open: this.open.size });
     });
+    this.emit("opened", { kind, user, open: this.open.size });
     return s;
   }
 

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import type { Context } from "koa";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
@@ -7,7 +8,7 @@ import type { Metrics } from "../metrics.js";
 import { EventLog, ResumeBudget, type StreamEvent } from "./log.js";
 import { STREAM_DEFAULTS, type RemoteIntervalListener, type StreamCluster, type StreamOptions } from "./options.js";
 import { parseInterval, type StreamRequest, streamRequest } from "./http.js";
-import { guarded, StreamRegistry } from "./registry.js";
+import { guarded, StreamRegistry, type StreamRegistryEvents } from "./registry.js";
 import { Retention, TopicMap } from "./topics.js";
 import { StatsStreams } from "./stats.js";
 import { AccountEvents } from "./events.js";
@@ -37,6 +38,8 @@ export class StreamService {
   private readonly options: Readonly<StreamOptions>;
   private readonly registry: StreamRegistry;
   private readonly retention: Retention;
+  /** Streams opening and closing (`opened`/`closed`, with {@link openCount} after the change). */
+  readonly lifecycle: Pick<EventEmitter<StreamRegistryEvents>, "on" | "off" | "once">;
   /** Bytes of all topics' resume buffers together. */
   private readonly budget: ResumeBudget;
   readonly stats: StatsStreams;
@@ -53,6 +56,7 @@ export class StreamService {
     this.budget = new ResumeBudget(this.options.totalBufferBytes);
     this.retention = new Retention(this.options.retainMs, this.options.maxRetainedTopics);
     this.registry = new StreamRegistry({ limits: deps.config.limits, options: this.options, logger, authenticator: deps.authenticator, metrics: deps.metrics });
+    this.lifecycle = this.registry;
     this.stats = new StatsStreams(hub, this.registry, logger, this.options.statsThrottleMs);
     this.events = new AccountEvents(this.registry, new TopicMap(this.retention), () => this.newLog(), this.options.retainMs, logger);
     this.resources = new ResourceStreams({

@@ -11,6 +11,8 @@ export interface SseClient {
   retry: number | undefined;
   /** Next event (after the ones already taken) matching `pred`. */
   next(pred?: (e: EventSourceMessage) => boolean, timeoutMs?: number): Promise<EventSourceMessage>;
+  /** Next `:` comment (after the ones already taken) matching `pred`, e.g. a heartbeat. */
+  nextComment(pred?: (c: string) => boolean, timeoutMs?: number): Promise<string>;
   /** Resolves when the server ends the response. */
   ended: Promise<void>;
   close(): void;
@@ -30,38 +32,46 @@ export async function sse(url: string, headers: Record<string, string> = {}): Pr
   const events: EventSourceMessage[] = [];
   const comments: string[] = [];
   const waiters = new Set<() => void>();
-  let taken = 0;
+  const eventsTaken = { n: 0 };
+  const commentsTaken = { n: 0 };
   let done = false;
   const notify = () => {
     for (const w of [...waiters]) w();
   };
+  /** The next item of `list` past `taken.n` matching `pred`, now or when it arrives. */
+  function take<T>(list: T[], taken: { n: number }, pred: (x: T) => boolean, timeoutMs: number, missing: () => string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        for (let i = taken.n; i < list.length; i++) {
+          if (pred(list[i]!)) {
+            taken.n = i + 1;
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve(list[i]!);
+            return;
+          }
+        }
+        if (done) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          reject(new Error("stream ended before the expected event"));
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(missing()));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+  }
   const client: SseClient = {
     status: res.status, headers: res.headers, body: undefined, events, comments, retry: undefined,
     next(pred = () => true, timeoutMs = 8000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          for (let i = taken; i < events.length; i++) {
-            if (pred(events[i]!)) {
-              taken = i + 1;
-              waiters.delete(check);
-              clearTimeout(timer);
-              resolve(events[i]!);
-              return;
-            }
-          }
-          if (done) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            reject(new Error("stream ended before the expected event"));
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching event; got ${JSON.stringify(events.slice(taken))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
+      return take(events, eventsTaken, pred, timeoutMs, () => `no matching event; got ${JSON.stringify(events.slice(eventsTaken.n))}`);
+    },
+    nextComment(pred = () => true, timeoutMs = 8000) {
+      return take(comments, commentsTaken, pred, timeoutMs, () => `no matching comment; got ${JSON.stringify(comments.slice(commentsTaken.n))}`);
     },
     ended: Promise.resolve(),
     close() {
