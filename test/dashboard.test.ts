@@ -7,7 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { streamsOpen, whenState } from "./helpers/wait.js";
+import { exactly, streamsOpen, whenState } from "./helpers/wait.js";
 import { dashboardDir } from "../server/dashboard/routes.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -155,12 +155,10 @@ describe("dashboard: in a real browser (headless chromium)", function () {
     await humidity.locator("input.interval").fill("0.3");
     await humidity.locator("button.watch").click();
     await page.locator("#chart-card").waitFor();
-    await page.waitForFunction(() => /^\d/.test(document.getElementById("chart-value")?.textContent ?? ""));
-    const first = await page.locator("#chart-value").textContent();
-    await page.waitForFunction((v) => {
-      const now = document.getElementById("chart-value")?.textContent;
-      return now !== v && /^\d/.test(now ?? "");
-    }, first);
+    const chartValue = page.locator("#chart-value");
+    await chartValue.filter({ hasText: /^\d/ }).waitFor();
+    const first = await chartValue.textContent();
+    await chartValue.filter({ hasText: /^\d/, hasNotText: exactly(first ?? "") }).waitFor();
     const second = await page.locator("#chart-value").textContent();
     expect(second).to.not.equal(first);
     // Let a few more points land so the screenshot shows a line.

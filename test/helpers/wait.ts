@@ -95,3 +95,8 @@ export function sessionGone(hub: Listenable & { get(user: string, device: string
 export function noSessions(hub: Listenable & { readonly size: number }, timeoutMs = 5000): Promise<void> {
   return whenState(hub, "offline", () => hub.size === 0, timeoutMs, "every session to end");
 }
+
+/** A Playwright text filter (`hasText`/`hasNotText`) matching exactly `text`, not as a substring. */
+export function exactly(text: string): RegExp {
+  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+}
