@@ -83,6 +83,8 @@ export interface Thingrelay {
   gateway: Gateway;
   /** Thinger devices (legacy, IOTMP): `listen()` opens its TCP/TLS ports; `/iotmp` upgrades reach it. */
   thinger: ThingerGateway;
+  /** Device admission (credential checks, "seen now" writes); tests await `touchedWritten()`. */
+  admission: Pick<DeviceAdmission, "touchedWritten">;
   /** HTTP request listener. */
   callback: ReturnType<Koa["callback"]>;
   /** Hands device sockets (`/v1/connect`, `/iotmp`) to their gateway; other upgrades are refused. */
@@ -130,7 +132,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const ready = services.calls.start();
   ready.catch((err: unknown) => logger.error({ err }, "queued call start-up failed"));
   return {
-    app, router, services, gateway, thinger, callback, handleUpgrade, ready,
+    app, router, services, gateway, thinger, admission, callback, handleUpgrade, ready,
     attach(server: Server) {
       server.on("request", callback);
       server.on("upgrade", handleUpgrade);

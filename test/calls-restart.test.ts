@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { startMain, stopAllMains, type MainProcess } from "./helpers/process.js";
 import { api, login } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { until } from "./helpers/wait.js";
+import { sse } from "./helpers/sse.js";
 
 const ADMIN_ENV = { THINGRELAY_ADMIN_USER: "root", THINGRELAY_ADMIN_PASSWORD: "root-password-1" };
 
@@ -78,6 +78,9 @@ describe("restart: queued calls survive SIGKILL and none runs twice (child proce
   });
 
   it("on connect the device gets its properties, then B and C once each, in order, and never A", async () => {
+    // The account event stream announces each queued call that finished (a `call` event, sent once it is stored).
+    const events = await sse(`${second!.url}/v1/users/alice/events?device=d1`, { Authorization: `Bearer ${token}` });
+    expect(events.status).to.equal(200);
     const dev = await RawDevice.described(second!.wsUrl, "alice", "d1", "d1-secret", { relay: "input" });
     try {
       expect(await dev.take((f) => f.type === "property")).to.include({ name: "mode", value: "eco" });
@@ -87,10 +90,13 @@ describe("restart: queued calls survive SIGKILL and none runs twice (child proce
       const c = await dev.take((f) => f.type === "call");
       expect(c.in).to.equal("C");
       dev.ws.send(JSON.stringify({ type: "result", id: c.id }));
-      await until(async () => (await api(second!.url, "GET", callPath(ids.C!), { token })).body.status === "succeeded", 8000, "C succeeded");
+      const cDone = await events.next((e) => e.event === undefined && (JSON.parse(e.data) as { id?: string }).id === ids.C);
+      expect(JSON.parse(cDone.data)).to.include({ type: "call", status: "succeeded" });
+      expect((await api(second!.url, "GET", callPath(ids.C!), { token })).body.status).to.equal("succeeded");
       expect((await api(second!.url, "GET", callPath(ids.B!), { token })).body.status).to.equal("succeeded");
       expect(dev.frames.filter((f) => f.type === "call").map((f) => f.in)).to.deep.equal(["B", "C"]);
     } finally {
+      events.close();
       await dev.close();
     }
   });

@@ -3,9 +3,10 @@ import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { until } from "./helpers/wait.js";
+import { onceWhere, whenState } from "./helpers/wait.js";
+import { EventEmitter } from "node:events";
 import { closeAllSse, sse } from "./helpers/sse.js";
-import { newCallId } from "../server/calls/queue.js";
+import { newCallId, type CallView } from "../server/calls/queue.js";
 
 const ASYNC = { Prefer: "respond-async" };
 
@@ -37,17 +38,23 @@ describe("queued calls (Prefer: respond-async)", function () {
     });
     return d;
   }
+  /** Every call the server's queue reported finished (`done`, emitted once the final state is stored), by id. */
+  const finished = new Map<string, CallView>();
+  const finishing = new EventEmitter();
+  /** Waits for the call to finish, then answers its status as the API shows it, which must be `status`. */
   async function waitStatus(device: string, id: string, status: string): Promise<any> {
-    let last: any;
-    await until(async () => {
-      last = (await api(srv.url, "GET", callPath(device, id), { token })).body;
-      return last?.status === status;
-    }, 8000, `call ${id} ${status} (last: ${JSON.stringify(last)})`);
+    await whenState(finishing, "done", () => finished.has(id), 8000, `call ${id} to finish`);
+    const last = (await api(srv.url, "GET", callPath(device, id), { token })).body;
+    expect(last?.status, `call ${id} ${status} (last: ${JSON.stringify(last)})`).to.equal(status);
     return last;
   }
 
   before(async () => {
     srv = await startServer({ env: { THINGRELAY_MAX_QUEUED_PER_DEVICE: "3", THINGRELAY_MAX_QUEUED_PER_USER: "5" } });
+    srv.relay.services.calls.on("done", ({ call }) => {
+      finished.set(call.id, call);
+      finishing.emit("done");
+    });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
   });
@@ -223,8 +230,10 @@ describe("queued calls (Prefer: respond-async)", function () {
       expect((await sync).status).to.equal(200);
       const delivered = await raw.take((f) => f.type === "call");
       expect(delivered).to.include({ resource: "relay", in: 1 });
+      const done = onceWhere<[{ call: CallView }]>(busy.relay.services.calls, "done", (e) => e.call.id === q.body.id, 8000, "the queued call to finish");
       raw.ws.send(JSON.stringify({ type: "result", id: delivered.id }));
-      await until(async () => (await api(busy.url, "GET", `/v1/users/alice/devices/busy/calls/${q.body.id}`, { token: t })).body.status === "succeeded", 8000, "succeeded");
+      await done;
+      expect((await api(busy.url, "GET", `/v1/users/alice/devices/busy/calls/${q.body.id}`, { token: t })).body.status).to.equal("succeeded");
       expect(raw.frames.filter((f) => f.type === "call" && f.resource === "relay")).to.have.length(1);
     } finally {
       await busy.close();

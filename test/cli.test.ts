@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { onceWhere, streamsOpen } from "./helpers/wait.js";
+import type { CallView } from "../server/calls/queue.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -309,11 +310,14 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
 
     it("call --async to an online device runs it; --key replays the first outcome", async function () {
       this.timeout(60_000); // seven CLI processes, one by one: slow on a busy machine
+      // The queue's `done` (emitted once the final state is stored) for the first call of io on nodemcu from here on.
+      const done = onceWhere<[{ device: string; call: CallView }]>(srv.relay.services.calls, "done", (e) => e.device === "nodemcu" && e.call.resource === "io", 15_000, "queued call done");
       const r = await cli(["call", "--async", "nodemcu/io", '{"value1":1,"value2":2}', "--json"]);
       expect(r.code, r.stderr).to.equal(0);
       const { id } = JSON.parse(r.stdout) as { id: string };
-      let shown = "";
-      await until(async () => (shown = (await cli(["calls", "nodemcu", id, "--json"])).stdout).includes("succeeded"), 15_000, "queued call done");
+      expect((await done)[0].call.id).to.equal(id);
+      const shown = (await cli(["calls", "nodemcu", id, "--json"])).stdout;
+      expect(JSON.parse(shown).status).to.equal("succeeded");
       expect(JSON.parse(shown).out).to.deep.equal({ sum: 3, mult: 2 });
       const first = await cli(["call", "--key", "cli-key-1", "nodemcu/io", '{"value1":2,"value2":2}']);
       const again = await cli(["call", "--key", "cli-key-1", "nodemcu/io", '{"value1":2,"value2":2}']);
@@ -383,8 +387,9 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
     });
 
     it("watch <device>/<resource> without --interval says it waits for values the device pushes", async () => {
+      const opened = streamsOpen(srv.relay.services.streams, (n) => n > 0, 10_000, "the watch stream to open");
       const watching = collect(spawnCli(["watch", "nodemcu/temperature", "--count", "1"], env));
-      await until(() => srv.relay.services.streams.openCount > 0, 10_000, "the watch stream to open");
+      await opened;
       void device.stream("temperature");
       const w = await watching;
       expect(w.code, w.stderr).to.equal(0);
@@ -405,8 +410,9 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(blocked.code).to.equal(1);
       expect(blocked.stderr).to.include("device_connected");
       const open = srv.relay.services.streams.openCount;
+      const opened = streamsOpen(srv.relay.services.streams, (n) => n > open, 10_000, "the watch stream to open");
       const watching = collect(spawnCli(["watch", "--count", "1", "--json"], env));
-      await until(() => srv.relay.services.streams.openCount > open, 10_000, "the watch stream to open");
+      await opened;
       const removed = await cli(["devices", "rm", "nodemcu", "--force"]);
       expect(removed.code, removed.stderr).to.equal(0);
       expect(removed.stdout).to.equal("Deleted device nodemcu.\n");

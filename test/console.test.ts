@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -7,7 +8,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { exactly, whenState } from "./helpers/wait.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(process.cwd(), "test-artifacts", "console");
@@ -39,6 +40,9 @@ describe("console: every flow in a real browser (headless chromium)", function (
   let credentials = "";
   let shareLink = "";
   const seen = { relay: null as unknown, level: null as unknown, message: null as unknown, reboots: 0 };
+  /** Emits "input" each time the device's handlers above record something in `seen`. */
+  const inputs = new EventEmitter();
+  const received = (holds: () => boolean, what: string) => whenState(inputs, "input", holds, 5000, what);
   let tick = 0;
   const problems: string[] = [];
 
@@ -60,15 +64,19 @@ describe("console: every flow in a real browser (headless chromium)", function (
     device.output("info", () => ({ firmware: "1.2.0", uptime: tick }));
     device.input("relay", (on: unknown) => {
       seen.relay = on;
+      inputs.emit("input");
     }, { state: () => seen.relay === true });
     device.input("level", (v: unknown) => {
       seen.level = v;
+      inputs.emit("input");
     });
     device.input("message", (v: unknown) => {
       seen.message = v;
+      inputs.emit("input");
     });
     device.run("reboot", () => {
       seen.reboots++;
+      inputs.emit("input");
     });
     await device.connect();
   };
@@ -158,7 +166,7 @@ describe("console: every flow in a real browser (headless chromium)", function (
     expect((await api(srv.url, "GET", "/v2/users/carol/devices/sensor/temperature", { token: dt })).status).to.equal(200);
     expect((await api(srv.url, "GET", "/v2/users/carol/devices/sensor/info", { token: dt })).status).to.equal(403);
     await page.locator('#dt-list li[data-token="reader"] button.danger').click();
-    await until(async () => (await page.locator('#dt-list li[data-token="reader"]').count()) === 0, 5000, "token row gone");
+    await page.locator('#dt-list li[data-token="reader"]').waitFor({ state: "detached", timeout: 5000 });
     expect((await api(srv.url, "GET", "/v2/users/carol/devices/sensor/temperature", { token: dt })).status).to.equal(401);
 
     await page.fill("#prop-name", "setpoint");
@@ -273,20 +281,20 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await w("json").locator("pre", { hasText: '"firmware": "1.2.0"' }).waitFor();
     await w("map").locator(".coords", { hasText: /^48\.\d+, 2\.35220$/ }).waitFor();
     await w("status").locator(".pill", { hasText: "online" }).waitFor();
-    await page.waitForFunction(() => (document.querySelectorAll('.widget[data-type="chart"] canvas').length > 0));
+    await w("chart").locator("canvas").first().waitFor();
     await w("value").locator(".wnote", { hasText: "live" }).waitFor();
 
     // Inputs reach the device.
     await w("switch").locator("input[role=switch]").check();
-    await until(() => seen.relay === true, 5000, "relay on");
+    await received(() => seen.relay === true, "relay on");
     await w("switch").locator(".wnote", { hasText: "on" }).waitFor();
     await w("button").locator("button.run").click();
-    await until(() => seen.reboots === 1, 5000, "reboot");
+    await received(() => seen.reboots === 1, "reboot");
     await w("slider").locator("input[type=range]").fill("7");
-    await until(() => seen.level === 7, 5000, "level 7");
+    await received(() => seen.level === 7, "level 7");
     await w("text").locator("input.value").fill("hello");
     await w("text").locator("button[type=submit]").click();
-    await until(() => seen.message === "hello", 5000, "message");
+    await received(() => seen.message === "hello", "message");
     await shot(page, "05-dashboard-live");
   });
 
@@ -350,10 +358,14 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await device!.connect();
     await value.locator(".wnote", { hasText: /^live/ }).waitFor();
     expect(await value.locator(".wbody.stale").count()).to.equal(0);
-    await page.waitForFunction((v) => document.querySelector('.widget[data-type="value"] .big')?.textContent !== v, first);
+    await value.locator(".big").filter({ hasNotText: exactly(first ?? "") }).waitFor();
+    expect(await value.locator(".big").textContent()).to.not.equal(first);
     // Points after the gap: the line resumes.
-    const points = Number(await page.locator('.widget[data-type="chart"] .chartbox').getAttribute("data-points"));
-    await page.waitForFunction((n) => Number(document.querySelector('.widget[data-type="chart"] .chartbox')?.getAttribute("data-points")) > n + 1, points);
+    const chartbox = page.locator('.widget[data-type="chart"] .chartbox');
+    const points = Number(await chartbox.getAttribute("data-points"));
+    // The count only grows: the first one past these two is more than points + 1.
+    await page.locator(`.widget[data-type="chart"] .chartbox:not([data-points="${points}"]):not([data-points="${points + 1}"])`).waitFor();
+    expect(Number(await chartbox.getAttribute("data-points"))).to.be.greaterThan(points + 1);
     await shot(page, "06b-dashboard-resumed");
   });
 
@@ -405,14 +417,15 @@ describe("console: every flow in a real browser (headless chromium)", function (
     const share = page.locator('#ut-list li[data-token="share: Balcony"]');
     await share.waitFor();
     await share.locator("button.danger").click();
-    await until(async () => (await share.count()) === 0, 5000, "share token gone");
+    await share.waitFor({ state: "detached", timeout: 5000 });
     const fresh = await browser.newContext();
     const guest = await fresh.newPage();
     await guest.goto(shareLink);
     await guest.locator("#dash-status", { hasText: "no longer valid" }).waitFor();
     await fresh.close();
     await page.locator('#ut-list li[data-token="panel"] button.danger').click();
-    await until(async () => (await page.locator("#ut-list li").count()) === 0, 5000, "tokens gone");
+    // The first row gone means no row is left.
+    await page.locator("#ut-list li").first().waitFor({ state: "detached", timeout: 5000 });
 
     await page.click("#tab-dashboards");
     await page.click("#dash-delete");
@@ -422,7 +435,7 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await page.locator('li.device[data-device="sensor"]').click();
     await page.click("#delete-device");
     await page.locator("#getting-started").waitFor();
-    await until(() => device!.state !== "open", 5000, "device session closed");
+    await whenState(device!, "state", () => device!.state !== "open", 5000, "device session closed");
     await device!.close();
     device = undefined;
 
@@ -436,7 +449,7 @@ describe("console: every flow in a real browser (headless chromium)", function (
     await signIn(page, ADMIN.user, ADMIN.password);
     await page.click("#tab-users");
     await page.locator('li.user[data-user="carol"] button.danger').click();
-    await until(async () => (await page.locator('li.user[data-user="carol"]').count()) === 0, 5000, "carol gone");
+    await page.locator('li.user[data-user="carol"]').waitFor({ state: "detached", timeout: 5000 });
     const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
     expect((await api(srv.url, "GET", "/v1/users/carol", { token: admin })).status).to.equal(404);
     expect(await srv.relay.services.repos.dashboards.count({ user: "carol" })).to.equal(0);

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -6,7 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { exactly, streamsOpen, whenState } from "./helpers/wait.js";
 import { dashboardDir } from "../server/dashboard/routes.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -73,6 +74,8 @@ describe("dashboard: in a real browser (headless chromium)", function () {
   let device: Device;
   let led: unknown = null;
   let counter = 0;
+  /** Emits "sample" each time the device samples humidity (`counter` counts them). */
+  const sampled = new EventEmitter();
   const problems: string[] = [];
 
   before(async function () {
@@ -84,7 +87,11 @@ describe("dashboard: in a real browser (headless chromium)", function () {
     await newDevice(srv.url, token, "alice", "garage", "gg-secret");
     device = new Device({ server: srv.wsUrl, user: "alice", device: "greenhouse", credentials: "gh-secret", reconnectInitialMs: 50 });
     device.output("temperature", () => 21.5);
-    device.output("humidity", () => Math.round((55 + 8 * Math.sin(++counter / 2)) * 10) / 10);
+    device.output("humidity", () => {
+      const value = Math.round((55 + 8 * Math.sin(++counter / 2)) * 10) / 10;
+      sampled.emit("sample");
+      return value;
+    });
     device.input("led", (on: unknown) => {
       led = on;
     });
@@ -148,17 +155,15 @@ describe("dashboard: in a real browser (headless chromium)", function () {
     await humidity.locator("input.interval").fill("0.3");
     await humidity.locator("button.watch").click();
     await page.locator("#chart-card").waitFor();
-    await page.waitForFunction(() => /^\d/.test(document.getElementById("chart-value")?.textContent ?? ""));
-    const first = await page.locator("#chart-value").textContent();
-    await page.waitForFunction((v) => {
-      const now = document.getElementById("chart-value")?.textContent;
-      return now !== v && /^\d/.test(now ?? "");
-    }, first);
+    const chartValue = page.locator("#chart-value");
+    await chartValue.filter({ hasText: /^\d/ }).waitFor();
+    const first = await chartValue.textContent();
+    await chartValue.filter({ hasText: /^\d/, hasNotText: exactly(first ?? "") }).waitFor();
     const second = await page.locator("#chart-value").textContent();
     expect(second).to.not.equal(first);
     // Let a few more points land so the screenshot shows a line.
     const seen = counter;
-    await until(() => counter >= seen + 12, 15_000, "more samples");
+    await whenState(sampled, "sample", () => counter >= seen + 12, 15_000, "more samples");
 
     await mkdir(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
@@ -168,7 +173,7 @@ describe("dashboard: in a real browser (headless chromium)", function () {
   it("the streams the page opened close when it leaves (no leaked streams)", async () => {
     expect(srv.relay.services.streams.openCount).to.be.greaterThan(0);
     await page.goto("about:blank");
-    await until(() => srv.relay.services.streams.openCount === 0, 10_000, "streams to close");
+    await streamsOpen(srv.relay.services.streams, 0, 10_000, "streams to close");
     expect(srv.relay.services.streams.openCount).to.equal(0);
   });
 });

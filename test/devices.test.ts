@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { until } from "./helpers/wait.js";
+import { sessionGone } from "./helpers/wait.js";
 
 /** Device registry (DESIGN §4) and live sessions, over HTTP with raw devices on real sockets. */
 describe("devices: registry and live sessions", () => {
@@ -143,13 +143,15 @@ describe("devices: registry and live sessions", () => {
       expect(on.connection.active).to.equal(true);
       expect(on.connection.ts).to.be.a("number").within(before, Date.now());
       const connectedTs = on.connection.ts as number;
+      const killedAt = Date.now();
       d.kill();
-      await until(async () => {
-        const v = (await api(srv.url, "GET", "/v1/users/alice/devices/list_a", { token: alice })).body;
-        return v.connection.active === false && v.connection.ts > connectedTs;
-      }, 5000, "device to show as disconnected with its last connection time");
+      // The session ends, then its "seen now" is written to the store (batched, no other signal).
+      await sessionGone(srv.relay.services.hub, "alice", "list_a");
+      await srv.relay.admission.touchedWritten();
       const off = (await api(srv.url, "GET", "/v1/users/alice/devices/list_a", { token: alice })).body;
-      expect(off.connection.ts).to.be.at.most(Date.now());
+      expect(off.connection.active).to.equal(false);
+      expect(off.connection.ts).to.be.above(connectedTs).and.at.most(Date.now());
+      expect(off.connection.ts, "written when the session ended").to.be.at.least(killedAt);
     });
   });
 
@@ -207,7 +209,7 @@ describe("devices: registry and live sessions", () => {
       expect(r.body.error.code).to.equal("device_connected");
       expect((await api(srv.url, "GET", "/v1/users/alice/devices/del1", { token: alice })).status).to.equal(200);
       d.kill();
-      await until(() => srv.relay.services.hub.get("alice", "del1") === undefined, 5000, "session to end");
+      await sessionGone(srv.relay.services.hub, "alice", "del1");
       const ok = await api(srv.url, "DELETE", "/v1/users/alice/devices/del1", { token: alice });
       expect(ok.status).to.equal(200);
       expect(ok.body).to.deep.equal({});

@@ -2,8 +2,9 @@ import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice, type ApiResponse } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { once, until } from "./helpers/wait.js";
+import { once, sessionGone, whenState } from "./helpers/wait.js";
 import type { JsonSession } from "../server/gateway/session.js";
+import type { SessionInfo } from "../server/gateway/hub.js";
 
 /** A server with one account "alice" and the given devices (credentials = `${id}-secret`). */
 async function fixture(env: Record<string, string>, devices: string[]): Promise<{ srv: TestServer; token: string }> {
@@ -183,7 +184,7 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await dev("big");
       d.send({ type: "data", resource: "x", out: "x".repeat(5000) });
       expect((await d.closed).code).to.equal(1009);
-      await until(() => srv.relay.services.hub.get("alice", "big") === undefined, 5000, "session to end");
+      await sessionGone(srv.relay.services.hub, "alice", "big");
     });
 
     it("a message above maxPayload before authentication also closes with 1009", async () => {
@@ -228,14 +229,19 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "slow", credentials: "slow-secret" });
       after(() => d.kill());
       d.ws.pause(); // stop reading: the kernel buffers fill, then the server's own queue
-      const session = () => srv.relay.services.hub.list("alice").find((s) => s.device === "slow")!;
+      const hub = srv.relay.services.hub;
+      const session = () => hub.list("alice").find((s) => s.device === "slow")!;
+      /** Checked on each of the hub's `traffic` events (a frame sent to or received from a device). */
+      const afterTraffic = (holds: (s: SessionInfo | undefined) => boolean, what: string) =>
+        whenState(hub, "traffic", () => holds(hub.list("alice").find((s) => s.device === "slow")), 10_000, what);
       const payload = { in: "x".repeat(INPUT) };
       const pending: Array<Promise<ApiResponse>> = [];
       let busy: ApiResponse | undefined;
       for (let i = 0; i < 400 && !busy; i++) {
         const r = api(srv.url, "POST", "/v2/users/alice/devices/slow/sink?timeout=60", { token, json: payload });
         // Either the call is now in flight (its frame queued), or it was refused at once.
-        const outcome = await Promise.race([r, until(() => session().inflight > pending.length, 10_000, "call in flight").then(() => null)]);
+        const n = pending.length;
+        const outcome = await Promise.race([r, afterTraffic((s) => (s?.inflight ?? 0) > n, "call in flight").then(() => null)]);
         if (outcome && outcome.status === 429) busy = outcome;
         else if (outcome) throw new Error(`unexpected answer ${outcome.status} ${outcome.text}`);
         else pending.push(r);
@@ -255,7 +261,7 @@ describe("gateway: device sockets on /v1/connect", function () {
       // The device keeps sending app-level pings while not reading: the answers must not pile up either.
       const rxBefore = session().rx_bytes;
       for (let i = 0; i < 5000; i++) d.send('{"type":"ping"}');
-      await until(() => session().rx_bytes >= rxBefore + 5000 * 15, 10_000, "pings to arrive");
+      await afterTraffic((s) => (s?.rx_bytes ?? 0) >= rxBefore + 5000 * 15, "pings to arrive");
       expect(session().buffered_bytes).to.be.at.most(peak);
       // Killing the device fails every pending call at once.
       d.kill();
@@ -420,7 +426,7 @@ describe("gateway: device sockets on /v1/connect", function () {
       expect(r.body.rx_bytes).to.equal(d.txBytes);
       expect(r.body.tx_bytes).to.equal(d.rxBytes);
       d.kill();
-      await until(() => srv.relay.services.hub.get("alice", "stats") === undefined, 5000, "session to end");
+      await sessionGone(srv.relay.services.hub, "alice", "stats");
       const off = await api(srv.url, "GET", "/v1/users/alice/devices/stats/stats", { token });
       expect(off.body).to.deep.include({ connected: false, rx_bytes: d.txBytes, tx_bytes: d.rxBytes, connected_ts: r.body.connected_ts });
     });
@@ -456,7 +462,8 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "alive", credentials: "alive-secret" });
       open.push(d);
       d.onCall = () => "here";
-      await until(() => d.pings >= 4, 10_000, "four pings");
+      // RawDevice's own ping listener (registered first) has counted each ping by then.
+      await whenState(d.ws, "ping", () => d.pings >= 4, 10_000, "four pings");
       expect(d.ws.readyState).to.equal(d.ws.OPEN);
       const r = await api(srv.url, "GET", "/v2/users/alice/devices/alive/x", { token });
       expect(r.status).to.equal(200);

@@ -3,7 +3,7 @@ import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { until } from "./helpers/wait.js";
+import { whenState } from "./helpers/wait.js";
 
 /** Issue 12 point 4: a resource's kind decides which method runs it; `…/{resource}/api` gives kind and state. */
 describe("resource kinds: 405 on the wrong method, and a resource's /api", () => {
@@ -30,7 +30,7 @@ describe("resource kinds: 405 on the wrong method, and a resource's /api", () =>
     device.io("io", (x: number) => (runs.io++, x * 2));
     device.run("reset", () => void runs.reset++);
     await device.connect();
-    await until(() => srv.relay.services.hub.get("kinds", "board")?.resources?.size === 5, 5000, "describe");
+    await whenState(srv.relay.services.hub, "describe", () => srv.relay.services.hub.get("kinds", "board")?.resources?.size === 5, 5000, "describe");
   });
   after(async () => {
     await device?.close();
@@ -142,8 +142,9 @@ describe("resource kinds: 405 on the wrong method, and a resource's /api", () =>
     it("on the wire: describe carries \"state\":true, the server sends a state frame and the result's in is the state", async () => {
       const raw = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "kinds", device: "raw", credentials: "raw-secret" });
       try {
+        const described = whenState(srv.relay.services.hub, "describe", () => srv.relay.services.hub.get("kinds", "raw")?.resources?.size === 2, 5000, "describe");
         raw.send({ type: "describe", resources: { door: { kind: "input", state: true }, lamp: { kind: "io" } } });
-        await until(() => srv.relay.services.hub.get("kinds", "raw")?.resources?.size === 2, 5000, "describe");
+        await described;
         const frame = raw.next((f) => f.type === "state");
         const answer = api(srv.url, "GET", v2("door/api", "raw"), { token });
         const f = await frame;

@@ -10,7 +10,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "./helpers/nats.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
-import { until } from "./helpers/wait.js";
+import { sessionGone, streamsOpen } from "./helpers/wait.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 
 /**
@@ -111,9 +111,9 @@ describe("streams across cluster nodes (NATS)", function () {
     const remote = await sse(`${B.url}/v2/users/alice/devices/sensor/temp?interval=2&authorization=${token}`);
     expect(await first.nextStreamFrame()).to.deep.equal({ type: "stream", resource: "temp", interval: 2000 });
     await first.close();
-    await until(() => A.relay.services.hub.get("alice", "sensor") === undefined, 5000, "A to see the device go");
+    await sessionGone(A.relay.services.hub, "alice", "sensor");
     remote.close(); // B's "no subscribers left" now has no node to reach
-    await until(() => B.relay.services.streams.openCount === 0, 5000, "B's stream to close");
+    await streamsOpen(B.relay.services.streams, 0, 5000, "B's stream to close");
     const second = await RawDevice.described(A.wsUrl, "alice", "sensor", "s3cret", { temp: "output", hum: "output" });
     raws.push(second);
     const local = await sse(`${A.url}/v2/users/alice/devices/sensor/hum?interval=1&authorization=${token}`);

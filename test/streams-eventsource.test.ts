@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
@@ -8,7 +9,7 @@ import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcpproxy.js";
-import { until } from "./helpers/wait.js";
+import { sessionGone, streamsOpen, whenState } from "./helpers/wait.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 
@@ -78,7 +79,7 @@ async function teardown(f: Fixture | undefined): Promise<void> {
 async function whileDisconnected(f: Fixture, whileAway: () => Promise<void>): Promise<void> {
   f.proxy.setTarget(await closedPort());
   f.proxy.reset();
-  await until(() => f.srv.relay.services.streams.openCount === 0, 10_000, "the server to see the streams close");
+  await streamsOpen(f.srv.relay.services.streams, 0, 10_000, "the server to see the streams close");
   await whileAway();
   f.proxy.setTarget(f.srv.port);
 }
@@ -97,29 +98,43 @@ describe("SSE read by the eventsource npm package: values arrive at onmessage", 
   });
   after(() => teardown(f));
 
-  /** Opens an EventSource and records what reaches onmessage (and, apart, the named `end` events). */
-  function listen(path: string): { seen: Seen[]; ends: Seen[]; es: NodeEventSource } {
+  /**
+   * Opens an EventSource and records what reaches onmessage (and, apart, the named `end` events);
+   * `saw(n)`/`ended(n)` resolve once that many arrived.
+   */
+  function listen(path: string): { seen: Seen[]; ends: Seen[]; es: NodeEventSource; saw(n: number, what: string, timeoutMs?: number): Promise<void>; ended(n: number): Promise<void> } {
     const sep = path.includes("?") ? "&" : "?";
     const es = new NodeEventSource(`${f.base}${path}${sep}authorization=${encodeURIComponent(f.token)}`);
     open.push(es);
     const seen: Seen[] = [];
     const ends: Seen[] = [];
-    es.onmessage = (e) => seen.push({ type: e.type, data: JSON.parse(e.data as string), id: e.lastEventId });
-    es.addEventListener("end", (e) => ends.push({ type: e.type, data: JSON.parse(e.data as string), id: e.lastEventId }));
-    return { seen, ends, es };
+    const arrived = new EventEmitter();
+    es.onmessage = (e) => {
+      seen.push({ type: e.type, data: JSON.parse(e.data as string), id: e.lastEventId });
+      arrived.emit("message");
+    };
+    es.addEventListener("end", (e) => {
+      ends.push({ type: e.type, data: JSON.parse(e.data as string), id: e.lastEventId });
+      arrived.emit("end");
+    });
+    return {
+      seen, ends, es,
+      saw: (n, what, timeoutMs = 10_000) => whenState(arrived, "message", () => seen.length >= n, timeoutMs, what),
+      ended: (n) => whenState(arrived, "end", () => ends.length >= n, 10_000, "the end event"),
+    };
   }
 
   it("device stats", async () => {
-    const { seen } = listen("/v1/users/alice/devices/sensor/stats");
-    await until(() => seen.length >= 1, 10_000, "a stats event at onmessage");
+    const { seen, saw } = listen("/v1/users/alice/devices/sensor/stats");
+    await saw(1, "a stats event at onmessage");
     expect(seen[0]!.type).to.equal("message");
     expect(seen[0]!.data).to.include({ connected: true, ip_address: "127.0.0.1" });
     expect(seen[0]!.id).to.match(/^[0-9a-f]{8}-\d+$/);
   });
 
   it("resource values", async () => {
-    const { seen } = listen("/v2/users/alice/devices/sensor/temperature?interval=0.1");
-    await until(() => seen.length >= 2, 10_000, "two values at onmessage");
+    const { seen, saw } = listen("/v2/users/alice/devices/sensor/temperature?interval=0.1");
+    await saw(2, "two values at onmessage");
     for (const s of seen.slice(0, 2)) {
       expect(s.type).to.equal("message");
       expect(s.data).to.have.property("out", 21.5);
@@ -128,30 +143,31 @@ describe("SSE read by the eventsource npm package: values arrive at onmessage", 
   });
 
   it("account events, told apart by data.type; a missed one is replayed after a reconnect with Last-Event-ID", async () => {
-    const { seen, ends } = listen("/v1/users/alice/events");
-    await until(() => f.srv.relay.services.streams.openCount === 1, 10_000, "the stream to open");
+    const opened = streamsOpen(f.srv.relay.services.streams, 1, 10_000, "the stream to open");
+    const { seen, ends, saw } = listen("/v1/users/alice/events");
+    await opened;
     const door = await f.connect("door");
-    await until(() => seen.length >= 1, 10_000, "an online event at onmessage");
+    await saw(1, "an online event at onmessage");
     expect(seen[0]).to.deep.include({ type: "message" });
     expect(seen[0]!.data).to.include({ type: "online", device: "door" });
 
     // The device goes offline while the client is cut off: only a resume can bring that event.
     await whileDisconnected(f, async () => {
       await door.close();
-      await until(() => f.srv.relay.services.hub.get("alice", "door") === undefined, 10_000, "the device to go");
+      await sessionGone(f.srv.relay.services.hub, "alice", "door", 10_000);
     });
-    await until(() => seen.length >= 2, 20_000, "the missed offline event after the reconnect");
+    await saw(2, "the missed offline event after the reconnect", 20_000);
     expect(seen[1]!.data).to.include({ type: "offline", device: "door" });
     expect(Number(seen[1]!.id.split("-")[1])).to.equal(Number(seen[0]!.id.split("-")[1]) + 1);
     expect(ends).to.deep.equal([]);
   });
 
   it("the named end event does not reach onmessage", async () => {
-    const { seen, ends, es } = listen("/v1/users/alice/devices/sensor/stats");
-    await until(() => seen.length >= 1, 10_000, "the first stats event");
+    const { seen, ends, es, saw, ended } = listen("/v1/users/alice/devices/sensor/stats");
+    await saw(1, "the first stats event");
     es.onerror = () => es.close(); // the server is about to go: do not reconnect
     await f.srv.relay.services.streams.close();
-    await until(() => ends.length >= 1, 10_000, "the end event");
+    await ended(1);
     expect(ends[0]!.data).to.deep.equal({ reason: "shutdown" });
     expect(seen.every((s) => !("reason" in (s.data as object)))).to.equal(true);
   });
@@ -162,6 +178,9 @@ describe("SSE read by Chromium's EventSource: values arrive at onmessage", funct
   let f: Fixture;
   let browser: Browser;
   let page: Page;
+  /** How many values each named stream's onmessage saw, reported by the page as they arrive. */
+  const counts = new Map<string, number>();
+  const reported = new EventEmitter();
 
   before(async function () {
     if (!existsSync(CHROMIUM)) this.skip();
@@ -169,6 +188,10 @@ describe("SSE read by Chromium's EventSource: values arrive at onmessage", funct
     await f.connect("sensor");
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
     page = await browser.newPage();
+    await page.exposeFunction("reportSeen", (name: string) => {
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      reported.emit("seen");
+    });
     // Same origin as the streams (no CORS needed): any page of the server will do.
     await page.goto(`${f.base}/health`);
   });
@@ -183,18 +206,21 @@ describe("SSE read by Chromium's EventSource: values arrive at onmessage", funct
   /** Opens `new EventSource(url + '?authorization=' + token)` in the page, as Thinger's docs write it. */
   async function listen(name: string, path: string): Promise<void> {
     await page.evaluate(({ name, url }) => {
-      const w = window as unknown as { streams: Record<string, EventSource>; seen: Record<string, Seen[]> };
+      const w = window as unknown as { streams: Record<string, EventSource>; seen: Record<string, Seen[]>; reportSeen(name: string): void };
       w.streams ??= {};
       w.seen ??= {};
       const seen: Seen[] = (w.seen[name] = []);
       const es = new window.EventSource(url);
-      es.onmessage = (e) => seen.push({ type: e.type, data: JSON.parse(e.data), id: e.lastEventId });
+      es.onmessage = (e) => {
+        seen.push({ type: e.type, data: JSON.parse(e.data), id: e.lastEventId });
+        w.reportSeen(name);
+      };
       w.streams[name] = es;
     }, { name, url: `${path}${path.includes("?") ? "&" : "?"}authorization=${encodeURIComponent(f.token)}` });
   }
 
   async function seen(name: string, n: number): Promise<Seen[]> {
-    await page.waitForFunction(({ name, n }) => ((window as unknown as { seen: Record<string, unknown[]> }).seen[name]?.length ?? 0) >= n, { name, n }, { timeout: 20_000 });
+    await whenState(reported, "seen", () => (counts.get(name) ?? 0) >= n, 20_000, `${n} values of ${name} at onmessage`);
     return page.evaluate((name) => (window as unknown as { seen: Record<string, Seen[]> }).seen[name]!, name);
   }
 
@@ -217,15 +243,16 @@ describe("SSE read by Chromium's EventSource: values arrive at onmessage", funct
 
   it("account events, told apart by data.type; a missed one is replayed after a reconnect with Last-Event-ID", async () => {
     const before = f.srv.relay.services.streams.openCount;
+    const opened = streamsOpen(f.srv.relay.services.streams, before + 1, 10_000, "the stream to open");
     await listen("events", "/v1/users/alice/events");
-    await until(() => f.srv.relay.services.streams.openCount === before + 1, 10_000, "the stream to open");
+    await opened;
     const door = await f.connect("door");
     const [online] = await seen("events", 1);
     expect(online!.data).to.include({ type: "online", device: "door" });
 
     await whileDisconnected(f, async () => {
       await door.close();
-      await until(() => f.srv.relay.services.hub.get("alice", "door") === undefined, 10_000, "the device to go");
+      await sessionGone(f.srv.relay.services.hub, "alice", "door", 10_000);
     });
     const got = await seen("events", 2);
     expect(got[1]!.type).to.equal("message");

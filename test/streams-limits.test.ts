@@ -2,7 +2,7 @@ import { expect } from "chai";
 import type { EventSourceMessage } from "eventsource-parser";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { login, newAccount, newDevice } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { onceWhere, streamsOpen, whenState } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { EventLog, ResumeBudget } from "../server/streams/log.js";
@@ -74,6 +74,12 @@ describe("streams: memory and robustness against device values (real server)", f
   const names = Array.from({ length: 8 }, (_, i) => `r${i}`);
   const base = (path: string) => `${srv.url}${path}${path.includes("?") ? "&" : "?"}authorization=${token}`;
   const buffered = () => srv.relay.services.streams.resumeBuffer;
+  /**
+   * Resolves once the resume buffers hold what `holds` wants, checked after each value the hub hands out (the
+   * stream service's own listener, registered at construction, has recorded it by then).
+   */
+  const bufferedWhen = (holds: (b: { bytes: number; events: number }) => boolean, what: string) =>
+    whenState(srv.relay.services.hub, "data", () => holds(buffered()), 10_000, what);
   /** Sends one frame and waits until the socket took it. */
   const push = (resource: string, out: unknown) =>
     new Promise<void>((resolve, reject) => dev.ws.send(JSON.stringify({ type: "data", resource, out }), (err) => (err ? reject(err) : resolve())));
@@ -88,7 +94,7 @@ describe("streams: memory and robustness against device values (real server)", f
   });
   afterEach(async () => {
     closeAllSse();
-    await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+    await streamsOpen(srv.relay.services.streams, 0, 5000, "streams to close");
   });
   after(async () => {
     await dev?.close();
@@ -100,7 +106,7 @@ describe("streams: memory and robustness against device values (real server)", f
       const c = await sse(base(`/v2/users/alice/devices/raw/${n}`));
       expect(c.status).to.equal(200);
       c.close();
-      await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
+      await streamsOpen(srv.relay.services.streams, 0, 5000, "stream to close");
     }
     expect(buffered()).to.deep.equal({ bytes: 0, events: 0, topics: 8 });
     // 200 KiB values (over the 64 KiB per-event cap), three per resource, then one small marker each. Frames
@@ -108,13 +114,16 @@ describe("streams: memory and robustness against device values (real server)", f
     const large = "L".repeat(200 * KiB);
     for (let i = 0; i < 3; i++) for (const n of names) await push(n, large);
     for (const n of names) await push(n, "marker");
-    await until(() => buffered().events === 8, 10_000, "the markers");
+    await bufferedWhen((b) => b.events === 8, "the markers");
     expect(buffered().bytes).to.be.below(8 * 200);
 
     // 40 KiB values are kept, at most 256 KiB worth per topic (6 of them), the oldest leaving first.
     const medium = "M".repeat(40 * KiB);
+    let handled = 0;
+    const allHandled = onceWhere<[{ out: unknown }]>(srv.relay.services.hub, "data", (e) => e.out === medium && ++handled === 10 * names.length, 10_000, "the 80 values to reach the hub");
     for (let i = 0; i < 10; i++) for (const n of names) await push(n, medium);
-    await until(() => buffered().events === 8 * 6, 10_000, "six 40 KiB values per topic");
+    await allHandled;
+    expect(buffered().events, "six 40 KiB values per topic").to.equal(8 * 6);
     expect(buffered().bytes).to.be.within(8 * 6 * 40 * KiB, 8 * 256 * KiB);
   });
 
@@ -127,7 +136,7 @@ describe("streams: memory and robustness against device values (real server)", f
     await push("remote_only", "N".repeat(10 * KiB));
     await push("r0", "marker"); // r0 is within its resume window: recorded
     // The first new event buffered is the marker (frames are handled in order): the 10 KiB value was not kept.
-    await until(() => buffered().events > before.events, 10_000, "the marker");
+    await bufferedWhen((b) => b.events > before.events, "the marker");
     expect(buffered().events).to.equal(before.events + 1);
     expect(buffered().bytes - before.bytes).to.be.below(200);
     streams.setRemoteInterval("alice", "raw", "remote_only", "node-b", null);

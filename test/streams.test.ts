@@ -3,7 +3,7 @@ import type { EventSourceMessage } from "eventsource-parser";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { until } from "./helpers/wait.js";
+import { streamsOpen } from "./helpers/wait.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 
@@ -28,7 +28,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
     closeAllSse();
     for (const d of devices.splice(0)) await d.close();
     // Every stream closed by the test has released its account slot before the next test starts.
-    await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+    await streamsOpen(srv.relay.services.streams, 0, 5000, "streams to close");
   });
   after(async () => {
     await srv?.close();
@@ -60,7 +60,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(first.id).to.match(EVENT_ID_RE);
       expect(c.retry).to.equal(3000);
       // Heartbeat comes every THINGRELAY_SSE_HEARTBEAT_MS (200 ms here): wait for two of them.
-      await until(() => c.comments.filter((x) => x.trim() === "heartbeat").length >= 2, 8000, "two heartbeats");
+      for (let i = 0; i < 2; i++) await c.nextComment((x) => x.trim() === "heartbeat");
       expect(c.comments).to.include("heartbeat");
     });
 
@@ -79,7 +79,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
         expect(r.status).to.equal(200);
         expect(json(await r.next())).to.have.property("connected");
         r.close();
-        await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+        await streamsOpen(srv.relay.services.streams, 0, 5000, "streams to close");
       }
     });
 
@@ -92,7 +92,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(d.status).to.equal(429);
       expect(d.body.error.code).to.equal("too_many_streams");
       b.close();
-      await until(() => srv.relay.services.streams.openCount === 2, 5000, "slot to free");
+      await streamsOpen(srv.relay.services.streams, 2, 5000, "slot to free");
       const e = await sse(base("/v1/users/alice/events"));
       expect(e.status).to.equal(200);
     });
@@ -110,7 +110,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
         expect(cs.map((c) => c.status)).to.deep.equal([200, 200, 200]);
         expect(hub.listenerCount("traffic")).to.equal(baseline[3]! + 1);
         for (const c of cs) c.close();
-        await until(() => srv.relay.services.streams.openCount === 0, 5000, "streams to close");
+        await streamsOpen(srv.relay.services.streams, 0, 5000, "streams to close");
       }
       expect(events.map((e) => hub.listenerCount(e))).to.deep.equal(baseline);
       const gauge = await srv.relay.services.metrics.streams.get();
@@ -180,7 +180,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       const on = await c.next();
       expect(json(on).type).to.equal("online");
       c.close();
-      await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
+      await streamsOpen(srv.relay.services.streams, 0, 5000, "stream to close");
       await device.close(); // happens while nobody listens
       const again = await sse(base("/v1/users/alice/events"), { "Last-Event-ID": on.id! });
       expect(again.status).to.equal(200);
@@ -213,7 +213,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
 
       // Replay: events recorded while the client was away go through the same filter.
       c.close();
-      await until(() => srv.relay.services.streams.openCount === 0, 5000, "stream to close");
+      await streamsOpen(srv.relay.services.streams, 0, 5000, "stream to close");
       await secret.close();
       await other.close();
       const again = await sse(url, { "Last-Event-ID": first.id! });
@@ -260,7 +260,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       await device.connect();
       const c = await sse(base("/v2/users/alice/devices/sensor/state"));
       expect(c.status).to.equal(200);
-      await until(() => srv.relay.services.streams.openCount === 1, 5000, "stream open");
+      await streamsOpen(srv.relay.services.streams, 1, 5000, "stream open");
       value = "busy";
       await device.stream("state");
       expect(json(await c.next((e) => e.event === undefined))).to.include({ out: "busy" });
@@ -355,7 +355,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       for (let i = 0; i < 400 && srv.relay.services.streams.openCount > 0; i++) {
         await new Promise((r) => dev.ws.send(frame, r));
       }
-      await until(() => srv.relay.services.streams.openCount === 0, 10_000, "slow stream to be dropped");
+      await streamsOpen(srv.relay.services.streams, 0, 10_000, "slow stream to be dropped");
       expect(srv.relay.services.streams.openCount).to.equal(0);
       expect(await dev.nextStreamFrame()).to.deep.equal({ type: "unstream", resource: "blob" });
       sock.destroy();

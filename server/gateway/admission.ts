@@ -44,6 +44,8 @@ export class DeviceAdmission {
   private readonly failures = new WindowLimiter(DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
   private readonly touched = new Set<string>();
   private touchQueued = false;
+  /** Settles once the touches recorded so far are written (or their write failed). */
+  private touchesWritten: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly repos: Repositories,
@@ -115,12 +117,20 @@ export class DeviceAdmission {
     this.touched.add(key);
     if (this.touchQueued) return;
     this.touchQueued = true;
-    setImmediate(() => {
-      this.touchQueued = false;
-      const keys = [...this.touched];
-      this.touched.clear();
-      this.repos.devices.updateMany({ _id: { $in: keys } }, { $set: { lastConnectionTs: Date.now() } }).catch(() => {});
-    });
+    const earlier = this.touchesWritten;
+    this.touchesWritten = new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.touchQueued = false;
+        const keys = [...this.touched];
+        this.touched.clear();
+        this.repos.devices.updateMany({ _id: { $in: keys } }, { $set: { lastConnectionTs: Date.now() } }).then(() => resolve(), () => resolve());
+      });
+    }).then(() => earlier);
+  }
+
+  /** Resolves once every "seen now" recorded so far is in the store (or its write failed): the write has no other signal. */
+  touchedWritten(): Promise<void> {
+    return this.touchesWritten;
   }
 }
 

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { EventEmitter } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,7 +10,8 @@ import type { Store } from "../../server/store/types.js";
 import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
-import { once, until } from "../helpers/wait.js";
+import { once, onceWhere, whenState } from "../helpers/wait.js";
+import type { CallView } from "../../server/calls/queue.js";
 import { sse } from "../helpers/sse.js";
 
 /**
@@ -47,10 +49,20 @@ describe("cluster: queued calls and properties across nodes", function () {
     return d;
   }
   const callPath = (name: string, id: string) => `/v1/users/alice/devices/${name}/calls/${id}`;
-  async function statusOn(n: TestServer, name: string, id: string, status: string): Promise<any> {
-    let last: any;
-    await until(async () => (last = (await api(n.url, "GET", callPath(name, id), { token })).body)?.status === status, 8000, `${status} on ${n.url}`);
-    return last;
+  /**
+   * Resolves with the first call `pick` chooses that a node's queue reports finished (`done` is emitted once the
+   * final state is in the shared store, by whichever node wrote it). Subscribe before causing it.
+   */
+  function finished(pick: (device: string, call: CallView) => boolean, what: string): Promise<CallView> {
+    const watchers = nodes.map((n) => onceWhere<[{ device: string; call: CallView }]>(n.relay.services.calls, "done", (e) => pick(e.device, e.call), 8000, what));
+    return Promise.race(watchers).then(([e]) => e.call);
+  }
+  /** Once `done` came: the call's status as node `n` answers it, which must be `status`. */
+  async function statusOn(n: TestServer, name: string, id: string, done: Promise<CallView>, status: string): Promise<any> {
+    expect((await done).id).to.equal(id);
+    const r = (await api(n.url, "GET", callPath(name, id), { token })).body;
+    expect(r.status, `${status} on ${n.url}`).to.equal(status);
+    return r;
   }
 
   before(async function () {
@@ -81,9 +93,10 @@ describe("cluster: queued calls and properties across nodes", function () {
     const known = once(B.relay.services.hub, "online");
     await device("online", log, seen).connect();
     await known;
+    const finishing = finished((name) => name === "online", "the call on online to finish");
     const r = await api(B.url, "POST", "/v2/users/alice/devices/online/echo", { token, json: { in: "via B" }, headers: ASYNC });
     expect(r.status).to.equal(202);
-    const done = await statusOn(B, "online", r.body.id, "succeeded");
+    const done = await statusOn(B, "online", r.body.id, finishing, "succeeded");
     expect(done.out).to.equal("via B");
     expect((await api(A.url, "GET", callPath("online", r.body.id), { token })).body).to.deep.equal(done);
     expect(log).to.deep.equal(["via B"]);
@@ -102,10 +115,14 @@ describe("cluster: queued calls and properties across nodes", function () {
 
   it("a property edited on B reaches the device held by A", async () => {
     const seen: Array<[string, unknown]> = [];
+    const pushes = new EventEmitter();
     const d = devices[0]!;
-    d.onProperty("color", (value, prop) => seen.push([prop, value]));
+    d.onProperty("color", (value, prop) => {
+      seen.push([prop, value]);
+      pushes.emit("push");
+    });
     expect((await api(B.url, "PUT", "/v3/users/alice/devices/online/properties/color", { token, json: { value: "red" } })).status).to.equal(200);
-    await until(() => seen.length > 0, 8000, "property pushed");
+    await whenState(pushes, "push", () => seen.length > 0, 8000, "property pushed");
     expect(seen).to.deep.equal([["color", "red"]]);
     expect(await d.property("color")).to.equal("red");
   });
@@ -116,8 +133,9 @@ describe("cluster: queued calls and properties across nodes", function () {
     const del = await api(B.url, "DELETE", callPath("later", ids[1]!), { token });
     expect(del.body.status).to.equal("cancelled");
     const log: unknown[] = [];
+    const last = finished((_name, call) => call.id === ids[2], "the third call to finish");
     await device("later", log).connect();
-    await statusOn(B, "later", ids[2]!, "succeeded");
+    await statusOn(B, "later", ids[2]!, last, "succeeded");
     expect(log).to.deep.equal([1, 3]);
     expect((await api(A.url, "GET", callPath("later", ids[0]!), { token })).body.status).to.equal("succeeded");
   });

@@ -161,6 +161,8 @@ export interface ThingerDevice {
   on(event: "keepalive", listener: () => void): this;
   on(event: "close", listener: (reason: string) => void): this;
   on(event: "error", listener: (err: Error) => void): this;
+  /** The set of streams the server has open on this device changed (see `openStreams()`). */
+  on(event: "streams", listener: () => void): this;
 }
 
 export class ThingerDevice extends EventEmitter {
@@ -442,7 +444,9 @@ export class ThingerDevice extends EventEmitter {
     this.state = "closed";
     clearInterval(this.keepAliveTimer);
     for (const s of this.streams.values()) clearInterval(s.timer);
+    const had = this.streams.size > 0;
     this.streams.clear();
+    if (had) this.emit("streams");
   }
 
   private onBytes(chunk: Uint8Array): void {
@@ -546,6 +550,7 @@ export class ThingerDevice extends EventEmitter {
         const intervalMs = typeof m.payload === "number" && m.payload > 0 ? m.payload : 0;
         const s: Stream = { id: m.streamId, resource: name, intervalMs };
         this.streams.set(s.id, s);
+        this.emit("streams");
         reply(true);
         if (r.kind === "input") this.pushSample(s, LEGACY_FLAG.STREAM_EVENT);
         else if (intervalMs > 0) {
@@ -649,6 +654,7 @@ export class ThingerDevice extends EventEmitter {
     if (!s) return;
     clearInterval(s.timer);
     this.streams.delete(id);
+    this.emit("streams");
   }
 
   // ————————————————————————————————————————————————————————— IOTMP
@@ -697,6 +703,7 @@ export class ThingerDevice extends EventEmitter {
         this.stopStream(streamId);
         const s: Stream = { id: streamId, resource: name, intervalMs };
         this.streams.set(streamId, s);
+        this.emit("streams");
         ok();
         this.pushSample(s, undefined); // the echo
         if (intervalMs > 0) s.timer = setInterval(() => this.pushSample(s, undefined), intervalMs);

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { closeAllSse, sse } from "../helpers/sse.js";
-import { once, until } from "../helpers/wait.js";
+import { noSessions, once } from "../helpers/wait.js";
 import { TestDevice, type Protocol, type ThingerResource } from "./device.js";
 
 /**
@@ -52,7 +52,7 @@ for (const protocol of ["legacy", "iotmp2"] as Protocol[]) {
     afterEach(async () => {
       closeAllSse();
       for (const d of devices.splice(0)) d.destroy();
-      await until(() => srv.relay.services.hub.size === 0, 5000, "sessions to end");
+      await noSessions(srv.relay.services.hub);
     });
     after(() => srv?.close());
 
@@ -99,9 +99,10 @@ for (const protocol of ["legacy", "iotmp2"] as Protocol[]) {
       expect(runs).to.equal(0);
       expect(d.streams.size).to.equal(0);
       // An output asked for now streams as usual.
+      const started = d.streamsOpen(1, "the output stream to start");
       const temp = await sse(`${srv.url}${v2("temp")}?interval=1000`, { Authorization: `Bearer ${token}` });
       expect(temp.status).to.equal(200);
-      await until(() => d.streams.size === 1, 5000, "the output stream to start");
+      await started;
     });
 
     it("describes again in the background after a failed first describe", async () => {

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
-import { once, until } from "../helpers/wait.js";
+import { noSessions, once } from "../helpers/wait.js";
 import { ThingerDevice, type ThingerDeviceFrame, type ThingerProtocol } from "../helpers/thinger-device.js";
 import { TestDevice } from "./device.js";
 import { IOTMP_TYPE, LEGACY_FLAG, type PsonValue } from "../../server/thinger/index.js";
@@ -33,7 +33,7 @@ describe("Thinger devices: properties", function () {
   });
   afterEach(async () => {
     for (const d of devices.splice(0)) await d.close();
-    await until(() => srv.relay.services.hub.size === 0, 5000, "sessions to end");
+    await noSessions(srv.relay.services.hub);
   });
   after(() => srv?.close());
 

@@ -3,6 +3,7 @@
  * refusal, `closed` is a promise, keep-alive echoes are counted.
  */
 import { ThingerDevice, type ThingerDeviceOptions, type ThingerProtocol, type ThingerTransport } from "../helpers/thinger-device.js";
+import { whenState } from "../helpers/wait.js";
 import { IOTMP_TYPE, LEGACY_FLAG, type IotmpMessage, type LegacyMessage } from "../../server/thinger/index.js";
 
 export { ThingerDeviceError, type ThingerResource } from "../helpers/thinger-device.js";
@@ -33,6 +34,11 @@ export class TestDevice {
   /** Stream ids the server has open on the device. */
   get streams(): { size: number } {
     return { size: this.dev.openStreams().length };
+  }
+
+  /** Resolves once the server has `n` streams open on the device (checked on every change). */
+  streamsOpen(n: number, what: string, timeoutMs = 5000): Promise<void> {
+    return whenState(this.dev, "streams", () => this.dev.openStreams().length === n, timeoutMs, what);
   }
 
   /** Sends a keep-alive and resolves on the server's echo. */

@@ -1,10 +1,11 @@
 import { expect } from "chai";
+import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
 import { Device } from "../../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { closeAllSse, sse } from "../helpers/sse.js";
-import { once, until } from "../helpers/wait.js";
+import { noSessions, once, onceWhere, sessionGone } from "../helpers/wait.js";
 import { TestDevice, ThingerDeviceError, type Protocol, type ThingerResource, type Transport } from "./device.js";
 import { selfSigned } from "../helpers/self-signed.js";
 import { connect } from "node:net";
@@ -42,6 +43,13 @@ for (const { protocol, transport } of VARIANTS) {
     const sdks: Device[] = [];
     let led = false;
     let last: unknown;
+    /** Emits "call" each time the device starts answering `slow` (so the server holds that call in flight). */
+    const slowCalls = new EventEmitter();
+    /** Resolves once the device got `n` more calls of `slow`. */
+    const slowCallsReach = (n: number, what: string) => {
+      let got = 0;
+      return onceWhere(slowCalls, "call", () => ++got === n, 5000, what);
+    };
     const v2 = (path: string) => `/v2/users/alice/devices/dev1/${path}`;
     // IOTMP-Linux 1.3 (dialect 1) sends every top-level number as a truncated varint: 21.5 arrives as 21.
     const TEMP = protocol === "iotmp1" ? 21 : 21.5;
@@ -60,7 +68,10 @@ for (const { protocol, transport } of VARIANTS) {
         throw new ThingerDeviceError("sensor failure", 503);
       } },
       // Never answers (timeouts, busy, disconnects).
-      slow: { kind: "output", out: () => new Promise<never>(() => {}) },
+      slow: { kind: "output", out: () => {
+        slowCalls.emit("call");
+        return new Promise<never>(() => {});
+      } },
     };
 
     function device(over: Partial<ConstructorParameters<typeof TestDevice>[0]> = {}): TestDevice {
@@ -91,7 +102,7 @@ for (const { protocol, transport } of VARIANTS) {
       closeAllSse();
       for (const d of devices.splice(0)) d.destroy();
       for (const d of sdks.splice(0)) await d.close();
-      await until(() => srv.relay.services.hub.size === 0, 5000, "sessions to end");
+      await noSessions(srv.relay.services.hub);
     });
     after(() => srv?.close());
 
@@ -166,8 +177,10 @@ for (const { protocol, transport } of VARIANTS) {
         const slow = await api(srv.url, "GET", `${v2("slow")}?timeout=0.2`, { token });
         expect(slow.status).to.equal(504);
         expect(slow.body.error.code).to.equal("device_timeout");
+        const reached = slowCallsReach(3, "three calls at the device");
         const pending = [1, 2, 3].map(() => api(srv.url, "GET", `${v2("slow")}?timeout=2`, { token }));
-        await until(() => srv.relay.services.hub.get("alice", "dev1")!.inflight === 3, 5000, "three calls in flight");
+        await reached;
+        expect(srv.relay.services.hub.get("alice", "dev1")!.inflight).to.equal(3);
         const busy = await api(srv.url, "GET", v2("temp"), { token });
         expect(busy.status).to.equal(429);
         expect(busy.body.error.code).to.equal("device_busy");
@@ -177,13 +190,15 @@ for (const { protocol, transport } of VARIANTS) {
       });
 
       it("errors: the device dropping mid-call 502 device_disconnected; then 404 device_offline; unknown device 404 device_not_found", async () => {
+        const reached = slowCallsReach(1, "the call at the device");
         const call = api(srv.url, "GET", `${v2("slow")}?timeout=5`, { token });
-        await until(() => srv.relay.services.hub.get("alice", "dev1")?.inflight === 1, 5000, "call in flight");
+        await reached;
+        expect(srv.relay.services.hub.get("alice", "dev1")?.inflight).to.equal(1);
         devices[0]!.destroy();
         const r = await call;
         expect(r.status).to.equal(502);
         expect(r.body.error.code).to.equal("device_disconnected");
-        await until(() => srv.relay.services.hub.get("alice", "dev1") === undefined, 5000, "session to end");
+        await sessionGone(srv.relay.services.hub, "alice", "dev1");
         const off = await api(srv.url, "GET", v2("temp"), { token });
         expect(off.status).to.equal(404);
         expect(off.body.error.code).to.equal("device_offline");
@@ -223,7 +238,7 @@ for (const { protocol, transport } of VARIANTS) {
         await online(other);
         devices[0]!.raw(Uint8Array.of(0x01, 0xff, 0xff, 0xff, 0x7f));
         await devices[0]!.closed;
-        await until(() => srv.relay.services.hub.get("alice", "dev1") === undefined, 5000, "hostile session to end");
+        await sessionGone(srv.relay.services.hub, "alice", "dev1");
         expect((await api(srv.url, "GET", "/v2/users/alice/devices/gone/temp", { token })).body).to.deep.equal({ out: TEMP });
       });
     });
@@ -239,13 +254,14 @@ for (const { protocol, transport } of VARIANTS) {
         expect(JSON.parse(b.data)).to.include({ out: TEMP });
         expect(d.streams.size).to.equal(1);
         c.close();
-        await until(() => d.streams.size === 0, 5000, "device stream to stop");
+        await d.streamsOpen(0, "device stream to stop");
       });
 
       it("interval 0: values the device pushes arrive", async () => {
         const d = await online();
+        const started = d.streamsOpen(1, "the device to get START_STREAM");
         const c = await sse(`${srv.url}${v2("temp")}?authorization=${token}`);
-        await until(() => d.streams.size === 1, 5000, "the device to get START_STREAM");
+        await started;
         d.push("temp");
         expect(JSON.parse((await c.next((e) => e.event === undefined)).data)).to.include({ out: TEMP });
       });

@@ -6,21 +6,28 @@ import { LegacySession } from "../../server/thinger/legacy-session.js";
 import { IotmpSession } from "../../server/thinger/iotmp-session.js";
 import { tidyNumbers } from "../../server/thinger/values.js";
 import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "../../server/thinger/requests.js";
-import { until } from "../helpers/wait.js";
+import { EventEmitter } from "node:events";
+import { whenState } from "../helpers/wait.js";
 import {
   decodeIotmpFrame, decodeLegacyFrame, encodeIotmpMessage, encodeLegacyMessage, FrameReader, IOTMP_TYPE, LEGACY_FLAG,
   type Frame, type IotmpMessage, type LegacyMessage,
 } from "../../server/thinger/index.js";
 
-/** A link that records what the session writes. */
+/** A link that records what the session writes; `written` emits "frame" for each frame. */
 class FakeLink implements DeviceLink {
   readonly ip = "127.0.0.1";
   bufferedBytes = 0;
   readonly frames: Frame[] = [];
+  readonly written = new EventEmitter();
   private readonly reader = new FrameReader();
   ended = false;
   write(bytes: Uint8Array): void {
     this.frames.push(...this.reader.push(bytes));
+    this.written.emit("frame");
+  }
+  /** Resolves once `n` frames were written. */
+  framesWritten(n: number, what: string): Promise<void> {
+    return whenState(this.written, "frame", () => this.frames.length === n, 1000, what);
   }
   onData(): void {}
   onClose(): void {}
@@ -119,7 +126,7 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     const ask = legacyOut(link.frames[0]!);
     expect(ask.resource).to.deep.equal(["api"]);
     s.handleFrame(legacyIn({ streamId: ask.streamId!, flag: LEGACY_FLAG.REQUEST_OK, payload: { temp: { fn: 3 }, reset: { fn: 1 } } }));
-    await until(() => link.frames.length === 2, 1000, "the held stream to start");
+    await link.framesWritten(2, "the held stream to start");
     expect(legacyOut(link.frames[1]!)).to.deep.include({ flag: LEGACY_FLAG.START_STREAM, resource: ["temp"] });
     s.stream("reset", 1000);
     expect(link.frames).to.have.length(2);
@@ -191,17 +198,21 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
 });
 
 describe("Thinger sessions (unit): device requests", () => {
-  /** A handler whose answers the test releases one by one. */
+  /** A handler whose answers the test releases one by one; `served(n)` resolves once `n` requests reached it. */
   function held() {
     const waiting: Array<(a: DeviceAnswer) => void> = [];
     const seen: DeviceRequest[] = [];
+    const asked = new EventEmitter();
     const handler: DeviceRequestHandler = {
       answer(_u, _d, r) {
         seen.push(r);
-        return new Promise((resolve) => waiting.push(resolve));
+        const answer = new Promise<DeviceAnswer>((resolve) => waiting.push(resolve));
+        asked.emit("request");
+        return answer;
       },
     };
-    return { handler, waiting, seen };
+    const served = (n: number, what: string) => whenState(asked, "request", () => waiting.length === n, 1000, what);
+    return { handler, waiting, seen, served };
   }
 
   it("serves property requests one at a time in arrival order; past maxInflight waiting ones the answer is an error at once", async () => {
@@ -213,13 +224,13 @@ describe("Thinger sessions (unit): device requests", () => {
     s.handleFrame(legacyIn({ streamId: 3, flag: LEGACY_FLAG.GET_PROPERTY, identifier: "c" }));
     // The third is over the bound: refused at once; the first two wait.
     expect(link.frames.map(legacyOut)).to.deep.equal([{ streamId: 3, flag: LEGACY_FLAG.REQUEST_ERROR }]);
-    await until(() => h.waiting.length === 1, 1000, "first request served");
+    await h.served(1, "first request served");
     expect(h.seen).to.deep.equal([{ op: "get_property", name: "a" }]);
     h.waiting[0]!({ ok: true, payload: 21.5 });
-    await until(() => h.waiting.length === 2, 1000, "second request served");
+    await h.served(2, "second request served");
     expect(h.seen[1]).to.deep.equal({ op: "set_property", name: "b", value: 3 });
     h.waiting[1]!({ ok: false, error: "nope" });
-    await until(() => link.frames.length === 3, 1000, "answers");
+    await link.framesWritten(3, "answers");
     expect(link.frames.slice(1).map(legacyOut)).to.deep.equal([
       { streamId: 1, flag: LEGACY_FLAG.REQUEST_OK, payload: 21.5 },
       { streamId: 2, flag: LEGACY_FLAG.REQUEST_ERROR },
@@ -233,13 +244,13 @@ describe("Thinger sessions (unit): device requests", () => {
     const s = new IotmpSession("alice", "dev1", link, { ...options(events()), requests: h.handler }, 2);
     const iotmpIn = (m: IotmpMessage) => frameOf(encodeIotmpMessage(m, 2));
     s.handleFrame(iotmpIn({ type: IOTMP_TYPE.RUN, streamId: 9, params: 1, resource: "p" }));
-    await until(() => h.waiting.length === 1, 1000, "request served");
+    await h.served(1, "request served");
     expect(h.seen[0]).to.deep.equal({ op: "get_property", name: "p" });
     h.waiting[0]!({ ok: false, error: "no such property" });
-    await until(() => link.frames.length === 1, 1000, "answer");
+    await link.framesWritten(1, "answer");
     expect(decodeIotmpFrame(link.frames[0]!, 2)).to.deep.equal({ type: IOTMP_TYPE.ERROR, streamId: 9, payload: { error: "no such property" } });
     s.handleFrame(iotmpIn({ type: IOTMP_TYPE.RUN, streamId: 10, resource: 2, params: "p", payload: "v" }));
-    await until(() => h.waiting.length === 2, 1000, "second request served");
+    await h.served(2, "second request served");
     s.markClosed();
     h.waiting[1]!({ ok: true });
     await new Promise((r) => setImmediate(r));
