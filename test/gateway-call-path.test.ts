@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { once } from "node:events";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { AppError } from "../server/errors.js";
 import { CALL_TIMEOUT_SLACK_MS, JsonSession, type CallResult, type SessionEvents } from "../server/gateway/session.js";
@@ -108,6 +109,45 @@ describe("gateway: call timeouts from one timer per session", () => {
     await clock.advance(0);
     expect(outcome()).to.equal("device_disconnected");
     expect(clock.size).to.equal(0);
+  });
+});
+
+describe("gateway: the call frames of one turn leave in one write", () => {
+  let wss: WebSocketServer;
+  let device: WebSocket;
+  let session: JsonSession;
+  /** The server side's TCP socket. */
+  let socket: Socket;
+  let frames: Array<{ id: number; resource: string }>;
+
+  beforeEach(async () => {
+    wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(wss, "listening");
+    const accepted = once(wss, "connection") as Promise<[WebSocket, IncomingMessage]>;
+    device = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
+    frames = [];
+    device.on("message", (data: Buffer) => frames.push(JSON.parse(data.toString()) as { id: number; resource: string }));
+    const [serverSide, req] = await accepted;
+    socket = req.socket as Socket;
+    const events: SessionEvents = { onDescribe: () => {}, onData: () => {}, onTraffic: () => {} };
+    session = new JsonSession("alice", "lamp", serverSide, "127.0.0.1", { maxInflight: 64, maxBufferedBytes: 1 << 20 }, events);
+    await once(device, "open");
+  });
+
+  afterEach(async () => {
+    session.markClosed();
+    device.terminate();
+    await new Promise((r) => wss.close(r));
+  });
+
+  it("holds three calls made in one turn in the socket until the turn ends, then delivers them in order", async () => {
+    for (const r of ["a", "b", "c"]) session.call(r, undefined, false, 60_000).catch(() => {});
+    expect(socket.writableCorked).to.equal(1);
+    expect(socket.writableLength).to.be.greaterThan(0);
+    await new Promise((r) => setImmediate(r));
+    expect(socket.writableCorked).to.equal(0);
+    while (frames.length < 3) await once(device, "message");
+    expect(frames.map((f) => f.resource)).to.deep.equal(["a", "b", "c"]);
   });
 });
 
