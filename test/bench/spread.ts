@@ -14,7 +14,7 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startFleet, type Fleet } from "./lib/fleet.js";
-import { cpuSeconds, ROOT, stopAll } from "./lib/proc.js";
+import { cpuSeconds, ROOT, spawnTs, stopAll } from "./lib/proc.js";
 import { BENCH_USER, benchAccount, registerDevices, removeDir, startThingrelay, type ThingrelayProc } from "./lib/targets.js";
 import { runWrk } from "./lib/wrk.js";
 import { median } from "./lib/stats.js";
@@ -23,20 +23,33 @@ const { values: a } = parseArgs({
   options: {
     many: { type: "string", default: "100" }, reps: { type: "string", default: "3" }, duration: { type: "string", default: "3" },
     warmup: { type: "string", default: "1" }, alt: { type: "string" }, "alt-first": { type: "boolean", default: false },
-    profile: { type: "boolean", default: false }, "no-single": { type: "boolean", default: false }, perf: { type: "string" },
+    profile: { type: "boolean", default: false }, floor: { type: "boolean", default: false }, "no-single": { type: "boolean", default: false }, perf: { type: "string" },
   },
 });
 const many = Number(a.many);
 const PREFIX = `/v2/users/${BENCH_USER.user}/devices/d`;
 const SUFFIX = "/temperature";
 
+/** What is measured: a thingrelay, or (--floor) the bare floor (test/bench/floor.ts). */
+type Server = Pick<ThingrelayProc, "pid" | "base" | "wsUrl" | "stop"> & { dataDir?: string };
+
 interface Target {
   name: string;
-  srv: ThingrelayProc;
-  token: string;
+  srv: Server;
+  token?: string;
   fleets: Fleet[];
   profDir?: string;
   runs: Record<"single" | "spread", Array<{ rps: number; cpu: number; dev: number; t0: bigint; t1: bigint; requests: number }>>;
+}
+
+async function setUpFloor(firstAddress: number): Promise<Target> {
+  const child = spawnTs("floor", "floor.ts", [], { ipc: false, ...(a.perf ? { nodeArgs: ["--perf-basic-prof"] } : {}) });
+  const port = Number((await child.waitFor(/^FLOOR_PORT=(\d+)$/))[1]);
+  const srv: Server = { pid: child.proc.pid!, base: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}`, stop: async () => void (await child.stop()) };
+  const fleets = [startFleet({ url: srv.wsUrl, count: 1, noSourceAddresses: true })];
+  if (many > 1) fleets.push(startFleet({ url: srv.wsUrl, from: 1, count: many - 1, perChild: 5000, firstAddress }));
+  await Promise.all(fleets.map((f) => f.ready));
+  return { name: "floor", srv, fleets, runs: { single: [], spread: [] } };
 }
 
 async function setUp(name: string, root: string | undefined, firstAddress: number): Promise<Target> {
@@ -64,7 +77,7 @@ async function measure(t: Target, devices: number, durationS: number) {
       ? spawn("perf", ["stat", "-e", "task-clock,context-switches,cpu-migrations", "-p", [t.srv.pid, ...dpids].join(","), "--per-thread", "-o", join(a.perf, `${t.name}-${devices}-${++perfSeq}.stat`)], { stdio: "ignore" })
       : spawn("perf", ["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", String(t.srv.pid), "-o", join(a.perf, `${t.name}-${devices}-${++perfSeq}.data`)], { stdio: "ignore" })
     : undefined;
-  const r = await runWrk({ base: t.srv.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: 64, durationS, token: t.token });
+  const r = await runWrk({ base: t.srv.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: 64, durationS, ...(t.token ? { token: t.token } : {}) });
   const t1 = process.hrtime.bigint();
   if (perf) {
     perf.kill("SIGINT");
@@ -80,7 +93,8 @@ const targets: Target[] = [];
 try {
   const order = a.alt ? (a["alt-first"] ? [["alt", a.alt], ["this", undefined]] : [["this", undefined], ["alt", a.alt]]) : [["this", undefined]];
   let addr = 2;
-  for (const [name, root] of order) {
+  if (a.floor) targets.push(await setUpFloor(addr++));
+  else for (const [name, root] of order) {
     targets.push(await setUp(name!, root, addr));
     addr += Math.ceil(many / 5000) + 1;
   }
@@ -104,7 +118,7 @@ try {
   for (const t of targets) {
     for (const f of t.fleets) await f.close().catch(() => {});
     await t.srv.stop().catch(() => {});
-    removeDir(t.srv.dataDir);
+    if (t.srv.dataDir) removeDir(t.srv.dataDir);
   }
   await stopAll();
 }
