@@ -12,3 +12,12 @@ export function jsonDepth(value: unknown, max: number): boolean {
   }
   return true;
 }
+
+/**
+ * {@link jsonDepth} of a value just parsed from `text`, skipping the walk when the text is too short to nest
+ * deeper than `max`: each level takes an opening and a closing bracket, so a text under `2 * (max + 1)`
+ * characters cannot (issue 15: device frames are checked on every call and are almost all far below that).
+ */
+export function parsedJsonDepth(text: string, value: unknown, max: number): boolean {
+  return text.length < 2 * (max + 1) || jsonDepth(value, max);
+}

@@ -1,8 +1,10 @@
 import { randomInt } from "node:crypto";
+import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
-import { jsonDepth } from "../json.js";
+import { parsedJsonDepth } from "../json.js";
+import { systemTimers, type Timers, type TimerHandle } from "../timers.js";
 import type { CallCancel } from "./call-cancel.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
@@ -14,10 +16,18 @@ export type { CallResult, SessionEvents, SessionLimits, SessionStats } from "./d
 interface Pending {
   resolve(r: CallResult): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  /** When the call times out (the session's clock, ms). */
+  at: number;
+  timeoutMs: number;
   /** The caller's cancel, released when the call settles (issue 13.7). */
   cancel?: CallCancel;
 }
+
+/**
+ * Call timeouts fire at most this late. The session keeps one timer for its earliest deadline instead of a
+ * `setTimeout` and `clearTimeout` per call (issue 15); deadlines falling due within one slot are expired together.
+ */
+export const CALL_TIMEOUT_SLACK_MS = 10;
 
 /** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
 export interface DeviceRequestHandler {
@@ -47,6 +57,11 @@ export class JsonSession implements DeviceSession {
    */
   private nextId = randomInt(0, 2 ** 47);
   private closed = false;
+  /** The one timeout timer of this session's calls, armed for `timerAt` (issue 15: no timer per call). */
+  private timer: TimerHandle | undefined = undefined;
+  private timerAt = Infinity;
+  /** Frames of this turn are held in the corked socket until setImmediate (see {@link cork}). */
+  private corked = false;
 
   constructor(
     readonly user: string,
@@ -56,6 +71,8 @@ export class JsonSession implements DeviceSession {
     private readonly limits: SessionLimits,
     private readonly events: SessionEvents,
     private readonly requests?: DeviceRequestHandler,
+    /** Clock and timers of the call timeouts (tests inject a fake clock). */
+    private readonly timers: Timers = systemTimers,
   ) {
     this.key = `${user}/${device}`;
   }
@@ -141,27 +158,76 @@ export class JsonSession implements DeviceSession {
     }
     const id = (this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER);
     const frame = frameFor(id);
+    const at = this.timers.now() + timeoutMs;
     return new Promise<CallResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.settle(id, (p) => p.reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`)));
-      }, timeoutMs);
-      const p: Pending = { resolve, reject, timer };
+      const p: Pending = { resolve, reject, at, timeoutMs };
       if (cancel) {
         // The caller went away: free the in-flight slot now; the device's late answer then matches nothing.
         p.cancel = cancel;
-        cancel.on((reason) => this.settle(id, (q) => q.reject(reason)));
+        cancel.on((reason) => this.take(id)?.reject(reason));
       }
       this.pending.set(id, p);
+      if (at < this.timerAt) this.armTimer(at);
       this.send(frame);
     });
+  }
+
+  /**
+   * Arms the session's one timeout timer for `at`, rounded up to the slack, unless it is armed for that slot
+   * already. Settled calls leave it armed: when it fires it expires what is due and re-arms for the earliest
+   * deadline left, so a busy session sets about one timer per call timeout, not one per call.
+   */
+  private armTimer(at: number): void {
+    const slot = Math.ceil(at / CALL_TIMEOUT_SLACK_MS) * CALL_TIMEOUT_SLACK_MS;
+    if (slot === this.timerAt) return;
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timerAt = slot;
+    this.timer = this.timers.setTimeout(() => this.expire(), Math.max(0, slot - this.timers.now()));
+    // A pending call never holds the process open alone: its device's socket does, and closing settles it.
+    this.timer.unref?.();
+  }
+
+  /** The timeout timer fired: fails the calls that are due, re-arms for the earliest deadline left. */
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.timers.now();
+    let next = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.at <= now) {
+        this.take(id);
+        p.reject(new AppError("device_timeout", `device did not answer within ${p.timeoutMs} ms`));
+      } else if (p.at < next) next = p.at;
+    }
+    if (next !== Infinity && !this.closed) this.armTimer(next);
   }
 
   send(text: string): void {
     if (this.closed) return;
     this.txBytes += Buffer.byteLength(text);
+    if (!this.corked) this.cork();
     this.ws.send(text);
     this.events.onTraffic(this);
   }
+
+  /**
+   * Holds this turn's frames to the device in the socket until the event loop's check phase, so calls made
+   * in one turn (one per HTTP request read in that turn) leave in one `writev` instead of one each (issue 15:
+   * the write and the loopback wake-up it triggers are the largest device-side cost per call). ws has no
+   * public cork: its socket is the stream ws itself corks around each frame.
+   */
+  private cork(): void {
+    const socket = (this.ws as unknown as { _socket?: Duplex | null })._socket;
+    if (!socket || socket.writableCorked > 0) return;
+    socket.cork();
+    this.corked = true;
+    setImmediate(this.uncork);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    (this.ws as unknown as { _socket?: Duplex | null })._socket?.uncork();
+  };
 
   /** Handles one text frame from the authenticated device. Unknown or malformed frames are ignored. */
   receive(text: string, size: number): void {
@@ -177,22 +243,23 @@ export class JsonSession implements DeviceSession {
       return;
     }
     // Values nested deeper than callers and stream encoders can handle safely are refused here, once.
-    if (!jsonDepth(f, MAX_FRAME_DEPTH)) {
+    if (!parsedJsonDepth(text, f, MAX_FRAME_DEPTH)) {
       if (f.type === "result" || f.type === "error") {
-        this.settle(f.id, (p) => p.reject(new AppError("device_error", `device reply nested deeper than ${MAX_FRAME_DEPTH} levels`, { status: 502 })));
+        this.take(f.id)?.reject(new AppError("device_error", `device reply nested deeper than ${MAX_FRAME_DEPTH} levels`, { status: 502 }));
       }
       return;
     }
     switch (f.type) {
-      case "result":
-        this.settle(f.id, (p) => {
-          const r: CallResult = "out" in f ? { hasOut: true, out: f.out } : { hasOut: false };
-          if ("in" in f) r.in = f.in;
-          p.resolve(r);
-        });
+      case "result": {
+        const p = this.take(f.id);
+        if (!p) return;
+        const r: CallResult = "out" in f ? { hasOut: true, out: f.out } : { hasOut: false };
+        if ("in" in f) r.in = f.in;
+        p.resolve(r);
         return;
+      }
       case "error":
-        this.settle(f.id, (p) => p.reject(deviceError(f)));
+        this.take(f.id)?.reject(deviceError(f));
         return;
       case "describe":
         this.describe(f.resources);
@@ -213,14 +280,14 @@ export class JsonSession implements DeviceSession {
     }
   }
 
-  private settle(id: unknown, fn: (p: Pending) => void): void {
-    if (typeof id !== "number") return;
+  /** Removes a pending call to settle it; undefined for a stray, duplicate or late id (dropped). */
+  private take(id: unknown): Pending | undefined {
+    if (typeof id !== "number") return undefined;
     const p = this.pending.get(id);
-    if (!p) return; // stray, duplicate or late: drop
+    if (!p) return undefined;
     this.pending.delete(id);
-    clearTimeout(p.timer);
     p.cancel?.off();
-    fn(p);
+    return p;
   }
 
   private describe(resources: unknown): void {
@@ -244,7 +311,10 @@ export class JsonSession implements DeviceSession {
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const id of [...this.pending.keys()]) this.settle(id, (p) => p.reject(new AppError("device_disconnected")));
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
   }
 
   close(code: number = CLOSE.normal, reason = ""): void {
