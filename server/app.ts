@@ -71,7 +71,7 @@ export interface AppOptions {
   callPollMs?: number;
   /** Thinger device sessions: the silence after which one is dropped (tests shorten it). */
   thinger?: Pick<ThingerGatewayOptions, "keepaliveTimeoutMs">;
-  /** The keepalive sweep's and SSE streams' clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The clock of the keepalive sweep, SSE streams and Thinger sessions (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers;
 }
 
@@ -113,7 +113,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   });
   const thinger = new ThingerGateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
-    requests: new ThingerPropertyRequests(services.properties, logger),
+    requests: new ThingerPropertyRequests(services.properties, logger), timers: options.timers,
   });
 
   const { app, router } = buildKoa(services, store, options.startup);

@@ -19,6 +19,7 @@ import { LegacySession } from "./legacy-session.js";
 import { IotmpSession } from "./iotmp-session.js";
 import type { ThingerSession } from "./session-base.js";
 import type { DeviceRequestHandler } from "./requests.js";
+import type { Timers } from "../timers.js";
 
 export const IOTMP_WS_PATH = "/iotmp";
 /** Default silence after which a Thinger device is dropped: its clients send a keep-alive every 60 s. */
@@ -34,6 +35,8 @@ export interface ThingerGatewayOptions {
   keepaliveTimeoutMs?: number;
   /** Serves the devices' own requests (properties); without it they are answered with the protocol's error. */
   requests?: DeviceRequestHandler;
+  /** The sessions' silence timers' clock (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers | undefined;
 }
 
 export interface TlsMaterial {
@@ -219,6 +222,7 @@ export class ThingerGateway {
       keepaliveTimeoutMs: this.keepaliveTimeoutMs,
       events: this.hub,
       requests: this.options.requests,
+      timers: this.options.timers,
     };
     if (frame.type === LEGACY_FRAME.MESSAGE) {
       const refuse = encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_ERROR });
