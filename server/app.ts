@@ -118,7 +118,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
 
   const { app, router } = buildKoa(services, store, options.startup);
 
-  const purge = new PurgeSchedule(repos, services.idempotency, logger);
+  const purge = new PurgeSchedule(repos, services.idempotency, logger, { timers: options.timers });
   purge.start();
 
   const callback = app.callback();
@@ -160,13 +160,13 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const passwords = new PasswordHasher(config.passwordCost);
   const credentials = new CredentialHasher(options.secret);
   const cache = new RevocationCache();
-  const authenticator = new Authenticator(signer, repos, cache);
+  const authenticator = new Authenticator(signer, repos, cache, options.timers);
   const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
   const hub = new Hub(config.limits.pingIntervalMs, remote, options.timers);
   const cluster = remote && new ClusterBridge(remote, hub, cache, logger, { nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs });
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const quotas = new Quotas(repos, config.limits);
-  const tokens = new TokensService(repos, signer, cache, quotas);
+  const tokens = new TokensService(repos, signer, cache, quotas, options.timers);
   const dashboards = new DashboardsService(repos);
   const devices = new DevicesService(repos, credentials, hub, cache, quotas);
   const streams = new StreamService({ config, logger, hub, authenticator, metrics, devices, cluster, timers: options.timers });
@@ -187,7 +187,7 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const services: Services = {
     config, logger, repos, authenticator, hub, metrics, tokens, dashboards, devices, streams, calls, cluster,
     apiLimiter: new WindowLimiter(config.limits.rateLimitPerMinute, 60_000),
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, options.timers ?? systemClock, config.limits.maxSessionsPerUser),
     users: new UsersService(repos, passwords, cache),
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),

@@ -2,6 +2,7 @@ import { InvalidTokenError, type TokenSigner } from "./jwt.js";
 import { DeviceTokenPrincipal, type Principal, SessionPrincipal, UserTokenPrincipal } from "./principal.js";
 import type { Repositories } from "../store/repos.js";
 import { AppError } from "../errors.js";
+import { type Clock, systemClock } from "./limiter.js";
 
 /** Longest token accepted; anything longer is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 4096;
@@ -102,9 +103,11 @@ export class Authenticator {
     private readonly signer: TokenSigner,
     private readonly repos: Repositories,
     readonly cache: RevocationCache,
+    /** The clock tokens' expiry is checked on: the app's timers, the one its tokens are issued on (issue 13.6). */
+    readonly clock: Clock = systemClock,
   ) {}
 
-  async authenticate(token: string, now = Date.now()): Promise<Principal> {
+  async authenticate(token: string, now = this.clock.now()): Promise<Principal> {
     const hit = this.known.get(token);
     if (hit !== undefined && hit.version === this.cache.version && now - hit.at < this.cache.ttlMs && now >= hit.at
       && (hit.expMs === null || hit.expMs > now)) {
