@@ -26,7 +26,7 @@ export interface ThingerSessionOptions {
   events: SessionEvents;
   /** Serves device-initiated requests (properties); without it every one is answered with an error. */
   requests?: DeviceRequestHandler | undefined;
-  /** The silence timer's clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The silence timer's and the describe retries' clock (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers | undefined;
 }
 
@@ -74,7 +74,7 @@ export abstract class ThingerSession implements DeviceSession {
   private silence: TimerHandle | undefined;
   /** The describe request in flight on behalf of callers (shared: one at a time). */
   private describing: Promise<void> | null = null;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retryTimer: TimerHandle | undefined;
   /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
   private readonly deferredStreams = new Map<string, number>();
 
@@ -144,11 +144,11 @@ export abstract class ThingerSession implements DeviceSession {
   /** After a failed first describe: asks again in the background with a doubling delay (bounded) until known. */
   retryDescribe(delayMs: number = DESCRIBE_RETRY_MS.first): void {
     if (this.closed || this.exact !== null) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
+    this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = this.timers.setTimeout(() => {
       void this.describeIfUnknown().then(() => this.retryDescribe(Math.min(delayMs * 2, DESCRIBE_RETRY_MS.max)));
     }, delayMs);
-    this.retryTimer.unref();
+    this.retryTimer.unref?.();
   }
 
   async resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
@@ -174,7 +174,7 @@ export abstract class ThingerSession implements DeviceSession {
     }
     this.exact = exact;
     this.templates = templates;
-    clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.retryTimer);
     this.options.events.onDescribe(this);
     // Streams asked for before the kinds were known start now, if their kind can be streamed.
     const deferred = [...this.deferredStreams];
@@ -264,7 +264,7 @@ export abstract class ThingerSession implements DeviceSession {
     if (this.closed) return;
     this.closed = true;
     this.timers.clearTimeout(this.silence);
-    clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.retryTimer);
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();

@@ -6,18 +6,21 @@ import { once } from "../helpers/wait.js";
 import { ThingerDevice, type ThingerProtocol } from "../helpers/thinger-device.js";
 import { THINGER_KEEPALIVE_TIMEOUT_MS } from "../../server/thinger/listeners.js";
 import type { ThingerSession } from "../../server/thinger/session-base.js";
+import type { ThingerDeviceFrame } from "../helpers/thinger-device.js";
 import type { HubEventMap } from "../../server/gateway/hub.js";
+import { DESCRIBE_RETRY_MS } from "../../server/thinger/session-base.js";
+import { IOTMP_TYPE, LEGACY_FLAG } from "../../server/thinger/index.js";
 
 /** Production's window (docs/thinger-devices.md: a device silent for 90 s is dropped; the clients tick every 60 s). */
 const WINDOW_MS = THINGER_KEEPALIVE_TIMEOUT_MS;
 const CLIENT_TICK_MS = 60_000;
 
 /**
- * The Thinger sessions' silence timer runs on the app's injected timers (issue 13.6): at production's 90 s
- * window, a silent device is dropped exactly when its window ends and one sending keep-alives is kept, without
- * the test waiting for either.
+ * The Thinger sessions' silence timer and describe retries run on the app's injected timers (issue 13.6): at
+ * production's 90 s window, a silent device is dropped exactly when its window ends and one sending keep-alives
+ * is kept, and the describe retries keep their backoff, without the test waiting for any of it.
  */
-describe("Thinger sessions: the silence timer on a fake clock", function () {
+describe("Thinger sessions: the silence timer and describe retries on a fake clock", function () {
   this.timeout(20_000);
   let srv: TestServer;
   let token: string;
@@ -37,11 +40,11 @@ describe("Thinger sessions: the silence timer on a fake clock", function () {
   });
   after(() => srv?.close());
 
-  /** Connects a device and resolves once the hub holds it (its describe answered). */
-  async function online(protocol: ThingerProtocol): Promise<{ device: ThingerDevice; session: ThingerSession }> {
+  /** Connects a device and resolves once the hub holds it (its first describe answered or refused). */
+  async function online(protocol: ThingerProtocol, refuseDescribes = 0): Promise<{ device: ThingerDevice; session: ThingerSession }> {
     const port = protocol === "legacy" ? srv.thingerPorts.thinger! : srv.thingerPorts.iotmp!;
     const device = new ThingerDevice({
-      protocol, port, user: "alice", device: "dev1", credentials: "s3cret",
+      protocol, port, user: "alice", device: "dev1", credentials: "s3cret", refuseDescribes,
       resources: { temp: { kind: "output", out: () => 21 } },
     });
     devices.push(device);
@@ -92,5 +95,41 @@ describe("Thinger sessions: the silence timer on a fake clock", function () {
       // The call's answer was its last byte; the clock has not moved since the last tick.
       await droppedAt(device, session, start, 5 * CLIENT_TICK_MS + WINDOW_MS);
     });
+
+    it(`${protocol}: after a refused first describe, the background retries run at ${DESCRIBE_RETRY_MS.first / 1000} s, then doubling, until one succeeds`, async () => {
+      const { device, session } = await online(protocol, 3);
+      expect(session.resources, "first describe refused").to.equal(null);
+      let at = clock.now();
+      // Each refused retry doubles the delay; the third retry is answered. The server writes synchronously,
+      // so its byte counter tells whether it sent anything at all.
+      for (const [delay, answered] of [[2_000, false], [4_000, false], [8_000, true]] as const) {
+        const tx = session.txBytes;
+        await clock.advance(at + delay - 1 - clock.now());
+        expect(session.txBytes, `nothing sent before ${delay} ms`).to.equal(tx);
+        const sent = device.nextFrame(isTreeDescribe);
+        const described = answered ? once(srv.relay.services.hub, "describe") : undefined;
+        await clock.advance(1);
+        expect(session.txBytes, `a describe sent at ${delay} ms`).to.be.greaterThan(tx);
+        await sent;
+        at = clock.now();
+        if (described) await described;
+        // A round trip: the server has read the device's answer (and armed its next retry) once the echo is back.
+        const echo = once(device, "keepalive");
+        device.keepAlive();
+        await echo;
+      }
+      expect([...session.resources!.keys()]).to.deep.equal(["temp"]);
+      // Described: no retry is left (the silence timer is the only one of the session's).
+      const tx = session.txBytes;
+      await clock.advance(DESCRIBE_RETRY_MS.max);
+      expect(session.txBytes).to.equal(tx);
+      expect(session.isClosed).to.equal(false);
+    });
   }
 });
+
+/** A describe of the whole resource tree (legacy: a run of `api`; IOTMP: DESCRIBE without a resource). */
+function isTreeDescribe(f: ThingerDeviceFrame): boolean {
+  if (f.legacy) return (f.legacy.flag ?? LEGACY_FLAG.RUN) === LEGACY_FLAG.RUN && JSON.stringify(f.legacy.resource) === '["api"]';
+  return f.iotmp?.type === IOTMP_TYPE.DESCRIBE && f.iotmp.resource === undefined;
+}
