@@ -159,7 +159,7 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const signer = new TokenSigner(options.secret);
   const passwords = new PasswordHasher(config.passwordCost);
   const credentials = new CredentialHasher(options.secret);
-  const cache = new RevocationCache();
+  const cache = new RevocationCache(undefined, undefined, options.timers);
   const authenticator = new Authenticator(signer, repos, cache, options.timers);
   const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
   const hub = new Hub(config.limits.pingIntervalMs, remote, options.timers);

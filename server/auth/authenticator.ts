@@ -23,7 +23,8 @@ export class RevocationCache {
   /** Bumped by every invalidation; a load that overlapped one is returned but not cached. */
   private generation = 0;
 
-  constructor(readonly ttlMs = 60_000, private readonly maxEntries = 200_000) {}
+  /** `clock`: the app's timers, the Authenticator's (its cached principals never outlive these entries). */
+  constructor(readonly ttlMs = 60_000, private readonly maxEntries = 200_000, private readonly clock: Clock = systemClock) {}
 
   /** Changes with every invalidation: anything derived from entries read under another version is stale. */
   get version(): number {
@@ -37,7 +38,7 @@ export class RevocationCache {
 
   async get<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(key);
-    const now = Date.now();
+    const now = this.clock.now();
     if (hit && now - hit.at < this.ttlMs) return hit.value as T;
     const generation = this.generation;
     const value = await load();
