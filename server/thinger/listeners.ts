@@ -19,7 +19,7 @@ import { LegacySession } from "./legacy-session.js";
 import { IotmpSession } from "./iotmp-session.js";
 import type { ThingerSession } from "./session-base.js";
 import type { DeviceRequestHandler } from "./requests.js";
-import type { Timers } from "../timers.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export const IOTMP_WS_PATH = "/iotmp";
 /** Default silence after which a Thinger device is dropped: its clients send a keep-alive every 60 s. */
@@ -35,7 +35,7 @@ export interface ThingerGatewayOptions {
   keepaliveTimeoutMs?: number;
   /** Serves the devices' own requests (properties); without it they are answered with the protocol's error. */
   requests?: DeviceRequestHandler;
-  /** The sessions' silence timers' clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The clock of the authentication deadline and the sessions' timers (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers | undefined;
 }
 
@@ -143,10 +143,11 @@ export class ThingerGateway {
     let session: ThingerSession | undefined;
     let state: "auth" | "checking" | "session" | "closed" = "auth";
     let rxBeforeSession = 0;
+    const timers = this.options.timers ?? systemTimers;
     const fail = (failedAttempt: boolean, answer?: Uint8Array) => {
       if (state === "closed") return;
       state = "closed";
-      clearTimeout(deadline);
+      timers.clearTimeout(deadline);
       if (failedAttempt) hold.failed();
       release();
       if (answer) {
@@ -157,8 +158,8 @@ export class ThingerGateway {
       }
     };
     // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
-    const deadline = setTimeout(() => fail(true), this.admission.authDeadlineMs);
-    deadline.unref();
+    const deadline = timers.setTimeout(() => fail(true), this.admission.authDeadlineMs);
+    deadline.unref?.();
     link.onClose(() => {
       if (state !== "session") fail(false);
       state = "closed";
@@ -188,7 +189,7 @@ export class ThingerGateway {
             (result) => {
               if (state !== "checking") return;
               if (!result.ok) return fail(true, result.answer);
-              clearTimeout(deadline);
+              timers.clearTimeout(deadline);
               release();
               state = "session";
               session = result.open();

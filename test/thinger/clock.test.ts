@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { connect } from "node:net";
+import { WebSocket } from "ws";
 import { startServer, ADMIN, type TestServer } from "../helpers/server.js";
 import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { FakeClock } from "../helpers/fake-clock.js";
@@ -14,6 +16,9 @@ import { IOTMP_TYPE, LEGACY_FLAG } from "../../server/thinger/index.js";
 /** Production's window (docs/thinger-devices.md: a device silent for 90 s is dropped; the clients tick every 60 s). */
 const WINDOW_MS = THINGER_KEEPALIVE_TIMEOUT_MS;
 const CLIENT_TICK_MS = 60_000;
+
+/** server/config.ts default (THINGRELAY_AUTH_DEADLINE_MS). */
+const AUTH_DEADLINE_MS = 5_000;
 
 /**
  * The Thinger sessions' silence timer and describe retries run on the app's injected timers (issue 13.6): at
@@ -72,6 +77,28 @@ describe("Thinger sessions: the silence timer and describe retries on a fake clo
     expect(r.status).to.equal(404);
     expect((r.body as { error: { code: string } }).error.code).to.equal("device_offline");
   }
+
+  it(`a connection that does not authenticate is closed ${AUTH_DEADLINE_MS / 1000} s after it opened, not before (TCP and /iotmp)`, async () => {
+    const admission = () => srv.relay.gateway.unauthenticated;
+    expect(admission()).to.equal(0);
+    const sock = connect(srv.thingerPorts.iotmp!, "127.0.0.1");
+    sock.on("error", () => {});
+    await once(sock, "connect");
+    const start = clock.now();
+    expect(admission(), "accepted, waiting for its credentials").to.equal(1);
+    // The WebSocket's deadline is armed before the server answers the upgrade: once open, it runs.
+    const ws = new WebSocket(`${srv.wsUrl}/iotmp`, "iotmp");
+    ws.on("error", () => {});
+    await once(ws, "open");
+    expect(ws.protocol).to.equal("iotmp");
+    expect(admission()).to.equal(2);
+    await clock.advance(start + AUTH_DEADLINE_MS - 1 - clock.now());
+    expect(admission(), "both still held 1 ms before the deadline").to.equal(2);
+    const closed = Promise.all([once(sock, "close"), once(ws, "close")]);
+    await clock.advance(1);
+    expect(admission(), "both dropped at the deadline").to.equal(0);
+    await closed;
+  });
 
   for (const protocol of ["legacy", "iotmp1", "iotmp2"] as const) {
     it(`${protocol}: a device silent since its describe answer is dropped exactly ${WINDOW_MS / 1000} s later`, async () => {
