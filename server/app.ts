@@ -71,7 +71,7 @@ export interface AppOptions {
   callPollMs?: number;
   /** Thinger device sessions: the silence after which one is dropped (tests shorten it). */
   thinger?: Pick<ThingerGatewayOptions, "keepaliveTimeoutMs">;
-  /** The keepalive sweep's and SSE streams' clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The clock of the keepalive sweep, SSE streams and Thinger sessions (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers;
 }
 
@@ -115,12 +115,12 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   });
   const thinger = new ThingerGateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,
-    requests: new ThingerPropertyRequests(services.properties, logger),
+    requests: new ThingerPropertyRequests(services.properties, logger), timers: options.timers,
   });
 
   const { app, router } = buildKoa(services, store, options.startup);
 
-  const purge = new PurgeSchedule(repos, services.idempotency, logger);
+  const purge = new PurgeSchedule(repos, services.idempotency, logger, { timers: options.timers });
   purge.start();
 
   const callback = app.callback();
@@ -161,14 +161,14 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const signer = new TokenSigner(options.secret);
   const passwords = new PasswordHasher(config.passwordCost);
   const credentials = new CredentialHasher(options.secret);
-  const cache = new RevocationCache();
-  const authenticator = new Authenticator(signer, repos, cache);
+  const cache = new RevocationCache(undefined, undefined, options.timers);
+  const authenticator = new Authenticator(signer, repos, cache, options.timers);
   const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
   const hub = new Hub(config.limits.pingIntervalMs, remote, options.timers);
   const cluster = remote && new ClusterBridge(remote, hub, cache, logger, { nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs });
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const quotas = new Quotas(repos, config.limits);
-  const tokens = new TokensService(repos, signer, cache, quotas);
+  const tokens = new TokensService(repos, signer, cache, quotas, options.timers);
   const dashboards = new DashboardsService(repos);
   const devices = new DevicesService(repos, credentials, hub, cache, quotas);
   const streams = new StreamService({ config, logger, hub, authenticator, metrics, devices, cluster, timers: options.timers });
@@ -189,7 +189,7 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const services: Services = {
     config, logger, repos, authenticator, hub, metrics, tokens, dashboards, devices, streams, calls, cluster,
     apiLimiter: new WindowLimiter(config.limits.rateLimitPerMinute, 60_000),
-    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, systemClock, config.limits.maxSessionsPerUser),
+    oauth: new OAuthService(repos, passwords, signer, cache, logger, options.bruteForce ?? DEFAULT_BRUTE_FORCE, options.timers ?? systemClock, config.limits.maxSessionsPerUser),
     users: new UsersService(repos, passwords, cache),
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),

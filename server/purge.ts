@@ -2,21 +2,18 @@ import type { Logger } from "./log.js";
 import type { Repositories } from "./store/repos.js";
 import type { IdempotencyKeys } from "./calls/idempotency.js";
 import { REFRESH_TOKEN_TTL_MS } from "./oauth/service.js";
-
-/** The timer functions the schedule uses; tests pass fakes to run a purge without waiting (issue 13.6). */
-export interface PurgeTimers {
-  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
-  setInterval(fn: () => void, ms: number): { unref?(): unknown };
-  clearTimeout(t: unknown): void;
-  clearInterval(t: unknown): void;
-}
+import { systemTimers, type TimerHandle, type Timers } from "./timers.js";
 
 export interface PurgeOptions {
   /** Delay of the first purge after start (default 60 s). */
   firstMs?: number;
   /** Interval of the following ones (default 1 h). */
   everyMs?: number;
-  timers?: PurgeTimers;
+  /**
+   * The app's timers (default the system's; tests pass a fake clock to run a purge without waiting, issue 13.6).
+   * Their `now()` also dates the refresh tokens' expiry, which the sign-in service stamps on the same clock.
+   */
+  timers?: Timers | undefined;
 }
 
 /**
@@ -24,9 +21,9 @@ export interface PurgeOptions {
  * after start). Failures are logged and retried on the next pass. The timers never hold the process open.
  */
 export class PurgeSchedule {
-  private first: unknown;
-  private every: unknown;
-  private readonly timers: PurgeTimers;
+  private first: TimerHandle | undefined;
+  private every: TimerHandle | undefined;
+  private readonly timers: Timers;
 
   constructor(
     private readonly repos: Repositories,
@@ -34,7 +31,7 @@ export class PurgeSchedule {
     private readonly logger: Logger,
     private readonly options: PurgeOptions = {},
   ) {
-    this.timers = options.timers ?? (globalThis as unknown as PurgeTimers);
+    this.timers = options.timers ?? systemTimers;
   }
 
   start(): void {
@@ -49,12 +46,14 @@ export class PurgeSchedule {
   stop(): void {
     this.timers.clearTimeout(this.first);
     this.timers.clearInterval(this.every);
+    this.first = undefined;
+    this.every = undefined;
   }
 
   /** One pass (what the timers run). */
   run(): void {
     this.idempotency.purge().catch((err: unknown) => this.logger.warn({ err }, "idempotency key purge failed"));
-    this.repos.purgeExpired(Date.now(), REFRESH_TOKEN_TTL_MS).then(
+    this.repos.purgeExpired(this.timers.now(), REFRESH_TOKEN_TTL_MS).then(
       (n) => (n.tokens + n.families > 0 ? this.logger.info(n, "purged expired refresh tokens") : undefined),
       (err: unknown) => this.logger.warn({ err }, "refresh token purge failed"),
     );

@@ -2,6 +2,7 @@ import { InvalidTokenError, type TokenSigner } from "./jwt.js";
 import { DeviceTokenPrincipal, type Principal, SessionPrincipal, UserTokenPrincipal } from "./principal.js";
 import type { Repositories } from "../store/repos.js";
 import { AppError } from "../errors.js";
+import { type Clock, systemClock } from "./limiter.js";
 
 /** Longest token accepted; anything longer is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 4096;
@@ -22,7 +23,8 @@ export class RevocationCache {
   /** Bumped by every invalidation; a load that overlapped one is returned but not cached. */
   private generation = 0;
 
-  constructor(readonly ttlMs = 60_000, private readonly maxEntries = 200_000) {}
+  /** `clock`: the app's timers, the Authenticator's (its cached principals never outlive these entries). */
+  constructor(readonly ttlMs = 60_000, private readonly maxEntries = 200_000, private readonly clock: Clock = systemClock) {}
 
   /** Changes with every invalidation: anything derived from entries read under another version is stale. */
   get version(): number {
@@ -36,7 +38,7 @@ export class RevocationCache {
 
   async get<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(key);
-    const now = Date.now();
+    const now = this.clock.now();
     if (hit && now - hit.at < this.ttlMs) return hit.value as T;
     const generation = this.generation;
     const value = await load();
@@ -102,9 +104,11 @@ export class Authenticator {
     private readonly signer: TokenSigner,
     private readonly repos: Repositories,
     readonly cache: RevocationCache,
+    /** The clock tokens' expiry is checked on: the app's timers, the one its tokens are issued on (issue 13.6). */
+    readonly clock: Clock = systemClock,
   ) {}
 
-  async authenticate(token: string, now = Date.now()): Promise<Principal> {
+  async authenticate(token: string, now = this.clock.now()): Promise<Principal> {
     const hit = this.known.get(token);
     if (hit !== undefined && hit.version === this.cache.version && now - hit.at < this.cache.ttlMs && now >= hit.at
       && (hit.expMs === null || hit.expMs > now)) {

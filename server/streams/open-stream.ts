@@ -5,6 +5,7 @@ import type { Principal } from "../auth/principal.js";
 import type { StreamEvent } from "./log.js";
 import type { StreamKind } from "./options.js";
 import type { SseConnection } from "./sse.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 /** Whether the stream's (current) principal may see one event; per-event checks of `*` streams. */
 export type Admit = (p: Principal) => boolean;
@@ -15,7 +16,7 @@ export class OpenStream {
   readonly keys: string[];
   /** The token's permissions as last checked: per-event filters use these. */
   private principal: Principal;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: TimerHandle | undefined;
   private checking: Promise<void> | undefined;
   private recheckAgain = false;
   /** Events that arrived while a re-check was in flight, delivered (or not) under its outcome. */
@@ -34,6 +35,8 @@ export class OpenStream {
     /** Most bytes held during a re-check before the stream is dropped as if it were a slow reader. */
     private readonly maxHeldBytes: number,
     private readonly logger: Logger,
+    /** The expiry timer's clock: the app's timers, the one the Authenticator checks tokens on (issue 13.6). */
+    private readonly timers: Timers = systemTimers,
   ) {
     this.principal = principal;
     const ref = principal.kind === "session" ? cacheKey.family(principal.tokenRef)
@@ -41,7 +44,7 @@ export class OpenStream {
     this.keys = [ref, cacheKey.user(principal.user)];
     this.armExpiry(principal.expiresAt);
     conn.onClose(() => {
-      clearTimeout(this.expiryTimer);
+      this.timers.clearTimeout(this.expiryTimer);
       this.held = [];
       this.heldBytes = 0;
     });
@@ -97,7 +100,7 @@ export class OpenStream {
           }
           // A re-check (heartbeat, invalidation) that lands just after the expiry is an expiry, not a revocation.
           const exp = this.principal.expiresAt;
-          this.conn.end(exp !== null && Date.now() >= exp ? "token_expired" : "token_revoked");
+          this.conn.end(exp !== null && this.timers.now() >= exp ? "token_expired" : "token_revoked");
           return;
         }
         if (!this.allowed(p)) {
@@ -116,16 +119,16 @@ export class OpenStream {
   }
 
   private armExpiry(expiresAt: number | null): void {
-    clearTimeout(this.expiryTimer);
+    this.timers.clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (expiresAt === null || this.conn.isClosed) return;
-    const left = expiresAt - Date.now();
+    const left = expiresAt - this.timers.now();
     if (left <= 0) {
       this.conn.end("token_expired");
       return;
     }
     // setTimeout holds at most 2^31-1 ms (~24.8 days); a longer-lived token re-arms on the way.
-    this.expiryTimer = setTimeout(() => this.armExpiry(expiresAt), Math.min(left, 2 ** 31 - 1));
-    this.expiryTimer.unref();
+    this.expiryTimer = this.timers.setTimeout(() => this.armExpiry(expiresAt), Math.min(left, 2 ** 31 - 1));
+    this.expiryTimer.unref?.();
   }
 }

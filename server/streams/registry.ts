@@ -75,7 +75,7 @@ export class StreamRegistry {
       timers: this.deps.timers,
       onHeartbeat: () => void stream?.recheck().catch((err: unknown) => logger.error({ err }, "stream token re-check failed")),
     });
-    stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator, options.maxBufferedBytes, logger);
+    stream = new OpenStream(kind, user, conn, token, principal, allowed, this.deps.authenticator, options.maxBufferedBytes, logger, this.deps.timers);
     const s = stream;
     this.add(s, tokenKey);
     this.deps.metrics.streams.inc({ kind });

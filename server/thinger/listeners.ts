@@ -19,6 +19,7 @@ import { LegacySession } from "./legacy-session.js";
 import { IotmpSession } from "./iotmp-session.js";
 import type { ThingerSession } from "./session-base.js";
 import type { DeviceRequestHandler } from "./requests.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export const IOTMP_WS_PATH = "/iotmp";
 /** Default silence after which a Thinger device is dropped: its clients send a keep-alive every 60 s. */
@@ -34,6 +35,8 @@ export interface ThingerGatewayOptions {
   keepaliveTimeoutMs?: number;
   /** Serves the devices' own requests (properties); without it they are answered with the protocol's error. */
   requests?: DeviceRequestHandler;
+  /** The clock of the authentication deadline and the sessions' timers (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers | undefined;
 }
 
 export interface TlsMaterial {
@@ -140,10 +143,11 @@ export class ThingerGateway {
     let session: ThingerSession | undefined;
     let state: "auth" | "checking" | "session" | "closed" = "auth";
     let rxBeforeSession = 0;
+    const timers = this.options.timers ?? systemTimers;
     const fail = (failedAttempt: boolean, answer?: Uint8Array) => {
       if (state === "closed") return;
       state = "closed";
-      clearTimeout(deadline);
+      timers.clearTimeout(deadline);
       if (failedAttempt) hold.failed();
       release();
       if (answer) {
@@ -154,8 +158,8 @@ export class ThingerGateway {
       }
     };
     // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
-    const deadline = setTimeout(() => fail(true), this.admission.authDeadlineMs);
-    deadline.unref();
+    const deadline = timers.setTimeout(() => fail(true), this.admission.authDeadlineMs);
+    deadline.unref?.();
     link.onClose(() => {
       if (state !== "session") fail(false);
       state = "closed";
@@ -185,7 +189,7 @@ export class ThingerGateway {
             (result) => {
               if (state !== "checking") return;
               if (!result.ok) return fail(true, result.answer);
-              clearTimeout(deadline);
+              timers.clearTimeout(deadline);
               release();
               state = "session";
               session = result.open();
@@ -219,6 +223,7 @@ export class ThingerGateway {
       keepaliveTimeoutMs: this.keepaliveTimeoutMs,
       events: this.hub,
       requests: this.options.requests,
+      timers: this.options.timers,
     };
     if (frame.type === LEGACY_FRAME.MESSAGE) {
       const refuse = encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_ERROR });

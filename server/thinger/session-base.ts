@@ -8,6 +8,7 @@ import type { PsonValue } from "./pson-value.js";
 import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "./requests.js";
 import type { CallCancel } from "../gateway/call-cancel.js";
 import { isObject, matches, tidyNumbers, toPson } from "./values.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 /** Resources kept from one describe answer. */
 const MAX_RESOURCES = 1024;
@@ -25,6 +26,8 @@ export interface ThingerSessionOptions {
   events: SessionEvents;
   /** Serves device-initiated requests (properties); without it every one is answered with an error. */
   requests?: DeviceRequestHandler | undefined;
+  /** The silence timer's and the describe retries' clock (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers | undefined;
 }
 
 /** An OK or ERROR answer to one of our requests, protocol-neutral. */
@@ -65,10 +68,13 @@ export abstract class ThingerSession implements DeviceSession {
   /** Device requests being served, one at a time in arrival order (a set then a get reads the value set). */
   private deviceRequests = 0;
   private requestChain: Promise<void> = Promise.resolve();
-  private readonly silence: NodeJS.Timeout;
+  private readonly timers: Timers;
+  /** When the last byte arrived (on `timers`); the silence timer compares against it when it fires. */
+  private lastByteAt: number;
+  private silence: TimerHandle | undefined;
   /** The describe request in flight on behalf of callers (shared: one at a time). */
   private describing: Promise<void> | null = null;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retryTimer: TimerHandle | undefined;
   /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
   private readonly deferredStreams = new Map<string, number>();
 
@@ -79,8 +85,9 @@ export abstract class ThingerSession implements DeviceSession {
     protected readonly options: ThingerSessionOptions,
   ) {
     this.key = `${user}/${device}`;
-    this.silence = setTimeout(() => this.terminate(), options.keepaliveTimeoutMs);
-    this.silence.unref();
+    this.timers = options.timers ?? systemTimers;
+    this.lastByteAt = this.timers.now();
+    this.armSilence(options.keepaliveTimeoutMs);
   }
 
   get ip(): string {
@@ -137,11 +144,11 @@ export abstract class ThingerSession implements DeviceSession {
   /** After a failed first describe: asks again in the background with a doubling delay (bounded) until known. */
   retryDescribe(delayMs: number = DESCRIBE_RETRY_MS.first): void {
     if (this.closed || this.exact !== null) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
+    this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = this.timers.setTimeout(() => {
       void this.describeIfUnknown().then(() => this.retryDescribe(Math.min(delayMs * 2, DESCRIBE_RETRY_MS.max)));
     }, delayMs);
-    this.retryTimer.unref();
+    this.retryTimer.unref?.();
   }
 
   async resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
@@ -167,7 +174,7 @@ export abstract class ThingerSession implements DeviceSession {
     }
     this.exact = exact;
     this.templates = templates;
-    clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.retryTimer);
     this.options.events.onDescribe(this);
     // Streams asked for before the kinds were known start now, if their kind can be streamed.
     const deferred = [...this.deferredStreams];
@@ -256,8 +263,8 @@ export abstract class ThingerSession implements DeviceSession {
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.silence);
-    clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.silence);
+    this.timers.clearTimeout(this.retryTimer);
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
@@ -277,8 +284,24 @@ export abstract class ThingerSession implements DeviceSession {
   /** Bytes received on the link (framing included). Any byte proves the device alive. */
   received(bytes: number): void {
     this.rxBytes += bytes;
-    this.silence.refresh();
+    // Only a timestamp per chunk: the silence timer is not re-armed here, it re-arms itself when it fires.
+    this.lastByteAt = this.timers.now();
     this.options.events.onTraffic(this);
+  }
+
+  /**
+   * The silence timer fires `keepaliveTimeoutMs` after the last byte it knows of: when it fires, a device that
+   * sent something since gets a timer for the rest of its window, one silent for the whole window is dropped.
+   * So a device keeping alive costs one timer per window, not one re-arm per chunk.
+   */
+  private armSilence(ms: number): void {
+    this.silence = this.timers.setTimeout(() => {
+      if (this.closed) return;
+      const left = this.lastByteAt + this.options.keepaliveTimeoutMs - this.timers.now();
+      if (left > 0) this.armSilence(left);
+      else this.terminate();
+    }, ms);
+    this.silence.unref?.();
   }
 
   /** Handles one complete frame from the device. Throws ThingerCodecError on a malformed one. */

@@ -3,7 +3,7 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize, requireSession } from "../http/authorize.js";
 import { objectBody, param } from "../http/validate.js";
-import { parseExpiration, parseName, parseResources } from "./service.js";
+import { parseName, parseResources } from "./service.js";
 import { parsePermissions } from "./permissions.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 import { sendList } from "../http/list.js";
@@ -33,7 +33,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const body = objectBody(ctx, ["token_name", "token_resources", "token_expiration"]);
     const name = parseName(body.token_name, "token_name");
     const resources = body.token_resources === undefined || body.token_resources === null ? null : parseResources(body.token_resources, "token_resources");
-    const exp = body.token_expiration === undefined || body.token_expiration === null ? null : parseExpiration(body.token_expiration, "token_expiration");
+    const exp = body.token_expiration === undefined || body.token_expiration === null ? null : s.tokens.expiration(body.token_expiration, "token_expiration");
     await s.devices.get(user, device);
     ctx.body = await s.tokens.createDeviceToken(user, device, { name, resources, exp });
   });
@@ -61,7 +61,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const body = objectBody(ctx, ["name", "enabled", "expiration", "allow", "deny"]);
     const name = parseName(body.name, "name");
     if (body.enabled !== undefined && typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" must be a boolean');
-    const exp = body.expiration === undefined || body.expiration === null ? null : parseExpiration(body.expiration, "expiration");
+    const exp = body.expiration === undefined || body.expiration === null ? null : s.tokens.expiration(body.expiration, "expiration");
     ctx.body = await s.tokens.createUserToken(user, {
       name, enabled: body.enabled ?? true, exp, allow: parsePermissions(body.allow, "allow"), deny: parsePermissions(body.deny, "deny"),
     });
@@ -84,7 +84,7 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
       if (typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" must be a boolean');
       patch.enabled = body.enabled;
     }
-    if (body.expiration !== undefined) patch.exp = body.expiration === null ? null : parseExpiration(body.expiration, "expiration");
+    if (body.expiration !== undefined) patch.exp = body.expiration === null ? null : s.tokens.expiration(body.expiration, "expiration");
     if (body.allow !== undefined) patch.allow = parsePermissions(body.allow, "allow");
     if (body.deny !== undefined) patch.deny = parsePermissions(body.deny, "deny");
     ctx.body = await s.tokens.updateUserToken(user, id, patch);

@@ -7,6 +7,7 @@ import { cacheKey, type RevocationCache } from "../auth/authenticator.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { MAX_PERMISSIONS, toThinger, type ThingerPermissions } from "./permissions.js";
 import type { Quotas } from "../auth/quotas.js";
+import { type Clock, systemClock } from "../auth/limiter.js";
 
 export const MAX_TOKENS_PER_DEVICE = 100;
 export const MAX_TOKENS_PER_USER = 100;
@@ -73,7 +74,14 @@ export class TokensService {
     private readonly signer: TokenSigner,
     private readonly cache: RevocationCache,
     private readonly quotas?: Quotas,
+    /** Dates tokens (`iat`) and judges a requested expiry "in the future": the Authenticator's clock (issue 13.6). */
+    readonly clock: Clock = systemClock,
   ) {}
+
+  /** A requested expiry (ms since the epoch) as the JWT `exp` (s); it must be in the future on {@link clock}. */
+  expiration(v: unknown, field: string): number {
+    return parseExpiration(v, field, this.clock.now());
+  }
 
   private quota<T>(user: string, create: () => Promise<T>): Promise<T> {
     return this.quotas ? this.quotas.token(user, create) : create();
@@ -100,7 +108,7 @@ export class TokensService {
       throw bad(`a device may have at most ${MAX_TOKENS_PER_DEVICE} tokens`);
     }
     const doc: DeviceTokenDoc = {
-      _id: newId(), user, device, name: input.name, resources: input.resources, iat: Math.floor(Date.now() / 1000), exp: input.exp,
+      _id: newId(), user, device, name: input.name, resources: input.resources, iat: Math.floor(this.clock.now() / 1000), exp: input.exp,
     };
     await this.repos.deviceTokens.insertOne(doc);
     this.cache.invalidate(cacheKey.deviceToken(doc._id));
@@ -137,7 +145,7 @@ export class TokensService {
 
   private async insertUserToken(user: string, input: { name: string; enabled: boolean; exp: number | null; allow: Permission[]; deny: Permission[] }): Promise<UserTokenView> {
     if ((await this.repos.userTokens.count({ user })) >= MAX_TOKENS_PER_USER) throw bad(`an account may have at most ${MAX_TOKENS_PER_USER} user tokens`);
-    const now = Date.now();
+    const now = this.clock.now();
     const doc: UserTokenDoc = {
       _id: newId(), user, name: input.name, enabled: input.enabled, allow: input.allow, deny: input.deny,
       iat: Math.floor(now / 1000), exp: input.exp, createdAt: now, updatedAt: now,
@@ -148,7 +156,7 @@ export class TokensService {
   }
 
   async updateUserToken(user: string, id: string, patch: Partial<Pick<UserTokenDoc, "name" | "enabled" | "exp" | "allow" | "deny">>): Promise<UserTokenView> {
-    const doc = await this.repos.userTokens.findOneAndUpdate({ _id: id, user }, { $set: { ...patch, updatedAt: Date.now() } });
+    const doc = await this.repos.userTokens.findOneAndUpdate({ _id: id, user }, { $set: { ...patch, updatedAt: this.clock.now() } });
     if (!doc) throw new AppError("token_not_found");
     this.cache.invalidate(cacheKey.userToken(id));
     return this.userView(doc);
