@@ -60,7 +60,7 @@ describe("streams: SSE stats, resource and account event streams", function () {
       expect(first.id).to.match(EVENT_ID_RE);
       expect(c.retry).to.equal(3000);
       // Heartbeat comes every THINGRELAY_SSE_HEARTBEAT_MS (200 ms here): wait for two of them.
-      for (let i = 0; i < 2; i++) await c.nextComment((x) => x.trim() === "heartbeat");
+      for (let i = 0; i < 2; i++) await c.comment((x) => x.trim() === "heartbeat");
       expect(c.comments).to.include("heartbeat");
     });
 
