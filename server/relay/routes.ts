@@ -129,7 +129,7 @@ async function callResource(s: Services, ctx: Context, t: CallTarget): Promise<v
   } finally {
     release();
     s.metrics.relayCalls.inc({ outcome });
-    s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
+    s.metrics.relayLatency.observe(outcome, (performance.now() - started) / 1000);
   }
 }
 
