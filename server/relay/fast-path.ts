@@ -66,9 +66,9 @@ function relayCall(s: Services, ctx: Context, rawUser: string, rawDevice: string
   if (local !== undefined && local.resources === null && local.describeIfUnknown !== undefined) {
     return knownKinds(local, s.config.limits.callTimeoutMs).then(() => {
       checkVerb(local, resource, verb);
-      return callResource(s, ctx, { user, device, resource, verb, hasInput, input });
+      return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, true);
     });
   }
   if (local !== undefined) checkVerb(local, resource, verb);
-  return callResource(s, ctx, { user, device, resource, verb, hasInput, input });
+  return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, true);
 }

@@ -107,9 +107,15 @@ export interface CallTarget {
 }
 
 const JSON_TYPE = "application/json; charset=utf-8";
+/** What Koa sends for an empty string body. */
+const EMPTY_HEAD: readonly string[] = Object.freeze(["Content-Type", "text/plain; charset=utf-8", "Content-Length", "0"]);
 
-/** One relay call through the hub (here or, in cluster mode, on the node holding the device), with its metrics. */
-export async function callResource(s: Services, ctx: Context, t: CallTarget): Promise<void> {
+/**
+ * One relay call through the hub (here or, in cluster mode, on the node holding the device), with its metrics.
+ * `direct`: the 200 is written here with its head as one list (relay/fast-path.ts; the headers Koa would send
+ * for the same body), not left to Koa; a caller that reads `ctx.body` afterwards (idempotent calls) passes false.
+ */
+export async function callResource(s: Services, ctx: Context, t: CallTarget, direct = false): Promise<void> {
   const { user, device, resource, verb, hasInput, input } = t;
   // No query string (the usual call): no query object to parse for `?timeout=`.
   const timeoutMs = ctx.querystring === "" ? s.config.limits.callTimeoutMs
@@ -129,7 +135,17 @@ export async function callResource(s: Services, ctx: Context, t: CallTarget): Pr
       throw err;
     }
     ctx.status = 200;
-    if (result.hasOut) {
+    if (direct) {
+      ctx.respond = false;
+      if (result.hasOut) {
+        const body = JSON.stringify({ out: result.out ?? null });
+        ctx.res.writeHead(200, ["Content-Type", JSON_TYPE, "Content-Length", String(Buffer.byteLength(body))]);
+        ctx.res.end(body);
+      } else {
+        ctx.res.writeHead(200, [...EMPTY_HEAD]);
+        ctx.res.end();
+      }
+    } else if (result.hasOut) {
       // What Koa sends for `ctx.body = { out }`, serialised here: the type is set once, without Koa's type lookup.
       ctx.res.setHeader("Content-Type", JSON_TYPE);
       ctx.body = JSON.stringify({ out: result.out ?? null });
