@@ -63,12 +63,15 @@ function relayCall(s: Services, ctx: Context, rawUser: string, rawDevice: string
   authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
   // 405 for a verb the described kind does not take, before anything reaches the device (as the router's route).
   const local = s.hub.get(user, device);
+  // The answer is written at once, except in cluster mode: there the cluster barrier (http/edge.ts) must run
+  // before the answer goes out, so Koa writes it after the middleware chain as for any route.
+  const direct = s.cluster === undefined;
   if (local !== undefined && local.resources === null && local.describeIfUnknown !== undefined) {
     return knownKinds(local, s.config.limits.callTimeoutMs).then(() => {
       checkVerb(local, resource, verb);
-      return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, true);
+      return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, direct);
     });
   }
   if (local !== undefined) checkVerb(local, resource, verb);
-  return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, true);
+  return callResource(s, ctx, { user, device, resource, verb, hasInput, input }, direct);
 }
