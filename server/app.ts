@@ -43,6 +43,7 @@ import { userRoutes } from "./users/routes.js";
 import { deviceRoutes } from "./devices/routes.js";
 import { tokenRoutes } from "./tokens/routes.js";
 import { relayRoutes } from "./relay/routes.js";
+import { relayFirst } from "./relay/fast-path.js";
 import { streamRoutes } from "./streams/routes.js";
 import { dashboardRoutes } from "./dashboard/routes.js";
 import { dashboardsRoutes } from "./dashboards/routes.js";
@@ -228,6 +229,8 @@ function buildKoa(services: Services, store: Store, startup: Promise<unknown> | 
   dashboardsRoutes(router, services, auth);
   dashboardRoutes(router, services);
   openapiRoutes(router, services);
+  // Issue 15: a plain relay call (the hot path) is matched before the router's ~40 routes; the rest falls through.
+  app.use(relayFirst(services));
   app.use(router.routes());
   // Not thrown: the router then sets `Allow` on the response, and the lifecycle renders our 405 body around it.
   app.use(router.allowedMethods());

@@ -1,4 +1,5 @@
-import { createServer, type Server } from "node:http";
+import { createServer, IncomingMessage, type Server } from "node:http";
+import { HeaderBlockResponse } from "./http/response.js";
 
 /** Settings of the HTTP server every entry point builds (STYLE 17: one place, so a change is made once). */
 export interface HttpServerSettings {
@@ -43,6 +44,8 @@ export function createHttpServer(app: Attachable, settings: Partial<HttpServerSe
   const server = createServer({
     headersTimeout: s.headersTimeoutMs, requestTimeout: s.requestTimeoutMs, maxHeaderSize: s.maxHeaderSize,
     connectionsCheckingInterval: s.connectionsCheckingIntervalMs,
+    // Fixed headers go out with the head as one block (issue 15, see http/response.ts).
+    IncomingMessage, ServerResponse: HeaderBlockResponse,
   });
   server.keepAliveTimeout = s.keepAliveTimeoutMs;
   app.attach(server);

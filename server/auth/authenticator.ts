@@ -98,7 +98,7 @@ export class Authenticator {
    * and none outlives the revocation entries it came from, so revocation takes effect exactly as without it.
    * A hit skips the claim checks, two cache look-ups and an allocation on every relay call.
    */
-  private readonly known = new Map<string, KnownPrincipal>();
+  private readonly principals = new Map<string, KnownPrincipal>();
 
   constructor(
     private readonly signer: TokenSigner,
@@ -109,15 +109,26 @@ export class Authenticator {
   ) {}
 
   async authenticate(token: string, now = this.clock.now()): Promise<Principal> {
-    const hit = this.known.get(token);
-    if (hit !== undefined && hit.version === this.cache.version && now - hit.at < this.cache.ttlMs && now >= hit.at
-      && (hit.expMs === null || hit.expMs > now)) {
-      return hit.principal;
-    }
+    const hit = this.known(token, now);
+    if (hit !== undefined) return hit;
     const version = this.cache.version;
     const principal = await this.resolve(token, now);
     if (version === this.cache.version) this.remember(token, principal, version, now);
     return principal;
+  }
+
+  /**
+   * The principal of a token {@link authenticate} accepted recently, when it still holds (same checks as there:
+   * no invalidation since, revocation entries still fresh, not expired); undefined otherwise — then
+   * `authenticate` decides. Synchronous: the relay's fast path pays no promise for a known token.
+   */
+  known(token: string, now = this.clock.now()): Principal | undefined {
+    const hit = this.principals.get(token);
+    if (hit !== undefined && hit.version === this.cache.version && now - hit.at < this.cache.ttlMs && now >= hit.at
+      && (hit.expMs === null || hit.expMs > now)) {
+      return hit.principal;
+    }
+    return undefined;
   }
 
   private remember(token: string, principal: Principal, version: number, now: number): void {
@@ -134,8 +145,8 @@ export class Authenticator {
       at = Math.min(at, t);
     }
     const exps = [claims.exp, principal.expiresAt === null ? undefined : principal.expiresAt / 1000].filter((e): e is number => typeof e === "number");
-    if (this.known.size >= PRINCIPAL_CACHE_SIZE) this.known.clear();
-    this.known.set(token, { principal, version, at, expMs: exps.length > 0 ? Math.min(...exps) * 1000 : null });
+    if (this.principals.size >= PRINCIPAL_CACHE_SIZE) this.principals.clear();
+    this.principals.set(token, { principal, version, at, expMs: exps.length > 0 ? Math.min(...exps) * 1000 : null });
   }
 
   private async resolve(token: string, now: number): Promise<Principal> {

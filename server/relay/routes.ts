@@ -13,6 +13,7 @@ import { CallCancel } from "../gateway/call-cancel.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { requireAcceptable } from "../http/negotiate.js";
 import { parseInterval, streamRequest } from "../streams/http.js";
+import type { CallResult } from "../gateway/session.js";
 
 
 /** `?timeout=` in seconds (decimals allowed), bounded by the configured maximum. */
@@ -38,7 +39,7 @@ function target(ctx: Context): { user: string; device: string; resource: string 
 }
 
 /** A POST body as a call input. Thinger: `{"in": x}` sends x; any other JSON body is passed whole. */
-function postInput(ctx: Context): { hasInput: boolean; input: unknown } {
+export function postInput(ctx: Context): { hasInput: boolean; input: unknown } {
   const raw = (ctx.request as { rawBody?: string }).rawBody;
   if (raw === undefined || raw.trim() === "") {
     // Sized or chunked: any body that is not JSON is refused rather than run as "no input".
@@ -61,7 +62,8 @@ function cancelOnClose(ctx: Context): { cancel: CallCancel; release: () => void 
   const onClose = () => {
     if (!ctx.res.writableFinished) cancel.cancel();
   };
-  ctx.res.once("close", onClose);
+  // `on`, not `once` (which wraps the listener in two more objects per call): release() always removes it.
+  ctx.res.on("close", onClose);
   if (ctx.req.socket.destroyed) cancel.cancel();
   return { cancel, release: () => ctx.res.off("close", onClose) };
 }
@@ -96,7 +98,7 @@ async function listResources(s: Services, ctx: Context, user: string, device: st
   });
 }
 
-interface CallTarget {
+export interface CallTarget {
   user: string;
   device: string;
   resource: string;
@@ -105,20 +107,52 @@ interface CallTarget {
   input: unknown;
 }
 
-/** One relay call through the hub (here or, in cluster mode, on the node holding the device), with its metrics. */
-async function callResource(s: Services, ctx: Context, t: CallTarget): Promise<void> {
+const JSON_TYPE = "application/json; charset=utf-8";
+/** What Koa sends for an empty string body. */
+const EMPTY_HEAD: readonly string[] = Object.freeze(["Content-Type", "text/plain; charset=utf-8", "Content-Length", "0"]);
+
+/**
+ * One relay call through the hub (here or, in cluster mode, on the node holding the device), with its metrics.
+ * `direct`: the 200 is written here with its head as one list (relay/fast-path.ts; the headers Koa would send
+ * for the same body), not left to Koa; a caller that reads `ctx.body` afterwards (idempotent calls) passes false.
+ */
+export async function callResource(s: Services, ctx: Context, t: CallTarget, direct = false): Promise<void> {
   const { user, device, resource, verb, hasInput, input } = t;
-  const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
+  // No query string (the usual call): no query object to parse for `?timeout=`.
+  const timeoutMs = ctx.querystring === "" ? s.config.limits.callTimeoutMs
+    : parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
   const started = performance.now();
   let outcome = "ok";
   // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
   const { cancel: gone, release } = cancelOnClose(ctx);
   try {
-    // No live session anywhere (here or, in cluster mode, on another node): registered or not?
-    const result = await s.devices.orNoSession(user, device, () => s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone));
+    let result: CallResult;
+    try {
+      result = await s.hub.call(user, device, resource, input, hasInput, timeoutMs, verb, gone);
+    } catch (err) {
+      // No live session anywhere (here or, in cluster mode, on another node): registered or not? What
+      // `devices.orNoSession` does, without its closure and promise on every call.
+      if (err instanceof AppError && err.code === "device_offline") throw await s.devices.noSession(user, device);
+      throw err;
+    }
     ctx.status = 200;
-    if (result.hasOut) ctx.body = { out: result.out ?? null };
-    else ctx.body = "";
+    if (direct) {
+      ctx.respond = false;
+      if (result.hasOut) {
+        const body = JSON.stringify({ out: result.out ?? null });
+        ctx.res.writeHead(200, ["Content-Type", JSON_TYPE, "Content-Length", String(Buffer.byteLength(body))]);
+        ctx.res.end(body);
+      } else {
+        ctx.res.writeHead(200, [...EMPTY_HEAD]);
+        ctx.res.end();
+      }
+    } else if (result.hasOut) {
+      // What Koa sends for `ctx.body = { out }`, serialised here: the type is set once, without Koa's type lookup.
+      ctx.res.setHeader("Content-Type", JSON_TYPE);
+      ctx.body = JSON.stringify({ out: result.out ?? null });
+    } else {
+      ctx.body = "";
+    }
   } catch (err) {
     // Nobody is left to answer: the call ends quietly.
     if (gone.cancelled) {
@@ -130,7 +164,7 @@ async function callResource(s: Services, ctx: Context, t: CallTarget): Promise<v
   } finally {
     release();
     s.metrics.relayCalls.inc({ outcome });
-    s.metrics.relayLatency.observe({ outcome }, (performance.now() - started) / 1000);
+    s.metrics.relayLatency.observe(outcome, (performance.now() - started) / 1000);
   }
 }
 
