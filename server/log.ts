@@ -30,7 +30,13 @@ const JWT_RE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 
 const SECRET_PARAM = /authorization|token|password|secret|credential/i;
 
+/**
+ * The server's logger. Without a destination it writes to stdout asynchronously: lines written while a write is in
+ * flight go out together in the next one, instead of one blocking `write` per line (one access-log line per request
+ * at `info` cost ~30 µs each written synchronously). pino flushes what is pending when the process exits (also on
+ * an uncaught exception); only a SIGKILL can lose the last lines.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" }, base: { service: "thingrelay" } };
-  return destination ? pino(options, destination) : pino(options);
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }
