@@ -6,7 +6,7 @@ import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKi
 import { parsedJsonDepth } from "../json.js";
 import { systemTimers, type Timers, type TimerHandle } from "../timers.js";
 import type { CallCancel } from "./call-cancel.js";
-import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
+import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "./device-session.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -23,11 +23,7 @@ interface Pending {
   cancel?: CallCancel;
 }
 
-/**
- * Call timeouts fire at most this late. The session keeps one timer for its earliest deadline instead of a
- * `setTimeout` and `clearTimeout` per call (issue 15); deadlines falling due within one slot are expired together.
- */
-export const CALL_TIMEOUT_SLACK_MS = 10;
+export { CALL_TIMEOUT_SLACK_MS };
 
 /** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
 export interface DeviceRequestHandler {

@@ -10,6 +10,7 @@ import { type AdmissionHold, type DeviceAdmission, isRefusal } from "./admission
 import { CLOSE, parseConnect, type WsErrorCode } from "./protocol.js";
 import { CLOSE_GRACE_MS, type DeviceRequestHandler, JsonSession } from "./session.js";
 import type { Hub } from "./hub.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export const CONNECT_PATH = "/v1/connect";
 
@@ -20,6 +21,8 @@ export interface GatewayOptions {
   trustProxy: TrustProxy;
   /** Answers device requests such as `property_get` (issue 18). */
   requests?: DeviceRequestHandler;
+  /** The clock of the authentication deadline and the sessions' call timeouts (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers | undefined;
 }
 
 /**
@@ -65,15 +68,16 @@ export class Gateway {
   }
 
   private authenticate(ws: WebSocket, ip: string, hold: AdmissionHold): void {
+    const timers = this.options.timers ?? systemTimers;
     let done = false;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
       hold.release();
-      clearTimeout(deadline);
+      timers.clearTimeout(deadline);
       return true;
     };
-    const deadline = setTimeout(() => {
+    const deadline = timers.setTimeout(() => {
       if (done) return;
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
       hold.failed();
@@ -123,7 +127,7 @@ export class Gateway {
     const session = new JsonSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
       maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
-    }, this.hub, this.options.requests);
+    }, this.hub, this.options.requests, this.options.timers);
     session.rxBytes = connectBytes;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return;

@@ -1,5 +1,5 @@
 import { AppError } from "../errors.js";
-import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
+import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "../gateway/device-session.js";
 import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
 import type { DeviceLink } from "./link.js";
 import type { Frame } from "./frame-reader.js";
@@ -26,7 +26,7 @@ export interface ThingerSessionOptions {
   events: SessionEvents;
   /** Serves device-initiated requests (properties); without it every one is answered with an error. */
   requests?: DeviceRequestHandler | undefined;
-  /** The silence timer's and the describe retries' clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The clock of the silence timer, the describe retries and the request timeouts (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers | undefined;
 }
 
@@ -41,7 +41,9 @@ export interface Reply {
 interface Pending {
   resolve(r: Reply): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  /** Deadline on the session's `timers`, and the timeout it came from (for the error message). */
+  at: number;
+  timeoutMs: number;
   /** The caller's cancel, released when the request settles (issue 13.7). */
   cancel?: CallCancel;
 }
@@ -75,6 +77,9 @@ export abstract class ThingerSession implements DeviceSession {
   /** The describe request in flight on behalf of callers (shared: one at a time). */
   private describing: Promise<void> | null = null;
   private retryTimer: TimerHandle | undefined;
+  /** The one timeout timer of this session's requests, armed for `timerAt` (as the JSON session's: no timer per call). */
+  private timer: TimerHandle | undefined = undefined;
+  private timerAt = Infinity;
   /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
   private readonly deferredStreams = new Map<string, number>();
 
@@ -265,6 +270,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.closed = true;
     this.timers.clearTimeout(this.silence);
     this.timers.clearTimeout(this.retryTimer);
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
@@ -380,7 +386,6 @@ export abstract class ThingerSession implements DeviceSession {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    clearTimeout(p.timer);
     p.cancel?.off();
     return p;
   }
@@ -389,17 +394,16 @@ export abstract class ThingerSession implements DeviceSession {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     const id = this.allocateId();
     if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
+    const at = this.timers.now() + timeoutMs;
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.take(id)?.reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const p: Pending = { timer, resolve, reject };
+      const p: Pending = { resolve, reject, at, timeoutMs };
       if (cancel) {
         // The caller went away: free the id and the in-flight slot now; the device's late answer then matches nothing.
         p.cancel = cancel;
         cancel.on((reason) => this.take(id)?.reject(reason));
       }
       this.pending.set(id, p);
+      if (at < this.timerAt) this.armTimer(at);
       try {
         send(id);
       } catch (err) {
@@ -410,5 +414,34 @@ export abstract class ThingerSession implements DeviceSession {
       }
     });
   }
-}
 
+  /**
+   * Arms the session's one timeout timer for `at`, rounded up to the slack, unless it is armed for that slot
+   * already. Settled requests leave it armed: when it fires it expires what is due and re-arms for the earliest
+   * deadline left (the JSON session's scheme, gateway/session.ts).
+   */
+  private armTimer(at: number): void {
+    const slot = Math.ceil(at / CALL_TIMEOUT_SLACK_MS) * CALL_TIMEOUT_SLACK_MS;
+    if (slot === this.timerAt) return;
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timerAt = slot;
+    this.timer = this.timers.setTimeout(() => this.expire(), Math.max(0, slot - this.timers.now()));
+    // A pending request never holds the process open alone: the device's socket does, and closing settles it.
+    this.timer.unref?.();
+  }
+
+  /** The timeout timer fired: fails the requests that are due, re-arms for the earliest deadline left. */
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.timers.now();
+    let next = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.at <= now) {
+        this.take(id);
+        p.reject(new AppError("device_timeout", `device did not answer within ${p.timeoutMs} ms`));
+      } else if (p.at < next) next = p.at;
+    }
+    if (next !== Infinity && !this.closed) this.armTimer(next);
+  }
+}
