@@ -5,10 +5,15 @@ import { RawDevice } from "./helpers/rawdevice.js";
 import { once, sessionGone, whenState } from "./helpers/wait.js";
 import type { JsonSession } from "../server/gateway/session.js";
 import type { SessionInfo } from "../server/gateway/hub.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../server/gateway/device-session.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
-/** A server with one account "alice" and the given devices (credentials = `${id}-secret`). */
-async function fixture(env: Record<string, string>, devices: string[]): Promise<{ srv: TestServer; token: string }> {
-  const srv = await startServer({ env });
+/**
+ * A server with one account "alice" and the given devices (credentials = `${id}-secret`); with `timers`, its
+ * deadlines, call timeouts and keepalive sweep pass when the test advances that clock.
+ */
+async function fixture(env: Record<string, string>, devices: string[], timers?: FakeClock): Promise<{ srv: TestServer; token: string }> {
+  const srv = await startServer({ env, timers });
   const admin = await login(srv.url, ADMIN.user, ADMIN.password);
   const token = await newAccount(srv.url, admin.access_token, "alice");
   for (const d of devices) await newDevice(srv.url, token, "alice", d);
@@ -109,10 +114,14 @@ describe("gateway: device sockets on /v1/connect", function () {
 
   describe("deadline and throttling", () => {
     it("a socket that never sends connect is closed at the deadline with 1008", async () => {
-      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "150" }, []);
+      const clock = new FakeClock();
+      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "150" }, [], clock);
       try {
         const d = await RawDevice.open(srv.wsUrl);
         const err = d.next((f) => f.type === "error");
+        await clock.advance(149);
+        expect(srv.relay.gateway.unauthenticated, "held 1 ms before the deadline").to.equal(1);
+        await clock.advance(1);
         const closed = await d.closed;
         expect(closed.code).to.equal(1008);
         expect(await err).to.include({ type: "error", code: "authentication_timeout" });
@@ -292,9 +301,11 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("replies and failures", () => {
     let srv: TestServer;
     let token: string;
+    /** Call timeouts pass when the test advances it. */
+    const clock = new FakeClock();
     const open: RawDevice[] = [];
     before(async () => {
-      ({ srv, token } = await fixture({}, ["rep", "killme", "twice", "stats"]));
+      ({ srv, token } = await fixture({}, ["rep", "killme", "twice", "stats"], clock));
     });
     afterEach(() => {
       for (const d of open.splice(0)) d.kill();
@@ -343,10 +354,12 @@ describe("gateway: device sockets on /v1/connect", function () {
 
     it("a late reply (after 504 device_timeout) never reaches the next caller", async () => {
       const d = await dev("rep");
-      const timedOut = await call("rep", "slow", "?timeout=0.1");
+      const timing = call("rep", "slow", "?timeout=0.1");
+      const late = await d.call(0);
+      await clock.advance(100 + CALL_TIMEOUT_SLACK_MS);
+      const timedOut = await timing;
       expect(timedOut.status).to.equal(504);
       expect(timedOut.body.error.code).to.equal("device_timeout");
-      const late = await d.call(0);
       const next = call("rep", "next");
       const cn = await d.call(1);
       d.reply(late.id, "late");
@@ -435,9 +448,11 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("liveness", () => {
     let srv: TestServer;
     let token: string;
+    /** The keepalive sweep (every THINGRELAY_PING_INTERVAL_MS) runs when the test advances it. */
+    const clock = new FakeClock();
     const open: RawDevice[] = [];
     before(async () => {
-      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: "200" }, ["mute", "alive"]));
+      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: "200" }, ["mute", "alive"], clock));
     });
     afterEach(() => {
       for (const d of open.splice(0)) d.kill();
@@ -448,6 +463,13 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "mute", credentials: "mute-secret", autoPong: false });
       open.push(d);
       const r = api(srv.url, "GET", "/v2/users/alice/devices/mute/x?timeout=30", { token });
+      await d.call(0);
+      const pinged = once(d.ws, "ping");
+      await clock.advance(200);
+      await pinged;
+      await clock.advance(199);
+      expect(d.ws.readyState, "held until the second sweep").to.equal(d.ws.OPEN);
+      await clock.advance(1);
       const res = await r;
       expect(res.status).to.equal(502);
       expect(res.body.error.code).to.equal("device_disconnected");
@@ -462,8 +484,14 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "alive", credentials: "alive-secret" });
       open.push(d);
       d.onCall = () => "here";
-      // RawDevice's own ping listener (registered first) has counted each ping by then.
-      await whenState(d.ws, "ping", () => d.pings >= 4, 10_000, "four pings");
+      const session = srv.relay.services.hub.get("alice", "alive") as JsonSession;
+      for (let i = 0; i < 4; i++) {
+        // The pong must reach the server before the next sweep judges the device.
+        const pong = once(session.ws, "pong");
+        await clock.advance(200);
+        await pong;
+      }
+      expect(d.pings).to.equal(4);
       expect(d.ws.readyState).to.equal(d.ws.OPEN);
       const r = await api(srv.url, "GET", "/v2/users/alice/devices/alive/x", { token });
       expect(r.status).to.equal(200);
