@@ -3,7 +3,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice, type ApiResponse } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { once, sessionGone, whenState } from "./helpers/wait.js";
-import type { JsonSession } from "../server/gateway/session.js";
+import { CLOSE_GRACE_MS, type JsonSession } from "../server/gateway/session.js";
 import type { SessionInfo } from "../server/gateway/hub.js";
 import { CALL_TIMEOUT_SLACK_MS } from "../server/gateway/device-session.js";
 import { FakeClock } from "./helpers/fake-clock.js";
@@ -227,10 +227,12 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("backpressure: a device that stops reading", () => {
     const CAP = 64 * 1024;
     const INPUT = 200 * 1024;
+    /** The close grace of a socket that never answers the closing handshake passes when the test advances it. */
+    const clock = new FakeClock();
     let srv: TestServer;
     let token: string;
     before(async () => {
-      ({ srv, token } = await fixture({ THINGRELAY_MAX_DEVICE_BUFFER: String(CAP), THINGRELAY_MAX_INFLIGHT: "10000" }, ["slow"]));
+      ({ srv, token } = await fixture({ THINGRELAY_MAX_DEVICE_BUFFER: String(CAP), THINGRELAY_MAX_INFLIGHT: "10000" }, ["slow"], clock));
     });
     after(async () => srv?.close());
 
@@ -292,6 +294,10 @@ describe("gateway: device sockets on /v1/connect", function () {
       const serverClose = once(session.ws, "close", 10_000);
       const r = await api(srv.url, "DELETE", "/v1/users/alice/devices/slow/session", { token });
       expect(r.status).to.equal(200);
+      // The close grace runs on the server's clock: the unanswered handshake holds the socket until it passes.
+      await clock.advance(CLOSE_GRACE_MS - 1);
+      expect(session.ws.readyState, "closing, 1 ms before the grace ends").to.equal(session.ws.CLOSING);
+      await clock.advance(1);
       await serverClose;
       expect(session.ws.readyState).to.equal(session.ws.CLOSED);
       expect(srv.relay.services.hub.get("alice", "slow")).to.equal(undefined);

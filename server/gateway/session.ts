@@ -324,9 +324,9 @@ export class JsonSession implements DeviceSession {
     // A peer that stopped reading never answers the closing handshake and ws would hold the socket 30 s.
     const ws = this.ws;
     if (ws.readyState === ws.CLOSED) return;
-    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-    timer.unref();
-    ws.once("close", () => clearTimeout(timer));
+    const timer = this.timers.setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref?.();
+    ws.once("close", () => this.timers.clearTimeout(timer));
   }
 }
 
