@@ -82,7 +82,7 @@ export class Gateway {
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
       hold.failed();
       finish();
-      closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
+      closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time", timers);
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
     ws.on("close", () => finish());
@@ -98,7 +98,7 @@ export class Gateway {
       if (typeof frame === "string") {
         hold.failed();
         finish();
-        closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
+        closeWith(ws, CLOSE.badConnect, "invalid_request", frame, timers);
         return;
       }
       this.admission.verify(frame.user, frame.device, frame.credentials, ip).then(
@@ -107,7 +107,7 @@ export class Gateway {
           if (!ok) {
             hold.failed();
             finish();
-            closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
+            closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials", timers);
             return;
           }
           finish();
@@ -116,7 +116,7 @@ export class Gateway {
         (err: unknown) => {
           if (!finish()) return;
           this.logger.error({ err }, "device lookup failed");
-          closeWith(ws, CLOSE.internalError, "internal_error", "server error");
+          closeWith(ws, CLOSE.internalError, "internal_error", "server error", timers);
         },
       );
     });
@@ -171,15 +171,15 @@ function rawSize(data: RawData): number {
   return data.byteLength;
 }
 
-function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string): void {
+function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string, timers: Timers): void {
   try {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
     ws.close(code, errCode);
     // A peer that ignores the closing handshake would hold the socket for ws's 30 s closeTimeout, outside the
     // pending-socket cap (already released): cut it after the same grace as sessions.
-    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-    timer.unref();
-    ws.once("close", () => clearTimeout(timer));
+    const timer = timers.setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref?.();
+    ws.once("close", () => timers.clearTimeout(timer));
   } catch {
     ws.terminate();
   }
