@@ -115,11 +115,12 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("deadline and throttling", () => {
     it("a socket that never sends connect is closed at the deadline with 1008", async () => {
       const clock = new FakeClock();
-      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "150" }, [], clock);
+      // 60 s, longer than this test may take: only the injected clock can make it pass.
+      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "60000" }, [], clock);
       try {
         const d = await RawDevice.open(srv.wsUrl);
         const err = d.next((f) => f.type === "error");
-        await clock.advance(149);
+        await clock.advance(59_999);
         expect(srv.relay.gateway.unauthenticated, "held 1 ms before the deadline").to.equal(1);
         await clock.advance(1);
         const closed = await d.closed;
@@ -360,9 +361,10 @@ describe("gateway: device sockets on /v1/connect", function () {
 
     it("a late reply (after 504 device_timeout) never reaches the next caller", async () => {
       const d = await dev("rep");
-      const timing = call("rep", "slow", "?timeout=0.1");
+      // 45 s, longer than this test may take: only the injected clock can make it pass.
+      const timing = call("rep", "slow", "?timeout=45");
       const late = await d.call(0);
-      await clock.advance(100 + CALL_TIMEOUT_SLACK_MS);
+      await clock.advance(45_000 + CALL_TIMEOUT_SLACK_MS);
       const timedOut = await timing;
       expect(timedOut.status).to.equal(504);
       expect(timedOut.body.error.code).to.equal("device_timeout");
@@ -455,10 +457,11 @@ describe("gateway: device sockets on /v1/connect", function () {
     let srv: TestServer;
     let token: string;
     /** The keepalive sweep (every THINGRELAY_PING_INTERVAL_MS) runs when the test advances it. */
+    const PING_MS = 25_000; // two intervals are longer than a test may take (30 s): only the injected clock passes
     const clock = new FakeClock();
     const open: RawDevice[] = [];
     before(async () => {
-      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: "200" }, ["mute", "alive"], clock));
+      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: String(PING_MS) }, ["mute", "alive"], clock));
     });
     afterEach(() => {
       for (const d of open.splice(0)) d.kill();
@@ -468,12 +471,12 @@ describe("gateway: device sockets on /v1/connect", function () {
     it("a device that stops answering pings is dropped within two ping intervals and its pending calls fail with 502", async () => {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "mute", credentials: "mute-secret", autoPong: false });
       open.push(d);
-      const r = api(srv.url, "GET", "/v2/users/alice/devices/mute/x?timeout=30", { token });
+      const r = api(srv.url, "GET", "/v2/users/alice/devices/mute/x?timeout=60", { token });
       await d.call(0);
       const pinged = once(d.ws, "ping");
-      await clock.advance(200);
+      await clock.advance(PING_MS);
       await pinged;
-      await clock.advance(199);
+      await clock.advance(PING_MS - 1);
       expect(d.ws.readyState, "held until the second sweep").to.equal(d.ws.OPEN);
       await clock.advance(1);
       const res = await r;
@@ -494,7 +497,7 @@ describe("gateway: device sockets on /v1/connect", function () {
       for (let i = 0; i < 4; i++) {
         // The pong must reach the server before the next sweep judges the device.
         const pong = once(session.ws, "pong");
-        await clock.advance(200);
+        await clock.advance(PING_MS);
         await pong;
       }
       expect(d.pings).to.equal(4);

@@ -137,9 +137,10 @@ describe("relay: /v2 resource calls through a live SDK device", () => {
 
   it("?timeout= bounds the wait → 504 device_timeout", async () => {
     const reached = once(slowCalls, "call");
-    const call = api(srv.url, "GET", `${v2("slow")}?timeout=0.2`, { token });
+    // 30 s, longer than this test may take: only the injected clock can make it pass.
+    const call = api(srv.url, "GET", `${v2("slow")}?timeout=30`, { token });
     await reached;
-    await clock.advance(199);
+    await clock.advance(29_999);
     expect(srv.relay.services.hub.get("alice", "nodemcu")!.inflight, "in flight 1 ms before the timeout").to.equal(1);
     await clock.advance(1 + CALL_TIMEOUT_SLACK_MS);
     const r = await call;
