@@ -1,5 +1,6 @@
 import { AppError } from "../errors.js";
-import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "../gateway/device-session.js";
+import { CallDeadlines } from "../gateway/call-deadlines.js";
+import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
 import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
 import type { DeviceLink } from "./link.js";
 import type { Frame } from "./frame-reader.js";
@@ -77,9 +78,8 @@ export abstract class ThingerSession implements DeviceSession {
   /** The describe request in flight on behalf of callers (shared: one at a time). */
   private describing: Promise<void> | null = null;
   private retryTimer: TimerHandle | undefined;
-  /** The one timeout timer of this session's requests, armed for `timerAt` (as the JSON session's: no timer per call). */
-  private timer: TimerHandle | undefined = undefined;
-  private timerAt = Infinity;
+  /** The requests' timeouts: one timer per session, as the JSON session's (no timer per call). */
+  private readonly deadlines: CallDeadlines<Pending>;
   /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
   private readonly deferredStreams = new Map<string, number>();
 
@@ -92,6 +92,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.key = `${user}/${device}`;
     this.timers = options.timers ?? systemTimers;
     this.lastByteAt = this.timers.now();
+    this.deadlines = new CallDeadlines(this.timers, this.pending, (id) => this.take(id));
     this.armSilence(options.keepaliveTimeoutMs);
   }
 
@@ -270,7 +271,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.closed = true;
     this.timers.clearTimeout(this.silence);
     this.timers.clearTimeout(this.retryTimer);
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.deadlines.stop();
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
@@ -394,7 +395,7 @@ export abstract class ThingerSession implements DeviceSession {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     const id = this.allocateId();
     if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
-    const at = this.timers.now() + timeoutMs;
+    const at = this.deadlines.at(timeoutMs);
     return new Promise<Reply>((resolve, reject) => {
       const p: Pending = { resolve, reject, at, timeoutMs };
       if (cancel) {
@@ -403,7 +404,7 @@ export abstract class ThingerSession implements DeviceSession {
         cancel.on((reason) => this.take(id)?.reject(reason));
       }
       this.pending.set(id, p);
-      if (at < this.timerAt) this.armTimer(at);
+      this.deadlines.watch(at);
       try {
         send(id);
       } catch (err) {
@@ -413,35 +414,5 @@ export abstract class ThingerSession implements DeviceSession {
         else reject(err as AppError);
       }
     });
-  }
-
-  /**
-   * Arms the session's one timeout timer for `at`, rounded up to the slack, unless it is armed for that slot
-   * already. Settled requests leave it armed: when it fires it expires what is due and re-arms for the earliest
-   * deadline left (the JSON session's scheme, gateway/session.ts).
-   */
-  private armTimer(at: number): void {
-    const slot = Math.ceil(at / CALL_TIMEOUT_SLACK_MS) * CALL_TIMEOUT_SLACK_MS;
-    if (slot === this.timerAt) return;
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
-    this.timerAt = slot;
-    this.timer = this.timers.setTimeout(() => this.expire(), Math.max(0, slot - this.timers.now()));
-    // A pending request never holds the process open alone: the device's socket does, and closing settles it.
-    this.timer.unref?.();
-  }
-
-  /** The timeout timer fired: fails the requests that are due, re-arms for the earliest deadline left. */
-  private expire(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
-    const now = this.timers.now();
-    let next = Infinity;
-    for (const [id, p] of this.pending) {
-      if (p.at <= now) {
-        this.take(id);
-        p.reject(new AppError("device_timeout", `device did not answer within ${p.timeoutMs} ms`));
-      } else if (p.at < next) next = p.at;
-    }
-    if (next !== Infinity && !this.closed) this.armTimer(next);
   }
 }
