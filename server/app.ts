@@ -113,6 +113,7 @@ export function createThingrelay(options: AppOptions): Thingrelay {
   const admission = new DeviceAdmission(repos, credentials, logger, config.limits);
   const gateway = new Gateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, requests: propertyLink,
+    timers: options.timers,
   });
   const thinger = new ThingerGateway(hub, admission, logger, {
     limits: config.limits, allowedOrigins: config.wsOrigins, trustProxy: config.trustProxy, ...options.thinger,

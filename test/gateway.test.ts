@@ -3,12 +3,17 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice, type ApiResponse } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { once, sessionGone, whenState } from "./helpers/wait.js";
-import type { JsonSession } from "../server/gateway/session.js";
+import { CLOSE_GRACE_MS, type JsonSession } from "../server/gateway/session.js";
 import type { SessionInfo } from "../server/gateway/hub.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../server/gateway/device-session.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
-/** A server with one account "alice" and the given devices (credentials = `${id}-secret`). */
-async function fixture(env: Record<string, string>, devices: string[]): Promise<{ srv: TestServer; token: string }> {
-  const srv = await startServer({ env });
+/**
+ * A server with one account "alice" and the given devices (credentials = `${id}-secret`); with `timers`, its
+ * deadlines, call timeouts and keepalive sweep pass when the test advances that clock.
+ */
+async function fixture(env: Record<string, string>, devices: string[], timers?: FakeClock): Promise<{ srv: TestServer; token: string }> {
+  const srv = await startServer({ env, timers });
   const admin = await login(srv.url, ADMIN.user, ADMIN.password);
   const token = await newAccount(srv.url, admin.access_token, "alice");
   for (const d of devices) await newDevice(srv.url, token, "alice", d);
@@ -109,10 +114,15 @@ describe("gateway: device sockets on /v1/connect", function () {
 
   describe("deadline and throttling", () => {
     it("a socket that never sends connect is closed at the deadline with 1008", async () => {
-      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "150" }, []);
+      const clock = new FakeClock();
+      // 60 s, longer than this test may take: only the injected clock can make it pass.
+      const { srv } = await fixture({ THINGRELAY_AUTH_DEADLINE_MS: "60000" }, [], clock);
       try {
         const d = await RawDevice.open(srv.wsUrl);
         const err = d.next((f) => f.type === "error");
+        await clock.advance(59_999);
+        expect(srv.relay.gateway.unauthenticated, "held 1 ms before the deadline").to.equal(1);
+        await clock.advance(1);
         const closed = await d.closed;
         expect(closed.code).to.equal(1008);
         expect(await err).to.include({ type: "error", code: "authentication_timeout" });
@@ -218,10 +228,12 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("backpressure: a device that stops reading", () => {
     const CAP = 64 * 1024;
     const INPUT = 200 * 1024;
+    /** The close grace of a socket that never answers the closing handshake passes when the test advances it. */
+    const clock = new FakeClock();
     let srv: TestServer;
     let token: string;
     before(async () => {
-      ({ srv, token } = await fixture({ THINGRELAY_MAX_DEVICE_BUFFER: String(CAP), THINGRELAY_MAX_INFLIGHT: "10000" }, ["slow"]));
+      ({ srv, token } = await fixture({ THINGRELAY_MAX_DEVICE_BUFFER: String(CAP), THINGRELAY_MAX_INFLIGHT: "10000" }, ["slow"], clock));
     });
     after(async () => srv?.close());
 
@@ -283,6 +295,10 @@ describe("gateway: device sockets on /v1/connect", function () {
       const serverClose = once(session.ws, "close", 10_000);
       const r = await api(srv.url, "DELETE", "/v1/users/alice/devices/slow/session", { token });
       expect(r.status).to.equal(200);
+      // The close grace runs on the server's clock: the unanswered handshake holds the socket until it passes.
+      await clock.advance(CLOSE_GRACE_MS - 1);
+      expect(session.ws.readyState, "closing, 1 ms before the grace ends").to.equal(session.ws.CLOSING);
+      await clock.advance(1);
       await serverClose;
       expect(session.ws.readyState).to.equal(session.ws.CLOSED);
       expect(srv.relay.services.hub.get("alice", "slow")).to.equal(undefined);
@@ -292,9 +308,11 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("replies and failures", () => {
     let srv: TestServer;
     let token: string;
+    /** Call timeouts pass when the test advances it. */
+    const clock = new FakeClock();
     const open: RawDevice[] = [];
     before(async () => {
-      ({ srv, token } = await fixture({}, ["rep", "killme", "twice", "stats"]));
+      ({ srv, token } = await fixture({}, ["rep", "killme", "twice", "stats"], clock));
     });
     afterEach(() => {
       for (const d of open.splice(0)) d.kill();
@@ -343,10 +361,13 @@ describe("gateway: device sockets on /v1/connect", function () {
 
     it("a late reply (after 504 device_timeout) never reaches the next caller", async () => {
       const d = await dev("rep");
-      const timedOut = await call("rep", "slow", "?timeout=0.1");
+      // 45 s, longer than this test may take: only the injected clock can make it pass.
+      const timing = call("rep", "slow", "?timeout=45");
+      const late = await d.call(0);
+      await clock.advance(45_000 + CALL_TIMEOUT_SLACK_MS);
+      const timedOut = await timing;
       expect(timedOut.status).to.equal(504);
       expect(timedOut.body.error.code).to.equal("device_timeout");
-      const late = await d.call(0);
       const next = call("rep", "next");
       const cn = await d.call(1);
       d.reply(late.id, "late");
@@ -435,9 +456,12 @@ describe("gateway: device sockets on /v1/connect", function () {
   describe("liveness", () => {
     let srv: TestServer;
     let token: string;
+    /** The keepalive sweep (every THINGRELAY_PING_INTERVAL_MS) runs when the test advances it. */
+    const PING_MS = 25_000; // two intervals are longer than a test may take (30 s): only the injected clock passes
+    const clock = new FakeClock();
     const open: RawDevice[] = [];
     before(async () => {
-      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: "200" }, ["mute", "alive"]));
+      ({ srv, token } = await fixture({ THINGRELAY_PING_INTERVAL_MS: String(PING_MS) }, ["mute", "alive"], clock));
     });
     afterEach(() => {
       for (const d of open.splice(0)) d.kill();
@@ -447,7 +471,14 @@ describe("gateway: device sockets on /v1/connect", function () {
     it("a device that stops answering pings is dropped within two ping intervals and its pending calls fail with 502", async () => {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "mute", credentials: "mute-secret", autoPong: false });
       open.push(d);
-      const r = api(srv.url, "GET", "/v2/users/alice/devices/mute/x?timeout=30", { token });
+      const r = api(srv.url, "GET", "/v2/users/alice/devices/mute/x?timeout=60", { token });
+      await d.call(0);
+      const pinged = once(d.ws, "ping");
+      await clock.advance(PING_MS);
+      await pinged;
+      await clock.advance(PING_MS - 1);
+      expect(d.ws.readyState, "held until the second sweep").to.equal(d.ws.OPEN);
+      await clock.advance(1);
       const res = await r;
       expect(res.status).to.equal(502);
       expect(res.body.error.code).to.equal("device_disconnected");
@@ -462,8 +493,14 @@ describe("gateway: device sockets on /v1/connect", function () {
       const d = await RawDevice.connect({ wsUrl: srv.wsUrl, user: "alice", device: "alive", credentials: "alive-secret" });
       open.push(d);
       d.onCall = () => "here";
-      // RawDevice's own ping listener (registered first) has counted each ping by then.
-      await whenState(d.ws, "ping", () => d.pings >= 4, 10_000, "four pings");
+      const session = srv.relay.services.hub.get("alice", "alive") as JsonSession;
+      for (let i = 0; i < 4; i++) {
+        // The pong must reach the server before the next sweep judges the device.
+        const pong = once(session.ws, "pong");
+        await clock.advance(PING_MS);
+        await pong;
+      }
+      expect(d.pings).to.equal(4);
       expect(d.ws.readyState).to.equal(d.ws.OPEN);
       const r = await api(srv.url, "GET", "/v2/users/alice/devices/alive/x", { token });
       expect(r.status).to.equal(200);

@@ -13,14 +13,17 @@ import { Repositories } from "../server/store/repos.js";
 import { createServer as createNetServer } from "node:net";
 import { existsSync } from "node:fs";
 import { runMain, startMain } from "./helpers/process.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
 /** Regression tests for the findings of the code review of the first release. */
 describe("review regressions", () => {
   let srv: TestServer;
   let token: string;
+  /** The server's timers: the authentication deadline passes when a test advances it. */
+  const clock = new FakeClock();
 
   before(async () => {
-    srv = await startServer({ env: { THINGRELAY_MAX_PENDING_SOCKETS: "8", THINGRELAY_AUTH_DEADLINE_MS: "300" } });
+    srv = await startServer({ env: { THINGRELAY_MAX_PENDING_SOCKETS: "8", THINGRELAY_AUTH_DEADLINE_MS: "300" }, timers: clock });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
     await newDevice(srv.url, token, "alice", "deep", "s3cret");
@@ -96,7 +99,9 @@ describe("review regressions", () => {
     expect(opened.filter((o) => o === 503).length).to.equal(1);
     // Another address is not starved.
     expect(await upgrade("127.0.0.4")).to.equal("open");
-    await Promise.all(idle.map((ws) => new Promise((r) => ws.once("close", r))));
+    const idleClosed = Promise.all(idle.map((ws) => new Promise((r) => ws.once("close", r))));
+    await clock.advance(300);
+    await idleClosed;
     // Each missed deadline is a failed attempt; after 20 the address gets 429 before the upgrade.
     for (let i = 0; i < 18; i++) {
       const ws = new WebSocket(`${srv.wsUrl}/v1/connect`, { localAddress: "127.0.0.3" });

@@ -2,6 +2,10 @@ import { expect } from "chai";
 import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { EventEmitter } from "node:events";
+import { once } from "./helpers/wait.js";
+import { FakeClock } from "./helpers/fake-clock.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../server/gateway/device-session.js";
 
 describe("relay: /v2 resource calls through a live SDK device", () => {
   let srv: TestServer;
@@ -9,9 +13,13 @@ describe("relay: /v2 resource calls through a live SDK device", () => {
   let device: Device;
   let relayState = false;
   let rgb: unknown = null;
+  /** The server's timers: a call timeout passes when the test advances it (the SDK device keeps real time). */
+  const clock = new FakeClock();
+  /** Emits "call" when a call of `slow` reaches the device. */
+  const slowCalls = new EventEmitter();
 
   before(async () => {
-    srv = await startServer();
+    srv = await startServer({ timers: clock });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
     await newDevice(srv.url, token, "alice", "nodemcu", "s3cret");
@@ -31,7 +39,10 @@ describe("relay: /v2 resource calls through a live SDK device", () => {
     device.io("io", ({ value1, value2 }: { value1: number; value2: number }) => ({ sum: value1 + value2, mult: value1 * value2 }));
     device.run("reset", () => undefined);
     device.output("$ota/begin", () => "ok");
-    device.output("slow", () => new Promise((r) => setTimeout(() => r(1), 3000)));
+    device.output("slow", () => {
+      slowCalls.emit("call");
+      return new Promise((r) => setTimeout(() => r(1), 3000));
+    });
     device.output("boom", () => {
       throw new Error("sensor failure");
     });
@@ -125,7 +136,14 @@ describe("relay: /v2 resource calls through a live SDK device", () => {
   });
 
   it("?timeout= bounds the wait → 504 device_timeout", async () => {
-    const r = await api(srv.url, "GET", `${v2("slow")}?timeout=0.2`, { token });
+    const reached = once(slowCalls, "call");
+    // 30 s, longer than this test may take: only the injected clock can make it pass.
+    const call = api(srv.url, "GET", `${v2("slow")}?timeout=30`, { token });
+    await reached;
+    await clock.advance(29_999);
+    expect(srv.relay.services.hub.get("alice", "nodemcu")!.inflight, "in flight 1 ms before the timeout").to.equal(1);
+    await clock.advance(1 + CALL_TIMEOUT_SLACK_MS);
+    const r = await call;
     expect(r.status).to.equal(504);
     expect(r.body.error.code).to.equal("device_timeout");
   });

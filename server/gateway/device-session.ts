@@ -1,6 +1,13 @@
 import type { CallCancel } from "./call-cancel.js";
 import type { ResourceKind } from "./protocol.js";
 
+/**
+ * Call timeouts fire at most this late. A session keeps one timer for its earliest deadline instead of a
+ * `setTimeout` and `clearTimeout` per call (issue 15); deadlines falling due within one slot are expired together.
+ * Shared by the JSON and the Thinger sessions.
+ */
+export const CALL_TIMEOUT_SLACK_MS = 10;
+
 export interface CallResult {
   /** True when the device's answer carried an `out` value. */
   hasOut: boolean;

@@ -4,9 +4,10 @@ import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 import { parsedJsonDepth } from "../json.js";
-import { systemTimers, type Timers, type TimerHandle } from "../timers.js";
+import { systemTimers, type Timers } from "../timers.js";
+import { CallDeadlines } from "./call-deadlines.js";
 import type { CallCancel } from "./call-cancel.js";
-import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
+import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "./device-session.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -23,11 +24,7 @@ interface Pending {
   cancel?: CallCancel;
 }
 
-/**
- * Call timeouts fire at most this late. The session keeps one timer for its earliest deadline instead of a
- * `setTimeout` and `clearTimeout` per call (issue 15); deadlines falling due within one slot are expired together.
- */
-export const CALL_TIMEOUT_SLACK_MS = 10;
+export { CALL_TIMEOUT_SLACK_MS };
 
 /** Device requests outside calls and streams (issue 18: `property_get`, `property_set`). */
 export interface DeviceRequestHandler {
@@ -57,9 +54,8 @@ export class JsonSession implements DeviceSession {
    */
   private nextId = randomInt(0, 2 ** 47);
   private closed = false;
-  /** The one timeout timer of this session's calls, armed for `timerAt` (issue 15: no timer per call). */
-  private timer: TimerHandle | undefined = undefined;
-  private timerAt = Infinity;
+  /** The calls' timeouts: one timer per session (issue 15: no timer per call). */
+  private readonly deadlines: CallDeadlines<Pending>;
   /** Frames of this turn are held in the corked socket until setImmediate (see {@link cork}). */
   private corked = false;
 
@@ -75,6 +71,7 @@ export class JsonSession implements DeviceSession {
     private readonly timers: Timers = systemTimers,
   ) {
     this.key = `${user}/${device}`;
+    this.deadlines = new CallDeadlines(timers, this.pending, (id) => this.take(id));
   }
 
   /** The announced resources as the `/api` route answers them: `{name: {kind}}`. */
@@ -158,7 +155,7 @@ export class JsonSession implements DeviceSession {
     }
     const id = (this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER);
     const frame = frameFor(id);
-    const at = this.timers.now() + timeoutMs;
+    const at = this.deadlines.at(timeoutMs);
     return new Promise<CallResult>((resolve, reject) => {
       const p: Pending = { resolve, reject, at, timeoutMs };
       if (cancel) {
@@ -167,39 +164,9 @@ export class JsonSession implements DeviceSession {
         cancel.on((reason) => this.take(id)?.reject(reason));
       }
       this.pending.set(id, p);
-      if (at < this.timerAt) this.armTimer(at);
+      this.deadlines.watch(at);
       this.send(frame);
     });
-  }
-
-  /**
-   * Arms the session's one timeout timer for `at`, rounded up to the slack, unless it is armed for that slot
-   * already. Settled calls leave it armed: when it fires it expires what is due and re-arms for the earliest
-   * deadline left, so a busy session sets about one timer per call timeout, not one per call.
-   */
-  private armTimer(at: number): void {
-    const slot = Math.ceil(at / CALL_TIMEOUT_SLACK_MS) * CALL_TIMEOUT_SLACK_MS;
-    if (slot === this.timerAt) return;
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
-    this.timerAt = slot;
-    this.timer = this.timers.setTimeout(() => this.expire(), Math.max(0, slot - this.timers.now()));
-    // A pending call never holds the process open alone: its device's socket does, and closing settles it.
-    this.timer.unref?.();
-  }
-
-  /** The timeout timer fired: fails the calls that are due, re-arms for the earliest deadline left. */
-  private expire(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
-    const now = this.timers.now();
-    let next = Infinity;
-    for (const [id, p] of this.pending) {
-      if (p.at <= now) {
-        this.take(id);
-        p.reject(new AppError("device_timeout", `device did not answer within ${p.timeoutMs} ms`));
-      } else if (p.at < next) next = p.at;
-    }
-    if (next !== Infinity && !this.closed) this.armTimer(next);
   }
 
   send(text: string): void {
@@ -311,9 +278,7 @@ export class JsonSession implements DeviceSession {
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
-    this.timer = undefined;
-    this.timerAt = Infinity;
+    this.deadlines.stop();
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
   }
 
@@ -328,9 +293,9 @@ export class JsonSession implements DeviceSession {
     // A peer that stopped reading never answers the closing handshake and ws would hold the socket 30 s.
     const ws = this.ws;
     if (ws.readyState === ws.CLOSED) return;
-    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-    timer.unref();
-    ws.once("close", () => clearTimeout(timer));
+    const timer = this.timers.setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref?.();
+    ws.once("close", () => this.timers.clearTimeout(timer));
   }
 }
 

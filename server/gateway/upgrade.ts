@@ -10,6 +10,7 @@ import { type AdmissionHold, type DeviceAdmission, isRefusal } from "./admission
 import { CLOSE, parseConnect, type WsErrorCode } from "./protocol.js";
 import { CLOSE_GRACE_MS, type DeviceRequestHandler, JsonSession } from "./session.js";
 import type { Hub } from "./hub.js";
+import { systemTimers, type Timers } from "../timers.js";
 
 export const CONNECT_PATH = "/v1/connect";
 
@@ -20,6 +21,8 @@ export interface GatewayOptions {
   trustProxy: TrustProxy;
   /** Answers device requests such as `property_get` (issue 18). */
   requests?: DeviceRequestHandler;
+  /** The clock of the authentication deadline and the sessions' call timeouts (default the system's; tests pass a fake one, issue 13.6). */
+  timers?: Timers | undefined;
 }
 
 /**
@@ -65,20 +68,21 @@ export class Gateway {
   }
 
   private authenticate(ws: WebSocket, ip: string, hold: AdmissionHold): void {
+    const timers = this.options.timers ?? systemTimers;
     let done = false;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
       hold.release();
-      clearTimeout(deadline);
+      timers.clearTimeout(deadline);
       return true;
     };
-    const deadline = setTimeout(() => {
+    const deadline = timers.setTimeout(() => {
       if (done) return;
       // A socket that never authenticates counts as a failed attempt: idle sockets are throttled too.
       hold.failed();
       finish();
-      closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time");
+      closeWith(ws, CLOSE.policy, "authentication_timeout", "no connect frame in time", timers);
     }, this.options.limits.authDeadlineMs);
     ws.on("error", () => finish());
     ws.on("close", () => finish());
@@ -94,7 +98,7 @@ export class Gateway {
       if (typeof frame === "string") {
         hold.failed();
         finish();
-        closeWith(ws, CLOSE.badConnect, "invalid_request", frame);
+        closeWith(ws, CLOSE.badConnect, "invalid_request", frame, timers);
         return;
       }
       this.admission.verify(frame.user, frame.device, frame.credentials, ip).then(
@@ -103,7 +107,7 @@ export class Gateway {
           if (!ok) {
             hold.failed();
             finish();
-            closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials");
+            closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials", timers);
             return;
           }
           finish();
@@ -112,7 +116,7 @@ export class Gateway {
         (err: unknown) => {
           if (!finish()) return;
           this.logger.error({ err }, "device lookup failed");
-          closeWith(ws, CLOSE.internalError, "internal_error", "server error");
+          closeWith(ws, CLOSE.internalError, "internal_error", "server error", timers);
         },
       );
     });
@@ -123,7 +127,7 @@ export class Gateway {
     const session = new JsonSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
       maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes,
-    }, this.hub, this.options.requests);
+    }, this.hub, this.options.requests, this.options.timers);
     session.rxBytes = connectBytes;
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (isBinary) return;
@@ -167,15 +171,15 @@ function rawSize(data: RawData): number {
   return data.byteLength;
 }
 
-function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string): void {
+function closeWith(ws: WebSocket, code: number, errCode: WsErrorCode, message: string, timers: Timers): void {
   try {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "error", code: errCode, message }));
     ws.close(code, errCode);
     // A peer that ignores the closing handshake would hold the socket for ws's 30 s closeTimeout, outside the
     // pending-socket cap (already released): cut it after the same grace as sessions.
-    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-    timer.unref();
-    ws.once("close", () => clearTimeout(timer));
+    const timer = timers.setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref?.();
+    ws.once("close", () => timers.clearTimeout(timer));
   } catch {
     ws.terminate();
   }

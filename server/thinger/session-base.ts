@@ -1,4 +1,5 @@
 import { AppError } from "../errors.js";
+import { CallDeadlines } from "../gateway/call-deadlines.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
 import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
 import type { DeviceLink } from "./link.js";
@@ -26,7 +27,7 @@ export interface ThingerSessionOptions {
   events: SessionEvents;
   /** Serves device-initiated requests (properties); without it every one is answered with an error. */
   requests?: DeviceRequestHandler | undefined;
-  /** The silence timer's and the describe retries' clock (default the system's; tests pass a fake one, issue 13.6). */
+  /** The clock of the silence timer, the describe retries and the request timeouts (default the system's; tests pass a fake one, issue 13.6). */
   timers?: Timers | undefined;
 }
 
@@ -41,7 +42,9 @@ export interface Reply {
 interface Pending {
   resolve(r: Reply): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  /** Deadline on the session's `timers`, and the timeout it came from (for the error message). */
+  at: number;
+  timeoutMs: number;
   /** The caller's cancel, released when the request settles (issue 13.7). */
   cancel?: CallCancel;
 }
@@ -75,6 +78,8 @@ export abstract class ThingerSession implements DeviceSession {
   /** The describe request in flight on behalf of callers (shared: one at a time). */
   private describing: Promise<void> | null = null;
   private retryTimer: TimerHandle | undefined;
+  /** The requests' timeouts: one timer per session, as the JSON session's (no timer per call). */
+  private readonly deadlines: CallDeadlines<Pending>;
   /** Streams asked for while the resource kinds were unknown: started once described (output and io only). */
   private readonly deferredStreams = new Map<string, number>();
 
@@ -87,6 +92,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.key = `${user}/${device}`;
     this.timers = options.timers ?? systemTimers;
     this.lastByteAt = this.timers.now();
+    this.deadlines = new CallDeadlines(this.timers, this.pending, (id) => this.take(id));
     this.armSilence(options.keepaliveTimeoutMs);
   }
 
@@ -265,6 +271,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.closed = true;
     this.timers.clearTimeout(this.silence);
     this.timers.clearTimeout(this.retryTimer);
+    this.deadlines.stop();
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
@@ -380,7 +387,6 @@ export abstract class ThingerSession implements DeviceSession {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    clearTimeout(p.timer);
     p.cancel?.off();
     return p;
   }
@@ -389,17 +395,16 @@ export abstract class ThingerSession implements DeviceSession {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     const id = this.allocateId();
     if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
+    const at = this.deadlines.at(timeoutMs);
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.take(id)?.reject(new AppError("device_timeout", `device did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const p: Pending = { timer, resolve, reject };
+      const p: Pending = { resolve, reject, at, timeoutMs };
       if (cancel) {
         // The caller went away: free the id and the in-flight slot now; the device's late answer then matches nothing.
         p.cancel = cancel;
         cancel.on((reason) => this.take(id)?.reject(reason));
       }
       this.pending.set(id, p);
+      this.deadlines.watch(at);
       try {
         send(id);
       } catch (err) {
@@ -411,4 +416,3 @@ export abstract class ThingerSession implements DeviceSession {
     });
   }
 }
-

@@ -14,6 +14,7 @@ import { faults, tried } from "./figures.js";
 import { ADMIN, account, loginAs, raw, startHard, type HardServer } from "./harness.js";
 import { FakeClock } from "../helpers/fake-clock.js";
 import type { Hub } from "../../server/gateway/hub.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../../server/gateway/device-session.js";
 
 /** Resolves once `ready()` holds, checked on each of the hub's `traffic` events (a frame to or from a device). */
 function onTraffic(hub: Hub, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -93,6 +94,7 @@ describe("hardening: network and peer faults", function () {
     let token: string;
     let device: Device;
     // The keepalive sweep runs on a fake clock here: "two intervals" is two advances of production's 30 s, exactly.
+    // So do the call timeouts: the short call's 0.3 s passes by an advance too.
     const clock = new FakeClock();
     const PING_MS = 30_000;
     before(async () => {
@@ -116,12 +118,16 @@ describe("hardening: network and peer faults", function () {
       expect((await raw(srv.port, { path: "/v2/users/alice/devices/d/temp", headers: auth })).body).to.deep.equal({ out: 21.5 });
       proxy.blackhole();
       const hub = srv.relay.services.hub;
-      const long = Array.from({ length: 5 }, () => raw(srv.port, { path: "/v2/users/alice/devices/d/temp?timeout=30", headers: auth }));
       const short = raw(srv.port, { path: "/v2/users/alice/devices/d/temp?timeout=0.3", headers: auth });
+      // Each call sent to the device is a traffic event.
+      await onTraffic(hub, () => (hub.get("alice", "d")?.inflight ?? 0) >= 1);
+      await clock.advance(300 + CALL_TIMEOUT_SLACK_MS);
       const rShort = await short;
       expect(rShort.status).to.equal(504);
       expect(rShort.body.error.code).to.equal("device_timeout");
-      // Each call sent to the device is a traffic event: the five are in flight once the fifth went out.
+      // 60 s: their timeouts fall after the second sweep (at 60 s from the server's start), so the sweep answers them.
+      const long = Array.from({ length: 5 }, () => raw(srv.port, { path: "/v2/users/alice/devices/d/temp?timeout=60", headers: auth }));
+      // The five are in flight once the fifth went out.
       await onTraffic(hub, () => (hub.get("alice", "d")?.inflight ?? 0) >= 5);
       await clock.advance(PING_MS); // first interval: the device was alive; it is pinged (into the hole)
       expect(hub.get("alice", "d"), "still registered after one interval").to.not.equal(undefined);

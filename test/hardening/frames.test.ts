@@ -9,6 +9,8 @@ import { connect, type Socket } from "node:net";
 import { Device } from "../../device-sdk/index.js";
 import { tried } from "./figures.js";
 import { ADMIN, account, frame, loginAs, raw, rawDevice, rawUpgrade, startHard, type HardServer, type RawWs } from "./harness.js";
+import { FakeClock } from "../helpers/fake-clock.js";
+import { CLOSE_GRACE_MS } from "../../server/gateway/session.js";
 
 const MAX_PAYLOAD = 64 * 1024;
 
@@ -174,8 +176,10 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
 
   describe("unauthenticated sockets", () => {
     let s: HardServer;
+    /** The server's timers: the auth deadline and the close grace pass when the test advances it. */
+    const clock = new FakeClock();
     before(async () => {
-      s = await startHard({ env: { THINGRELAY_AUTH_DEADLINE_MS: "200", THINGRELAY_MAX_PENDING_SOCKETS: "3" } });
+      s = await startHard({ env: { THINGRELAY_AUTH_DEADLINE_MS: "200", THINGRELAY_MAX_PENDING_SOCKETS: "3" }, timers: clock });
     });
     after(() => s?.close());
 
@@ -183,6 +187,9 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
       tried("ws_raw");
       const ws = await rawUpgrade(s.port);
       // Nothing sent: the deadline fires on the server's own timer; the late frame below finds a closing socket.
+      await clock.advance(199);
+      expect(s.relay.gateway.unauthenticated, "held 1 ms before the deadline").to.equal(1);
+      await clock.advance(1);
       const code = await ws.closed;
       ws.send(frame({ opcode: 1, payload: JSON.stringify({ type: "connect", user: "admin", device: "x", credentials: "y" }) }));
       expect(code).to.equal(1008);
@@ -193,8 +200,12 @@ describe("hardening: malformed WebSocket frames on raw sockets", function () {
       this.timeout(15_000);
       tried("ws_raw");
       const ws = await rawUpgrade(s.port, { answerClose: false });
+      await clock.advance(200);
       expect(await ws.closed).to.equal(1008);
       // Without a grace timer ws keeps the TCP connection until its 30 s closeTimeout, outside the pending cap.
+      await clock.advance(CLOSE_GRACE_MS - 1);
+      expect(ws.socket.destroyed, "held 1 ms before the grace ends").to.equal(false);
+      await clock.advance(1);
       await ws.tcpClosed;
     });
   });

@@ -4,6 +4,8 @@ import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { closeAllSse, sse } from "../helpers/sse.js";
 import { noSessions, once } from "../helpers/wait.js";
 import { TestDevice, type Protocol, type ThingerResource } from "./device.js";
+import { FakeClock } from "../helpers/fake-clock.js";
+import { DESCRIBE_RETRY_MS } from "../../server/thinger/session-base.js";
 
 /**
  * QA F1: a Thinger device whose first describe fails (lost, refused, too slow) must not lose its kind checks.
@@ -15,6 +17,8 @@ for (const protocol of ["legacy", "iotmp2"] as Protocol[]) {
     this.timeout(20_000);
     let srv: TestServer;
     let token: string;
+    /** The server's timers: the background describe retry runs when the test advances it. */
+    let clock: FakeClock;
     const devices: TestDevice[] = [];
     let runs = 0;
     let ledSets = 0;
@@ -40,7 +44,8 @@ for (const protocol of ["legacy", "iotmp2"] as Protocol[]) {
     }
 
     before(async () => {
-      srv = await startServer({ thinger: {} });
+      clock = new FakeClock();
+      srv = await startServer({ thinger: {}, timers: clock });
       const admin = await login(srv.url, ADMIN.user, ADMIN.password);
       token = await newAccount(srv.url, admin.access_token, "alice");
       await newDevice(srv.url, token, "alice", "dev1", "s3cret");
@@ -107,7 +112,11 @@ for (const protocol of ["legacy", "iotmp2"] as Protocol[]) {
 
     it("describes again in the background after a failed first describe", async () => {
       await online(1);
-      await once(srv.relay.services.hub, "describe", 10_000);
+      const described = once(srv.relay.services.hub, "describe");
+      await clock.advance(DESCRIBE_RETRY_MS.first - 1);
+      expect(srv.relay.services.hub.get("alice", "dev1")!.resources, "not asked again before the retry delay").to.equal(null);
+      await clock.advance(1);
+      await described;
       expect([...srv.relay.services.hub.get("alice", "dev1")!.resources!.keys()].sort()).to.deep.equal(["led", "reset", "temp"]);
     });
   });

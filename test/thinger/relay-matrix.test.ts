@@ -10,6 +10,8 @@ import { TestDevice, ThingerDeviceError, type Protocol, type ThingerResource, ty
 import { selfSigned } from "../helpers/self-signed.js";
 import { connect } from "node:net";
 import { encodeFrame, LEGACY_FLAG, IOTMP_TYPE } from "../../server/thinger/index.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../../server/gateway/device-session.js";
+import { FakeClock } from "../helpers/fake-clock.js";
 
 /**
  * The relay matrix, once, against a Thinger device of every protocol, dialect and transport: a REST, SSE or
@@ -39,6 +41,8 @@ for (const { protocol, transport } of VARIANTS) {
     this.timeout(20_000);
     let srv: TestServer;
     let token: string;
+    /** The server's timers (call timeouts among them): a timeout passes when the test advances it, not in real time. */
+    let clock: FakeClock;
     const devices: TestDevice[] = [];
     const sdks: Device[] = [];
     let led = false;
@@ -92,7 +96,8 @@ for (const { protocol, transport } of VARIANTS) {
     }
 
     before(async () => {
-      srv = await startServer({ thinger: { tls }, env: { THINGRELAY_MAX_INFLIGHT: "3" } });
+      clock = new FakeClock();
+      srv = await startServer({ thinger: { tls }, env: { THINGRELAY_MAX_INFLIGHT: "3" }, timers: clock });
       const admin = await login(srv.url, ADMIN.user, ADMIN.password);
       token = await newAccount(srv.url, admin.access_token, "alice");
       await newDevice(srv.url, token, "alice", "dev1", "s3cret");
@@ -174,7 +179,15 @@ for (const { protocol, transport } of VARIANTS) {
       });
 
       it("errors: no answer 504 device_timeout; too many in flight 429 device_busy; the session stays usable", async () => {
-        const slow = await api(srv.url, "GET", `${v2("slow")}?timeout=0.2`, { token });
+        const first = slowCallsReach(1, "the call at the device");
+        // 30 s, longer than this test may take: the call's timeout is on the server's clock, held 1 ms before it
+        // and answered once it passes.
+        const slowCall = api(srv.url, "GET", `${v2("slow")}?timeout=30`, { token });
+        await first;
+        await clock.advance(29_999);
+        expect(srv.relay.services.hub.get("alice", "dev1")!.inflight, "still in flight 1 ms before the timeout").to.equal(1);
+        await clock.advance(1 + CALL_TIMEOUT_SLACK_MS);
+        const slow = await slowCall;
         expect(slow.status).to.equal(504);
         expect(slow.body.error.code).to.equal("device_timeout");
         const reached = slowCallsReach(3, "three calls at the device");
@@ -185,6 +198,7 @@ for (const { protocol, transport } of VARIANTS) {
         expect(busy.status).to.equal(429);
         expect(busy.body.error.code).to.equal("device_busy");
         expect(busy.headers.get("retry-after")).to.equal("1");
+        await clock.advance(2000 + CALL_TIMEOUT_SLACK_MS);
         for (const r of await Promise.all(pending)) expect(r.status).to.equal(504);
         expect((await api(srv.url, "GET", v2("temp"), { token })).status).to.equal(200);
       });
@@ -340,8 +354,11 @@ describe("Thinger devices: keep-alive timeout, throttling, detection", function 
   this.timeout(20_000);
   let srv: TestServer;
   let token: string;
+  /** The keep-alive timeout and the authentication deadline pass when the test advances the server's clock. */
+  let clock: FakeClock;
   before(async () => {
-    srv = await startServer({ thinger: { keepaliveTimeoutMs: 300 }, env: { THINGRELAY_AUTH_DEADLINE_MS: "300" } });
+    clock = new FakeClock();
+    srv = await startServer({ thinger: { keepaliveTimeoutMs: 300 }, env: { THINGRELAY_AUTH_DEADLINE_MS: "300" }, timers: clock });
     const admin = await login(srv.url, ADMIN.user, ADMIN.password);
     token = await newAccount(srv.url, admin.access_token, "alice");
     await newDevice(srv.url, token, "alice", "dev1", "s3cret");
@@ -352,8 +369,13 @@ describe("Thinger devices: keep-alive timeout, throttling, detection", function 
     it(`${protocol}: a device silent past the keep-alive timeout is dropped and goes offline (any TCP port detects the protocol)`, async () => {
       const port = protocol === "legacy" ? srv.thingerPorts.iotmp! : srv.thingerPorts.thinger!;
       const d = new TestDevice({ protocol, transport: "tcp", port, user: "alice", device: "dev1", credentials: "s3cret" });
+      const on = once(srv.relay.services.hub, "online");
       const off = once(srv.relay.services.hub, "offline");
       await d.connect();
+      await on;
+      await clock.advance(299);
+      expect(srv.relay.services.hub.get("alice", "dev1"), "held 1 ms before the timeout").to.not.equal(undefined);
+      await clock.advance(1);
       await d.closed;
       await off;
       expect(srv.relay.services.hub.get("alice", "dev1")).to.equal(undefined);
@@ -365,12 +387,16 @@ describe("Thinger devices: keep-alive timeout, throttling, detection", function 
     sock.on("error", () => {});
     await once(sock, "connect");
     expect(srv.relay.gateway.unauthenticated).to.equal(1);
-    await once(sock, "close");
+    const sockClosed = once(sock, "close");
+    await clock.advance(300);
+    await sockClosed;
     const ws = new WebSocket(`${srv.wsUrl}/iotmp`, "iotmp");
     ws.on("error", () => {});
     await once(ws, "open");
     expect(ws.protocol).to.equal("iotmp");
-    await once(ws, "close");
+    const wsClosed = once(ws, "close");
+    await clock.advance(300);
+    await wsClosed;
     expect(srv.relay.gateway.unauthenticated).to.equal(0);
   });
 

@@ -8,6 +8,8 @@ import { tidyNumbers } from "../../server/thinger/values.js";
 import type { DeviceAnswer, DeviceRequest, DeviceRequestHandler } from "../../server/thinger/requests.js";
 import { EventEmitter } from "node:events";
 import { whenState } from "../helpers/wait.js";
+import { FakeClock } from "../helpers/fake-clock.js";
+import { CALL_TIMEOUT_SLACK_MS } from "../../server/gateway/device-session.js";
 import {
   decodeIotmpFrame, decodeLegacyFrame, encodeIotmpMessage, encodeLegacyMessage, FrameReader, IOTMP_TYPE, LEGACY_FLAG,
   type Frame, type IotmpMessage, type LegacyMessage,
@@ -43,7 +45,8 @@ const events = (): SessionEvents & { data: Array<[string, unknown]> } => {
   const data: Array<[string, unknown]> = [];
   return { data, onDescribe() {}, onTraffic() {}, onData(_s: DeviceSession, r: string, v: unknown) { data.push([r, v]); } };
 };
-const options = (ev: SessionEvents) => ({ limits: { maxInflight: 64, maxBufferedBytes: 1 << 20 }, keepaliveTimeoutMs: 60_000, events: ev });
+/** Every unit session runs on its own fake clock: no real timer (silence, retries, call timeouts) is left armed. */
+const options = (ev: SessionEvents, timers = new FakeClock()) => ({ limits: { maxInflight: 64, maxBufferedBytes: 1 << 20 }, keepaliveTimeoutMs: 60_000, events: ev, timers });
 const frameOf = (bytes: Uint8Array): Frame => new FrameReader().push(bytes)[0]!;
 const legacyIn = (m: LegacyMessage) => frameOf(encodeLegacyMessage(m));
 const legacyOut = (f: Frame) => (decodeLegacyFrame(f) as { message: LegacyMessage }).message;
@@ -130,6 +133,37 @@ describe("Thinger sessions (unit): ids, reply matching, values", () => {
     expect(legacyOut(link.frames[1]!)).to.deep.include({ flag: LEGACY_FLAG.START_STREAM, resource: ["temp"] });
     s.stream("reset", 1000);
     expect(link.frames).to.have.length(2);
+  });
+
+  it("call timeouts run on the session's clock: each call fails with device_timeout at its own deadline (at most the slack late), never before; one timer serves them all", async () => {
+    const clock = new FakeClock();
+    const link = new FakeLink();
+    const s = new LegacySession("alice", "dev1", link, options(events(), clock));
+    sessions.push(s);
+    const timersBefore = clock.size; // the silence timer
+    const settled: string[] = [];
+    const track = (name: string, p: Promise<unknown>) => p.then(() => settled.push(`${name} ok`), (e: AppError) => settled.push(`${name} ${e.code}`));
+    const short = track("short", s.call("temp", undefined, false, 100));
+    const long = track("long", s.call("temp", undefined, false, 300));
+    const answered = track("answered", s.call("temp", undefined, false, 100));
+    expect(clock.size - timersBefore, "one timeout timer for three calls").to.equal(1);
+    s.handleFrame(legacyIn({ streamId: legacyOut(link.frames[2]!).streamId!, flag: LEGACY_FLAG.REQUEST_OK, payload: 1 }));
+    await answered;
+    await clock.advance(99);
+    expect(settled).to.deep.equal(["answered ok"]);
+    expect(s.inflight).to.equal(2);
+    await clock.advance(1 + CALL_TIMEOUT_SLACK_MS);
+    await short;
+    expect(settled).to.deep.equal(["answered ok", "short device_timeout"]);
+    await clock.advance(300 - (100 + CALL_TIMEOUT_SLACK_MS) - 1);
+    expect(settled, "the long call is held 1 ms before its deadline").to.have.length(2);
+    await clock.advance(1 + CALL_TIMEOUT_SLACK_MS);
+    await long;
+    expect(settled).to.deep.equal(["answered ok", "short device_timeout", "long device_timeout"]);
+    expect(s.inflight).to.equal(0);
+    // Its late answer matches nothing: no error, nothing settles twice.
+    s.handleFrame(legacyIn({ streamId: legacyOut(link.frames[0]!).streamId!, flag: LEGACY_FLAG.REQUEST_OK, payload: 2 }));
+    expect(settled).to.have.length(3);
   });
 
   it("a closed session fails its pending calls with device_disconnected; a dead one answers device_offline", async () => {
