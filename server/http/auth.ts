@@ -55,9 +55,24 @@ export function authenticateRequest(ctx: Context, authenticator: Authenticator, 
   return authenticator.authenticate(token).then((principal) => admit(ctx, token, principal, limiter));
 }
 
+/**
+ * The per-token rate-limit key (`tok:…`) of each principal: the authenticator keeps one principal per known
+ * token, so the key is built once per token rather than once per call (issue 15).
+ */
+const tokenLimitKeys = new WeakMap<Principal, string>();
+
+function tokenLimitKey(principal: Principal): string {
+  let key = tokenLimitKeys.get(principal);
+  if (key === undefined) {
+    key = `tok:${principal.tokenRef}`;
+    tokenLimitKeys.set(principal, key);
+  }
+  return key;
+}
+
 /** The per-token rate limit, then the principal and token for the routes. */
 function admit(ctx: Context, token: string, principal: Principal, limiter: WindowLimiter): void {
-  const limit = limiter.hit(`tok:${principal.tokenRef}`);
+  const limit = limiter.hit(tokenLimitKey(principal));
   if (!limit.allowed) {
     throw new AppError("too_many_requests", "rate limit exceeded for this token", { headers: { "Retry-After": String(limit.retryAfterS) } });
   }

@@ -1,8 +1,9 @@
 import type Koa from "koa";
 import { AppError } from "../errors.js";
-import { addressKey, clientAddress, type TrustProxy } from "../auth/address.js";
+import { clientAddress, type TrustProxy } from "../auth/address.js";
 import type { WindowLimiter } from "../auth/limiter.js";
 import { isApiPath } from "./middleware.js";
+import { connectionOf } from "./connection.js";
 
 /**
  * Sets `ctx.request.ip` to the client address as the trusted proxies saw it (never the leftmost
@@ -32,7 +33,8 @@ export function clusterBarrier(cluster: { barrier(): Promise<void> }): Koa.Middl
 export function addressRateLimit(limiter: WindowLimiter): Koa.Middleware {
   return (ctx, next) => {
     if (isApiPath(ctx.path)) {
-      const r = limiter.hit(`ip:${addressKey(ctx.ip)}`);
+      // The key is built once per socket and address (http/connection.ts), not per call.
+      const r = limiter.hit(connectionOf(ctx.req.socket).addressLimitKey(ctx.ip));
       if (!r.allowed) throw new AppError("too_many_requests", "rate limit exceeded for this address", { headers: { "Retry-After": String(r.retryAfterS) } });
     }
     return next();

@@ -9,7 +9,7 @@ import { hasBody } from "../http/validate.js";
 import { normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, knownKinds, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
-import { CallCancel } from "../gateway/call-cancel.js";
+import { connectionOf } from "../http/connection.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { requireAcceptable } from "../http/negotiate.js";
 import { parseInterval, streamRequest } from "../streams/http.js";
@@ -51,21 +51,6 @@ export function postInput(ctx: Context): { hasInput: boolean; input: unknown } {
     ? (body as { in: unknown }).in
     : body;
   return { hasInput: true, input };
-}
-
-/**
- * A cancel fired when the HTTP client disconnects before its answer is written (issue 13.7), and the
- * function that stops watching once the call is over.
- */
-function cancelOnClose(ctx: Context): { cancel: CallCancel; release: () => void } {
-  const cancel = new CallCancel();
-  const onClose = () => {
-    if (!ctx.res.writableFinished) cancel.cancel();
-  };
-  // `on`, not `once` (which wraps the listener in two more objects per call): release() always removes it.
-  ctx.res.on("close", onClose);
-  if (ctx.req.socket.destroyed) cancel.cancel();
-  return { cancel, release: () => ctx.res.off("close", onClose) };
 }
 
 /** `GET …/{resource…}/api`: the resource's kind and current state, from wherever the device is connected. */
@@ -124,7 +109,9 @@ export async function callResource(s: Services, ctx: Context, t: CallTarget, dir
   const started = performance.now();
   let outcome = "ok";
   // A client that disconnects cancels its call: the device's in-flight slot is freed at once (issue 13.7).
-  const { cancel: gone, release } = cancelOnClose(ctx);
+  // One close listener per socket (http/connection.ts), not one per call.
+  const connection = connectionOf(ctx.req.socket);
+  const gone = connection.watch();
   try {
     let result: CallResult;
     try {
@@ -162,7 +149,7 @@ export async function callResource(s: Services, ctx: Context, t: CallTarget, dir
     outcome = err instanceof AppError ? err.code : "internal_error";
     throw err;
   } finally {
-    release();
+    connection.release(gone);
     s.metrics.relayCalls.inc({ outcome });
     s.metrics.relayLatency.observe(outcome, (performance.now() - started) / 1000);
   }
