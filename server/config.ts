@@ -42,6 +42,11 @@ export interface Limits {
   maxIdempotencyKeysPerUser: number;
   /** Unauthenticated device sockets one client address (IPv6: one /64) may hold. */
   maxPendingPerAddress: number;
+  /**
+   * Device authentication attempts one address may have failed, or have in flight, per minute (counted before the
+   * credential check, given back when the device authenticates).
+   */
+  deviceAuthFailuresPerMinute: number;
   /** Devices one account may own. */
   maxDevicesPerAccount: number;
   /** Device and user tokens one account may hold together. */
@@ -113,6 +118,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxQueuedCallsPerUser: 1_000,
   maxIdempotencyKeysPerUser: 10_000,
   maxPendingPerAddress: 10,
+  deviceAuthFailuresPerMinute: 20,
   maxDevicesPerAccount: 1_000,
   maxTokensPerAccount: 1_000,
   maxSessionsPerUser: 100,
@@ -147,6 +153,7 @@ const LIMIT_VARS: ReadonlyArray<[keyof Limits, string]> = [
   ["maxQueuedCallsPerUser", "THINGRELAY_MAX_QUEUED_PER_USER"],
   ["maxIdempotencyKeysPerUser", "THINGRELAY_MAX_IDEMPOTENCY_KEYS"],
   ["maxPendingPerAddress", "THINGRELAY_MAX_PENDING_PER_ADDRESS"],
+  ["deviceAuthFailuresPerMinute", "THINGRELAY_DEVICE_AUTH_FAILURES"],
   ["maxDevicesPerAccount", "THINGRELAY_MAX_DEVICES_PER_ACCOUNT"],
   ["maxTokensPerAccount", "THINGRELAY_MAX_TOKENS_PER_ACCOUNT"],
   ["maxSessionsPerUser", "THINGRELAY_MAX_SESSIONS_PER_USER"],

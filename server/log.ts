@@ -31,6 +31,16 @@ const JWT_RE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 const SECRET_PARAM = /authorization|token|password|secret|credential/i;
 
 /**
+ * The logger of the one access line per request: the same destination and level, without the redaction pass.
+ * Its line has fixed fields only — request id, method, the URL already through {@link redactUrl}, status,
+ * duration, client address — none of which can hold a secret, and pino's redaction of 17 paths cost ~9 µs of
+ * the ~11 µs per line (with wildcards it walks and copies the object). Log nothing else through it.
+ */
+export function accessLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: { paths: [] } });
+}
+
+/**
  * The server's logger. Without a destination it writes to stdout asynchronously: lines written while a write is in
  * flight go out together in the next one, instead of one blocking `write` per line (one access-log line per request
  * at `info` cost ~30 µs each written synchronously). pino flushes what is pending when the process exits (also on

@@ -222,6 +222,24 @@ describe("abuse resistance (issue 20)", function () {
       }
     });
 
+    it("THINGRELAY_DEVICE_AUTH_FAILURES sets the per-address budget: a burst of 40 wrong credentials gets 5 checked, 35 refused 429", async () => {
+      const srv = await startServer({ env: { THINGRELAY_MAX_PENDING_PER_ADDRESS: "1000", THINGRELAY_DEVICE_AUTH_FAILURES: "5" } });
+      try {
+        const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+        const token = await newAccount(srv.url, admin.access_token, "alice");
+        await newDevice(srv.url, token, "alice", "dev1");
+        const results = await Promise.all(Array.from({ length: 40 }, (_, i) => RawDevice.connect({
+          wsUrl: srv.wsUrl, user: "alice", device: "dev1", credentials: `wrong-${i}`,
+        }).then(() => "open", (e: { status?: number; close?: { code: number } }) => e.status ?? e.close?.code ?? "error")));
+        const checked = srv.logs.filter((l) => l.includes("device authentication failed")).length;
+        expect(checked).to.equal(5);
+        expect(results.filter((r) => r === 4001).length).to.equal(5);
+        expect(results.filter((r) => r === 429).length).to.equal(35);
+      } finally {
+        await srv.close();
+      }
+    });
+
     it("four addresses opening 250 idle sockets each cannot starve another device", async () => {
       const srv = await startServer({ env: { THINGRELAY_AUTH_DEADLINE_MS: "20000" } });
       const held: WebSocket[] = [];

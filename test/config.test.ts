@@ -85,13 +85,13 @@ describe("config: loadConfig", () => {
 
   it("quotas, pending sockets per address and the metrics token: defaults, variables, every error at once", () => {
     const d = loadConfig({});
-    expect(d.limits).to.deep.include({ maxDevicesPerAccount: 1000, maxTokensPerAccount: 1000, maxSessionsPerUser: 100, maxPendingPerAddress: 10 });
+    expect(d.limits).to.deep.include({ maxDevicesPerAccount: 1000, maxTokensPerAccount: 1000, maxSessionsPerUser: 100, maxPendingPerAddress: 10, deviceAuthFailuresPerMinute: 20 });
     expect(d.metricsToken).to.equal(undefined);
     const c = loadConfig({
       THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "5", THINGRELAY_MAX_TOKENS_PER_ACCOUNT: "6", THINGRELAY_MAX_SESSIONS_PER_USER: "7",
-      THINGRELAY_MAX_PENDING_PER_ADDRESS: "8", THINGRELAY_METRICS_TOKEN: "0123456789abcdef",
+      THINGRELAY_MAX_PENDING_PER_ADDRESS: "8", THINGRELAY_DEVICE_AUTH_FAILURES: "9", THINGRELAY_METRICS_TOKEN: "0123456789abcdef",
     });
-    expect(c.limits).to.deep.include({ maxDevicesPerAccount: 5, maxTokensPerAccount: 6, maxSessionsPerUser: 7, maxPendingPerAddress: 8 });
+    expect(c.limits).to.deep.include({ maxDevicesPerAccount: 5, maxTokensPerAccount: 6, maxSessionsPerUser: 7, maxPendingPerAddress: 8, deviceAuthFailuresPerMinute: 9 });
     expect(c.metricsToken).to.equal("0123456789abcdef");
     const err = configError({
       THINGRELAY_MAX_DEVICES_PER_ACCOUNT: "0", THINGRELAY_MAX_TOKENS_PER_ACCOUNT: "x", THINGRELAY_MAX_SESSIONS_PER_USER: "-1",

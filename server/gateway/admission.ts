@@ -41,7 +41,7 @@ export interface AdmissionHold {
  */
 export class DeviceAdmission {
   private readonly pending: SlotPool;
-  private readonly failures = new WindowLimiter(DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
+  private readonly failures: WindowLimiter;
   private readonly touched = new Set<string>();
   private touchQueued = false;
   /** Settles once the touches recorded so far are written (or their write failed). */
@@ -51,9 +51,10 @@ export class DeviceAdmission {
     private readonly repos: Repositories,
     private readonly credentials: CredentialHasher,
     private readonly logger: Logger,
-    private readonly limits: Pick<Limits, "maxPendingSockets" | "maxPendingPerAddress" | "authDeadlineMs">,
+    private readonly limits: Pick<Limits, "maxPendingSockets" | "maxPendingPerAddress" | "authDeadlineMs"> & { deviceAuthFailuresPerMinute?: number },
   ) {
     // One address: its own limit, and never more than a quarter of all the slots.
+    this.failures = new WindowLimiter(limits.deviceAuthFailuresPerMinute ?? DEVICE_AUTH_FAILURES_PER_MINUTE, 60_000);
     this.pending = new SlotPool(limits.maxPendingSockets, Math.min(limits.maxPendingPerAddress, Math.max(1, Math.floor(limits.maxPendingSockets / 4))));
   }
 

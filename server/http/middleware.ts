@@ -2,11 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { Context, Next } from "koa";
 import cors from "@koa/cors";
 import { AppError, errorBody, isAppError } from "../errors.js";
-import { redactUrl, type Logger } from "../log.js";
+import { accessLogger, redactUrl, type Logger } from "../log.js";
 import { deferHeaders } from "./response.js";
 
 /** Request id, one structured log line per request (URL redacted), errors rendered in one shape. */
 export function requestLifecycle(logger: Logger) {
+  const access = accessLogger(logger);
   return async function lifecycle(ctx: Context, next: Next): Promise<void> {
     const started = performance.now();
     const id = randomUUID();
@@ -29,12 +30,12 @@ export function requestLifecycle(logger: Logger) {
     // The line (and the URL redaction in it) is built only when its level is on: at the default level a
     // successful request logs nothing, and building the object per request cost ~2% of a relay call.
     const level = ctx.status >= 500 ? "warn" : "info";
-    if (!logger.isLevelEnabled(level)) return;
+    if (!access.isLevelEnabled(level)) return;
     const log = {
       reqId: id, method: ctx.method, url: redactUrl(ctx.originalUrl), status: ctx.status,
       ms: Math.round((performance.now() - started) * 100) / 100, ip: ctx.ip,
     };
-    logger[level](log, "request");
+    access[level](log, "request");
   };
 }
 
