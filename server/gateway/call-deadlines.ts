@@ -1,16 +1,21 @@
 import { AppError } from "../errors.js";
 import { CALL_TIMEOUT_SLACK_MS } from "./device-session.js";
 import type { TimerHandle, Timers } from "../timers.js";
+import type { CallCancel } from "./call-cancel.js";
 
 /** A pending call as the deadlines see it: when it falls due (on the session's `timers`) and how to fail it. */
 export interface DeadlineCall {
   at: number;
   timeoutMs: number;
   reject(e: unknown): void;
+  /** The caller's cancel, released when the call settles (issue 13.7). */
+  cancel?: CallCancel;
 }
 
 /**
- * The call timeouts of one device session (JSON and Thinger alike): one timer for the earliest deadline instead
+ * The pending calls of one device session (JSON and Thinger alike), kept in the session's map: {@link add} and
+ * {@link take} are the only ways in and out, so a call's cancel is wired and released in one place. The call
+ * timeouts: one timer for the earliest deadline instead
  * of a `setTimeout` and `clearTimeout` per call (issue 15), on the session's injected `timers` (issue 13.6).
  * Settled calls leave it armed: when it fires it fails what is due with `device_timeout` and re-arms for the
  * earliest deadline left, so a busy session sets about one timer per call timeout, not one per call.
@@ -20,12 +25,29 @@ export class CallDeadlines<P extends DeadlineCall> {
   private timerAt = Infinity;
   private stopped = false;
 
-  /** `take(id)` removes a pending call (with its cancel) and returns it. */
   constructor(
     private readonly timers: Timers,
-    private readonly pending: ReadonlyMap<number, P>,
-    private readonly take: (id: number) => P | undefined,
+    private readonly pending: Map<number, P>,
   ) {}
+
+  /**
+   * Adds a call under `id`: failed at its deadline, and at once with the cancel's reason when the caller goes away
+   * (its in-flight slot is freed then; the device's late answer matches nothing).
+   */
+  add(id: number, p: P): void {
+    p.cancel?.on((reason) => this.take(id)?.reject(reason));
+    this.pending.set(id, p);
+    this.watch(p.at);
+  }
+
+  /** Removes a pending call to settle it (its cancel released); undefined for an id not pending. */
+  take(id: number): P | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    p.cancel?.off();
+    return p;
+  }
 
   /** The deadline of a call made now with `timeoutMs`. */
   at(timeoutMs: number): number {
@@ -33,7 +55,7 @@ export class CallDeadlines<P extends DeadlineCall> {
   }
 
   /** A call due at `at` was added to the pending map. */
-  watch(at: number): void {
+  private watch(at: number): void {
     if (at < this.timerAt && !this.stopped) this.arm(at);
   }
 

@@ -5,7 +5,7 @@ import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 import { parsedJsonDepth } from "../json.js";
 import { systemTimers, type Timers } from "../timers.js";
-import { CallDeadlines } from "./call-deadlines.js";
+import { CallDeadlines, type DeadlineCall } from "./call-deadlines.js";
 import type { CallCancel } from "./call-cancel.js";
 import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "./device-session.js";
 
@@ -14,14 +14,8 @@ export const CLOSE_GRACE_MS = 2_000;
 
 export type { CallResult, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
-interface Pending {
+interface Pending extends DeadlineCall {
   resolve(r: CallResult): void;
-  reject(e: unknown): void;
-  /** When the call times out (the session's clock, ms). */
-  at: number;
-  timeoutMs: number;
-  /** The caller's cancel, released when the call settles (issue 13.7). */
-  cancel?: CallCancel;
 }
 
 export { CALL_TIMEOUT_SLACK_MS };
@@ -71,7 +65,7 @@ export class JsonSession implements DeviceSession {
     private readonly timers: Timers = systemTimers,
   ) {
     this.key = `${user}/${device}`;
-    this.deadlines = new CallDeadlines(timers, this.pending, (id) => this.take(id));
+    this.deadlines = new CallDeadlines(timers, this.pending);
   }
 
   /** The announced resources as the `/api` route answers them: `{name: {kind}}`. */
@@ -157,14 +151,7 @@ export class JsonSession implements DeviceSession {
     const frame = frameFor(id);
     const at = this.deadlines.at(timeoutMs);
     return new Promise<CallResult>((resolve, reject) => {
-      const p: Pending = { resolve, reject, at, timeoutMs };
-      if (cancel) {
-        // The caller went away: free the in-flight slot now; the device's late answer then matches nothing.
-        p.cancel = cancel;
-        cancel.on((reason) => this.take(id)?.reject(reason));
-      }
-      this.pending.set(id, p);
-      this.deadlines.watch(at);
+      this.deadlines.add(id, { resolve, reject, at, timeoutMs, cancel });
       this.send(frame);
     });
   }
@@ -249,12 +236,7 @@ export class JsonSession implements DeviceSession {
 
   /** Removes a pending call to settle it; undefined for a stray, duplicate or late id (dropped). */
   private take(id: unknown): Pending | undefined {
-    if (typeof id !== "number") return undefined;
-    const p = this.pending.get(id);
-    if (!p) return undefined;
-    this.pending.delete(id);
-    p.cancel?.off();
-    return p;
+    return typeof id === "number" ? this.deadlines.take(id) : undefined;
   }
 
   private describe(resources: unknown): void {

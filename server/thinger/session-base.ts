@@ -1,5 +1,5 @@
 import { AppError } from "../errors.js";
-import { CallDeadlines } from "../gateway/call-deadlines.js";
+import { CallDeadlines, type DeadlineCall } from "../gateway/call-deadlines.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
 import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
 import type { DeviceLink } from "./link.js";
@@ -39,14 +39,8 @@ export interface Reply {
   code?: number | undefined;
 }
 
-interface Pending {
+interface Pending extends DeadlineCall {
   resolve(r: Reply): void;
-  reject(e: unknown): void;
-  /** Deadline on the session's `timers`, and the timeout it came from (for the error message). */
-  at: number;
-  timeoutMs: number;
-  /** The caller's cancel, released when the request settles (issue 13.7). */
-  cancel?: CallCancel;
 }
 
 /**
@@ -92,7 +86,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.key = `${user}/${device}`;
     this.timers = options.timers ?? systemTimers;
     this.lastByteAt = this.timers.now();
-    this.deadlines = new CallDeadlines(this.timers, this.pending, (id) => this.take(id));
+    this.deadlines = new CallDeadlines(this.timers, this.pending);
     this.armSilence(options.keepaliveTimeoutMs);
   }
 
@@ -275,7 +269,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
-    for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
+    for (const id of [...this.pending.keys()]) this.deadlines.take(id)?.reject(new AppError("device_disconnected"));
   }
 
   close(code?: number, reason?: string): void {
@@ -340,7 +334,7 @@ export abstract class ThingerSession implements DeviceSession {
   /** An OK/ERROR reply for `id`: settles the request waiting on it; stray, late and id-0 replies are dropped. */
   protected settle(id: number | undefined, reply: Reply): void {
     if (id === undefined || id === 0) return;
-    this.take(id)?.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
+    this.deadlines.take(id)?.resolve({ ...reply, payload: tidyNumbers(reply.payload) });
   }
 
   /** A value the device pushed on stream `id`. */
@@ -382,33 +376,17 @@ export abstract class ThingerSession implements DeviceSession {
     return undefined;
   }
 
-  /** Removes the request waiting on `id` (its timer and abort listener with it) and returns it. */
-  private take(id: number): Pending | undefined {
-    const p = this.pending.get(id);
-    if (!p) return undefined;
-    this.pending.delete(id);
-    p.cancel?.off();
-    return p;
-  }
-
   private request(send: (id: number) => void, timeoutMs: number, cancel?: CallCancel): Promise<Reply> {
     if (this.closed) return Promise.reject(new AppError("device_offline"));
     const id = this.allocateId();
     if (id === undefined) return Promise.reject(new AppError("device_busy", undefined, { headers: { "Retry-After": "1" } }));
     const at = this.deadlines.at(timeoutMs);
     return new Promise<Reply>((resolve, reject) => {
-      const p: Pending = { resolve, reject, at, timeoutMs };
-      if (cancel) {
-        // The caller went away: free the id and the in-flight slot now; the device's late answer then matches nothing.
-        p.cancel = cancel;
-        cancel.on((reason) => this.take(id)?.reject(reason));
-      }
-      this.pending.set(id, p);
-      this.deadlines.watch(at);
+      this.deadlines.add(id, { resolve, reject, at, timeoutMs, cancel });
       try {
         send(id);
       } catch (err) {
-        this.take(id);
+        this.deadlines.take(id);
         // Only a caller's input can fail to encode (too deep, too large for a frame): the caller's fault.
         if (err instanceof ThingerCodecError) reject(new AppError("invalid_request", `input cannot be sent to this device: ${err.message}`));
         else reject(err as AppError);
