@@ -23,7 +23,7 @@ const { values: a } = parseArgs({
   options: {
     many: { type: "string", default: "100" }, reps: { type: "string", default: "3" }, duration: { type: "string", default: "3" },
     warmup: { type: "string", default: "1" }, alt: { type: "string" }, "alt-first": { type: "boolean", default: false },
-    profile: { type: "boolean", default: false }, floor: { type: "boolean", default: false }, "no-single": { type: "boolean", default: false }, perf: { type: "string" },
+    profile: { type: "boolean", default: false }, "alt-env": { type: "string" }, floor: { type: "boolean", default: false }, "no-single": { type: "boolean", default: false }, perf: { type: "string" },
   },
 });
 const many = Number(a.many);
@@ -39,7 +39,7 @@ interface Target {
   token?: string;
   fleets: Fleet[];
   profDir?: string;
-  runs: Record<"single" | "spread", Array<{ rps: number; cpu: number; dev: number; t0: bigint; t1: bigint; requests: number }>>;
+  runs: Record<"single" | "spread", Array<{ rps: number; cpu: number; dev: number; harness: number; t0: bigint; t1: bigint; requests: number }>>;
 }
 
 async function setUpFloor(firstAddress: number): Promise<Target> {
@@ -55,7 +55,9 @@ async function setUpFloor(firstAddress: number): Promise<Target> {
 async function setUp(name: string, root: string | undefined, firstAddress: number): Promise<Target> {
   const profDir = a.profile ? mkdtempSync(join(tmpdir(), `spread-prof-${name}-`)) : undefined;
   const nodeArgs = [...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...(a.perf ? ["--perf-basic-prof"] : [])];
-  const srv = await startThingrelay({ name, ...(root ? { root } : {}), nodeArgs });
+  // --alt-env K=V,K2=V2: the alt server runs with these variables (e.g. `--alt . --alt-env LOG_LEVEL=info`).
+  const env = name === "alt" && a["alt-env"] ? Object.fromEntries(a["alt-env"].split(",").map((kv) => kv.split("=", 2) as [string, string])) : undefined;
+  const srv = await startThingrelay({ name, ...(root ? { root } : {}), nodeArgs, ...(env ? { env } : {}) });
   const token = await benchAccount(srv.base);
   await registerDevices(srv.base, token, "d", 0, many);
   const one = startFleet({ url: srv.wsUrl, count: 1, noSourceAddresses: true });
@@ -70,6 +72,8 @@ async function measure(t: Target, devices: number, durationS: number) {
   const dpids = t.fleets.flatMap((f) => f.pids);
   const s0 = cpuSeconds(pids);
   const d0 = cpuSeconds(dpids);
+  // This process reads the servers' stdout (their log lines at LOG_LEVEL=info): its CPU competes too.
+  const h0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   // --perf DIR: perf samples of the server's CPU time (not wall time) during this run, one file per run.
   const perf = a.perf && durationS > Number(a.warmup)
@@ -85,8 +89,10 @@ async function measure(t: Target, devices: number, durationS: number) {
   }
   if (perf) process.stdout.write(`  ${t.name} ${devices} devices: ${r.requests} requests\n`);
   if (r.errors > 0) process.stdout.write(`  ${t.name}: ${r.errors} wrk errors ${JSON.stringify(r.errorDetail)}\n`);
-  return { rps: r.rps, requests: r.requests, cpu: ((cpuSeconds(pids) - s0) * 1e6) / r.requests, dev: ((cpuSeconds(dpids) - d0) * 1e6) / r.requests, t0, t1 };
+  return { rps: r.rps, requests: r.requests, cpu: ((cpuSeconds(pids) - s0) * 1e6) / r.requests, dev: ((cpuSeconds(dpids) - d0) * 1e6) / r.requests, harness: cpuMicros(process.cpuUsage(h0)) / r.requests, t0, t1 };
 }
+
+const cpuMicros = (u: NodeJS.CpuUsage) => u.user + u.system;
 
 let perfSeq = 0;
 const targets: Target[] = [];
@@ -110,9 +116,9 @@ try {
     process.stdout.write(`rep ${rep + 1}: ${targets.map((t) => `${t.name} one ${Math.round(t.runs.single.at(-1)?.rps ?? 0)} | ${many} ${Math.round(t.runs.spread.at(-1)!.rps)} req/s`).join("; ")}\n`);
   }
   for (const t of targets) {
-    const med = (k: "single" | "spread", f: "rps" | "cpu" | "dev") => median(t.runs[k].map((r) => r[f]));
+    const med = (k: "single" | "spread", f: "rps" | "cpu" | "dev" | "harness") => median(t.runs[k].map((r) => r[f]));
     process.stdout.write(`${t.name}: one device ${Math.round(med("single", "rps"))} req/s, server ${med("single", "cpu").toFixed(1)} µs/call, devices ${med("single", "dev").toFixed(1)} µs/call\n`);
-    process.stdout.write(`${t.name}: ${many} devices ${Math.round(med("spread", "rps"))} req/s, server ${med("spread", "cpu").toFixed(1)} µs/call, devices ${med("spread", "dev").toFixed(1)} µs/call; ratio ${(med("spread", "rps") / med("single", "rps")).toFixed(2)}×\n`);
+    process.stdout.write(`${t.name}: ${many} devices ${Math.round(med("spread", "rps"))} req/s, server ${med("spread", "cpu").toFixed(1)} µs/call, devices ${med("spread", "dev").toFixed(1)} µs/call, harness ${med("spread", "harness").toFixed(1)} µs/call; ratio ${(med("spread", "rps") / med("single", "rps")).toFixed(2)}×\n`);
   }
 } finally {
   for (const t of targets) {
