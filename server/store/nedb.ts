@@ -60,6 +60,33 @@ class NedbCollection<T extends Doc> implements Collection<T> {
   }
 }
 
+/** What {@link removeInPlace} uses of a nedb index (`@seald-io/nedb` lib/indexes.js). */
+interface NedbIndex {
+  remove(doc: unknown): void;
+  tree: { search(key: unknown): unknown[] };
+}
+
+/**
+ * nedb takes a document out of a non-unique index by rebuilding the whole list of documents under its key, so
+ * every update of a device cost O(devices in its account) (index on `user`): a restart under 10,000 devices of one
+ * account spent ~2 s of the shutdown and ~1.5 s of the reconnection in it, recording "seen now" (BENCHMARKS.md,
+ * storm). The document is the very object in the list (nedb compares by identity), so it is spliced out where it
+ * is; anything else — an array value, a key holding one document, a document not found — goes the library's way.
+ */
+function removeInPlace(index: NedbIndex | undefined, field: string): void {
+  if (!index || typeof index.remove !== "function" || typeof index.tree?.search !== "function" || field.includes(".")) return;
+  const remove = index.remove.bind(index);
+  index.remove = (doc: unknown) => {
+    const key = doc !== null && typeof doc === "object" && !Array.isArray(doc) ? (doc as Record<string, unknown>)[field] : undefined;
+    if (typeof key === "string") {
+      const list = index.tree.search(key);
+      const at = list.length > 1 ? list.indexOf(doc) : -1;
+      if (at >= 0) return void list.splice(at, 1);
+    }
+    remove(doc);
+  };
+}
+
 /** The embedded store: one nedb file per collection under `dir`. The server is its only writer. */
 export async function openNedbStore(dir: string): Promise<Store> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -71,7 +98,9 @@ export async function openNedbStore(dir: string): Promise<Store> {
     dbs.set(name, db);
   }
   for (const { collection, field, unique } of INDEXES) {
-    await dbs.get(collection)!.ensureIndexAsync(unique ? { fieldName: field, unique: true, sparse: true } : { fieldName: field });
+    const db = dbs.get(collection)!;
+    await db.ensureIndexAsync(unique ? { fieldName: field, unique: true, sparse: true } : { fieldName: field });
+    if (!unique) removeInPlace((db as unknown as { indexes: Record<string, NedbIndex> }).indexes[field], field);
   }
   const collections = new Map<string, NedbCollection<Doc>>();
   return {

@@ -106,6 +106,37 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
         expect(await items().findOne({ _id: "a" })).to.deep.equal(item("a", "g", 1, { tags: ["x"] }));
       });
 
+      it("many documents under one value of an indexed field stay findable through updates and removals", async () => {
+        // devices are indexed on `user`; one account with many devices is the case the embedded store's
+        // in-place index removal (server/store/nedb.ts) serves: every update takes a document out of that list.
+        const devices = store.collection<DeviceDoc>("devices");
+        for (let i = 0; i < 300; i++) await devices.insertOne(device("big", `d${i}`));
+        for (let i = 0; i < 3; i++) await devices.insertOne(device("small", `d${i}`));
+        const names = async (u: string) => (await devices.find({ user: u })).map((d) => d.device).sort();
+        const all = Array.from({ length: 300 }, (_, i) => `d${i}`).sort();
+        expect(await devices.updateMany({ _id: { $in: all.map((d) => Repositories.deviceKey("big", d)) } }, { $set: { lastConnectionTs: 5 } })).to.equal(300);
+        expect(await devices.updateOne({ _id: Repositories.deviceKey("big", "d7") }, { $set: { description: "seven" } })).to.equal(1);
+        expect((await devices.findOneAndUpdate({ _id: Repositories.deviceKey("big", "d8") }, { $set: { lastConnectionTs: 9 } }))?.lastConnectionTs).to.equal(9);
+        expect(await devices.deleteOne({ _id: Repositories.deviceKey("big", "d150") })).to.equal(1);
+        expect(await devices.deleteOne({ _id: Repositories.deviceKey("big", "d0") })).to.equal(1);
+        const left = all.filter((d) => d !== "d150" && d !== "d0");
+        expect(await names("big")).to.deep.equal(left);
+        expect(await devices.count({ user: "big" })).to.equal(298);
+        expect(await devices.count({ user: "big", lastConnectionTs: 5 })).to.equal(297);
+        expect((await devices.find({ user: "big", description: "seven" })).map((d) => d.device)).to.deep.equal(["d7"]);
+        expect(await names("small")).to.deep.equal(["d0", "d1", "d2"]);
+        // Moving a document to another value takes it out of the first list and into the second.
+        await devices.updateOne({ _id: Repositories.deviceKey("big", "d9") }, { $set: { user: "small" } });
+        expect(await names("big")).to.deep.equal(left.filter((d) => d !== "d9"));
+        expect(await names("small")).to.deep.equal(["d0", "d1", "d2", "d9"]);
+        if (fx.reopen) {
+          store = await fx.reopen();
+          const again = store.collection<DeviceDoc>("devices");
+          expect((await again.find({ user: "big" })).length).to.equal(297);
+          expect(await again.count({ user: "big", lastConnectionTs: 5 })).to.equal(296);
+        }
+      });
+
       it("find matches by equality, $in, $ne, $lt and $gt", async () => {
         for (const [id, g, n] of [["a", "g1", 1], ["b", "g1", 2], ["c", "g2", 3], ["d", "g3", 4]] as const) await items().insertOne(item(id, g, n));
         const ids = async (q: Record<string, unknown>) => (await items().find(q)).map((d) => d._id).sort();

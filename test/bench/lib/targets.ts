@@ -72,7 +72,9 @@ export function serverEnv(dataDir: string, port: number, extra: Record<string, s
 export async function startThingrelay(o: ThingrelayOptions = {}): Promise<ThingrelayProc> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "thingrelay-bench-data-"));
   const t0 = performance.now();
-  const child = spawnChild(o.name ?? "thingrelay", process.execPath, [...(o.nodeArgs ?? []), ...(o.entry ?? [resolve(o.root ?? ROOT, "dist/server/main.js")])], {
+  // Investigations: BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" profiles every thingrelay started.
+  const extraArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  const child = spawnChild(o.name ?? "thingrelay", process.execPath, [...extraArgs, ...(o.nodeArgs ?? []), ...(o.entry ?? [resolve(o.root ?? ROOT, "dist/server/main.js")])], {
     env: serverEnv(dataDir, o.port ?? 0, o.env),
   });
   // Investigations: BENCH_SERVER_LOG_LEVEL=info BENCH_SERVER_LOG=/tmp/server.log keeps the server's log lines.
