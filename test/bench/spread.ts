@@ -78,7 +78,7 @@ async function measure(t: Target, devices: number, durationS: number) {
   // --perf DIR: perf samples of the server's CPU time (not wall time) during this run, one file per run.
   const perf = a.perf && durationS > Number(a.warmup)
     ? process.env.SPREAD_PERF_STAT
-      ? spawn("perf", ["stat", "-e", "task-clock,context-switches,cpu-migrations", "-p", [t.srv.pid, ...dpids].join(","), "--per-thread", "-o", join(a.perf, `${t.name}-${devices}-${++perfSeq}.stat`)], { stdio: "ignore" })
+      ? spawn("perf", ["stat", "-e", process.env.SPREAD_PERF_EVENTS ?? "task-clock,context-switches,cpu-migrations", "-p", [t.srv.pid, ...dpids].join(","), "--per-thread", "-o", join(a.perf, `${t.name}-${devices}-${++perfSeq}.stat`)], { stdio: "ignore" })
       : spawn("perf", ["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", String(t.srv.pid), "-o", join(a.perf, `${t.name}-${devices}-${++perfSeq}.data`)], { stdio: "ignore" })
     : undefined;
   const r = await runWrk({ base: t.srv.base, prefix: PREFIX, suffix: SUFFIX, devices, connections: 64, durationS, ...(t.token ? { token: t.token } : {}) });
