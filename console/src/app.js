@@ -138,12 +138,15 @@ async function loadResources() {
   try {
     described = await api("GET", resourcePath(device, "api"));
   } catch (err) {
-    // Just connected: the device describes its resources right after, so ask again shortly.
-    if (err.code === "resource_not_found" && describeRetries < 20 && device === selected && gen === resourcesGen) {
+    // Just connected: the device describes its resources right after (or its session is still being set up),
+    // so ask again while it is shown online, backing off from 250 ms to 2 s.
+    const early = err.code === "resource_not_found" || err.code === "device_offline";
+    if (early && rows.get(device)?.online && device === selected && gen === resourcesGen) {
+      const delay = Math.min(250 * 2 ** Math.min(describeRetries, 3), 2000);
       describeRetries++;
       setTimeout(() => {
         if (device === selected && gen === resourcesGen) void loadResources();
-      }, 250);
+      }, delay);
       $("resources-note").textContent = "Waiting for the device to describe its resources…";
       return;
     }
