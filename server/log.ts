@@ -42,8 +42,8 @@ export function accessLogger(logger: Logger): Logger {
 
 /**
  * The server's logger. Without a destination it writes to stdout asynchronously, one write per event-loop turn
- * ({@link TurnBatchedStdout}). pino flushes what is pending when the process exits (also on an uncaught exception);
- * only a SIGKILL can lose the last lines.
+ * ({@link TurnBatchedStdout}). What is pending is flushed when the process exits (also on an uncaught exception):
+ * the turn's lines by {@link TurnBatchedStdout}, then SonicBoom's own; only a SIGKILL can lose the last lines.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" }, base: { service: "thingrelay" } };

@@ -73,7 +73,7 @@ async function measure(t: Target, devices: number, durationS: number) {
   const s0 = cpuSeconds(pids);
   const d0 = cpuSeconds(dpids);
   // This process reads the servers' stdout (their log lines at LOG_LEVEL=info): its CPU competes too.
-  const h0 = process.cpuUsage();
+  const h0 = cpuSeconds([process.pid]);
   const t0 = process.hrtime.bigint();
   // --perf DIR: perf samples of the server's CPU time (not wall time) during this run, one file per run.
   const perf = a.perf && durationS > Number(a.warmup)
@@ -89,10 +89,8 @@ async function measure(t: Target, devices: number, durationS: number) {
   }
   if (perf) process.stdout.write(`  ${t.name} ${devices} devices: ${r.requests} requests\n`);
   if (r.errors > 0) process.stdout.write(`  ${t.name}: ${r.errors} wrk errors ${JSON.stringify(r.errorDetail)}\n`);
-  return { rps: r.rps, requests: r.requests, cpu: ((cpuSeconds(pids) - s0) * 1e6) / r.requests, dev: ((cpuSeconds(dpids) - d0) * 1e6) / r.requests, harness: cpuMicros(process.cpuUsage(h0)) / r.requests, t0, t1 };
+  return { rps: r.rps, requests: r.requests, cpu: ((cpuSeconds(pids) - s0) * 1e6) / r.requests, dev: ((cpuSeconds(dpids) - d0) * 1e6) / r.requests, harness: ((cpuSeconds([process.pid]) - h0) * 1e6) / r.requests, t0, t1 };
 }
-
-const cpuMicros = (u: NodeJS.CpuUsage) => u.user + u.system;
 
 let perfSeq = 0;
 const targets: Target[] = [];
