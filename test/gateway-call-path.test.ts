@@ -4,7 +4,7 @@ import type { IncomingMessage } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { AppError } from "../server/errors.js";
-import { CALL_TIMEOUT_SLACK_MS, JsonSession, type CallResult, type SessionEvents } from "../server/gateway/session.js";
+import { CALL_TIMEOUT_SLACK_MS, FIRST_DESCRIBE_WAIT_MS, JsonSession, type CallResult, type SessionEvents } from "../server/gateway/session.js";
 import { parsedJsonDepth } from "../server/json.js";
 import { FakeClock } from "./helpers/fake-clock.js";
 
@@ -109,6 +109,41 @@ describe("gateway: call timeouts from one timer per session", () => {
     await clock.advance(0);
     expect(outcome()).to.equal("device_disconnected");
     expect(clock.size).to.equal(0);
+  });
+  describe("the resource list asked for before the first describe", () => {
+    /** The list's outcome so far: "pending" or its JSON. */
+    function trackList(p: Promise<unknown>): () => string {
+      let state = "pending";
+      void p.then((v) => (state = JSON.stringify(v)));
+      return () => state;
+    }
+    /** Settles what the session's promises started by a frame or a clock step. */
+    const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+    it("waits for the device's describe and answers its resources", async () => {
+      const list = trackList(session.resourceList());
+      await clock.advance(FIRST_DESCRIBE_WAIT_MS - 1);
+      expect(list()).to.equal("pending");
+      const described = new Promise<void>((resolve) => session.ws.once("message", () => resolve()));
+      device.send(JSON.stringify({ type: "describe", resources: { temperature: "output", led: { kind: "input" } } }));
+      await described;
+      await settle();
+      expect(JSON.parse(list())).to.deep.equal({ temperature: { kind: "output" }, led: { kind: "input" } });
+      expect(clock.size).to.equal(0);
+    });
+
+    it("answers an empty list at the end of the wait for a device that never describes, and at once once closed", async () => {
+      const list = trackList(session.resourceList());
+      await clock.advance(FIRST_DESCRIBE_WAIT_MS - 1);
+      expect(list()).to.equal("pending");
+      await clock.advance(1);
+      expect(list()).to.equal("{}");
+      const again = trackList(session.resourceList());
+      session.markClosed();
+      await settle();
+      expect(again()).to.equal("{}");
+      expect(clock.size).to.equal(0);
+    });
   });
 });
 

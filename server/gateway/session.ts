@@ -4,13 +4,15 @@ import type { WebSocket } from "ws";
 import { AppError } from "../errors.js";
 import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKind } from "./protocol.js";
 import { parsedJsonDepth } from "../json.js";
-import { systemTimers, type Timers } from "../timers.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 import { CallDeadlines, type DeadlineCall } from "./call-deadlines.js";
 import type { CallCancel } from "./call-cancel.js";
 import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "./device-session.js";
 
 /** Time a closing device gets to answer the closing handshake before its socket is dropped. */
 export const CLOSE_GRACE_MS = 2_000;
+/** How long `GET …/api` waits for a device that has not described its resources yet (as for Thinger devices). */
+export const FIRST_DESCRIBE_WAIT_MS = 2_000;
 
 export type { CallResult, SessionEvents, SessionLimits, SessionStats } from "./device-session.js";
 
@@ -52,6 +54,9 @@ export class JsonSession implements DeviceSession {
   private readonly deadlines: CallDeadlines<Pending>;
   /** Frames of this turn are held in the corked socket until setImmediate (see {@link cork}). */
   private corked = false;
+  /** Settles at the first describe or at close, once a resource list waits for it ({@link resourceList}). */
+  private described: Promise<void> | undefined = undefined;
+  private describedNow: (() => void) | undefined = undefined;
 
   constructor(
     readonly user: string,
@@ -69,8 +74,20 @@ export class JsonSession implements DeviceSession {
   }
 
   /** The announced resources as the `/api` route answers them: `{name: {kind}}`. */
-  resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
-    return Promise.resolve(this.listResources());
+  /**
+   * Right after connecting the SDK describes its resources: a list asked for before that waits for the describe
+   * (or the session's end) up to {@link FIRST_DESCRIBE_WAIT_MS}, instead of answering an empty list for a device
+   * that has resources. A device that never describes lists none once the wait is over.
+   */
+  async resourceList(): Promise<Record<string, { kind: ResourceKind }>> {
+    if (this.resources === null && !this.closed) {
+      this.described ??= new Promise<void>((resolve) => (this.describedNow = resolve));
+      let timer: TimerHandle | undefined;
+      const waited = new Promise<void>((resolve) => (timer = this.timers.setTimeout(resolve, FIRST_DESCRIBE_WAIT_MS)));
+      await Promise.race([this.described, waited]);
+      this.timers.clearTimeout(timer);
+    }
+    return this.listResources();
   }
 
   private listResources(): Record<string, { kind: ResourceKind }> {
@@ -253,6 +270,7 @@ export class JsonSession implements DeviceSession {
     }
     this.resources = map;
     this.stateful = stateful;
+    this.describedNow?.();
     this.events.onDescribe(this);
   }
 
@@ -260,6 +278,7 @@ export class JsonSession implements DeviceSession {
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.describedNow?.();
     this.deadlines.stop();
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
   }
