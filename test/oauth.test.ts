@@ -294,6 +294,33 @@ describe("oauth: POST /oauth/token", () => {
       expectError(await refreshWith(ok[0]!.body.refresh_token), 401, "invalid_grant", "invalid refresh token");
       expect((await me(ok[0]!.body.access_token)).status).to.equal(401);
     });
+
+    it("a replay that revokes the family between the winner's claim and its answer leaves the winner its 200", async () => {
+      const t = await login(srv.url, "erin", "erin-password");
+      const repos = srv.relay.services.repos;
+      const consume = repos.consumeRefreshToken;
+      let replay: ApiResponse | undefined;
+      // The interleaving that parallel refreshes produce under load, made certain: the winner has claimed the token,
+      // and a replay of it runs to its end (it sees the token used and revokes the family) before the winner goes on.
+      repos.consumeRefreshToken = async function (this: typeof repos, ...args: Parameters<typeof consume>) {
+        repos.consumeRefreshToken = consume;
+        const doc = await consume.apply(this, args);
+        replay = await refreshWith(t.refresh_token);
+        return doc;
+      };
+      try {
+        const winner = await refreshWith(t.refresh_token);
+        expect(winner.status).to.equal(200);
+        expectError(replay!, 401, "invalid_grant", "invalid refresh token");
+        // The family is revoked all the same: the winner's fresh tokens are dead.
+        expectError(await refreshWith(winner.body.refresh_token), 401, "invalid_grant", "invalid refresh token");
+        expect((await me(winner.body.access_token)).status).to.equal(401);
+        const fam = await repos.families.findOne({ _id: decodeJwt(t.access_token).fam as string });
+        expect(fam).to.deep.include({ revoked: true, revokedReason: "refresh token reuse" });
+      } finally {
+        repos.consumeRefreshToken = consume;
+      }
+    });
   });
 
   describe("password change and revocation", () => {

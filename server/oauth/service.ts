@@ -250,9 +250,20 @@ export class OAuthService {
     if (refreshToken.length === 0 || refreshToken.length > 256) throw invalidRefresh();
     const hash = hashToken(refreshToken);
     const now = this.clock.now();
-    const doc = await this.repos.consumeRefreshToken(hash, now);
+    const found = await this.repos.refreshTokens.findOne({ _id: hash });
+    if (found && !found.used) {
+      // Expiry, family and owner are checked before the token is claimed. A concurrent replay of the same token can
+      // revoke the family only after the claim (it sees the token used); checked after the claim, that revocation
+      // would also take the winner's answer, and ten parallel refreshes could all answer 401.
+      if (found.expiresAt <= now) throw invalidRefresh();
+      const fam = await this.repos.families.findOne({ _id: found.family });
+      if (!fam || fam.revoked) throw invalidRefresh();
+      const owner = await this.repos.users.findOne({ _id: found.user });
+      if (!owner || owner.enabled === false) throw invalidRefresh();
+    }
+    const doc = found && !found.used ? await this.repos.consumeRefreshToken(hash, now) : null;
     if (!doc) {
-      const used = await this.repos.refreshTokens.findOne({ _id: hash });
+      const used = found?.used ? found : found ? await this.repos.refreshTokens.findOne({ _id: hash }) : null;
       if (used?.used) {
         // Reuse of a rotated token: someone holds a copy. Kill the whole family (RFC 9700 §4.14.2).
         await this.revokeFamily(used.family, "refresh token reuse");
@@ -260,11 +271,8 @@ export class OAuthService {
       }
       throw invalidRefresh();
     }
-    if (doc.expiresAt <= now) throw invalidRefresh();
-    const fam = await this.repos.families.findOne({ _id: doc.family });
-    if (!fam || fam.revoked) throw invalidRefresh();
-    const owner = await this.repos.users.findOne({ _id: doc.user });
-    if (!owner || owner.enabled === false) throw invalidRefresh();
+    // A revocation that lands between the checks above and the claim (sign-out, password change) still wins: the
+    // tokens issued here belong to a revoked family, which every later use checks.
     const issued = await this.issue(doc.user, doc.family);
     await this.pruneRotated(doc.family);
     return issued;
