@@ -32,6 +32,7 @@ import { RemoteDevices } from "./cluster/remote.js";
 import { corsFor, requestLifecycle, securityHeaders } from "./http/middleware.js";
 import { bodyReader } from "./http/body.js";
 import { addressRateLimit, clientIp, clusterBarrier } from "./http/edge.js";
+import { RelayKoa } from "./http/koa.js";
 import { opsRoutes } from "./http/ops-routes.js";
 import { PurgeSchedule } from "./purge.js";
 import type { Timers } from "./timers.js";
@@ -204,7 +205,7 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
 /** The Koa app: the middleware stack in order, then every feature's routes. */
 function buildKoa(services: Services, store: Store, startup: Promise<unknown> | undefined): { app: Koa; router: Router } {
   const { config, logger } = services;
-  const app = new Koa({ proxy: config.trustProxy !== false });
+  const app = new RelayKoa({ proxy: config.trustProxy !== false });
   app.silent = true;
   app.use(clientIp(config.trustProxy));
   app.use(requestLifecycle(logger));
