@@ -56,7 +56,7 @@ async function setUp(name: string, root: string | undefined, firstAddress: numbe
   const profDir = a.profile ? mkdtempSync(join(tmpdir(), `spread-prof-${name}-`)) : undefined;
   const nodeArgs = [...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...(a.perf ? ["--perf-basic-prof"] : [])];
   // --alt-env K=V,K2=V2: the alt server runs with these variables (e.g. `--alt . --alt-env LOG_LEVEL=info`).
-  const env = name === "alt" && a["alt-env"] ? Object.fromEntries(a["alt-env"].split(",").map((kv) => kv.split("=", 2) as [string, string])) : undefined;
+  const env = name === "alt" && a["alt-env"] ? Object.fromEntries(a["alt-env"].split(",").map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as [string, string])) : undefined;
   const srv = await startThingrelay({ name, ...(root ? { root } : {}), nodeArgs, ...(env ? { env } : {}) });
   const token = await benchAccount(srv.base);
   await registerDevices(srv.base, token, "d", 0, many);
