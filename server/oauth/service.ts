@@ -136,6 +136,18 @@ export class OAuthService {
     if (this.passwords.needsRehash(user.passwordHash)) await this.rehash(user, password);
     const family = randomUUID();
     await this.repos.families.insertOne({ _id: family, user: user.username, createdAt: this.clock.now(), revoked: false, revokedReason: null });
+    // The account as it is now that the family exists: a password change, a disable or a deletion that landed while
+    // the password was checked revoked the families it found, and this one was not among them. Every such change
+    // writes the account before it revokes, so either it is seen here or it revokes this family too.
+    const current = await this.repos.users.findOne({ _id: user.username });
+    if (!current || current.createdAt !== user.createdAt || current.passwordChangedAt !== user.passwordChangedAt || current.enabled === false) {
+      await this.revokeFamily(family, "account changed during sign-in");
+      await this.repos.families.deleteOne({ _id: family });
+      this.logger.info({ event: "login_superseded", user: user.username, ip }, "password grant refused: the account changed while it was checked");
+      throw current?.enabled === false && current.passwordChangedAt === user.passwordChangedAt
+        ? new AppError("invalid_grant", "this account is disabled")
+        : invalidCredentials();
+    }
     await this.capSessions(user.username, family);
     return this.issue(user.username, family);
   }
