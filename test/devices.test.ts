@@ -239,6 +239,48 @@ describe("devices: registry and live sessions", () => {
       expect(revived.status).to.equal(401);
       expect(revived.body.error.code).to.equal("unauthorized");
     });
+
+    /**
+     * Connects `device` while `change` runs to its end between the credential check's read of the device and the
+     * session's registration (the order a slow store gives): the read saw the device as it was before the change.
+     */
+    async function connectAcross(device: string, credentials: string, change: () => Promise<{ status: number }>) {
+      const devices = srv.relay.services.repos.devices;
+      const findOne = devices.findOne;
+      let changed: { status: number } | undefined;
+      devices.findOne = async function (this: typeof devices, ...args: Parameters<typeof findOne>) {
+        if (args[0]._id !== `alice/${device}`) return findOne.apply(this, args);
+        devices.findOne = findOne;
+        const before = await findOne.apply(this, args);
+        changed = await change();
+        return before;
+      };
+      try {
+        const r = await refused(device, credentials);
+        return { ...r, changed: changed! };
+      } finally {
+        devices.findOne = findOne;
+      }
+    }
+
+    it("a device connecting with its old credentials while they are changed is closed 4001, not left connected", async () => {
+      await newDevice(srv.url, alice, "alice", "race1", "old-secret");
+      const r = await connectAcross("race1", "old-secret",
+        () => api(srv.url, "PUT", "/v1/users/alice/devices/race1", { token: alice, json: { device_credentials: "new-secret" } }));
+      expect(r.changed.status).to.equal(200);
+      expect(r.close).to.deep.equal({ code: 4001, reason: "credentials changed" });
+      expect(srv.relay.services.hub.get("alice", "race1")).to.equal(undefined);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/race1", { token: alice })).body.connection.active).to.equal(false);
+      expect((await connect("race1", "new-secret")).frames[0]!.type).to.equal("connected");
+    });
+
+    it("a device connecting while it is deleted is closed 4004, not left connected to a device that is gone", async () => {
+      await newDevice(srv.url, alice, "alice", "race2", "r2");
+      const r = await connectAcross("race2", "r2", () => api(srv.url, "DELETE", "/v1/users/alice/devices/race2", { token: alice }));
+      expect(r.changed.status).to.equal(200);
+      expect(r.close).to.deep.equal({ code: 4004, reason: "device deleted" });
+      expect(srv.relay.services.hub.get("alice", "race2")).to.equal(undefined);
+    });
   });
 
   describe("another user's device answers exactly like a missing one", () => {
