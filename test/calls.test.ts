@@ -3,6 +3,7 @@ import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
+import { runBefore } from "./helpers/interleave.js";
 import { onceWhere, whenState } from "./helpers/wait.js";
 import { EventEmitter } from "node:events";
 import { closeAllSse, sse } from "./helpers/sse.js";
@@ -271,6 +272,23 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(page2.headers.get("link")).to.include('rel="next"').and.include('rel="prev"');
     expect((await api(srv.url, "GET", `${callPath(name)}?limit=0`, { token })).status).to.equal(400);
     await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+  });
+
+  it("a call queued while its device is deleted answers 404 and is never delivered to a device re-created with the id", async () => {
+    const name = await freshDevice();
+    const del = runBefore(srv.relay.services.repos.calls, "insertOne",
+      () => api(srv.url, "DELETE", `/v1/users/alice/devices/${name}`, { token }), (doc: { device?: string }) => doc.device === name);
+    try {
+      const r = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: true }, headers: ASYNC });
+      expect(del.ran().status).to.equal(200);
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("device_not_found");
+    } finally {
+      del.restore();
+    }
+    await newDevice(srv.url, token, "alice", name, "s3cret");
+    expect(await srv.relay.services.repos.calls.count({ deviceKey: `alice/${name}` })).to.equal(0);
+    expect((await api(srv.url, "GET", callPath(name), { token })).body).to.deep.equal([]);
   });
 
   it("unknown calls are 404 call_not_found; an unknown device is 404 device_not_found", async () => {

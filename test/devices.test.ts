@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
+import { runBefore } from "./helpers/interleave.js";
 import { sessionGone } from "./helpers/wait.js";
 
 /** Device registry (DESIGN §4) and live sessions, over HTTP with raw devices on real sockets. */
@@ -238,6 +239,23 @@ describe("devices: registry and live sessions", () => {
       const revived = await api(srv.url, "GET", "/v1/users/alice/devices/del2/stats", { token: t.body.token });
       expect(revived.status).to.equal(401);
       expect(revived.body.error.code).to.equal("unauthorized");
+    });
+
+    it("a token made while its device is deleted answers 404 and does not come back with a device re-created with the id", async () => {
+      await newDevice(srv.url, alice, "alice", "race3", "r3");
+      const del = runBefore(srv.relay.services.repos.deviceTokens, "insertOne",
+        () => api(srv.url, "DELETE", "/v1/users/alice/devices/race3", { token: alice }), (doc: { device?: string }) => doc.device === "race3");
+      try {
+        const t = await api(srv.url, "POST", "/v1/users/alice/devices/race3/tokens", { token: alice, json: { token_name: "t" } });
+        expect(del.ran().status).to.equal(200);
+        expect(t.status).to.equal(404);
+        expect(t.body.error.code).to.equal("device_not_found");
+      } finally {
+        del.restore();
+      }
+      await newDevice(srv.url, alice, "alice", "race3", "r3");
+      expect(await srv.relay.services.repos.deviceTokens.count({ user: "alice", device: "race3" })).to.equal(0);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/race3/tokens", { token: alice })).body).to.deep.equal([]);
     });
 
     /**

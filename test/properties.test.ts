@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { runBefore } from "./helpers/interleave.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { PROPERTY_LIMITS } from "../server/properties/service.js";
 
@@ -126,6 +127,23 @@ describe("device properties (/v3 …/properties)", function () {
       await api(srv.url, "PUT", props("temp", "a"), { token, json: { value: 1 } });
       expect((await api(srv.url, "DELETE", "/v1/users/alice/devices/temp", { token })).status).to.equal(200);
       expect(await srv.relay.services.repos.properties.count({ deviceKey: "alice/temp" })).to.equal(0);
+    });
+
+    it("a property created while its device is deleted answers 404 and is not kept for a device re-created with the id", async () => {
+      await newDevice(srv.url, token, "alice", "temp2", "s3cret");
+      // The deletion lands after the PUT found the device and before it inserts the property.
+      const del = runBefore(srv.relay.services.repos.properties, "insertOne",
+        () => api(srv.url, "DELETE", "/v1/users/alice/devices/temp2", { token }), (doc: { deviceKey?: string }) => doc.deviceKey === "alice/temp2");
+      try {
+        const r = await api(srv.url, "PUT", props("temp2", "a"), { token, json: { value: 1 } });
+        expect(del.ran().status).to.equal(200);
+        expect(r.status).to.equal(404);
+        expect(r.body.error.code).to.equal("device_not_found");
+      } finally {
+        del.restore();
+      }
+      await newDevice(srv.url, token, "alice", "temp2", "s3cret");
+      expect((await api(srv.url, "GET", props("temp2"), { token })).body).to.deep.equal([]);
     });
   });
 

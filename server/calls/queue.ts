@@ -146,6 +146,11 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
       createdTs: now, expiresTs: now + ttlS * 1000, timeoutMs, doneTs: null,
     };
     await this.repos.calls.insertOne(doc);
+    if (!(await this.repos.deviceStillExists(user, device))) {
+      // Deleted while the call was queued: never delivered to a device re-created with the id.
+      await this.repos.calls.deleteOne({ _id: doc._id });
+      throw new AppError("device_not_found");
+    }
     if (this.hub.get(user, device)) this.drain(user, device);
     else this.cluster?.notify(user, device, "drain", null);
     return view(doc);

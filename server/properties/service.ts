@@ -95,6 +95,11 @@ export class PropertiesService extends EventEmitter<PropertyEvents> {
         if (!(err instanceof DuplicateKeyError)) throw err;
         await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
       }
+      if (!(await this.repos.deviceStillExists(user, device))) {
+        // Deleted while the property was created: not kept for a device re-created with the id.
+        await this.repos.properties.deleteOne({ _id });
+        throw new AppError("device_not_found");
+      }
     }
     const p: Property = { property, value: JSON.parse(valueJson) as unknown, updated_ts: updatedTs };
     this.emit("change", { ...p, user, device, deleted: false, ...(origin ? { origin } : {}) });

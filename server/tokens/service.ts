@@ -112,6 +112,12 @@ export class TokensService {
     };
     await this.repos.deviceTokens.insertOne(doc);
     this.cache.invalidate(cacheKey.deviceToken(doc._id));
+    if (!(await this.repos.deviceStillExists(user, device))) {
+      // Deleted while the token was made: its tokens are gone, and this one must not wait for a device of that id.
+      await this.repos.deviceTokens.deleteOne({ _id: doc._id });
+      this.cache.invalidate(cacheKey.deviceToken(doc._id));
+      throw new AppError("device_not_found");
+    }
     return this.deviceView(doc);
   }
 
