@@ -141,6 +141,12 @@ export class DashboardsService {
       if (err instanceof DuplicateKeyError) throw new AppError("dashboard_exists", `a dashboard "${dashId}" already exists`);
       throw err;
     }
+    if (!(await this.repos.accountStillExists(user))) {
+      // The account was deleted meanwhile: not kept for an account re-created with the name. (Another account's
+      // dashboards path answers the same 404.)
+      await this.col.deleteOne({ _id: doc._id });
+      throw new AppError("dashboard_not_found");
+    }
     return view(doc);
   }
 

@@ -238,6 +238,14 @@ export class Repositories {
     return (await this.devices.count({ _id: Repositories.deviceKey(user, device) })) > 0;
   }
 
+  /**
+   * The same for what an account owns directly (devices, user tokens, dashboards): an account's deletion removes the
+   * user first, then what it owns (server/users/account.ts).
+   */
+  async accountStillExists(user: string): Promise<boolean> {
+    return (await this.users.count({ _id: user })) > 0;
+  }
+
   /** Deletes a device with its tokens, properties and queued calls. */
   async deleteDevice(user: string, device: string): Promise<boolean> {
     const n = await this.devices.deleteOne({ _id: Repositories.deviceKey(user, device) });
