@@ -342,6 +342,34 @@ describe("abuse resistance (issue 20)", function () {
       expect(refresh.status).to.equal(401);
     });
 
+    it("THINGRELAY_MAX_SESSIONS_PER_USER=3: 4 parallel sign-ins that all see each other's sessions leave 3 live, not fewer", async () => {
+      await newAccount(srv.url, admin, "quota_par");
+      const families = srv.relay.services.repos.families;
+      const find = families.find;
+      // Every sign-in has created its family before any of them counts the live ones (the order load can give).
+      let arrived = 0;
+      let allArrived!: () => void;
+      const barrier = new Promise<void>((resolve) => (allArrived = resolve));
+      families.find = async function (this: typeof families, ...args: Parameters<typeof find>) {
+        const q = args[0] as { user?: string; revoked?: boolean };
+        if (q.user === "quota_par" && q.revoked === false) {
+          if (++arrived === 4) allArrived();
+          await barrier;
+        }
+        return find.apply(this, args);
+      };
+      let sessions;
+      try {
+        sessions = await Promise.all(Array.from({ length: 4 }, () => login(srv.url, "quota_par", "quota_par-password")));
+      } finally {
+        families.find = find;
+      }
+      expect(arrived).to.equal(4);
+      expect(await families.count({ user: "quota_par", revoked: false })).to.equal(3);
+      const status = async (s: { access_token: string }) => (await api(srv.url, "GET", "/v1/me", { token: s.access_token })).status;
+      expect((await Promise.all(sessions.map(status))).sort()).to.deep.equal([200, 200, 200, 401]);
+    });
+
     it("rotated refresh tokens are pruned: 50 rotations keep ≤ 6 tokens in the family; a reuse of a kept one still revokes it", async () => {
       await newAccount(srv.url, admin, "rotator");
       let s = await login(srv.url, "rotator", "rotator-password");

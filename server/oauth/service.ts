@@ -247,11 +247,20 @@ export class OAuthService {
     await this.repos.users.updateOne({ _id: user, loginFailStart: start }, { $inc: { loginFailCount: -1 } }).catch(() => 0);
   }
 
-  /** Keeps at most `maxSessions` live refresh families per user: the oldest beyond it are revoked. */
+  /**
+   * Keeps at most `maxSessions` live refresh families per user: the oldest beyond it are revoked. A sign-in revokes
+   * only families older than its own (creation time, then id): parallel sign-ins see each other's new families,
+   * and each revoking the oldest but itself made them revoke each other (two at once under a cap of 1 left none).
+   */
   private async capSessions(user: string, newest: string): Promise<void> {
     const live = await this.repos.families.find({ user, revoked: false }, { sort: { createdAt: 1 } });
     const excess = live.length - this.maxSessions;
-    for (const f of live.filter((x) => x._id !== newest).slice(0, Math.max(0, excess))) {
+    const mine = live.find((x) => x._id === newest);
+    // Already revoked by a newer sign-in, which keeps the count.
+    if (excess <= 0 || !mine) return;
+    const older = live.filter((x) => x.createdAt < mine.createdAt || (x.createdAt === mine.createdAt && x._id < mine._id))
+      .sort((x, y) => x.createdAt - y.createdAt || (x._id < y._id ? -1 : 1));
+    for (const f of older.slice(0, excess)) {
       await this.revokeFamily(f._id, "session limit");
       // A missing family is as revoked as a revoked one: do not keep a record per sign-in beyond the cap.
       await this.repos.families.deleteOne({ _id: f._id });
