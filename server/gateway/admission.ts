@@ -114,7 +114,7 @@ export class DeviceAdmission {
   }
 
   /**
-   * {@link verify}, watching for closes of the device from before the store is read (see {@link Admitting}): the
+   * {@link verify}, watching for kicks of the device from before the store is read (see {@link Admitting}): the
    * watch is returned when the credentials are good (the caller looks at it right before it registers the session,
    * then ends it), undefined otherwise.
    */

@@ -42,12 +42,12 @@ export interface SessionInfo {
 }
 
 /**
- * A device being admitted on this process (credentials checked, session not yet registered): a close asked for the
+ * A device being admitted on this process (credentials checked, session not yet registered): a kick of the
  * device meanwhile (credentials changed, device deleted, account disabled…) is recorded here, because there was no
  * session yet for it to close. The listener closes the new session the same way instead of registering it.
  */
 export interface Admitting {
-  /** The first close asked for the device since {@link Hub.admitting}, if any. */
+  /** The first kick of the device since {@link Hub.admitting}, if any. */
   readonly closedWith: { code: number; reason: string } | undefined;
   /** Stops watching (idempotent): the session registered, or the attempt ended. */
   done(): void;
@@ -91,9 +91,9 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   }
 
   /**
-   * Watches for closes of the device while a new session of it is admitted: take it before the credential check
-   * reads the store, look at it right before {@link register}. A close that came in between was asked after a
-   * change the check may not have seen (the store is written before the close is asked).
+   * Watches for kicks of the device while a new session of it is admitted: take it before the credential check
+   * reads the store, look at it right before {@link register}. A kick that came in between was asked after a
+   * change the check may not have seen (the store is written before the kick).
    */
   admitting(user: string, device: string): Admitting {
     const key = `${user}/${device}`;
@@ -172,7 +172,6 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   }
 
   closeSession(user: string, device: string, code: number, reason: string, announce = true): boolean {
-    for (const a of this.admissions.get(`${user}/${device}`) ?? []) a.closedWith ??= { code, reason };
     const s = this.get(user, device);
     if (!s) return false;
     s.close(code, reason);
@@ -182,8 +181,18 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
 
   /** Closes the device's session wherever it is: here, or (cluster mode) on the node holding it. */
   kick(user: string, device: string, code: number, reason: string): void {
-    this.closeSession(user, device, code, reason);
+    this.kickHere(user, device, code, reason);
     this.remote?.kick(user, device, code, reason);
+  }
+
+  /**
+   * A kick's share on this node: closes the device's session here and a session of it being admitted here (see
+   * {@link Admitting}). Kicks follow a change of the device or account (credentials, deletion, disable); a plain
+   * {@link closeSession} (closed by its user, replaced by a newer session elsewhere) leaves admissions alone.
+   */
+  kickHere(user: string, device: string, code: number, reason: string): void {
+    for (const a of this.admissions.get(`${user}/${device}`) ?? []) a.closedWith ??= { code, reason };
+    this.closeSession(user, device, code, reason);
   }
 
   /** Closes every session (shutdown): pending calls fail with device_disconnected. */
