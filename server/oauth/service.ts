@@ -335,8 +335,9 @@ export class OAuthService {
 
   private async rehash(user: UserDoc, password: string): Promise<void> {
     const passwordHash = await this.passwords.hash(password);
-    await this.repos.users.updateOne({ _id: user._id }, { $set: { passwordHash } });
-    this.cache.invalidate(cacheKey.user(user.username));
+    // Only over the hash that was checked: a password changed meanwhile must not be put back to the old one.
+    const n = await this.repos.users.updateOne({ _id: user._id, passwordHash: user.passwordHash }, { $set: { passwordHash } });
+    if (n > 0) this.cache.invalidate(cacheKey.user(user.username));
   }
 
   private rememberClient(user: string, ip: string): void {
