@@ -151,9 +151,11 @@ export class DashboardsService {
   }
 
   async replace(user: string, id: string, name: string, widgets: Widget[]): Promise<Dashboard> {
-    const n = await this.col.updateOne({ _id: `${user}/${id}` }, { $set: { name, widgetsJson: JSON.stringify(widgets), updatedTs: Date.now() } });
-    if (n === 0) throw new AppError("dashboard_not_found");
-    return this.get(user, id);
+    // The document as this write left it: read again afterwards, it could be another write's (or gone: a 404 after
+    // a replace that happened).
+    const d = await this.col.findOneAndUpdate({ _id: `${user}/${id}` }, { $set: { name, widgetsJson: JSON.stringify(widgets), updatedTs: Date.now() } });
+    if (!d) throw new AppError("dashboard_not_found");
+    return view(d);
   }
 
   async delete(user: string, id: string): Promise<void> {
