@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { runBefore } from "./helpers/interleave.js";
+import { runAfter, runBefore } from "./helpers/interleave.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { PROPERTY_LIMITS } from "../server/properties/service.js";
 
@@ -198,6 +198,31 @@ describe("device properties (/v3 …/properties)", function () {
       await api(srv.url, "DELETE", props("fresh", "b"), { token });
       const del = await dev.take((f) => f.type === "property");
       expect(del).to.include({ name: "b", deleted: true });
+    });
+
+    it("a change made while the connect push reads the store is not followed by the older value read before it", async () => {
+      await newDevice(srv.url, token, "alice", "late", "s3cret");
+      // An old value (its time set in the past, so the change below is certainly newer).
+      await srv.relay.services.repos.properties.insertOne({
+        _id: "alice/late/mode", deviceKey: "alice/late", user: "alice", device: "late", property: "mode", valueJson: '"old"', updatedTs: 1,
+      });
+      // The push on connect has read the store ("old") when the REST change lands and is pushed; then it sends what it read.
+      const change = runAfter(srv.relay.services.repos.properties, "find",
+        () => api(srv.url, "PUT", props("late", "mode"), { token, json: { value: "new" } }), (q: { deviceKey?: string }) => q.deviceKey === "alice/late");
+      let dev;
+      try {
+        dev = await RawDevice.described(srv.wsUrl, "alice", "late", "s3cret", {});
+        raws.push(dev);
+        await dev.take((f) => f.type === "property");
+      } finally {
+        change.restore();
+      }
+      expect(change.ran().status).to.equal(200);
+      // Frames arrive in order: once this answer is in, every push sent before it is too.
+      dev.send({ type: "property_get", id: 7, name: "mode" });
+      expect(await dev.take((f) => f.id === 7)).to.include({ name: "mode", value: "new" });
+      const pushed = dev.frames.filter((f) => f.type === "property" && f.id === undefined && f.name === "mode").map((f) => f.value);
+      expect(pushed).to.deep.equal(["new"]);
     });
 
     it("property_get and property_set answer with the request id; errors carry a code", async () => {
