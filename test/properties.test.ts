@@ -122,6 +122,40 @@ describe("device properties (/v3 …/properties)", function () {
       expect((await api(srv.url, "PUT", props("crowded", "p0"), { token, json: { value: "x" } })).status).to.equal(200);
     });
 
+    it("two new properties written in parallel at one below the limit: one is created, the other answers 400", async () => {
+      await newDevice(srv.url, token, "alice", "crowded2", "s3cret");
+      for (let i = 0; i < PROPERTY_LIMITS.maxPerDevice - 1; i++) await srv.relay.services.properties.set("alice", "crowded2", `p${i}`, i);
+      const col = srv.relay.services.repos.properties;
+      const { count, updateOne } = col;
+      // Both requests have found their property missing before either counts (the order parallel requests can take).
+      const missing = new Set<string>();
+      let bothMissing!: () => void;
+      const gate = new Promise<void>((resolve) => (bothMissing = resolve));
+      col.updateOne = async function (this: typeof col, ...args: Parameters<typeof updateOne>) {
+        const n = await updateOne.apply(this, args);
+        const id = String(args[0]._id);
+        if (id === "alice/crowded2/new_a" || id === "alice/crowded2/new_b") {
+          missing.add(id);
+          if (missing.size === 2) bothMissing();
+        }
+        return n;
+      };
+      col.count = async function (this: typeof col, ...args: Parameters<typeof count>) {
+        if (args[0].deviceKey === "alice/crowded2") await gate;
+        return count.apply(this, args);
+      };
+      let rs;
+      try {
+        rs = await Promise.all(["new_a", "new_b"].map((name) => api(srv.url, "PUT", props("crowded2", name), { token, json: { value: 1 } })));
+      } finally {
+        col.updateOne = updateOne;
+        col.count = count;
+      }
+      expect(rs.map((r) => r.status).sort()).to.deep.equal([200, 400]);
+      expect(rs.find((r) => r.status === 400)!.body.error.code).to.equal("too_many_properties");
+      expect(await col.count({ deviceKey: "alice/crowded2" })).to.equal(PROPERTY_LIMITS.maxPerDevice);
+    });
+
     it("deleting the device deletes its properties", async () => {
       await newDevice(srv.url, token, "alice", "temp", "s3cret");
       await api(srv.url, "PUT", props("temp", "a"), { token, json: { value: 1 } });
