@@ -3,7 +3,7 @@ import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { runBefore } from "./helpers/interleave.js";
+import { holdUntilEntered, runBefore } from "./helpers/interleave.js";
 import { onceWhere, whenState } from "./helpers/wait.js";
 import { EventEmitter } from "node:events";
 import { closeAllSse, sse } from "./helpers/sse.js";
@@ -256,6 +256,24 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(account.body.error.code).to.equal("queue_full");
     expect(account.body.error.message).to.match(/per account/);
     expect(account.headers.get("retry-after")).to.be.a("string");
+    await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+  });
+
+  it("two calls queued in parallel at one below the device's limit: one is queued, the other answers 429", async () => {
+    await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+    const name = await freshDevice();
+    for (let i = 0; i < 2; i++) expect((await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: i }, headers: ASYNC })).status).to.equal(202);
+    const hold = holdUntilEntered(srv.relay.services.calls, "enqueue", 2, srv.relay.services.repos.calls, "count", (q: { user?: string; deviceKey?: string }) => q.deviceKey === `alice/${name}`);
+    let rs;
+    try {
+      rs = await Promise.all([7, 8].map((v) => api(srv.url, "POST", v2(name, "relay"), { token, json: { in: v }, headers: ASYNC })));
+    } finally {
+      hold.restore();
+    }
+    expect(hold.entered()).to.equal(2);
+    expect(rs.map((r) => r.status).sort()).to.deep.equal([202, 429]);
+    expect(rs.find((r) => r.status === 429)!.body.error.code).to.equal("queue_full");
+    expect(await srv.relay.services.repos.calls.count({ deviceKey: `alice/${name}`, status: "queued" })).to.equal(3);
     await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
   });
 

@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
-import { runAfter } from "./helpers/interleave.js";
+import { holdUntilEntered, runAfter } from "./helpers/interleave.js";
+import { DASHBOARD_LIMITS } from "../server/dashboards/service.js";
 
 const widget = (over: Record<string, unknown> = {}) => ({
   type: "value", device: "greenhouse", resource: "temperature", interval: 2, layout: { x: 0, y: 0, w: 3, h: 2 }, ...over,
@@ -85,6 +86,23 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     expect(put.status).to.equal(200);
     expect(put.body).to.include({ id: "raced", name: "Raced 2" });
     expect((await api(srv.url, "GET", `${base}/raced`, { token: alice })).status).to.equal(404);
+  });
+
+  it("two dashboards created in parallel at one below the limit: one is created, the other answers 400", async () => {
+    const token = await newAccount(srv.url, (await login(srv.url, ADMIN.user, ADMIN.password)).access_token, "dash_par");
+    const service = srv.relay.services.dashboards;
+    for (let i = 0; i < DASHBOARD_LIMITS.perUser - 1; i++) await service.create("dash_par", `d${i}`, `D${i}`, []);
+    const hold = holdUntilEntered(service, "create", 2, srv.relay.services.repos.dashboards, "count", (q: { user?: string }) => q.user === "dash_par");
+    let rs;
+    try {
+      rs = await Promise.all(["x", "y"].map((id) => api(srv.url, "POST", "/v1/users/dash_par/dashboards", { token, json: { id, name: id } })));
+    } finally {
+      hold.restore();
+    }
+    expect(hold.entered()).to.equal(2);
+    expect(rs.map((r) => r.status).sort()).to.deep.equal([201, 400]);
+    expect(rs.find((r) => r.status === 400)!.body.error.code).to.equal("too_many_dashboards");
+    expect(await srv.relay.services.repos.dashboards.count({ user: "dash_par" })).to.equal(DASHBOARD_LIMITS.perUser);
   });
 
   it("answers a clear 400 for every bad input, and changes nothing", async () => {

@@ -54,3 +54,33 @@ export function runAfter<O extends object, K extends keyof O, R>(
     },
   };
 }
+
+/**
+ * Holds every call of `held[method]` (with arguments `when` accepts) until `entry[entryMethod]` was entered `n`
+ * times: `n` parallel requests have all started before any of them goes past that call (the order load can
+ * give). A service that runs them one at a time still gets past: the entries come before its queue.
+ */
+export function holdUntilEntered<E extends object, EK extends keyof E, H extends object, HK extends keyof H>(
+  entry: E, entryMethod: EK, n: number, held: H, method: HK, when: (...args: any[]) => boolean = () => true,
+): { entered: () => number; restore: () => void } {
+  const enter = entry[entryMethod] as unknown as (...args: unknown[]) => unknown;
+  const hold = held[method] as unknown as (...args: unknown[]) => Promise<unknown>;
+  let count = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  (entry as Record<EK, unknown>)[entryMethod] = function (this: unknown, ...args: unknown[]) {
+    if (++count === n) open();
+    return enter.apply(this, args);
+  };
+  (held as Record<HK, unknown>)[method] = async function (this: unknown, ...args: unknown[]) {
+    if (when(...args)) await gate;
+    return hold.apply(this, args);
+  };
+  return {
+    entered: () => count,
+    restore: () => {
+      (entry as Record<EK, unknown>)[entryMethod] = enter;
+      (held as Record<HK, unknown>)[method] = hold;
+    },
+  };
+}
