@@ -9,6 +9,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { WebSocket } from "ws";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { runBefore } from "./helpers/interleave.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { sse } from "./helpers/sse.js";
@@ -536,6 +537,40 @@ describe("abuse resistance (issue 20)", function () {
         for (const t of [dt, ut]) expect((await api(srv.url, "GET", "/v1/me", { token: t })).status).to.equal(401);
         expect(await srv.relay.services.repos.deviceTokens.count({ user: "carl" })).to.equal(0);
         expect(await srv.relay.services.repos.userTokens.count({ user: "carl" })).to.equal(0);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("a token made by a session while its password is changed with revoke_tokens: true is taken back (401), not kept", async () => {
+      const srv = await startServer();
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        await newAccount(srv.url, admin, "cora");
+        const repos = srv.relay.services.repos;
+        /**
+         * Signs in with `from`, then makes a token with `path`/`json` while a change to `to` with revoke_tokens runs
+         * to its end just after the request passed its checks, before its token is stored.
+         */
+        const makeAcross = async (from: string, to: string, collection: typeof repos.userTokens | typeof repos.deviceTokens, path: string, json: object) => {
+          const token = (await login(srv.url, "cora", from)).access_token;
+          const change = runBefore(collection, "insertOne",
+            () => api(srv.url, "PUT", "/v1/users/cora/password", { token, json: { current_password: from, password: to, revoke_tokens: true } }));
+          try {
+            const r = await api(srv.url, "POST", path, { token, json });
+            expect(change.ran().status).to.equal(200);
+            return r;
+          } finally {
+            change.restore();
+          }
+        };
+        await newDevice(srv.url, (await login(srv.url, "cora", "cora-password")).access_token, "cora", "d");
+        const user = await makeAcross("cora-password", "cora-password-2", repos.userTokens, "/v1/users/cora/tokens", { name: "u", allow: [{ action: "ListDevices", target: "*" }] });
+        expect([user.status, user.body.error?.code]).to.deep.equal([401, "unauthorized"]);
+        expect(await repos.userTokens.count({ user: "cora" })).to.equal(0);
+        const device = await makeAcross("cora-password-2", "cora-password-3", repos.deviceTokens, "/v1/users/cora/devices/d/tokens", { token_name: "t" });
+        expect([device.status, device.body.error?.code]).to.deep.equal([401, "unauthorized"]);
+        expect(await repos.deviceTokens.count({ user: "cora" })).to.equal(0);
       } finally {
         await srv.close();
       }
