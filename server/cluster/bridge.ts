@@ -269,7 +269,8 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
 
   /**
    * Another node's kick: closes the device's session here and one being admitted here. The holder also gets the
-   * `kick` op on the device's subject; a second close finds nothing (both come in one read of the connection).
+   * `kick` op on the device's subject (for nodes that predate this subject); the two arrive back to back, and the
+   * second close finds nothing left to close.
    */
   private onKick(m: Partial<Record<keyof KickNote, unknown>>): void {
     if (m.node === this.nodeId || typeof m.user !== "string" || typeof m.device !== "string" || typeof m.code !== "number") return;
