@@ -9,6 +9,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { WebSocket } from "ws";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
+import { runBefore } from "./helpers/interleave.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { sse } from "./helpers/sse.js";
@@ -342,6 +343,34 @@ describe("abuse resistance (issue 20)", function () {
       expect(refresh.status).to.equal(401);
     });
 
+    it("THINGRELAY_MAX_SESSIONS_PER_USER=3: 4 parallel sign-ins that all see each other's sessions leave 3 live, not fewer", async () => {
+      await newAccount(srv.url, admin, "quota_par");
+      const families = srv.relay.services.repos.families;
+      const find = families.find;
+      // Every sign-in has created its family before any of them counts the live ones (the order load can give).
+      let arrived = 0;
+      let allArrived!: () => void;
+      const barrier = new Promise<void>((resolve) => (allArrived = resolve));
+      families.find = async function (this: typeof families, ...args: Parameters<typeof find>) {
+        const q = args[0] as { user?: string; revoked?: boolean };
+        if (q.user === "quota_par" && q.revoked === false) {
+          if (++arrived === 4) allArrived();
+          await barrier;
+        }
+        return find.apply(this, args);
+      };
+      let sessions;
+      try {
+        sessions = await Promise.all(Array.from({ length: 4 }, () => login(srv.url, "quota_par", "quota_par-password")));
+      } finally {
+        families.find = find;
+      }
+      expect(arrived).to.equal(4);
+      expect(await families.count({ user: "quota_par", revoked: false })).to.equal(3);
+      const status = async (s: { access_token: string }) => (await api(srv.url, "GET", "/v1/me", { token: s.access_token })).status;
+      expect((await Promise.all(sessions.map(status))).sort()).to.deep.equal([200, 200, 200, 401]);
+    });
+
     it("rotated refresh tokens are pruned: 50 rotations keep ≤ 6 tokens in the family; a reuse of a kept one still revokes it", async () => {
       await newAccount(srv.url, admin, "rotator");
       let s = await login(srv.url, "rotator", "rotator-password");
@@ -508,6 +537,40 @@ describe("abuse resistance (issue 20)", function () {
         for (const t of [dt, ut]) expect((await api(srv.url, "GET", "/v1/me", { token: t })).status).to.equal(401);
         expect(await srv.relay.services.repos.deviceTokens.count({ user: "carl" })).to.equal(0);
         expect(await srv.relay.services.repos.userTokens.count({ user: "carl" })).to.equal(0);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it("a token made by a session while its password is changed with revoke_tokens: true is taken back (401), not kept", async () => {
+      const srv = await startServer();
+      try {
+        const admin = (await login(srv.url, ADMIN.user, ADMIN.password)).access_token;
+        await newAccount(srv.url, admin, "cora");
+        const repos = srv.relay.services.repos;
+        /**
+         * Signs in with `from`, then makes a token with `path`/`json` while a change to `to` with revoke_tokens runs
+         * to its end just after the request passed its checks, before its token is stored.
+         */
+        const makeAcross = async (from: string, to: string, collection: typeof repos.userTokens | typeof repos.deviceTokens, path: string, json: object) => {
+          const token = (await login(srv.url, "cora", from)).access_token;
+          const change = runBefore(collection, "insertOne",
+            () => api(srv.url, "PUT", "/v1/users/cora/password", { token, json: { current_password: from, password: to, revoke_tokens: true } }));
+          try {
+            const r = await api(srv.url, "POST", path, { token, json });
+            expect(change.ran().status).to.equal(200);
+            return r;
+          } finally {
+            change.restore();
+          }
+        };
+        await newDevice(srv.url, (await login(srv.url, "cora", "cora-password")).access_token, "cora", "d");
+        const user = await makeAcross("cora-password", "cora-password-2", repos.userTokens, "/v1/users/cora/tokens", { name: "u", allow: [{ action: "ListDevices", target: "*" }] });
+        expect([user.status, user.body.error?.code]).to.deep.equal([401, "unauthorized"]);
+        expect(await repos.userTokens.count({ user: "cora" })).to.equal(0);
+        const device = await makeAcross("cora-password-2", "cora-password-3", repos.deviceTokens, "/v1/users/cora/devices/d/tokens", { token_name: "t" });
+        expect([device.status, device.body.error?.code]).to.deep.equal([401, "unauthorized"]);
+        expect(await repos.deviceTokens.count({ user: "cora" })).to.equal(0);
       } finally {
         await srv.close();
       }

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
-import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { api, login, newAccount, newDevice, type ApiResponse } from "./helpers/api.js";
+import { runBefore } from "./helpers/interleave.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { sse, closeAllSse } from "./helpers/sse.js";
 import { COLLECTIONS } from "../server/store/types.js";
@@ -170,6 +171,54 @@ describe("accounts: administration, export (issue 12 points 5 and 7)", () => {
       // The name is free again, and the new account starts empty.
       const again = await newAccount(srv.url, admin, user);
       expect((await api(srv.url, "GET", `/v1/users/${user}/devices`, { token: again })).body).to.deep.equal([]);
+    });
+  });
+
+  describe("what an account is given while it is deleted", () => {
+    /**
+     * Creates account `name`, then makes `write` with its session while the account's deletion lands between the
+     * route's checks and the write's insert into `collection`; answers the write's response.
+     */
+    async function writeAcrossDeletion(name: string, collection: "devices" | "userTokens" | "dashboards", write: (token: string) => Promise<ApiResponse>) {
+      const token = await newAccount(srv.url, admin, name);
+      const del = runBefore(srv.relay.services.repos[collection], "insertOne",
+        () => api(srv.url, "DELETE", `/v1/users/${name}`, { token: admin }), (doc: { user?: string }) => doc.user === name);
+      try {
+        const r = await write(token);
+        expect(del.ran().status).to.equal(200);
+        return r;
+      } finally {
+        del.restore();
+      }
+    }
+    /** Re-creates the account and answers what of the deleted one it finds in `collection`. */
+    async function leftFor(name: string, collection: "devices" | "user_tokens" | "dashboards") {
+      await newAccount(srv.url, admin, name, "another-password");
+      return srv.store.collection(collection).find({ user: name });
+    }
+
+    it("a device created meanwhile answers 404 and is not left (with its credentials) for an account re-created with the name", async () => {
+      const r = await writeAcrossDeletion("gone_dev", "devices",
+        (token) => api(srv.url, "POST", "/v1/users/gone_dev/devices", { token, json: { device_id: "d1", device_description: "", device_credentials: "c1" } }));
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("user_not_found");
+      expect(await leftFor("gone_dev", "devices")).to.deep.equal([]);
+    });
+
+    it("a user token created meanwhile answers 404 and does not work for an account re-created with the name", async () => {
+      const r = await writeAcrossDeletion("gone_tok", "userTokens",
+        (token) => api(srv.url, "POST", "/v1/users/gone_tok/tokens", { token, json: { name: "t", allow: [{ action: "*", target: "*" }] } }));
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("user_not_found");
+      expect(await leftFor("gone_tok", "user_tokens")).to.deep.equal([]);
+    });
+
+    it("a dashboard created meanwhile answers 404 and is not shown to an account re-created with the name", async () => {
+      const r = await writeAcrossDeletion("gone_dash", "dashboards",
+        (token) => api(srv.url, "POST", "/v1/users/gone_dash/dashboards", { token, json: { id: "home", name: "Home" } }));
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("dashboard_not_found");
+      expect(await leftFor("gone_dash", "dashboards")).to.deep.equal([]);
     });
   });
 

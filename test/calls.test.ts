@@ -3,6 +3,7 @@ import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
+import { holdUntilEntered, runBefore } from "./helpers/interleave.js";
 import { onceWhere, whenState } from "./helpers/wait.js";
 import { EventEmitter } from "node:events";
 import { closeAllSse, sse } from "./helpers/sse.js";
@@ -258,6 +259,24 @@ describe("queued calls (Prefer: respond-async)", function () {
     await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
   });
 
+  it("two calls queued in parallel at one below the device's limit: one is queued, the other answers 429", async () => {
+    await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+    const name = await freshDevice();
+    for (let i = 0; i < 2; i++) expect((await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: i }, headers: ASYNC })).status).to.equal(202);
+    const hold = holdUntilEntered(srv.relay.services.calls, "enqueue", 2, srv.relay.services.repos.calls, "count", (q: { user?: string; deviceKey?: string }) => q.deviceKey === `alice/${name}`);
+    let rs;
+    try {
+      rs = await Promise.all([7, 8].map((v) => api(srv.url, "POST", v2(name, "relay"), { token, json: { in: v }, headers: ASYNC })));
+    } finally {
+      hold.restore();
+    }
+    expect(hold.entered()).to.equal(2);
+    expect(rs.map((r) => r.status).sort()).to.deep.equal([202, 429]);
+    expect(rs.find((r) => r.status === 429)!.body.error.code).to.equal("queue_full");
+    expect(await srv.relay.services.repos.calls.count({ deviceKey: `alice/${name}`, status: "queued" })).to.equal(3);
+    await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+  });
+
   it("GET …/calls lists newest first with ?page=&limit=, X-Total-Count and Link", async () => {
     const name = await freshDevice();
     const ids: string[] = [];
@@ -271,6 +290,23 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(page2.headers.get("link")).to.include('rel="next"').and.include('rel="prev"');
     expect((await api(srv.url, "GET", `${callPath(name)}?limit=0`, { token })).status).to.equal(400);
     await srv.relay.services.repos.calls.deleteMany({ user: "alice" });
+  });
+
+  it("a call queued while its device is deleted answers 404 and is never delivered to a device re-created with the id", async () => {
+    const name = await freshDevice();
+    const del = runBefore(srv.relay.services.repos.calls, "insertOne",
+      () => api(srv.url, "DELETE", `/v1/users/alice/devices/${name}`, { token }), (doc: { device?: string }) => doc.device === name);
+    try {
+      const r = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: true }, headers: ASYNC });
+      expect(del.ran().status).to.equal(200);
+      expect(r.status).to.equal(404);
+      expect(r.body.error.code).to.equal("device_not_found");
+    } finally {
+      del.restore();
+    }
+    await newDevice(srv.url, token, "alice", name, "s3cret");
+    expect(await srv.relay.services.repos.calls.count({ deviceKey: `alice/${name}` })).to.equal(0);
+    expect((await api(srv.url, "GET", callPath(name), { token })).body).to.deep.equal([]);
   });
 
   it("unknown calls are 404 call_not_found; an unknown device is 404 device_not_found", async () => {

@@ -1,6 +1,8 @@
 import { expect } from "chai";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { holdUntilEntered, runAfter } from "./helpers/interleave.js";
+import { DASHBOARD_LIMITS } from "../server/dashboards/service.js";
 
 const widget = (over: Record<string, unknown> = {}) => ({
   type: "value", device: "greenhouse", resource: "temperature", interval: 2, layout: { x: 0, y: 0, w: 3, h: 2 }, ...over,
@@ -65,6 +67,42 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     expect((await api(srv.url, "DELETE", `${base}/home`, { token: alice })).body.error.code).to.equal("dashboard_not_found");
     expect((await api(srv.url, "PUT", `${base}/home`, { token: alice, json: { name: "x" } })).body.error.code).to.equal("dashboard_not_found");
     await api(srv.url, "DELETE", `${base}/${second.body.id}`, { token: alice });
+  });
+
+  it("PUT answers the dashboard as its own write left it, even when a DELETE follows at once", async () => {
+    expect((await api(srv.url, "POST", base, { token: alice, json: { id: "raced", name: "Raced" } })).status).to.equal(201);
+    // The delete lands right after the replace is stored, before the PUT answers (whichever write the replace uses).
+    const dashboards = srv.relay.services.repos.dashboards;
+    const deleting = () => api(srv.url, "DELETE", `${base}/raced`, { token: alice });
+    const isRaced = (q: { _id?: string }) => q._id === "alice/raced";
+    const hooks = [runAfter(dashboards, "updateOne", deleting, isRaced), runAfter(dashboards, "findOneAndUpdate", deleting, isRaced)];
+    let put;
+    try {
+      put = await api(srv.url, "PUT", `${base}/raced`, { token: alice, json: { name: "Raced 2" } });
+    } finally {
+      for (const h of hooks) h.restore();
+    }
+    expect(hooks.map((h) => { try { return h.ran().status; } catch { return null; } }).filter((s) => s !== null)).to.deep.equal([200]);
+    expect(put.status).to.equal(200);
+    expect(put.body).to.include({ id: "raced", name: "Raced 2" });
+    expect((await api(srv.url, "GET", `${base}/raced`, { token: alice })).status).to.equal(404);
+  });
+
+  it("two dashboards created in parallel at one below the limit: one is created, the other answers 400", async () => {
+    const token = await newAccount(srv.url, (await login(srv.url, ADMIN.user, ADMIN.password)).access_token, "dash_par");
+    const service = srv.relay.services.dashboards;
+    for (let i = 0; i < DASHBOARD_LIMITS.perUser - 1; i++) await service.create("dash_par", `d${i}`, `D${i}`, []);
+    const hold = holdUntilEntered(service, "create", 2, srv.relay.services.repos.dashboards, "count", (q: { user?: string }) => q.user === "dash_par");
+    let rs;
+    try {
+      rs = await Promise.all(["x", "y"].map((id) => api(srv.url, "POST", "/v1/users/dash_par/dashboards", { token, json: { id, name: id } })));
+    } finally {
+      hold.restore();
+    }
+    expect(hold.entered()).to.equal(2);
+    expect(rs.map((r) => r.status).sort()).to.deep.equal([201, 400]);
+    expect(rs.find((r) => r.status === 400)!.body.error.code).to.equal("too_many_dashboards");
+    expect(await srv.relay.services.repos.dashboards.count({ user: "dash_par" })).to.equal(DASHBOARD_LIMITS.perUser);
   });
 
   it("answers a clear 400 for every bad input, and changes nothing", async () => {

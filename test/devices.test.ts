@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { RawDevice } from "./helpers/rawdevice.js";
+import { runBefore } from "./helpers/interleave.js";
 import { sessionGone } from "./helpers/wait.js";
 
 /** Device registry (DESIGN §4) and live sessions, over HTTP with raw devices on real sockets. */
@@ -238,6 +239,65 @@ describe("devices: registry and live sessions", () => {
       const revived = await api(srv.url, "GET", "/v1/users/alice/devices/del2/stats", { token: t.body.token });
       expect(revived.status).to.equal(401);
       expect(revived.body.error.code).to.equal("unauthorized");
+    });
+
+    it("a token made while its device is deleted answers 404 and does not come back with a device re-created with the id", async () => {
+      await newDevice(srv.url, alice, "alice", "race3", "r3");
+      const del = runBefore(srv.relay.services.repos.deviceTokens, "insertOne",
+        () => api(srv.url, "DELETE", "/v1/users/alice/devices/race3", { token: alice }), (doc: { device?: string }) => doc.device === "race3");
+      try {
+        const t = await api(srv.url, "POST", "/v1/users/alice/devices/race3/tokens", { token: alice, json: { token_name: "t" } });
+        expect(del.ran().status).to.equal(200);
+        expect(t.status).to.equal(404);
+        expect(t.body.error.code).to.equal("device_not_found");
+      } finally {
+        del.restore();
+      }
+      await newDevice(srv.url, alice, "alice", "race3", "r3");
+      expect(await srv.relay.services.repos.deviceTokens.count({ user: "alice", device: "race3" })).to.equal(0);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/race3/tokens", { token: alice })).body).to.deep.equal([]);
+    });
+
+    /**
+     * Connects `device` while `change` runs to its end between the credential check's read of the device and the
+     * session's registration (the order a slow store gives): the read saw the device as it was before the change.
+     */
+    async function connectAcross(device: string, credentials: string, change: () => Promise<{ status: number }>) {
+      const devices = srv.relay.services.repos.devices;
+      const findOne = devices.findOne;
+      let changed: { status: number } | undefined;
+      devices.findOne = async function (this: typeof devices, ...args: Parameters<typeof findOne>) {
+        if (args[0]._id !== `alice/${device}`) return findOne.apply(this, args);
+        devices.findOne = findOne;
+        const before = await findOne.apply(this, args);
+        changed = await change();
+        return before;
+      };
+      try {
+        const r = await refused(device, credentials);
+        return { ...r, changed: changed! };
+      } finally {
+        devices.findOne = findOne;
+      }
+    }
+
+    it("a device connecting with its old credentials while they are changed is closed 4001, not left connected", async () => {
+      await newDevice(srv.url, alice, "alice", "race1", "old-secret");
+      const r = await connectAcross("race1", "old-secret",
+        () => api(srv.url, "PUT", "/v1/users/alice/devices/race1", { token: alice, json: { device_credentials: "new-secret" } }));
+      expect(r.changed.status).to.equal(200);
+      expect(r.close).to.deep.equal({ code: 4001, reason: "credentials changed" });
+      expect(srv.relay.services.hub.get("alice", "race1")).to.equal(undefined);
+      expect((await api(srv.url, "GET", "/v1/users/alice/devices/race1", { token: alice })).body.connection.active).to.equal(false);
+      expect((await connect("race1", "new-secret")).frames[0]!.type).to.equal("connected");
+    });
+
+    it("a device connecting while it is deleted is closed 4004, not left connected to a device that is gone", async () => {
+      await newDevice(srv.url, alice, "alice", "race2", "r2");
+      const r = await connectAcross("race2", "r2", () => api(srv.url, "DELETE", "/v1/users/alice/devices/race2", { token: alice }));
+      expect(r.changed.status).to.equal(200);
+      expect(r.close).to.deep.equal({ code: 4004, reason: "device deleted" });
+      expect(srv.relay.services.hub.get("alice", "race2")).to.equal(undefined);
     });
   });
 

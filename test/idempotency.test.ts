@@ -3,6 +3,7 @@ import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { IdempotencyKeys } from "../server/calls/idempotency.js";
+import { holdUntilEntered } from "./helpers/interleave.js";
 
 /** `Idempotency-Key` on `POST /v2/…` (issue 18, IETF httpapi Idempotency-Key draft). */
 describe("Idempotency-Key on POST /v2", function () {
@@ -212,6 +213,24 @@ describe("Idempotency-Key on POST /v2", function () {
     if (r.kind !== "replay") return;
     expect(r.outcome.status).to.equal(502);
     expect(JSON.parse(r.outcome.body).error.code).to.equal("call_interrupted");
+  });
+
+  it("two new keys in parallel at one below the bound: one call runs, the other answers 429", async () => {
+    const keys = srv.relay.services.idempotency;
+    const live = await srv.relay.services.repos.idempotency.count({ user: "bob" });
+    for (let i = live; i < 39; i++) expect((await keys.begin("bob", `filler-${i}`, "fp", 1000)).kind).to.equal("new");
+    const hold = holdUntilEntered(keys, "begin", 2, srv.relay.services.repos.idempotency, "count", (q: { user?: string }) => q.user === "bob");
+    let rs;
+    try {
+      rs = await Promise.all([1, 2].map((n) => api(srv.url, "POST", v2("move", "bob"), { token: bobToken, json: { in: n }, headers: { "Idempotency-Key": key() } })));
+    } finally {
+      hold.restore();
+    }
+    expect(hold.entered()).to.equal(2);
+    expect(rs.map((r) => r.status).sort()).to.deep.equal([200, 429]);
+    expect(rs.find((r) => r.status === 429)!.body.error.code).to.equal("too_many_idempotency_keys");
+    expect(await srv.relay.services.repos.idempotency.count({ user: "bob" })).to.equal(40);
+    await srv.relay.services.repos.idempotency.deleteMany({ user: "bob" });
   });
 
   it("keys per account are bounded: 429 too_many_idempotency_keys with Retry-After", async () => {

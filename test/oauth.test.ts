@@ -342,6 +342,59 @@ describe("oauth: POST /oauth/token", () => {
       expect((await me(aliceSession.access_token)).status).to.equal(200);
     });
 
+    /**
+     * A sign-in whose password check overlaps a change of the account: `change` runs to its end after the grant
+     * checked the password and before it creates the refresh family (the order a slow scrypt gives under load).
+     */
+    async function signInAcross(user: string, password: string, change: () => Promise<ApiResponse>): Promise<{ grant: ApiResponse; changed: ApiResponse }> {
+      const families = srv.relay.services.repos.families;
+      const insert = families.insertOne;
+      let changed: ApiResponse | undefined;
+      families.insertOne = async function (this: typeof families, ...args: Parameters<typeof insert>) {
+        families.insertOne = insert;
+        changed = await change();
+        return insert.apply(this, args);
+      };
+      try {
+        const grant = await token({ form: { grant_type: "password", username: user, password } });
+        return { grant, changed: changed! };
+      } finally {
+        families.insertOne = insert;
+      }
+    }
+
+    it("a sign-in with the old password that overlaps a password change gets no session that outlives the change", async () => {
+      expect((await api(srv.url, "POST", "/v1/users", { token: adminToken, json: { username: "frank", password: "frank-password" } })).status).to.equal(201);
+      const { grant, changed } = await signInAcross("frank", "frank-password",
+        () => api(srv.url, "PUT", "/v1/users/frank/password", { token: adminToken, json: { password: "frank-new-password" } }));
+      expect(changed.status).to.equal(200);
+      expectError(grant, 401, "invalid_grant", "invalid username or password");
+      expect(await srv.relay.services.repos.families.find({ user: "frank", revoked: false })).to.deep.equal([]);
+      expect(await srv.relay.services.repos.refreshTokens.count({ user: "frank" })).to.equal(0);
+      expect((await me((await login(srv.url, "frank", "frank-new-password")).access_token)).body.user).to.equal("frank");
+    });
+
+    it("a sign-in that overlaps the account being disabled gets no session (none left to revive on re-enable)", async () => {
+      expect((await api(srv.url, "POST", "/v1/users", { token: adminToken, json: { username: "gina", password: "gina-password" } })).status).to.equal(201);
+      const { grant, changed } = await signInAcross("gina", "gina-password",
+        () => api(srv.url, "PUT", "/v1/users/gina", { token: adminToken, json: { enabled: false } }));
+      expect(changed.status).to.equal(200);
+      expectError(grant, 401, "invalid_grant", "this account is disabled");
+      expect((await api(srv.url, "PUT", "/v1/users/gina", { token: adminToken, json: { enabled: true } })).status).to.equal(200);
+      expect(await srv.relay.services.repos.families.find({ user: "gina", revoked: false })).to.deep.equal([]);
+      expect(await srv.relay.services.repos.refreshTokens.count({ user: "gina" })).to.equal(0);
+    });
+
+    it("a sign-in that overlaps the account's deletion leaves no session for an account re-created with that name", async () => {
+      expect((await api(srv.url, "POST", "/v1/users", { token: adminToken, json: { username: "hank", password: "hank-password" } })).status).to.equal(201);
+      const { grant, changed } = await signInAcross("hank", "hank-password", () => api(srv.url, "DELETE", "/v1/users/hank", { token: adminToken }));
+      expect(changed.status).to.equal(200);
+      expectError(grant, 401, "invalid_grant", "invalid username or password");
+      expect((await api(srv.url, "POST", "/v1/users", { token: adminToken, json: { username: "hank", password: "other-password" } })).status).to.equal(201);
+      expect(await srv.relay.services.repos.families.find({ user: "hank" })).to.deep.equal([]);
+      expect(await srv.relay.services.repos.refreshTokens.count({ user: "hank" })).to.equal(0);
+    });
+
     it("password change: another account's path is 404, a short password 400, extra fields 400", async () => {
       const alice = await login(srv.url, "alice", "alice-password");
       expectError(await api(srv.url, "PUT", "/v1/users/bob/password", { token: alice.access_token, json: { password: "hijacked-password" } }), 404, "user_not_found");

@@ -14,6 +14,7 @@ import type { Store } from "../server/store/types.js";
 import { AppError } from "../server/errors.js";
 import { startServer, ADMIN, TEST_SECRET } from "./helpers/server.js";
 import { api, login } from "./helpers/api.js";
+import { runBefore } from "./helpers/interleave.js";
 
 function parse(stored: string) {
   const [alg, logN, r, p, salt, key] = stored.split("$");
@@ -200,6 +201,43 @@ describe("passwords: login path", () => {
         const bad = await api(high.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "carol", password: "nope-nope" } });
         expect(bad.status).to.equal(401);
         expect((await high.relay.services.repos.users.findOne({ _id: "carol" }))!.passwordHash).to.equal(after);
+      } finally {
+        await high.close();
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("a rehash at sign-in never puts back the old password over one changed while it was checked", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "thingrelay-rehash-"));
+    try {
+      const low = await startServer({ dataDir });
+      try {
+        const admin = await login(low.url, ADMIN.user, ADMIN.password);
+        expect((await api(low.url, "POST", "/v1/users", { token: admin.access_token, json: { username: "dora", password: "dora-password" } })).status).to.equal(201);
+      } finally {
+        await low.close();
+      }
+      const high = await startServer({ dataDir, env: { THINGRELAY_PASSWORD_COST: "11" } });
+      try {
+        const admin = await login(high.url, ADMIN.user, ADMIN.password);
+        // The reset lands after the sign-in checked the old password, before it stores that password's new hash.
+        const reset = runBefore(high.relay.services.repos.users, "updateOne",
+          () => api(high.url, "PUT", "/v1/users/dora/password", { token: admin.access_token, json: { password: "dora-new-password" } }),
+          (q: { _id?: string }, u: { $set?: Record<string, unknown> }) => q._id === "dora" && u.$set?.passwordHash !== undefined);
+        let r;
+        try {
+          r = await api(high.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "dora", password: "dora-password" } });
+        } finally {
+          reset.restore();
+        }
+        expect(reset.ran().status).to.equal(200);
+        expect(r.status).to.equal(401);
+        expect(r.body.error).to.deep.equal({ code: "invalid_grant", message: "invalid username or password" });
+        expect((await login(high.url, "dora", "dora-new-password")).access_token).to.be.a("string");
+        const old = await api(high.url, "POST", "/oauth/token", { form: { grant_type: "password", username: "dora", password: "dora-password" } });
+        expect(old.status).to.equal(401);
       } finally {
         await high.close();
       }

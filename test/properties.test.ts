@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { Device } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
+import { runAfter, runBefore } from "./helpers/interleave.js";
 import { RawDevice } from "./helpers/rawdevice.js";
 import { PROPERTY_LIMITS } from "../server/properties/service.js";
 
@@ -121,11 +122,62 @@ describe("device properties (/v3 …/properties)", function () {
       expect((await api(srv.url, "PUT", props("crowded", "p0"), { token, json: { value: "x" } })).status).to.equal(200);
     });
 
+    it("two new properties written in parallel at one below the limit: one is created, the other answers 400", async () => {
+      await newDevice(srv.url, token, "alice", "crowded2", "s3cret");
+      for (let i = 0; i < PROPERTY_LIMITS.maxPerDevice - 1; i++) await srv.relay.services.properties.set("alice", "crowded2", `p${i}`, i);
+      const col = srv.relay.services.repos.properties;
+      const { count, updateOne } = col;
+      // Both requests have found their property missing before either counts (the order parallel requests can take).
+      const missing = new Set<string>();
+      let bothMissing!: () => void;
+      const gate = new Promise<void>((resolve) => (bothMissing = resolve));
+      col.updateOne = async function (this: typeof col, ...args: Parameters<typeof updateOne>) {
+        const n = await updateOne.apply(this, args);
+        const id = String(args[0]._id);
+        if (id === "alice/crowded2/new_a" || id === "alice/crowded2/new_b") {
+          missing.add(id);
+          if (missing.size === 2) bothMissing();
+        }
+        return n;
+      };
+      col.count = async function (this: typeof col, ...args: Parameters<typeof count>) {
+        if (args[0].deviceKey === "alice/crowded2") await gate;
+        return count.apply(this, args);
+      };
+      let rs;
+      try {
+        rs = await Promise.all(["new_a", "new_b"].map((name) => api(srv.url, "PUT", props("crowded2", name), { token, json: { value: 1 } })));
+      } finally {
+        col.updateOne = updateOne;
+        col.count = count;
+      }
+      expect(rs.map((r) => r.status).sort()).to.deep.equal([200, 400]);
+      expect(rs.find((r) => r.status === 400)!.body.error.code).to.equal("too_many_properties");
+      expect(await col.count({ deviceKey: "alice/crowded2" })).to.equal(PROPERTY_LIMITS.maxPerDevice);
+    });
+
     it("deleting the device deletes its properties", async () => {
       await newDevice(srv.url, token, "alice", "temp", "s3cret");
       await api(srv.url, "PUT", props("temp", "a"), { token, json: { value: 1 } });
       expect((await api(srv.url, "DELETE", "/v1/users/alice/devices/temp", { token })).status).to.equal(200);
       expect(await srv.relay.services.repos.properties.count({ deviceKey: "alice/temp" })).to.equal(0);
+    });
+
+    it("a property created while its device is deleted answers 404 and is not kept for a device re-created with the id", async () => {
+      await newDevice(srv.url, token, "alice", "temp2", "s3cret");
+      // The deletion lands after the PUT found the device and before it inserts the property.
+      const del = runBefore(srv.relay.services.repos.properties, "insertOne",
+        () => api(srv.url, "DELETE", "/v1/users/alice/devices/temp2", { token }), (doc: { deviceKey?: string }) => doc.deviceKey === "alice/temp2");
+      try {
+        const r = await api(srv.url, "PUT", props("temp2", "a"), { token, json: { value: 1 } });
+        expect(del.ran().status).to.equal(200);
+        expect(r.status).to.equal(404);
+        expect(r.body.error.code).to.equal("device_not_found");
+      } finally {
+        del.restore();
+      }
+      await newDevice(srv.url, token, "alice", "temp2", "s3cret");
+      expect((await api(srv.url, "GET", props("temp2"), { token })).body).to.deep.equal([]);
     });
   });
 
@@ -180,6 +232,31 @@ describe("device properties (/v3 …/properties)", function () {
       await api(srv.url, "DELETE", props("fresh", "b"), { token });
       const del = await dev.take((f) => f.type === "property");
       expect(del).to.include({ name: "b", deleted: true });
+    });
+
+    it("a change made while the connect push reads the store is not followed by the older value read before it", async () => {
+      await newDevice(srv.url, token, "alice", "late", "s3cret");
+      // An old value (its time set in the past, so the change below is certainly newer).
+      await srv.relay.services.repos.properties.insertOne({
+        _id: "alice/late/mode", deviceKey: "alice/late", user: "alice", device: "late", property: "mode", valueJson: '"old"', updatedTs: 1,
+      });
+      // The push on connect has read the store ("old") when the REST change lands and is pushed; then it sends what it read.
+      const change = runAfter(srv.relay.services.repos.properties, "find",
+        () => api(srv.url, "PUT", props("late", "mode"), { token, json: { value: "new" } }), (q: { deviceKey?: string }) => q.deviceKey === "alice/late");
+      let dev;
+      try {
+        dev = await RawDevice.described(srv.wsUrl, "alice", "late", "s3cret", {});
+        raws.push(dev);
+        await dev.take((f) => f.type === "property");
+      } finally {
+        change.restore();
+      }
+      expect(change.ran().status).to.equal(200);
+      // Frames arrive in order: once this answer is in, every push sent before it is too.
+      dev.send({ type: "property_get", id: 7, name: "mode" });
+      expect(await dev.take((f) => f.id === 7)).to.include({ name: "mode", value: "new" });
+      const pushed = dev.frames.filter((f) => f.type === "property" && f.id === undefined && f.name === "mode").map((f) => f.value);
+      expect(pushed).to.deep.equal(["new"]);
     });
 
     it("property_get and property_set answer with the request id; errors carry a code", async () => {

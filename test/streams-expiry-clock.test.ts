@@ -5,6 +5,7 @@ import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { FakeClock } from "./helpers/fake-clock.js";
 import { closeAllSse, sse } from "./helpers/sse.js";
 import { streamsClosedTo } from "./helpers/streams.js";
+import { runBefore } from "./helpers/interleave.js";
 
 const json = (e: EventSourceMessage) => JSON.parse(e.data) as unknown;
 /** Long enough to cross several SSE heartbeats (15 s), each of which re-checks the token. */
@@ -86,5 +87,44 @@ describe("stream token expiry on a fake clock", function () {
     expect((past.body as { error: { code: string } }).error.code).to.equal("invalid_request");
     const soon = await api(srv.url, "POST", "/v1/users/alice/devices/sensor/tokens", { token, json: { token_name: "x", token_expiration: clock.now() + 1_000 } });
     expect(soon.status).to.equal(200);
+  });
+});
+
+/**
+ * A revocation that lands while a stream is being opened (after its token was checked, before the stream is
+ * registered) is told to the streams open at that moment, not to this one. On a fake clock no heartbeat re-checks
+ * the token, so only the stream's own re-check at opening can end it.
+ */
+describe("a stream opened across a revocation of its token", function () {
+  this.timeout(20_000);
+  let srv: TestServer;
+  let token: string;
+
+  before(async () => {
+    srv = await startServer({ timers: new FakeClock() });
+    const admin = await login(srv.url, ADMIN.user, ADMIN.password);
+    token = await newAccount(srv.url, admin.access_token, "alice");
+    await newDevice(srv.url, token, "alice", "sensor");
+  });
+  afterEach(() => closeAllSse());
+  after(() => srv?.close());
+
+  it("ends with token_revoked as soon as it opens, not at the next heartbeat", async () => {
+    const created = await api(srv.url, "POST", "/v1/users/alice/devices/sensor/tokens", { token, json: { token_name: "wall" } });
+    expect(created.status).to.equal(200);
+    const { id, token: dt } = created.body as { id: string; token: string };
+    // The resource stream of an offline device asks the store whether the device exists: the token is deleted then.
+    const revoke = runBefore(srv.relay.services.repos.devices, "count",
+      () => api(srv.url, "DELETE", `/v1/users/alice/devices/sensor/tokens/${id}`, { token }), (q: { _id?: string }) => q._id === "alice/sensor");
+    let c;
+    try {
+      c = await sse(`${srv.url}/v2/users/alice/devices/sensor/temp?authorization=${dt}`);
+    } finally {
+      revoke.restore();
+    }
+    expect(revoke.ran().status).to.equal(200);
+    expect(c.status).to.equal(200);
+    expect(json(await c.next((e) => e.event === "end"))).to.deep.equal({ reason: "token_revoked" });
+    await c.ended;
   });
 });

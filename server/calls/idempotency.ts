@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { AppError } from "../errors.js";
 import { DuplicateKeyError } from "../store/types.js";
 import type { IdempotencyDoc, Repositories } from "../store/repos.js";
+import { KeyedSerial } from "../serial.js";
 
 /** How long the first outcome of a key is kept (IETF httpapi Idempotency-Key draft: the server's choice). */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -40,6 +41,8 @@ export type Begin =
  * answers it again, with another request 422, while the first still runs 409.
  */
 export class IdempotencyKeys {
+  private readonly claims = new KeyedSerial();
+
   constructor(private readonly repos: Repositories, private readonly maxPerUser: number) {}
 
   /** The key from the header value: a bare token or the draft's quoted sf-string; 400 when malformed. */
@@ -80,17 +83,22 @@ export class IdempotencyKeys {
         continue;
       }
       if (existing) return { kind: "replay", outcome: await this.answer(existing, fingerprint, now) };
-      if ((await this.repos.idempotency.count({ user, expiresTs: { $gt: now } })) >= this.maxPerUser) {
-        throw new AppError("too_many_idempotency_keys", `at most ${this.maxPerUser} Idempotency-Keys per account within 24 h`, { headers: { "Retry-After": "3600" } });
-      }
       const doc: IdempotencyDoc = { _id: id, user, fingerprint, state: "in_flight", leaseTs: now + leaseMs, createdTs: now, expiresTs: now + IDEMPOTENCY_TTL_MS };
-      try {
-        await this.repos.idempotency.insertOne(doc);
-        return { kind: "new", id };
-      } catch (err) {
-        if (!(err instanceof DuplicateKeyError)) throw err;
-        // Another request with this key got in first: answer as a repeat of it.
-      }
+      // New keys of one account are claimed one at a time here: a parallel burst cannot pass the count together.
+      const claimed = await this.claims.run(user, async () => {
+        if ((await this.repos.idempotency.count({ user, expiresTs: { $gt: now } })) >= this.maxPerUser) {
+          throw new AppError("too_many_idempotency_keys", `at most ${this.maxPerUser} Idempotency-Keys per account within 24 h`, { headers: { "Retry-After": "3600" } });
+        }
+        try {
+          await this.repos.idempotency.insertOne(doc);
+          return true;
+        } catch (err) {
+          if (!(err instanceof DuplicateKeyError)) throw err;
+          // Another request with this key got in first: answer as a repeat of it.
+          return false;
+        }
+      });
+      if (claimed) return { kind: "new", id };
     }
     throw new AppError("idempotency_key_in_flight");
   }

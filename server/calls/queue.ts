@@ -6,6 +6,7 @@ import type { Hub } from "../gateway/hub.js";
 import type { ClusterBridge } from "../cluster/bridge.js";
 import { type CallStatus, type QueuedCallDoc, Repositories } from "../store/repos.js";
 import { checkVerb, knownKinds } from "../relay/kinds.js";
+import { KeyedSerial } from "../serial.js";
 
 /** `?ttl=` of a queued call, in seconds. */
 export const CALL_TTL = Object.freeze({ defaultS: 3600, maxS: 604_800 });
@@ -63,6 +64,7 @@ export interface CallQueueEvents {
  */
 export class CallQueue extends EventEmitter<CallQueueEvents> {
   private readonly draining = new Map<string, { again: boolean }>();
+  private readonly enqueues = new KeyedSerial();
   private readonly unhook: Array<() => void> = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private seqCounter = 0;
@@ -130,22 +132,31 @@ export class CallQueue extends EventEmitter<CallQueueEvents> {
   /** Persists a call and starts its delivery (here, or on the node holding the device). */
   async enqueue(user: string, device: string, resource: string, hasInput: boolean, input: unknown, ttlS: number, timeoutMs: number): Promise<CallView> {
     const deviceKey = Repositories.deviceKey(user, device);
-    const retry = { headers: { "Retry-After": "30" } };
-    if ((await this.repos.calls.count({ deviceKey, status: "queued" })) >= this.options.maxPerDevice) {
-      throw new AppError("queue_full", `at most ${this.options.maxPerDevice} queued calls per device`, retry);
+    // One enqueue at a time per account here: a parallel burst cannot pass the counts together.
+    const doc = await this.enqueues.run(user, async () => {
+      const retry = { headers: { "Retry-After": "30" } };
+      if ((await this.repos.calls.count({ deviceKey, status: "queued" })) >= this.options.maxPerDevice) {
+        throw new AppError("queue_full", `at most ${this.options.maxPerDevice} queued calls per device`, retry);
+      }
+      if ((await this.repos.calls.count({ user, status: "queued" })) >= this.options.maxPerUser) {
+        throw new AppError("queue_full", `at most ${this.options.maxPerUser} queued calls per account`, retry);
+      }
+      const now = Date.now();
+      const call: QueuedCallDoc = {
+        _id: newCallId(), deviceKey, user, device, resource, hasInput,
+        ...(hasInput ? { inputJson: JSON.stringify(input ?? null) } : {}),
+        status: "queued",
+        seq: `${String(now).padStart(15, "0")}-${String(this.seqCounter++ % 1e9).padStart(9, "0")}`,
+        createdTs: now, expiresTs: now + ttlS * 1000, timeoutMs, doneTs: null,
+      };
+      await this.repos.calls.insertOne(call);
+      return call;
+    });
+    if (!(await this.repos.deviceStillExists(user, device))) {
+      // Deleted while the call was queued: never delivered to a device re-created with the id.
+      await this.repos.calls.deleteOne({ _id: doc._id });
+      throw new AppError("device_not_found");
     }
-    if ((await this.repos.calls.count({ user, status: "queued" })) >= this.options.maxPerUser) {
-      throw new AppError("queue_full", `at most ${this.options.maxPerUser} queued calls per account`, retry);
-    }
-    const now = Date.now();
-    const doc: QueuedCallDoc = {
-      _id: newCallId(), deviceKey, user, device, resource, hasInput,
-      ...(hasInput ? { inputJson: JSON.stringify(input ?? null) } : {}),
-      status: "queued",
-      seq: `${String(now).padStart(15, "0")}-${String(this.seqCounter++ % 1e9).padStart(9, "0")}`,
-      createdTs: now, expiresTs: now + ttlS * 1000, timeoutMs, doneTs: null,
-    };
-    await this.repos.calls.insertOne(doc);
     if (this.hub.get(user, device)) this.drain(user, device);
     else this.cluster?.notify(user, device, "drain", null);
     return view(doc);

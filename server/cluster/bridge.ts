@@ -8,7 +8,7 @@ import type { ResourceApi } from "../relay/kinds.js";
 import type { StreamCluster } from "../streams/options.js";
 import type { ClusterLink } from "./link.js";
 import {
-  type AccountEventData, type ClusterEvent, type ClusterEventMap, type ClusterOptions, type DeviceOp, NODE_TIMEOUT_MS, TRAFFIC_PUBLISH_MS,
+  type AccountEventData, type ClusterEvent, type ClusterEventMap, type ClusterOptions, type DeviceOp, type KickNote, NODE_TIMEOUT_MS, TRAFFIC_PUBLISH_MS,
 } from "./messages.js";
 import { NodePresence } from "./presence.js";
 import type { RemoteDevices } from "./remote.js";
@@ -74,6 +74,7 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
       if (m.node !== this.nodeId && (m.target === undefined || m.target === this.nodeId)) this.announceHeld();
     }));
     this.subs.push(link.subscribe<{ key?: unknown; node?: unknown }>(link.subject("revoke"), (m) => this.onRevoke(m)));
+    this.subs.push(link.subscribe<Partial<Record<keyof KickNote, unknown>>>(link.subject("kick"), (m) => this.onKick(m)));
     this.subs.push(link.subscribe<ClusterEvent>(link.subject("evt.>"), (e) => this.onEvent(e)));
     this.unhook.push(this.cache.onInvalidate((key) => {
       if (this.applyingRemote.has(key)) return;
@@ -264,6 +265,16 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
     } catch {
       // the status iterator ends when the connection closes
     }
+  }
+
+  /**
+   * Another node's kick: closes the device's session here and one being admitted here. The holder also gets the
+   * `kick` op on the device's subject (for nodes that predate this subject); the two arrive back to back, and the
+   * second close finds nothing left to close.
+   */
+  private onKick(m: Partial<Record<keyof KickNote, unknown>>): void {
+    if (m.node === this.nodeId || typeof m.user !== "string" || typeof m.device !== "string" || typeof m.code !== "number") return;
+    this.hub.kickHere(m.user, m.device, m.code, typeof m.reason === "string" ? m.reason.slice(0, 100) : "");
   }
 
   private onRevoke(m: { key?: unknown; node?: unknown }): void {

@@ -40,6 +40,12 @@ export type ClusterEvent =
   | { kind: "traffic"; node: string; user: string; device: string; stats: SessionStats }
   | { kind: "account"; node: string; user: string; device: string; type: "call"; data: Record<string, unknown> };
 
+/**
+ * `<prefix>.kick`: a kick for every node (besides the `kick` op to the holder): nodes admitting the device close the
+ * new session instead of registering it.
+ */
+export type KickNote = { node: string; user: string; device: string; code: number; reason: string };
+
 /** `<prefix>.node`: a node's heartbeat (`alive`) or its goodbye when it closes (`gone`). */
 export type NodeBeat = { node: string; state: "alive" | "gone" };
 

@@ -3,7 +3,7 @@ import type { CallResult, SessionStats } from "../gateway/device-session.js";
 import type { RemoteRelay } from "../gateway/hub.js";
 import type { CallVerb, ResourceApi } from "../relay/kinds.js";
 import type { ClusterLink } from "./link.js";
-import { type DeviceOp, REMOTE_MARGIN_MS } from "./messages.js";
+import { type DeviceOp, type KickNote, REMOTE_MARGIN_MS } from "./messages.js";
 
 /** The node holding a device elsewhere, with its stats as last announced. */
 export interface RemoteHolder {
@@ -57,6 +57,9 @@ export class RemoteDevices implements RemoteRelay {
 
   kick(user: string, device: string, code: number, reason: string): void {
     this.link.publish(this.link.deviceSubject(user, device), { op: "kick", code, reason } satisfies DeviceOp);
+    // Also to every node: one still admitting the device (credentials checked before the change, session not yet
+    // registered) holds no subscription to its subject, and would let the session in (gateway/hub.ts Admitting).
+    this.link.publish(this.link.subject("kick"), { node: this.link.nodeId, user, device, code, reason } satisfies KickNote);
   }
 
   /**

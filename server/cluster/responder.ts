@@ -49,7 +49,7 @@ export async function answerDeviceOp(deps: ResponderDeps, user: string, device: 
         respond({ ok: true, api: await resourceApi(held(hub, user, device), op.resource, op.timeoutMs) });
         return;
       case "kick":
-        hub.closeSession(user, device, op.code, op.reason.slice(0, 100));
+        hub.kickHere(user, device, op.code, op.reason.slice(0, 100));
         return;
       case "notify":
         deps.events.emit("notify", user, device, op.kind, op.payload);

@@ -5,6 +5,7 @@ import type { DashboardDoc, Repositories } from "../store/repos.js";
 import type { AccountPart } from "../users/account.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { isResourceName } from "../gateway/protocol.js";
+import { KeyedSerial } from "../serial.js";
 
 /** Widget types the console draws (public/dashboard; docs in README "Dashboards"). */
 export const WIDGET_TYPES = ["value", "gauge", "chart", "switch", "button", "slider", "text", "json", "map", "status"] as const;
@@ -112,6 +113,8 @@ function view(d: DashboardDoc): Dashboard {
 
 /** Console dashboards kept per account (DESIGN §4, issue 19). */
 export class DashboardsService {
+  private readonly creations = new KeyedSerial();
+
   constructor(private readonly repos: Repositories) {}
 
   private get col() {
@@ -129,25 +132,36 @@ export class DashboardsService {
   }
 
   async create(user: string, id: string | undefined, name: string, widgets: Widget[]): Promise<Dashboard> {
-    if ((await this.col.count({ user })) >= DASHBOARD_LIMITS.perUser) {
-      throw new AppError("too_many_dashboards", `at most ${DASHBOARD_LIMITS.perUser} dashboards per account`);
-    }
     const now = Date.now();
     const dashId = id ?? randomBytes(9).toString("base64url");
     const doc: DashboardDoc = { _id: `${user}/${dashId}`, user, id: dashId, name, widgetsJson: JSON.stringify(widgets), createdTs: now, updatedTs: now };
-    try {
-      await this.col.insertOne(doc);
-    } catch (err) {
-      if (err instanceof DuplicateKeyError) throw new AppError("dashboard_exists", `a dashboard "${dashId}" already exists`);
-      throw err;
+    // One creation at a time per account here: a parallel burst cannot pass the count together.
+    await this.creations.run(user, async () => {
+      if ((await this.col.count({ user })) >= DASHBOARD_LIMITS.perUser) {
+        throw new AppError("too_many_dashboards", `at most ${DASHBOARD_LIMITS.perUser} dashboards per account`);
+      }
+      try {
+        await this.col.insertOne(doc);
+      } catch (err) {
+        if (err instanceof DuplicateKeyError) throw new AppError("dashboard_exists", `a dashboard "${dashId}" already exists`);
+        throw err;
+      }
+    });
+    if (!(await this.repos.accountStillExists(user))) {
+      // The account was deleted meanwhile: not kept for an account re-created with the name. (Another account's
+      // dashboards path answers the same 404.)
+      await this.col.deleteOne({ _id: doc._id });
+      throw new AppError("dashboard_not_found");
     }
     return view(doc);
   }
 
   async replace(user: string, id: string, name: string, widgets: Widget[]): Promise<Dashboard> {
-    const n = await this.col.updateOne({ _id: `${user}/${id}` }, { $set: { name, widgetsJson: JSON.stringify(widgets), updatedTs: Date.now() } });
-    if (n === 0) throw new AppError("dashboard_not_found");
-    return this.get(user, id);
+    // The document as this write left it: read again afterwards, it could be another write's (or gone: a 404 after
+    // a replace that happened).
+    const d = await this.col.findOneAndUpdate({ _id: `${user}/${id}` }, { $set: { name, widgetsJson: JSON.stringify(widgets), updatedTs: Date.now() } });
+    if (!d) throw new AppError("dashboard_not_found");
+    return view(d);
   }
 
   async delete(user: string, id: string): Promise<void> {

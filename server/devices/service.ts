@@ -97,6 +97,11 @@ export class DevicesService {
       if (err instanceof DuplicateKeyError) throw new AppError("device_exists", `device "${d.id}" already exists`);
       throw err;
     }
+    if (!(await this.repos.accountStillExists(user))) {
+      // The account was deleted meanwhile: a device (and credentials) left for an account re-created with the name.
+      await this.repos.deleteDevice(user, d.id);
+      throw new AppError("user_not_found");
+    }
     return doc;
   }
 

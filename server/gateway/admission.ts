@@ -4,6 +4,7 @@ import { Repositories } from "../store/repos.js";
 import type { CredentialHasher } from "../auth/passwords.js";
 import { SlotPool, WindowLimiter } from "../auth/limiter.js";
 import { addressKey } from "../auth/address.js";
+import type { Admitting, Hub } from "./hub.js";
 
 /** Failed device authentications allowed per address (IPv6: per /64) per minute. */
 export const DEVICE_AUTH_FAILURES_PER_MINUTE = 20;
@@ -110,6 +111,23 @@ export class DeviceAdmission {
     if (doc && this.credentials.verify(credentials, doc.credentialsHash) && owner && owner.enabled !== false) return true;
     this.logger.info({ user, device, ip }, "device authentication failed");
     return false;
+  }
+
+  /**
+   * {@link verify}, watching for kicks of the device from before the store is read (see {@link Admitting}): the
+   * watch is returned when the credentials are good (the caller looks at it right before it registers the session,
+   * then ends it), undefined otherwise.
+   */
+  async verifyAdmitting(hub: Pick<Hub, "admitting">, user: string, device: string, credentials: string, ip: string): Promise<Admitting | undefined> {
+    const watch = hub.admitting(user, device);
+    try {
+      if (await this.verify(user, device, credentials, ip)) return watch;
+    } catch (err) {
+      watch.done();
+      throw err;
+    }
+    watch.done();
+    return undefined;
   }
 
   /**

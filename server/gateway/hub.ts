@@ -42,6 +42,18 @@ export interface SessionInfo {
 }
 
 /**
+ * A device being admitted on this process (credentials checked, session not yet registered): a kick of the
+ * device meanwhile (credentials changed, device deleted, account disabled…) is recorded here, because there was no
+ * session yet for it to close. The listener closes the new session the same way instead of registering it.
+ */
+export interface Admitting {
+  /** The first kick of the device since {@link Hub.admitting}, if any. */
+  readonly closedWith: { code: number; reason: string } | undefined;
+  /** Stops watching (idempotent): the session registered, or the attempt ended. */
+  done(): void;
+}
+
+/**
  * Live device sessions of this process, keyed `user/device`, whatever protocol each device speaks (the hub
  * only sees {@link DeviceSession}). One session per device: registering a second
  * replaces (and closes) the first, and the first one's late close never unregisters its successor.
@@ -52,6 +64,8 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   private readonly perUser = new Map<string, Set<string>>();
   /** Stats of each device's last ended session, so offline devices still report their counters. */
   private readonly lastStats = new Map<string, SessionStats>();
+  /** Devices being admitted, per key (see {@link Admitting}); empty keys are removed. */
+  private readonly admissions = new Map<string, Set<{ closedWith: { code: number; reason: string } | undefined }>>();
   private sweepTimer: TimerHandle | undefined;
   /**
    * `remote`: cluster mode, where calls for devices held by other nodes go (server/cluster/remote.ts).
@@ -74,6 +88,29 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
 
   get(user: string, device: string): DeviceSession | undefined {
     return this.sessions.get(`${user}/${device}`);
+  }
+
+  /**
+   * Watches for kicks of the device while a new session of it is admitted: take it before the credential check
+   * reads the store, look at it right before {@link register}. A kick that came in between was asked after a
+   * change the check may not have seen (the store is written before the kick).
+   */
+  admitting(user: string, device: string): Admitting {
+    const key = `${user}/${device}`;
+    const entry: { closedWith: { code: number; reason: string } | undefined } = { closedWith: undefined };
+    let set = this.admissions.get(key);
+    if (!set) this.admissions.set(key, (set = new Set()));
+    set.add(entry);
+    return {
+      get closedWith() {
+        return entry.closedWith;
+      },
+      done: () => {
+        const current = this.admissions.get(key);
+        if (!current?.delete(entry)) return;
+        if (current.size === 0) this.admissions.delete(key);
+      },
+    };
   }
 
   register(session: DeviceSession): void {
@@ -144,8 +181,18 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
 
   /** Closes the device's session wherever it is: here, or (cluster mode) on the node holding it. */
   kick(user: string, device: string, code: number, reason: string): void {
-    this.closeSession(user, device, code, reason);
+    this.kickHere(user, device, code, reason);
     this.remote?.kick(user, device, code, reason);
+  }
+
+  /**
+   * A kick's share on this node: closes the device's session here and a session of it being admitted here (see
+   * {@link Admitting}). Kicks follow a change of the device or account (credentials, deletion, disable); a plain
+   * {@link closeSession} (closed by its user, replaced by a newer session elsewhere) leaves admissions alone.
+   */
+  kickHere(user: string, device: string, code: number, reason: string): void {
+    for (const a of this.admissions.get(`${user}/${device}`) ?? []) a.closedWith ??= { code, reason };
+    this.closeSession(user, device, code, reason);
   }
 
   /** Closes every session (shutdown): pending calls fail with device_disconnected. */

@@ -9,7 +9,7 @@ import { clientAddress, type TrustProxy } from "../auth/address.js";
 import { type AdmissionHold, type DeviceAdmission, isRefusal } from "./admission.js";
 import { CLOSE, parseConnect, type WsErrorCode } from "./protocol.js";
 import { CLOSE_GRACE_MS, type DeviceRequestHandler, JsonSession } from "./session.js";
-import type { Hub } from "./hub.js";
+import type { Admitting, Hub } from "./hub.js";
 import { systemTimers, type Timers } from "../timers.js";
 
 export const CONNECT_PATH = "/v1/connect";
@@ -101,17 +101,24 @@ export class Gateway {
         closeWith(ws, CLOSE.badConnect, "invalid_request", frame, timers);
         return;
       }
-      this.admission.verify(frame.user, frame.device, frame.credentials, ip).then(
-        (ok) => {
-          if (done) return;
-          if (!ok) {
+      this.admission.verifyAdmitting(this.hub, frame.user, frame.device, frame.credentials, ip).then(
+        (admitting) => {
+          if (done) {
+            admitting?.done();
+            return;
+          }
+          if (!admitting) {
             hold.failed();
             finish();
             closeWith(ws, CLOSE.unauthorized, "unauthorized", "invalid device credentials", timers);
             return;
           }
           finish();
-          this.accept(ws, frame.user, frame.device, ip, Buffer.byteLength(rawToString(data)));
+          try {
+            this.accept(ws, frame.user, frame.device, ip, Buffer.byteLength(rawToString(data)), admitting);
+          } finally {
+            admitting.done();
+          }
         },
         (err: unknown) => {
           if (!finish()) return;
@@ -122,7 +129,7 @@ export class Gateway {
     });
   }
 
-  private accept(ws: WebSocket, user: string, device: string, ip: string, connectBytes: number): void {
+  private accept(ws: WebSocket, user: string, device: string, ip: string, connectBytes: number, admitting: Admitting): void {
     if (ws.readyState !== ws.OPEN) return;
     const session = new JsonSession(user, device, ws, ip, {
       maxInflight: this.options.limits.maxInflightPerDevice,
@@ -145,6 +152,13 @@ export class Gateway {
       this.hub.unregister(session);
       this.admission.touch(session.key);
     });
+    // Closed while its credentials were checked (changed, device deleted, account disabled): closed as the session
+    // it would have been, not registered with what the check read before the change.
+    const closed = admitting.closedWith;
+    if (closed) {
+      session.close(closed.code, closed.reason);
+      return;
+    }
     this.hub.register(session);
     session.send(JSON.stringify({
       type: "connected", user, device, keepalive: Math.round(this.options.limits.pingIntervalMs / 1000), server_time: Date.now(),

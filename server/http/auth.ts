@@ -36,7 +36,8 @@ function unauthorized(message: string, challenge = `${CHALLENGE}, error="invalid
 export function requireAuth(authenticator: Authenticator, limiter: WindowLimiter) {
   return async function auth(ctx: Context, next: Next): Promise<void> {
     const token = extractToken(ctx);
-    admit(ctx, token, await authenticator.authenticate(token), limiter);
+    const version = authenticator.cache.version;
+    admit(ctx, token, await authenticator.authenticate(token), limiter, version);
     await next();
   };
 }
@@ -48,11 +49,12 @@ export function requireAuth(authenticator: Authenticator, limiter: WindowLimiter
 export function authenticateRequest(ctx: Context, authenticator: Authenticator, limiter: WindowLimiter): Promise<void> | undefined {
   const token = extractToken(ctx);
   const known = authenticator.known(token);
+  const version = authenticator.cache.version;
   if (known !== undefined) {
-    admit(ctx, token, known, limiter);
+    admit(ctx, token, known, limiter, version);
     return undefined;
   }
-  return authenticator.authenticate(token).then((principal) => admit(ctx, token, principal, limiter));
+  return authenticator.authenticate(token).then((principal) => admit(ctx, token, principal, limiter, version));
 }
 
 /**
@@ -70,14 +72,18 @@ function tokenLimitKey(principal: Principal): string {
   return key;
 }
 
-/** The per-token rate limit, then the principal and token for the routes. */
-function admit(ctx: Context, token: string, principal: Principal, limiter: WindowLimiter): void {
+/**
+ * The per-token rate limit, then the principal and token for the routes, and the revocation-cache version read
+ * before the token was checked (`authVersion`: a stream opened later re-checks at once if it changed since).
+ */
+function admit(ctx: Context, token: string, principal: Principal, limiter: WindowLimiter, version: number): void {
   const limit = limiter.hit(tokenLimitKey(principal));
   if (!limit.allowed) {
     throw new AppError("too_many_requests", "rate limit exceeded for this token", { headers: { "Retry-After": String(limit.retryAfterS) } });
   }
   ctx.state.principal = principal;
   ctx.state.token = token;
+  ctx.state.authVersion = version;
 }
 
 export function principalOf(ctx: Context): Principal {

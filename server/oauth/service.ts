@@ -136,6 +136,18 @@ export class OAuthService {
     if (this.passwords.needsRehash(user.passwordHash)) await this.rehash(user, password);
     const family = randomUUID();
     await this.repos.families.insertOne({ _id: family, user: user.username, createdAt: this.clock.now(), revoked: false, revokedReason: null });
+    // The account as it is now that the family exists: a password change, a disable or a deletion that landed while
+    // the password was checked revoked the families it found, and this one was not among them. Every such change
+    // writes the account before it revokes, so either it is seen here or it revokes this family too.
+    const current = await this.repos.users.findOne({ _id: user.username });
+    if (!current || current.createdAt !== user.createdAt || current.passwordChangedAt !== user.passwordChangedAt || current.enabled === false) {
+      await this.revokeFamily(family, "account changed during sign-in");
+      await this.repos.families.deleteOne({ _id: family });
+      this.logger.info({ event: "login_superseded", user: user.username, ip }, "password grant refused: the account changed while it was checked");
+      throw current?.enabled === false && current.passwordChangedAt === user.passwordChangedAt
+        ? new AppError("invalid_grant", "this account is disabled")
+        : invalidCredentials();
+    }
     await this.capSessions(user.username, family);
     return this.issue(user.username, family);
   }
@@ -235,11 +247,20 @@ export class OAuthService {
     await this.repos.users.updateOne({ _id: user, loginFailStart: start }, { $inc: { loginFailCount: -1 } }).catch(() => 0);
   }
 
-  /** Keeps at most `maxSessions` live refresh families per user: the oldest beyond it are revoked. */
+  /**
+   * Keeps at most `maxSessions` live refresh families per user: the oldest beyond it are revoked. A sign-in revokes
+   * only families older than its own (creation time, then id): parallel sign-ins see each other's new families,
+   * and each revoking the oldest but itself made them revoke each other (two at once under a cap of 1 left none).
+   */
   private async capSessions(user: string, newest: string): Promise<void> {
     const live = await this.repos.families.find({ user, revoked: false }, { sort: { createdAt: 1 } });
     const excess = live.length - this.maxSessions;
-    for (const f of live.filter((x) => x._id !== newest).slice(0, Math.max(0, excess))) {
+    const mine = live.find((x) => x._id === newest);
+    // Already revoked by a newer sign-in, which keeps the count.
+    if (excess <= 0 || !mine) return;
+    const older = live.filter((x) => x.createdAt < mine.createdAt || (x.createdAt === mine.createdAt && x._id < mine._id))
+      .sort((x, y) => x.createdAt - y.createdAt || (x._id < y._id ? -1 : 1));
+    for (const f of older.slice(0, excess)) {
       await this.revokeFamily(f._id, "session limit");
       // A missing family is as revoked as a revoked one: do not keep a record per sign-in beyond the cap.
       await this.repos.families.deleteOne({ _id: f._id });
@@ -314,8 +335,9 @@ export class OAuthService {
 
   private async rehash(user: UserDoc, password: string): Promise<void> {
     const passwordHash = await this.passwords.hash(password);
-    await this.repos.users.updateOne({ _id: user._id }, { $set: { passwordHash } });
-    this.cache.invalidate(cacheKey.user(user.username));
+    // Only over the hash that was checked: a password changed meanwhile must not be put back to the old one.
+    const n = await this.repos.users.updateOne({ _id: user._id, passwordHash: user.passwordHash }, { $set: { passwordHash } });
+    if (n > 0) this.cache.invalidate(cacheKey.user(user.username));
   }
 
   private rememberClient(user: string, ip: string): void {

@@ -26,6 +26,12 @@ export function propertyFrame(p: Property, id?: number, deleted = false): string
  */
 export class DevicePropertyLink {
   private readonly unhook: Array<() => void> = [];
+  /**
+   * Per session, the `updated_ts` of the newest value of each property pushed to it. The push on connect reads the
+   * store first: a change pushed meanwhile must not be followed by the older value read before it (the device keeps
+   * the last frame it got), so a push older than what the session has is dropped.
+   */
+  private readonly pushed = new WeakMap<PropertySink, Map<string, number>>();
 
   constructor(
     private readonly service: PropertiesService,
@@ -60,7 +66,11 @@ export class DevicePropertyLink {
       const cluster = this.cluster;
       const onNotify = (user: string, device: string, kind: string, payload: unknown) => {
         if (kind !== "property" || typeof payload !== "string") return;
-        this.jsonSession(user, device)?.send(payload);
+        const session = this.jsonSession(user, device);
+        if (!session) return;
+        const f = parseChange(payload);
+        if (f) this.push(session, f.name, f.updated_ts, payload);
+        else session.send(payload);
       };
       cluster.on("notify", onNotify);
       this.unhook.push(() => cluster.off("notify", onNotify));
@@ -75,7 +85,7 @@ export class DevicePropertyLink {
   pushAll(session: PropertySink): void {
     this.service.list(session.user, session.device).then(
       (props) => {
-        for (const p of props) session.send(propertyFrame(p));
+        for (const p of props) this.push(session, p.property, p.updated_ts, propertyFrame(p));
       },
       (err: unknown) => this.logger.warn({ err, user: session.user, device: session.device }, "property push on connect failed"),
     );
@@ -86,8 +96,18 @@ export class DevicePropertyLink {
     if (c.origin === "device") return;
     const text = propertyFrame(c, undefined, c.deleted);
     const session = this.jsonSession(c.user, c.device);
-    if (session) session.send(text);
+    if (session) this.push(session, c.property, c.updated_ts, text);
     else if (!this.hub.get(c.user, c.device)) this.cluster?.notify(c.user, c.device, "property", text);
+  }
+
+  /** Sends a property frame unless the session was pushed a newer value of that property already. */
+  private push(session: PropertySink, name: string, updatedTs: number, text: string): void {
+    let seen = this.pushed.get(session);
+    if (!seen) this.pushed.set(session, (seen = new Map()));
+    const last = seen.get(name);
+    if (last !== undefined && last > updatedTs) return;
+    seen.set(name, updatedTs);
+    session.send(text);
   }
 
   /** A `property_get` / `property_set` frame from a JSON-protocol device. Answers carry the request's `id`. */
@@ -113,5 +133,15 @@ export class DevicePropertyLink {
     op.then((p) => {
       if (id !== undefined) session.send(propertyFrame(p, id));
     }, fail);
+  }
+}
+
+/** The name and time of a change pushed from another node (a {@link propertyFrame} without `id`). */
+function parseChange(text: string): { name: string; updated_ts: number } | undefined {
+  try {
+    const f = JSON.parse(text) as { name?: unknown; updated_ts?: unknown };
+    return typeof f.name === "string" && typeof f.updated_ts === "number" ? { name: f.name, updated_ts: f.updated_ts } : undefined;
+  } catch {
+    return undefined;
   }
 }

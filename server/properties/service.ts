@@ -4,6 +4,7 @@ import { isResourceName } from "../gateway/protocol.js";
 import { jsonDepth } from "../json.js";
 import { DuplicateKeyError } from "../store/types.js";
 import { type PropertyDoc, Repositories } from "../store/repos.js";
+import { KeyedSerial } from "../serial.js";
 
 /** Bounds on device properties (README "Limits", docs/protocol.md). */
 export const PROPERTY_LIMITS = Object.freeze({
@@ -43,6 +44,9 @@ export interface PropertyEvents {
  * edits to JSON sessions (server/properties/device.ts; the Thinger protocols have no push, their devices read).
  */
 export class PropertiesService extends EventEmitter<PropertyEvents> {
+  /** New properties of one device are created one at a time here: a parallel burst cannot pass the count together. */
+  private readonly creations = new KeyedSerial();
+
   constructor(private readonly repos: Repositories, private readonly limits = PROPERTY_LIMITS) {
     super();
     this.setMaxListeners(0);
@@ -84,16 +88,26 @@ export class PropertiesService extends EventEmitter<PropertyEvents> {
     const _id = key(user, device, property);
     const n = await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
     if (n === 0) {
-      if ((await this.repos.properties.count({ deviceKey: Repositories.deviceKey(user, device) })) >= this.limits.maxPerDevice) {
-        throw new AppError("too_many_properties", `at most ${this.limits.maxPerDevice} properties per device`);
-      }
-      const doc: PropertyDoc = { _id, deviceKey: Repositories.deviceKey(user, device), user, device, property, valueJson, updatedTs };
-      try {
-        await this.repos.properties.insertOne(doc);
-      } catch (err) {
-        // A concurrent first write of the same property: ours is the later one.
-        if (!(err instanceof DuplicateKeyError)) throw err;
-        await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
+      const deviceKey = Repositories.deviceKey(user, device);
+      await this.creations.run(deviceKey, async () => {
+        // Created meanwhile by a parallel first write of the same property: this one replaces it.
+        if ((await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } })) > 0) return;
+        if ((await this.repos.properties.count({ deviceKey })) >= this.limits.maxPerDevice) {
+          throw new AppError("too_many_properties", `at most ${this.limits.maxPerDevice} properties per device`);
+        }
+        const doc: PropertyDoc = { _id, deviceKey, user, device, property, valueJson, updatedTs };
+        try {
+          await this.repos.properties.insertOne(doc);
+        } catch (err) {
+          // A concurrent first write of the same property: ours is the later one.
+          if (!(err instanceof DuplicateKeyError)) throw err;
+          await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
+        }
+      });
+      if (!(await this.repos.deviceStillExists(user, device))) {
+        // Deleted while the property was created: not kept for a device re-created with the id.
+        await this.repos.properties.deleteOne({ _id });
+        throw new AppError("device_not_found");
       }
     }
     const p: Property = { property, value: JSON.parse(valueJson) as unknown, updated_ts: updatedTs };

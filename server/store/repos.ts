@@ -228,6 +228,24 @@ export class Repositories {
     return { tokens, families };
   }
 
+  /**
+   * Whether the device is registered, asked by a writer right after it added something the device owns (a token, a
+   * property, a queued call): {@link deleteDevice} removes the device before what it owns, so either this sees the
+   * deletion (the writer takes its write back) or the deletion's cascade runs after the write and removes it. Checked
+   * only before the write, a deletion in between left the write behind, for a device re-created with the id to find.
+   */
+  async deviceStillExists(user: string, device: string): Promise<boolean> {
+    return (await this.devices.count({ _id: Repositories.deviceKey(user, device) })) > 0;
+  }
+
+  /**
+   * The same for what an account owns directly (devices, user tokens, dashboards): an account's deletion removes the
+   * user first, then what it owns (server/users/account.ts).
+   */
+  async accountStillExists(user: string): Promise<boolean> {
+    return (await this.users.count({ _id: user })) > 0;
+  }
+
   /** Deletes a device with its tokens, properties and queued calls. */
   async deleteDevice(user: string, device: string): Promise<boolean> {
     const n = await this.devices.deleteOne({ _id: Repositories.deviceKey(user, device) });

@@ -12,6 +12,11 @@ export interface StreamRequest {
   principal: Principal;
   /** The bearer token as presented: re-authenticated on every revocation and heartbeat. */
   token: string;
+  /**
+   * The revocation-cache version read before the token was checked: a revocation since (while the route awaited
+   * the store or a device) was told to the streams open then, not to this one, which re-checks when it opens.
+   */
+  authVersion: number | undefined;
   /** `Last-Event-ID` header ("" when absent). */
   lastEventId: string;
   requestId: string | undefined;
@@ -25,7 +30,7 @@ export function streamRequest(ctx: Context): StreamRequest {
   const token = ctx.state.token as string | undefined;
   if (!principal || token === undefined) throw new Error("stream opened without requireAuth");
   return {
-    principal, token, lastEventId: ctx.get("Last-Event-ID"), requestId: ctx.state.requestId as string | undefined,
+    principal, token, authVersion: ctx.state.authVersion as number | undefined, lastEventId: ctx.get("Last-Event-ID"), requestId: ctx.state.requestId as string | undefined,
     open: (options) => new SseConnection(ctx, options),
   };
 }

@@ -89,6 +89,10 @@ export class StreamRegistry {
       this.deps.onClosed?.({ kind, user, reason });
     });
     this.deps.onOpened?.({ kind, user });
+    // A revocation between the token's check and now found no stream to end: check again at once.
+    if (req.authVersion !== this.deps.authenticator.cache.version) {
+      s.recheck().catch((err: unknown) => logger.error({ err }, "stream token re-check failed"));
+    }
     return s;
   }
 

@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { Limits, ThingerListenConfig } from "../config.js";
 import type { Logger } from "../log.js";
-import type { Hub } from "../gateway/hub.js";
+import type { Admitting, Hub } from "../gateway/hub.js";
 import { type AdmissionHold, type DeviceAdmission, isRefusal } from "../gateway/admission.js";
 import { admitUpgrade } from "../gateway/upgrade.js";
 import type { TrustProxy } from "../auth/address.js";
@@ -187,14 +187,17 @@ export class ThingerGateway {
           state = "checking";
           this.authenticate(link, frame, ip).then(
             (result) => {
-              if (state !== "checking") return;
+              if (state !== "checking") {
+                if (result.ok) result.admitting.done();
+                return;
+              }
               if (!result.ok) return fail(true, result.answer);
               timers.clearTimeout(deadline);
               release();
               state = "session";
               session = result.open();
               session.rxBytes = rxBeforeSession;
-              this.start(session);
+              this.start(session, result.admitting);
             },
             (err: unknown) => {
               this.logger.error({ err }, "device lookup failed");
@@ -216,7 +219,7 @@ export class ThingerGateway {
 
   private async authenticate(link: DeviceLink, frame: Frame, ip: string): Promise<
     /** `open()` answers the device and makes its session (only while the connection is still waiting for it). */
-    { ok: true; open: () => ThingerSession } | { ok: false; answer?: Uint8Array }
+    { ok: true; open: () => ThingerSession; admitting: Admitting } | { ok: false; answer?: Uint8Array }
   > {
     const sessionOptions = {
       limits: { maxInflight: this.options.limits.maxInflightPerDevice, maxBufferedBytes: this.options.limits.maxDeviceBufferedBytes },
@@ -235,10 +238,12 @@ export class ThingerGateway {
         creds = undefined;
       }
       if (!creds) return { ok: false, answer: refuse };
-      if (!(await this.admission.verify(creds.user, creds.device, creds.credentials, ip))) return { ok: false, answer: refuse };
+      const admitting = await this.admission.verifyAdmitting(this.hub, creds.user, creds.device, creds.credentials, ip);
+      if (!admitting) return { ok: false, answer: refuse };
       const { user, device } = creds;
       return {
         ok: true,
+        admitting,
         open: () => {
           const ok = encodeLegacyMessage({ flag: LEGACY_FLAG.REQUEST_OK });
           link.write(ok);
@@ -264,13 +269,15 @@ export class ThingerGateway {
         return { ok: false, ...(dialect !== undefined ? { answer: encodeIotmpMessage({ type: IOTMP_TYPE.ERROR, ...(streamId ? { streamId } : {}) }, dialect) } : {}) };
       }
       const idField = streamId ? { streamId } : {};
-      if (!(await this.admission.verify(creds.user, creds.device, creds.credentials, ip))) {
+      const admitting = await this.admission.verifyAdmitting(this.hub, creds.user, creds.device, creds.credentials, ip);
+      if (!admitting) {
         return { ok: false, answer: encodeIotmpMessage({ type: IOTMP_TYPE.ERROR, ...idField }, dialect) };
       }
       const { user, device } = creds;
       const d = dialect;
       return {
         ok: true,
+        admitting,
         open: () => {
           const ok = encodeIotmpMessage({ type: IOTMP_TYPE.OK, ...idField }, d);
           link.write(ok);
@@ -283,10 +290,19 @@ export class ThingerGateway {
     return { ok: false };
   }
 
-  /** Learns the resources, then goes online (replacing any other session of the device, on any protocol). */
-  private start(session: ThingerSession): void {
+  /**
+   * Learns the resources, then goes online (replacing any other session of the device, on any protocol) unless the
+   * device's sessions were closed since its credentials were checked (`admitting`): then it is closed the same way.
+   */
+  private start(session: ThingerSession, admitting: Admitting): void {
     const online = () => {
+      const closed = admitting.closedWith;
+      admitting.done();
       if (session.isClosed) return;
+      if (closed) {
+        session.close(closed.code, closed.reason);
+        return;
+      }
       this.hub.register(session);
       this.admission.touch(session.key);
     };

@@ -1,4 +1,5 @@
 import type { Router, RouterMiddleware } from "@koa/router";
+import type { Context } from "koa";
 import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize, requireSession } from "../http/authorize.js";
@@ -10,6 +11,27 @@ import { sendList } from "../http/list.js";
 
 const TOKEN_ID_RE = /^[a-f0-9]{32}$/;
 const noToken = () => new AppError("token_not_found");
+
+/**
+ * Takes a token just made back (`remove`) and answers 401 when the session that made it was revoked meanwhile
+ * (sign-out, a password change with `revoke_tokens`, a disable): a revocation that ran before the token existed
+ * did not remove it, and a token must not outlive a revocation of everything its maker held. Only re-checked
+ * when some revocation happened since the request's token was checked.
+ */
+async function keptByLiveSession(s: Services, ctx: Context, remove: () => Promise<void>): Promise<void> {
+  if (ctx.state.authVersion === s.authenticator.cache.version) return;
+  try {
+    await s.authenticator.authenticate(ctx.state.token as string);
+  } catch (err) {
+    if (err instanceof AppError && err.status === 401) {
+      // Gone already (the revocation's own delete came later): fine.
+      await remove().catch((e: unknown) => {
+        if (!(e instanceof AppError && e.code === "token_not_found")) throw e;
+      });
+    }
+    throw err;
+  }
+}
 
 export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   const tokenOf = (v: string | undefined) => param(v, TOKEN_ID_RE, noToken());
@@ -35,7 +57,9 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const resources = body.token_resources === undefined || body.token_resources === null ? null : parseResources(body.token_resources, "token_resources");
     const exp = body.token_expiration === undefined || body.token_expiration === null ? null : s.tokens.expiration(body.token_expiration, "token_expiration");
     await s.devices.get(user, device);
-    ctx.body = await s.tokens.createDeviceToken(user, device, { name, resources, exp });
+    const made = await s.tokens.createDeviceToken(user, device, { name, resources, exp });
+    await keptByLiveSession(s, ctx, () => s.tokens.deleteDeviceToken(user, device, made.id));
+    ctx.body = made;
   });
 
   router.delete("/v1/users/:user/devices/:device/tokens/:id", requireAuth, async (ctx) => {
@@ -62,9 +86,11 @@ export function tokenRoutes(router: Router, s: Services, requireAuth: RouterMidd
     const name = parseName(body.name, "name");
     if (body.enabled !== undefined && typeof body.enabled !== "boolean") throw new AppError("invalid_request", '"enabled" must be a boolean');
     const exp = body.expiration === undefined || body.expiration === null ? null : s.tokens.expiration(body.expiration, "expiration");
-    ctx.body = await s.tokens.createUserToken(user, {
+    const made = await s.tokens.createUserToken(user, {
       name, enabled: body.enabled ?? true, exp, allow: parsePermissions(body.allow, "allow"), deny: parsePermissions(body.deny, "deny"),
     });
+    await keptByLiveSession(s, ctx, () => s.tokens.deleteUserToken(user, made.id));
+    ctx.body = made;
   });
 
   router.get("/v1/users/:user/tokens/:id", requireAuth, async (ctx) => {

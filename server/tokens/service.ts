@@ -112,6 +112,12 @@ export class TokensService {
     };
     await this.repos.deviceTokens.insertOne(doc);
     this.cache.invalidate(cacheKey.deviceToken(doc._id));
+    if (!(await this.repos.deviceStillExists(user, device))) {
+      // Deleted while the token was made: its tokens are gone, and this one must not wait for a device of that id.
+      await this.repos.deviceTokens.deleteOne({ _id: doc._id });
+      this.cache.invalidate(cacheKey.deviceToken(doc._id));
+      throw new AppError("device_not_found");
+    }
     return this.deviceView(doc);
   }
 
@@ -152,6 +158,12 @@ export class TokensService {
     };
     await this.repos.userTokens.insertOne(doc);
     this.cache.invalidate(cacheKey.userToken(doc._id));
+    if (!(await this.repos.accountStillExists(user))) {
+      // The account was deleted meanwhile: a token left behind would work for an account re-created with the name.
+      await this.repos.userTokens.deleteOne({ _id: doc._id });
+      this.cache.invalidate(cacheKey.userToken(doc._id));
+      throw new AppError("user_not_found");
+    }
     return this.userView(doc);
   }
 

@@ -11,6 +11,8 @@ import { api, login, newAccount, newDevice } from "../helpers/api.js";
 import { natsAvailable, startNats, type NatsServer } from "../helpers/nats.js";
 import { once } from "../helpers/wait.js";
 import { sse } from "../helpers/sse.js";
+import { RawDevice } from "../helpers/rawdevice.js";
+import { runAfter } from "../helpers/interleave.js";
 
 /**
  * Cluster mode over a real nats-server (Debian package). The three nodes run in this process and share one
@@ -192,6 +194,40 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
     expect(r.status).to.equal(400);
     expect(r.body.error.code).to.equal("device_connected");
     expect((await api(C.url, "GET", v2("temperature"), { token })).body).to.deep.equal({ out: 21.5 });
+  });
+
+  it("new credentials set on A while B checks the old ones: B closes the new session 4001 instead of keeping it", async () => {
+    await newDevice(A.url, token, "alice", "racer", "old-s3cret");
+    // B has read the device (old credentials) when A stores the new ones and kicks; B goes on once it got the kick.
+    const hubB = B.relay.services.hub;
+    const kickHere = hubB.kickHere;
+    let kickedOnB!: () => void;
+    const kicked = new Promise<void>((resolve, reject) => {
+      kickedOnB = resolve;
+      setTimeout(() => reject(new Error("B never heard A's kick")), 5_000).unref();
+    });
+    hubB.kickHere = function (this: typeof hubB, ...args: Parameters<typeof kickHere>) {
+      kickHere.apply(this, args);
+      if (args[1] === "racer") kickedOnB();
+    };
+    const change = runAfter(B.relay.services.repos.devices, "findOne", async () => {
+      const r = await api(A.url, "PUT", "/v1/users/alice/devices/racer", { token, json: { device_credentials: "n3w-s3cret" } });
+      await kicked;
+      return r;
+    }, (q: { _id?: string }) => q._id === "alice/racer");
+    let refused;
+    try {
+      refused = await RawDevice.connect({ wsUrl: B.wsUrl, user: "alice", device: "racer", credentials: "old-s3cret" }).then(
+        () => ({ close: undefined }),
+        (e: { close?: { code: number; reason: string } }) => e,
+      );
+    } finally {
+      change.restore();
+      hubB.kickHere = kickHere;
+    }
+    expect(change.ran().status).to.equal(200);
+    expect(refused.close).to.deep.equal({ code: 4001, reason: "credentials changed" });
+    expect(B.relay.services.hub.get("alice", "racer")).to.equal(undefined);
   });
 
   it("node A dies under load: no call hangs, and its device comes back on B", async () => {

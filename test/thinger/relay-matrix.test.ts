@@ -343,6 +343,31 @@ for (const { protocol, transport } of VARIANTS) {
         await api(srv.url, "PUT", "/v1/users/alice/devices/dev1", { token, json: { device_credentials: "s3cret" } });
       });
 
+      it("new credentials set while the device's old ones are checked: closed before it goes online", async () => {
+        await newDevice(srv.url, token, "alice", "racer", "old-s3cret");
+        const devs = srv.relay.services.repos.devices;
+        const findOne = devs.findOne;
+        let changed: { status: number } | undefined;
+        // The check has read the device (old credentials) when the change runs to its end, before the session registers.
+        devs.findOne = async function (this: typeof devs, ...args: Parameters<typeof findOne>) {
+          if (args[0]._id !== "alice/racer") return findOne.apply(this, args);
+          devs.findOne = findOne;
+          const before = await findOne.apply(this, args);
+          changed = await api(srv.url, "PUT", "/v1/users/alice/devices/racer", { token, json: { device_credentials: "n3w-s3cret" } });
+          return before;
+        };
+        try {
+          const d = device({ device: "racer", credentials: "old-s3cret" });
+          const online = once(srv.relay.services.hub, "online").then(() => "online");
+          await d.connect();
+          expect(await Promise.race([d.closed.then(() => "closed"), online])).to.equal("closed");
+          expect(changed!.status).to.equal(200);
+          expect(srv.relay.services.hub.get("alice", "racer")).to.equal(undefined);
+        } finally {
+          devs.findOne = findOne;
+        }
+      });
+
       it("deleting the device (force) closes its session", async () => {
         await newDevice(srv.url, token, "alice", "doomed", "d00m");
         const d = await online(device({ device: "doomed", credentials: "d00m" }));
