@@ -135,6 +135,18 @@ describe("resource kinds: 405 on the wrong method, and a resource's /api", () =>
       expect(r.headers.get("allow")).to.equal("GET, POST");
     });
 
+    it("OPTIONS and a 405 list the methods a path has: an /api GET, a resource GET and POST (never HEAD)", async () => {
+      const allow = async (method: string, path: string) => {
+        const r = await fetch(srv.url + v2(path), { method, headers: { Authorization: `Bearer ${token}` } });
+        return [r.status, r.headers.get("allow")];
+      };
+      expect(await allow("OPTIONS", "api")).to.deep.equal([200, "GET"]);
+      expect(await allow("OPTIONS", "temperature/api")).to.deep.equal([200, "GET"]);
+      expect(await allow("OPTIONS", "temperature")).to.deep.equal([200, "GET, POST"]);
+      expect(await allow("PUT", "api")).to.deep.equal([405, "GET"]);
+      expect(await allow("DELETE", "temperature")).to.deep.equal([405, "GET, POST"]);
+    });
+
     it("unknown resource, undescribed device, offline device, unknown device: 404 with distinct codes", async () => {
       let r = await api(srv.url, "GET", v2("nope/api"), { token });
       expect(r.status).to.equal(404);
