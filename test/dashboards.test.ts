@@ -115,6 +115,7 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
       [{ name: "ok", id: "x".repeat(33) }, /"id"/],
       [{ name: "ok", extra: 1 }, /unknown field/],
       [{ name: "ok", widgets: {} }, /"widgets" must be an array/],
+      [{ name: "ok", widgets: null }, /"widgets" must be an array/],
       [{ name: "ok", widgets: Array.from({ length: 65 }, () => widget()) }, /more than 64 widgets/],
       [{ name: "ok", widgets: [1] }, /"widgets\[0\]" must be an object/],
       [{ name: "ok", widgets: [widget({ type: "pie" })] }, /"widgets\[0\]\.type" must be one of value, gauge, chart, switch, button, slider, text, json, map, status/],
@@ -153,6 +154,10 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     expect(moved.body.error.message).to.match(/"id" cannot change/);
     const badPut = await api(srv.url, "PUT", `${base}/keep`, { token: alice, json: { name: "Keep", widgets: [widget({ type: "pie" })] } });
     expect(badPut.status).to.equal(400);
+    const nullPut = await api(srv.url, "PUT", `${base}/keep`, { token: alice, json: { name: "Renamed", widgets: null } });
+    expect(nullPut.status).to.equal(400);
+    expect(nullPut.body.error).to.deep.equal({ code: "invalid_request", message: '"widgets" must be an array' });
+    expect((await api(srv.url, "GET", `${base}/keep`, { token: alice })).body.name).to.equal("Keep");
     expect((await api(srv.url, "GET", `${base}/keep`, { token: alice })).body.widgets).to.deep.equal([]);
     // An id that cannot exist is the same 404.
     expect((await api(srv.url, "GET", `${base}/bad%20id`, { token: alice })).body.error.code).to.equal("dashboard_not_found");

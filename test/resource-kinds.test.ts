@@ -113,6 +113,40 @@ describe("resource kinds: 405 on the wrong method, and a resource's /api", () =>
       expect(r.body.error.code).to.equal("method_not_allowed");
     });
 
+    it("POST on the device's /api answers 405 with Allow: GET, as a queued POST there does (it listed the resources)", async () => {
+      const r = await api(srv.url, "POST", v2("api"), { token, json: { in: true } });
+      expect(r.status).to.equal(405);
+      expect(r.headers.get("allow")).to.equal("GET");
+      expect(r.body.error).to.deep.equal({ code: "method_not_allowed", message: "a device's /api is read with GET" });
+      const queued = await api(srv.url, "POST", v2("api"), { token, headers: { Prefer: "respond-async" } });
+      expect(queued.status).to.equal(405);
+      expect(queued.headers.get("allow")).to.equal("GET");
+      expect((await api(srv.url, "GET", v2("api"), { token })).status).to.equal(200);
+    });
+
+    it("HEAD on an /api answers 405 with Allow: GET (a resource's own HEAD: Allow: GET, POST)", async () => {
+      for (const path of ["api", "temperature/api"]) {
+        const r = await fetch(srv.url + v2(path), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+        expect(r.status, path).to.equal(405);
+        expect(r.headers.get("allow"), path).to.equal("GET");
+      }
+      const r = await fetch(srv.url + v2("temperature"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+      expect(r.status).to.equal(405);
+      expect(r.headers.get("allow")).to.equal("GET, POST");
+    });
+
+    it("OPTIONS and a 405 list the methods a path has: an /api GET, a resource GET and POST (never HEAD)", async () => {
+      const allow = async (method: string, path: string) => {
+        const r = await fetch(srv.url + v2(path), { method, headers: { Authorization: `Bearer ${token}` } });
+        return [r.status, r.headers.get("allow")];
+      };
+      expect(await allow("OPTIONS", "api")).to.deep.equal([200, "GET"]);
+      expect(await allow("OPTIONS", "temperature/api")).to.deep.equal([200, "GET"]);
+      expect(await allow("OPTIONS", "temperature")).to.deep.equal([200, "GET, POST"]);
+      expect(await allow("PUT", "api")).to.deep.equal([405, "GET"]);
+      expect(await allow("DELETE", "temperature")).to.deep.equal([405, "GET, POST"]);
+    });
+
     it("unknown resource, undescribed device, offline device, unknown device: 404 with distinct codes", async () => {
       let r = await api(srv.url, "GET", v2("nope/api"), { token });
       expect(r.status).to.equal(404);

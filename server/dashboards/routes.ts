@@ -37,7 +37,8 @@ export function dashboardsRoutes(router: Router, s: Services, requireAuth: Route
     }
     authorize(ctx, user, "WriteDashboards", { device: id ?? "*" }, noDashboard);
     const name = parseName(body.name);
-    const widgets = parseWidgets(body.widgets ?? []);
+    // Absent is none; null is not an array (400), as the document says (schemathesis found null taken for []).
+    const widgets = body.widgets === undefined ? [] : parseWidgets(body.widgets);
     ctx.status = 201;
     ctx.body = await s.dashboards.create(user, id, name, widgets);
     ctx.set("Location", `/v1/users/${user}/dashboards/${(ctx.body as { id: string }).id}`);
@@ -56,7 +57,7 @@ export function dashboardsRoutes(router: Router, s: Services, requireAuth: Route
     authorize(ctx, user, "WriteDashboards", { device: id }, noDashboard);
     const body = objectBody(ctx, ["id", "name", "widgets"]);
     if (body.id !== undefined && body.id !== id) throw new AppError("invalid_request", '"id" cannot change (it is the one in the path)');
-    ctx.body = await s.dashboards.replace(user, id, parseName(body.name), parseWidgets(body.widgets ?? []));
+    ctx.body = await s.dashboards.replace(user, id, parseName(body.name), body.widgets === undefined ? [] : parseWidgets(body.widgets));
   });
 
   router.delete(`${base}/:id`, requireAuth, async (ctx) => {

@@ -20,9 +20,12 @@ export function requestLifecycle(logger: Logger) {
       // The router's allowedMethods() leaves 405/501 without a body (it has set `Allow`).
       if ((ctx.status === 405 || ctx.status === 501) && !ctx.body) {
         let allow = String(ctx.response.get("Allow") || "");
-        // The router lists HEAD wherever GET exists, but a HEAD on a device resource is refused (it would run it).
-        if (ctx.path.startsWith("/v2/")) allow = allow.split(/,\s*/).filter((m) => m !== "HEAD").join(", ");
+        if (ctx.path.startsWith("/v2/")) allow = relayAllow(ctx.path, allow);
         throw new AppError("method_not_allowed", undefined, { status: 405, headers: { Allow: allow } });
+      }
+      // OPTIONS (the router's answer) lists the methods a 405 there would (schemathesis: Allow header conformance).
+      if (ctx.method === "OPTIONS" && ctx.path.startsWith("/v2/") && ctx.response.get("Allow")) {
+        ctx.set("Allow", relayAllow(ctx.path, String(ctx.response.get("Allow"))));
       }
     } catch (err) {
       renderError(ctx, err, logger, id);
@@ -106,4 +109,13 @@ export function corsFor(origins: readonly string[]) {
     exposeHeaders: ["Retry-After", "X-Request-Id", "WWW-Authenticate", "Link", "X-Total-Count", "Location", "Idempotent-Replayed", "Allow", "Preference-Applied"],
     maxAge: 600,
   });
+}
+
+/**
+ * `Allow` on a `/v2/` relay path: the router lists HEAD wherever GET exists, but a HEAD on a device resource is
+ * refused (it would run it); and an `/api` (a device's or a resource's) is read with GET only.
+ */
+function relayAllow(path: string, allow: string): string {
+  if (path.endsWith("/api")) return "GET";
+  return allow.split(/,\s*/).filter((m) => m !== "HEAD").join(", ");
 }

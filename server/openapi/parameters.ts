@@ -1,8 +1,13 @@
 /** Path, query and header parameters the operations refer to by name (`params`). */
 import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
-import { MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
+import { MAX_RESOURCE_LENGTH, RESOURCE_RE } from "../gateway/protocol.js";
 import { TOKEN_ID_PATTERN, type Schema } from "./schemas.js";
+
+/** One name of `?fields=` (server/http/list.ts), blanks around it trimmed. */
+const FIELD = "\\s*[A-Za-z_][A-Za-z0-9_]{0,63}\\s*";
+/** An `Idempotency-Key` (server/calls/idempotency.ts): printable ASCII without `"` and `\`, not blank at either end. */
+const IDEMPOTENCY_KEY = "[\\x21\\x23-\\x5b\\x5d-\\x7e](?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]{0,253}[\\x21\\x23-\\x5b\\x5d-\\x7e])?";
 
 export const PARAMETERS: Record<string, Schema> = {
   user: { name: "user", in: "path", required: true, description: "account name", schema: { type: "string", pattern: USERNAME_RE.source }, example: "alice" },
@@ -18,7 +23,8 @@ export const PARAMETERS: Record<string, Schema> = {
   timeout: {
     name: "timeout", in: "query", required: false,
     description: "seconds to wait for the device (decimals allowed); default 10, at most the server's maximum (60)",
-    schema: { type: "string", pattern: "^\\d+(\\.\\d+)?$" },
+    // Not zero: the server answers 400 for it (schemathesis).
+    schema: { type: "string", pattern: "^(?!0+(\\.0+)?$)\\d+(\\.\\d+)?$" },
   },
   interval: {
     name: "interval", in: "query", required: false,
@@ -34,9 +40,9 @@ export const PARAMETERS: Record<string, Schema> = {
   force: { name: "force", in: "query", required: false, description: "delete even while connected", schema: { type: "string", enum: ["true", "false"] } },
   page: { name: "page", in: "query", required: false, description: "list routes: page number, from 1 (default page size 100)", schema: { type: "string", pattern: "^[1-9]\\d{0,6}$" } },
   limit: { name: "limit", in: "query", required: false, description: "list routes: items per page, 1 to 1000", schema: { type: "string", pattern: "^[1-9]\\d{0,3}$" } },
-  fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string" } },
+  fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string", pattern: `^${FIELD}(,${FIELD}){0,63}$` } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
-  property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string" }, example: "setpoint" },
+  property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string", maxLength: MAX_RESOURCE_LENGTH, pattern: RESOURCE_RE.source }, example: "setpoint" },
   callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
   dashboard: { name: "id", in: "path", required: true, description: "dashboard id", schema: { type: "string", pattern: "^[a-zA-Z0-9_-]{1,32}$" } },
   prefer: { name: "Prefer", in: "header", required: false, description: "`respond-async` queues the call (RFC 7240)", schema: { type: "string" } },
@@ -44,7 +50,7 @@ export const PARAMETERS: Record<string, Schema> = {
   idempotencyKey: {
     name: "Idempotency-Key", in: "header", required: false,
     description: "1 to 255 printable ASCII characters (bare or quoted); the first outcome is kept 24 h per account and key",
-    schema: { type: "string", maxLength: 257 },
+    schema: { type: "string", maxLength: 257, pattern: `^(${IDEMPOTENCY_KEY}|"${IDEMPOTENCY_KEY}")$` },
   },
   file: { name: "file", in: "path", required: true, description: "file name", schema: { type: "string" } },
 };

@@ -166,6 +166,8 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
       return;
     }
     if (resource === RESERVED_RESOURCE) {
+      // As a resource's /api and a queued POST: a POST here is not a call to a resource named "api" (schemathesis).
+      if (verb !== "GET") throw new AppError("method_not_allowed", "a device's /api is read with GET", { headers: { Allow: "GET" } });
       await listResources(s, ctx, user, device);
       return;
     }
@@ -186,7 +188,11 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const path = "/v2/users/:user/devices/:device/{*resource}";
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
-    if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET or POST", { headers: { Allow: "GET, POST" } });
+    if (ctx.method === "HEAD") {
+      const r = ctx.params.resource ?? "";
+      const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
+      throw new AppError("method_not_allowed", api ? "use GET" : "use GET or POST", { headers: { Allow: api ? "GET" : "GET, POST" } });
+    }
     requireAcceptable(ctx, "application/json", "text/event-stream");
     return relay(ctx, false, undefined);
   });
