@@ -7,24 +7,7 @@
 export function runBefore<O extends object, K extends keyof O, R>(
   obj: O, method: K, between: () => Promise<R>, when: (...args: any[]) => boolean = () => true,
 ): { ran: () => R; restore: () => void } {
-  const original = obj[method] as unknown as (...args: unknown[]) => Promise<unknown>;
-  let result: { value: R } | undefined;
-  const wrapped = async function (this: unknown, ...args: unknown[]) {
-    if (!when(...args)) return original.apply(this, args);
-    (obj as Record<K, unknown>)[method] = original;
-    result = { value: await between() };
-    return original.apply(this, args);
-  };
-  (obj as Record<K, unknown>)[method] = wrapped;
-  return {
-    ran: () => {
-      if (!result) throw new Error(`${String(method)} was not called: the interleaving did not happen`);
-      return result.value;
-    },
-    restore: () => {
-      if (obj[method] === (wrapped as unknown)) (obj as Record<K, unknown>)[method] = original;
-    },
-  };
+  return interleave(obj, method, between, when, "before");
 }
 
 /**
@@ -34,11 +17,21 @@ export function runBefore<O extends object, K extends keyof O, R>(
 export function runAfter<O extends object, K extends keyof O, R>(
   obj: O, method: K, between: () => Promise<R>, when: (...args: any[]) => boolean = () => true,
 ): { ran: () => R; restore: () => void } {
+  return interleave(obj, method, between, when, "after");
+}
+
+function interleave<O extends object, K extends keyof O, R>(
+  obj: O, method: K, between: () => Promise<R>, when: (...args: any[]) => boolean, at: "before" | "after",
+): { ran: () => R; restore: () => void } {
   const original = obj[method] as unknown as (...args: unknown[]) => Promise<unknown>;
   let result: { value: R } | undefined;
   const wrapped = async function (this: unknown, ...args: unknown[]) {
     if (!when(...args)) return original.apply(this, args);
     (obj as Record<K, unknown>)[method] = original;
+    if (at === "before") {
+      result = { value: await between() };
+      return original.apply(this, args);
+    }
     const out = await original.apply(this, args);
     result = { value: await between() };
     return out;
