@@ -1,5 +1,6 @@
 import { AppError } from "../errors.js";
 import type { Repositories } from "../store/repos.js";
+import { KeyedSerial } from "../serial.js";
 
 export interface QuotaLimits {
   /** Devices one account may own (`THINGRELAY_MAX_DEVICES_PER_ACCOUNT`). */
@@ -14,13 +15,13 @@ export interface QuotaLimits {
  * quota may be passed by at most one creation per node running at the same instant.
  */
 export class Quotas {
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly creations = new KeyedSerial();
 
   constructor(private readonly repos: Repositories, private readonly limits: QuotaLimits) {}
 
   /** Runs `create` if the account owns fewer devices than its quota; 403 quota_exceeded otherwise. */
   device<T>(user: string, create: () => Promise<T>): Promise<T> {
-    return this.serial(`dev:${user}`, async () => {
+    return this.creations.run(`dev:${user}`, async () => {
       const n = await this.repos.devices.count({ user });
       if (n >= this.limits.maxDevicesPerAccount) {
         throw new AppError("quota_exceeded", `an account may own at most ${this.limits.maxDevicesPerAccount} devices (THINGRELAY_MAX_DEVICES_PER_ACCOUNT)`);
@@ -31,23 +32,12 @@ export class Quotas {
 
   /** Runs `create` if the account holds fewer device and user tokens than its quota; 403 quota_exceeded otherwise. */
   token<T>(user: string, create: () => Promise<T>): Promise<T> {
-    return this.serial(`tok:${user}`, async () => {
+    return this.creations.run(`tok:${user}`, async () => {
       const n = (await this.repos.deviceTokens.count({ user })) + (await this.repos.userTokens.count({ user }));
       if (n >= this.limits.maxTokensPerAccount) {
         throw new AppError("quota_exceeded", `an account may hold at most ${this.limits.maxTokensPerAccount} device and user tokens (THINGRELAY_MAX_TOKENS_PER_ACCOUNT)`);
       }
       return create();
     });
-  }
-
-  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(() => undefined, () => undefined);
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return run;
   }
 }
