@@ -41,6 +41,9 @@ export interface SessionInfo {
   buffered_bytes: number;
 }
 
+/** A kick's close code and reason. */
+type Kick = { code: number; reason: string };
+
 /**
  * A device being admitted on this process (credentials checked, session not yet registered): a kick of the
  * device meanwhile (credentials changed, device deleted, account disabled…) is recorded here, because there was no
@@ -48,7 +51,7 @@ export interface SessionInfo {
  */
 export interface Admitting {
   /** The first kick of the device since {@link Hub.admitting}, if any. */
-  readonly closedWith: { code: number; reason: string } | undefined;
+  readonly closedWith: Kick | undefined;
   /** Stops watching (idempotent): the session registered, or the attempt ended. */
   done(): void;
 }
@@ -65,7 +68,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
   /** Stats of each device's last ended session, so offline devices still report their counters. */
   private readonly lastStats = new Map<string, SessionStats>();
   /** Devices being admitted, per key (see {@link Admitting}); empty keys are removed. */
-  private readonly admissions = new Map<string, Set<{ closedWith: { code: number; reason: string } | undefined }>>();
+  private readonly admissions = new Map<string, Set<{ closedWith: Kick | undefined }>>();
   private sweepTimer: TimerHandle | undefined;
   /**
    * `remote`: cluster mode, where calls for devices held by other nodes go (server/cluster/remote.ts).
@@ -97,7 +100,7 @@ export class Hub extends EventEmitter<HubEventMap> implements SessionEvents {
    */
   admitting(user: string, device: string): Admitting {
     const key = `${user}/${device}`;
-    const entry: { closedWith: { code: number; reason: string } | undefined } = { closedWith: undefined };
+    const entry: { closedWith: Kick | undefined } = { closedWith: undefined };
     let set = this.admissions.get(key);
     if (!set) this.admissions.set(key, (set = new Set()));
     set.add(entry);

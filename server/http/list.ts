@@ -82,10 +82,14 @@ function knownKeys(items: readonly object[], declared: readonly string[]): reado
   return [...keys];
 }
 
+/** One name in `?fields=` (the OpenAPI parameter is built from it). */
+export const FIELD_NAME = "[A-Za-z_][A-Za-z0-9_]{0,63}";
+const FIELD_NAME_RE = new RegExp(`^${FIELD_NAME}$`);
+
 function parseFields(value: string | undefined, known: readonly string[] | null): string[] | null {
   if (value === undefined) return null;
   const names = value.split(",").map((f) => f.trim());
-  if (names.length > 64 || names.some((f) => !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(f))) {
+  if (names.length > 64 || names.some((f) => !FIELD_NAME_RE.test(f))) {
     throw bad("fields", "must be a comma-separated list of field names");
   }
   if (known !== null) {

@@ -284,7 +284,8 @@ export class OAuthService {
     }
     const doc = found && !found.used ? await this.repos.consumeRefreshToken(hash, now) : null;
     if (!doc) {
-      const used = found?.used ? found : found ? await this.repos.refreshTokens.findOne({ _id: hash }) : null;
+      // Unknown, or used already; else lost the claim to a parallel refresh (read again: now used).
+      const used = found && !found.used ? await this.repos.refreshTokens.findOne({ _id: hash }) : found;
       if (used?.used) {
         // Reuse of a rotated token: someone holds a copy. Kill the whole family (RFC 9700 §4.14.2).
         await this.revokeFamily(used.family, "refresh token reuse");

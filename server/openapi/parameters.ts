@@ -2,10 +2,11 @@
 import { USERNAME_RE } from "../users/service.js";
 import { DEVICE_ID_RE } from "../devices/service.js";
 import { MAX_RESOURCE_LENGTH, RESOURCE_RE } from "../gateway/protocol.js";
+import { FIELD_NAME } from "../http/list.js";
 import { TOKEN_ID_PATTERN, type Schema } from "./schemas.js";
 
 /** One name of `?fields=` (server/http/list.ts), blanks around it trimmed. */
-const FIELD = "\\s*[A-Za-z_][A-Za-z0-9_]{0,63}\\s*";
+const FIELD = `\\s*${FIELD_NAME}\\s*`;
 /** An `Idempotency-Key` (server/calls/idempotency.ts): printable ASCII without `"` and `\`, not blank at either end. */
 const IDEMPOTENCY_KEY = "[\\x21\\x23-\\x5b\\x5d-\\x7e](?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]{0,253}[\\x21\\x23-\\x5b\\x5d-\\x7e])?";
 
