@@ -23,6 +23,11 @@ const FIELDS: AccessFields[] = [
   { reqId: "id", method: "POST", url: "/v2/users/a/devices/d/led?authorization=[REDACTED]&x=%22q%22", status: 504, ms: 30000.5, ip: "::ffff:10.0.0.1" },
   // Everything pino's string writer escapes: quotes, backslashes, control characters, and text past ASCII.
   { reqId: "id", method: "GET", url: '/v1/"quoted"\\back\u0001\u001f\ttab/é/ÿ', status: 404, ms: 0, ip: "" },
+  // Each alone, short and long (pino writes strings of 42 characters or more through JSON.stringify).
+  ...['"', "\\", "\u0000", "\u001f", "\n"].flatMap((c) => [
+    { reqId: "id", method: "GET", url: `/v1/a${c}b`, status: 200, ms: 1, ip: `10.0.0.1${c}` },
+    { reqId: `r${c}`.padEnd(50, "r"), method: "GET", url: `/v1/${"a".repeat(60)}${c}b`, status: 200, ms: 1, ip: "::1" },
+  ]),
   { reqId: "id", method: "DELETE", url: "/v1/users/" + "x".repeat(300), status: 201, ms: 12, ip: "fe80::1" },
 ];
 
