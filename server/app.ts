@@ -197,7 +197,7 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
     properties: new PropertiesService(repos, undefined, options.timers),
-    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser, options.timers),
   };
   return { services, credentials };
 }
