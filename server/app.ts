@@ -66,7 +66,7 @@ export interface AppOptions {
   bruteForce?: BruteForceLimits;
   collectDefaultMetrics?: boolean;
   /** Cluster mode: a NATS connection shared with the other nodes (which must share the store). */
-  cluster?: { nc: NatsConnection; subjectPrefix?: string; nodeTimeoutMs?: number };
+  cluster?: { nc: NatsConnection; subjectPrefix?: string; nodeTimeoutMs?: number; revokeAckTimeoutMs?: number };
   /** Start-up work still running when the port opens (main.ts: admin bootstrap); requests wait for it (bounded). */
   startup?: Promise<unknown>;
   /** How often the queued-call poll runs (ms, default 30 s): it catches calls no notification announced. */
@@ -168,7 +168,10 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
   const authenticator = new Authenticator(signer, repos, cache, options.timers);
   const remote = options.cluster && new RemoteDevices(new ClusterLink(options.cluster.nc, logger, options.cluster.subjectPrefix));
   const hub = new Hub(config.limits.pingIntervalMs, remote, options.timers);
-  const cluster = remote && new ClusterBridge(remote, hub, cache, logger, { nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs });
+  const cluster = remote && new ClusterBridge(remote, hub, cache, logger, {
+    nodeTimeoutMs: options.cluster?.nodeTimeoutMs ?? config.limits.clusterNodeTimeoutMs,
+    ...(options.cluster?.revokeAckTimeoutMs ? { revokeAckTimeoutMs: options.cluster.revokeAckTimeoutMs } : {}),
+  });
   const metrics = new Metrics(options.collectDefaultMetrics ?? false);
   const quotas = new Quotas(repos, config.limits);
   const tokens = new TokensService(repos, signer, cache, quotas, options.timers);
@@ -196,8 +199,8 @@ function buildServices(options: AppOptions): { services: Services; credentials: 
     users: new UsersService(repos, passwords, cache),
     // Export and account deletion go through every part of an account: a feature with per-account data adds one entry.
     account: new AccountService(repos, cache, [...coreAccountParts(repos, hub, cache, tokens), ...featureAccountParts(repos), dashboards.accountPart()]),
-    properties: new PropertiesService(repos),
-    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser),
+    properties: new PropertiesService(repos, undefined, options.timers),
+    idempotency: new IdempotencyKeys(repos, config.limits.maxIdempotencyKeysPerUser, options.timers),
   };
   return { services, credentials };
 }

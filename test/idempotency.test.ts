@@ -4,6 +4,7 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { IdempotencyKeys } from "../server/calls/idempotency.js";
 import { holdUntilEntered } from "./helpers/interleave.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
 /** `Idempotency-Key` on `POST /v2/…` (issue 18, IETF httpapi Idempotency-Key draft). */
 describe("Idempotency-Key on POST /v2", function () {
@@ -207,12 +208,111 @@ describe("Idempotency-Key on POST /v2", function () {
   it("a first request cut by a crash (lease over) answers 502 call_interrupted, and the device is not called", async () => {
     const keys = srv.relay.services.idempotency;
     const fp = IdempotencyKeys.fingerprint(["x"]);
-    expect((await keys.begin("alice", "crashed", fp, -1)).kind).to.equal("new");
+    // Claimed by a process that then crashed (its clock stands still: it never renews the lease).
+    const crashed = new IdempotencyKeys(srv.relay.services.repos, 40, new FakeClock(Date.now()));
+    expect((await crashed.begin("alice", "crashed", fp, -1)).kind).to.equal("new");
     const r = await keys.begin("alice", "crashed", fp, 1000);
     expect(r.kind).to.equal("replay");
     if (r.kind !== "replay") return;
     expect(r.outcome.status).to.equal(502);
     expect(JSON.parse(r.outcome.body).error.code).to.equal("call_interrupted");
+  });
+
+  describe("a first request that outlives its lease", () => {
+    // The tests above leave alice at her bound of live keys.
+    beforeEach(async () => {
+      await srv.relay.services.repos.idempotency.deleteMany({ user: "alice" });
+    });
+    const fingerprintOf = (input: unknown) => IdempotencyKeys.callFingerprint({
+      device: "actuator", resource: "move", queued: false, ttlS: null, timeoutMs: srv.relay.services.config.limits.callTimeoutMs, hasInput: true, input,
+    });
+    /** Starts a POST whose device call is held until `release`; resolves once the device has the call. */
+    async function held(input: number, headers: Record<string, string>) {
+      let open!: () => void;
+      gate = new Promise<void>((r) => (open = r));
+      const before = runs;
+      const first = api(srv.url, "POST", v2("move"), { token, json: { in: input }, headers });
+      while (runs === before) await new Promise((r) => setImmediate(r));
+      return { first, before, release: () => { open(); gate = undefined; } };
+    }
+    /** The lease lapses without being renewed: what an event-loop stall or a slow store longer than it does. */
+    const lapse = () => srv.relay.services.repos.idempotency.updateMany({ user: "alice", state: "in_flight" }, { $set: { leaseTs: 0 } });
+
+    it("a retry on its node while it still runs is 409 idempotency_key_in_flight, and its outcome is kept", async () => {
+      const headers = { "Idempotency-Key": key() };
+      const h = await held(4, headers);
+      try {
+        expect(await lapse()).to.equal(1);
+        const retry = await api(srv.url, "POST", v2("move"), { token, json: { in: 4 }, headers });
+        expect(retry.status, retry.text).to.equal(409);
+        expect(retry.body.error.code).to.equal("idempotency_key_in_flight");
+      } finally {
+        h.release();
+      }
+      const first = await h.first;
+      expect(first.status).to.equal(200);
+      const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 4 }, headers });
+      expect(again.status).to.equal(200);
+      expect(again.headers.get("idempotent-replayed")).to.equal("true");
+      expect(again.body).to.deep.equal(first.body);
+      expect(runs - h.before).to.equal(1);
+    });
+
+    it("a retry on another node answers call_interrupted; the first request's outcome, when it ends, is replayed after", async () => {
+      const k = key();
+      const headers = { "Idempotency-Key": k };
+      const h = await held(6, headers);
+      // Another cluster node on the same store cannot tell a stalled first request from one whose node crashed.
+      const other = new IdempotencyKeys(srv.relay.services.repos, 40);
+      try {
+        expect(await lapse()).to.equal(1);
+        const retry = await other.begin("alice", k, fingerprintOf(6), 1000);
+        expect(retry.kind).to.equal("replay");
+        if (retry.kind === "replay") expect(JSON.parse(retry.outcome.body).error.code).to.equal("call_interrupted");
+      } finally {
+        h.release();
+      }
+      const first = await h.first;
+      expect(first.status).to.equal(200);
+      const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 6 }, headers });
+      expect(again.status).to.equal(200);
+      expect(again.headers.get("idempotent-replayed")).to.equal("true");
+      expect(again.body).to.deep.equal(first.body);
+      expect(runs - h.before).to.equal(1);
+    });
+
+    it("its lease is renewed while it runs: a retry on another node past the first lease is 409", async () => {
+      // Two nodes on one clock; node A claims the key and its request goes on past the lease it was given.
+      const clock = new FakeClock(Date.now());
+      const repos = srv.relay.services.repos;
+      const a = new IdempotencyKeys(repos, 40, clock);
+      const b = new IdempotencyKeys(repos, 40, clock);
+      const fp = IdempotencyKeys.fingerprint(["renewed"]);
+      const begun = await a.begin("alice", "renewed", fp, 1_000);
+      expect(begun.kind).to.equal("new");
+      // The renewals A's timer makes as time passes, awaited before B looks.
+      const writes: Promise<number>[] = [];
+      const { updateOne } = repos.idempotency;
+      repos.idempotency.updateOne = function (this: typeof repos.idempotency, ...args) {
+        const w = updateOne.apply(this, args);
+        writes.push(w);
+        return w;
+      };
+      try {
+        await clock.advance(2_500);
+        await Promise.all(writes);
+      } finally {
+        repos.idempotency.updateOne = updateOne;
+      }
+      expect(writes.length).to.equal(5);
+      const retry = await b.begin("alice", "renewed", fp, 1_000).then(() => null, (e: { code?: string }) => e);
+      expect(retry?.code).to.equal("idempotency_key_in_flight");
+      if (begun.kind === "new") await a.finish(begun.id, { status: 200, body: "done", headers: {} });
+      const after = await b.begin("alice", "renewed", fp, 1_000);
+      expect(after.kind === "replay" && after.outcome.body).to.equal("done");
+      // Finished: A renews nothing any more.
+      expect(clock.size).to.equal(0);
+    });
   });
 
   it("two new keys in parallel at one below the bound: one call runs, the other answers 429", async () => {

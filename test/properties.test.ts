@@ -4,7 +4,8 @@ import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount, newDevice } from "./helpers/api.js";
 import { runAfter, runBefore } from "./helpers/interleave.js";
 import { RawDevice } from "./helpers/rawdevice.js";
-import { PROPERTY_LIMITS } from "../server/properties/service.js";
+import { PROPERTY_LIMITS, PropertiesService, type Property } from "../server/properties/service.js";
+import { FakeClock } from "./helpers/fake-clock.js";
 
 /** Device properties (issue 18): Thinger v3 routes, limits, tokens, the JSON device protocol and the SDK. */
 describe("device properties (/v3 …/properties)", function () {
@@ -317,6 +318,93 @@ describe("device properties (/v3 …/properties)", function () {
       devices.push(d);
       const err = await d.property("interval").then(() => null, (e: Error) => e);
       expect(err?.message).to.match(/not connected/);
+    });
+  });
+
+  describe("concurrent writes of one property", () => {
+    // The server's clock is a fake one: a write is stamped a millisecond after another at the test's command.
+    let clock: FakeClock;
+    let fsrv: TestServer;
+    let ftoken: string;
+    const fraws: RawDevice[] = [];
+    before(async () => {
+      clock = new FakeClock(Date.now());
+      fsrv = await startServer({ timers: clock });
+      const admin = await login(fsrv.url, ADMIN.user, ADMIN.password);
+      ftoken = await newAccount(fsrv.url, admin.access_token, "alice");
+      await newDevice(fsrv.url, ftoken, "alice", "thermo", "s3cret");
+    });
+    afterEach(async () => {
+      for (const r of fraws.splice(0)) await r.close();
+    });
+    after(async () => {
+      await fsrv?.close();
+    });
+
+    it("a write of another node stored between a PUT's stamp and its store write: the store keeps the newest, the one devices get last", async () => {
+      expect((await api(fsrv.url, "PUT", props("thermo", "mode"), { token: ftoken, json: { value: "initial" } })).status).to.equal(200);
+      // A second node on the same store (writes of one property are serialised per node, so the race is between nodes).
+      const other = new PropertiesService(fsrv.relay.services.repos, undefined, clock);
+      // The PUT of "a" is stamped; then the other node's "b", stamped a millisecond later, is stored before "a" is.
+      const b = runBefore(fsrv.relay.services.repos.properties, "updateOne", async () => {
+        await clock.advance(1);
+        return other.set("alice", "thermo", "mode", "b");
+      }, (q: { _id?: unknown }) => q._id === "alice/thermo/mode");
+      let a;
+      try {
+        a = await api(fsrv.url, "PUT", props("thermo", "mode"), { token: ftoken, json: { value: "a" } });
+      } finally {
+        b.restore();
+      }
+      expect(a.status, a.text).to.equal(200);
+      const answers = [a.body as Property, b.ran()];
+      expect(answers[0].updated_ts).to.not.equal(answers[1].updated_ts);
+      // Pushes to a device are monotonic by updated_ts (see "a change made while the connect push reads the store…"):
+      // the value with the newest time is the one a connected device keeps, so the store must keep it too.
+      const newest = answers.reduce((x, y) => (y.updated_ts > x.updated_ts ? y : x));
+      expect((await api(fsrv.url, "GET", props("thermo", "mode"), { token: ftoken })).body).to.deep.equal(newest);
+      // Here the later write, "a", is stamped after "b" (the time it was stored in), not before it.
+      expect(newest.value).to.equal("a");
+    });
+
+    it("parallel PUTs of one property at one instant get distinct times; the device's last frame is the stored value", async () => {
+      const dev = await RawDevice.described(fsrv.wsUrl, "alice", "thermo", "s3cret", {});
+      fraws.push(dev);
+      await dev.take((f) => f.type === "property" && f.name === "mode");
+      const rs = await Promise.all(["x", "y", "z"].map((value) => api(fsrv.url, "PUT", props("thermo", "mode"), { token: ftoken, json: { value } })));
+      expect(rs.map((r) => r.status)).to.deep.equal([200, 200, 200]);
+      expect(new Set(rs.map((r) => r.body.updated_ts)).size).to.equal(3);
+      const stored = (await api(fsrv.url, "GET", props("thermo", "mode"), { token: ftoken })).body;
+      expect(stored.updated_ts).to.equal(Math.max(...rs.map((r) => r.body.updated_ts as number)));
+      dev.send({ type: "property_get", id: 9, name: "mode" });
+      await dev.take((f) => f.id === 9);
+      const pushed = dev.frames.filter((f) => f.type === "property" && f.id === undefined && f.name === "mode");
+      expect(pushed.at(-1)).to.include({ value: stored.value, updated_ts: stored.updated_ts });
+    });
+
+    it("a DELETE right after writes stamped ahead of the clock reaches the device", async () => {
+      expect((await api(fsrv.url, "PUT", props("thermo", "gone"), { token: ftoken, json: { value: 0 } })).status).to.equal(200);
+      const dev = await RawDevice.described(fsrv.wsUrl, "alice", "thermo", "s3cret", {});
+      fraws.push(dev);
+      await dev.take((f) => f.type === "property" && f.name === "gone");
+      // Three writes at one instant are stamped T, T+1, T+2; the deletion, at T, must still come after them.
+      await Promise.all(["x", "y", "z"].map((value) => api(fsrv.url, "PUT", props("thermo", "gone"), { token: ftoken, json: { value } })));
+      expect((await api(fsrv.url, "DELETE", props("thermo", "gone"), { token: ftoken })).status).to.equal(200);
+      dev.send({ type: "property_get", id: 10, name: "gone" });
+      expect(await dev.take((f) => f.id === 10)).to.include({ code: "property_not_found" });
+      const pushed = dev.frames.filter((f) => f.type === "property" && f.id === undefined && f.name === "gone");
+      expect(pushed.at(-1)).to.include({ deleted: true });
+    });
+
+    it("a PUT over a value stamped ahead of this node's clock (another node's) is stamped after it, and kept", async () => {
+      const ahead = clock.now() + 60_000;
+      await fsrv.relay.services.repos.properties.insertOne({
+        _id: "alice/thermo/skew", deviceKey: "alice/thermo", user: "alice", device: "thermo", property: "skew", valueJson: '"other node"', updatedTs: ahead,
+      });
+      const r = await api(fsrv.url, "PUT", props("thermo", "skew"), { token: ftoken, json: { value: "here" } });
+      expect(r.status).to.equal(200);
+      expect(r.body).to.deep.equal({ property: "skew", value: "here", updated_ts: ahead + 1 });
+      expect((await api(fsrv.url, "GET", props("thermo", "skew"), { token: ftoken })).body).to.deep.equal(r.body);
     });
   });
 });

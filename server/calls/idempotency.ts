@@ -3,6 +3,7 @@ import { AppError } from "../errors.js";
 import { DuplicateKeyError } from "../store/types.js";
 import type { IdempotencyDoc, Repositories } from "../store/repos.js";
 import { KeyedSerial } from "../serial.js";
+import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 
 /** How long the first outcome of a key is kept (IETF httpapi Idempotency-Key draft: the server's choice). */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -39,11 +40,21 @@ export type Begin =
  * `Idempotency-Key` on `POST /v2/…` (issue 18): per account and key, the first outcome is kept for 24 h in
  * the store (so it survives restarts and holds across cluster nodes); the same key with the same request
  * answers it again, with another request 422, while the first still runs 409.
+ *
+ * "Still runs" is a lease in the store (`leaseTs`), renewed while the first request is alive on its node, so that
+ * a slow call or store never lets a retry on another node take the key over; past the lease, a retry concludes the
+ * first request died with its node (a crash) and answers 502 call_interrupted. On the node running it, the first
+ * request is known alive whatever its lease says (an event-loop stall can outlast it). Should another node answer
+ * call_interrupted for a first request that was only stalled, the first request's outcome still replaces it when
+ * it ends: later retries get the real outcome.
  */
 export class IdempotencyKeys {
   private readonly claims = new KeyedSerial();
+  /** Keys whose first request runs on this node, with the timer renewing their lease. */
+  private readonly running = new Map<string, TimerHandle>();
 
-  constructor(private readonly repos: Repositories, private readonly maxPerUser: number) {}
+  /** `timers`: the clock of leases and their renewal (the app's; tests pass a fake one). */
+  constructor(private readonly repos: Repositories, private readonly maxPerUser: number, private readonly timers: Timers = systemTimers) {}
 
   /** The key from the header value: a bare token or the draft's quoted sf-string; 400 when malformed. */
   static parse(header: string): string {
@@ -72,11 +83,14 @@ export class IdempotencyKeys {
     ]);
   }
 
-  /** Claims the key for a new request, or returns the kept outcome (409/422 when it cannot be either). */
+  /**
+   * Claims the key for a new request, or returns the kept outcome (409/422 when it cannot be either). A claim
+   * (`kind: "new"`) must be ended by {@link finish}: until then its lease (`leaseMs`) is renewed every `leaseMs / 2`.
+   */
   async begin(user: string, key: string, fingerprint: string, leaseMs: number): Promise<Begin> {
     const id = `${user}/${createHash("sha256").update(key).digest("base64url")}`;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const now = Date.now();
+      const now = this.timers.now();
       const existing = await this.repos.idempotency.findOne({ _id: id });
       if (existing && existing.expiresTs <= now) {
         await this.repos.idempotency.deleteOne({ _id: id, expiresTs: existing.expiresTs });
@@ -98,22 +112,53 @@ export class IdempotencyKeys {
           return false;
         }
       });
-      if (claimed) return { kind: "new", id };
+      if (claimed) {
+        this.hold(id, leaseMs);
+        return { kind: "new", id };
+      }
     }
     throw new AppError("idempotency_key_in_flight");
   }
 
-  /** Keeps the outcome of the request that claimed the key, or releases the key (see {@link RELEASING}). */
+  /**
+   * Keeps the outcome of the request that claimed the key, or releases the key (see {@link RELEASING}). Also over
+   * a call_interrupted another node answered meanwhile (this request was alive after all): its outcome is the truth.
+   */
   async finish(id: string, outcome: StoredOutcome, code?: string): Promise<void> {
+    this.release(id);
+    const ours = { _id: id, state: { $in: ["in_flight", "interrupted"] } };
     if (code !== undefined && RELEASING.has(code)) {
-      await this.repos.idempotency.deleteOne({ _id: id, state: "in_flight" });
+      await this.repos.idempotency.deleteOne(ours);
       return;
     }
-    await this.repos.idempotency.updateOne({ _id: id, state: "in_flight" }, { $set: { state: "done", status: outcome.status, body: outcome.body, headers: outcome.headers } });
+    await this.repos.idempotency.updateOne(ours, { $set: { state: "done", status: outcome.status, body: outcome.body, headers: outcome.headers } });
+  }
+
+  /** Marks the key's first request alive here and renews its lease until {@link finish}. */
+  private hold(id: string, leaseMs: number): void {
+    const every = Math.max(1, Math.floor(leaseMs / 2));
+    const timer = this.timers.setInterval(() => {
+      this.repos.idempotency.updateOne({ _id: id, state: "in_flight" }, { $set: { leaseTs: this.timers.now() + leaseMs } }).then(
+        // Not in flight any more (finished, interrupted by another node, purged, its account deleted): nothing to renew.
+        (n) => { if (n === 0 && this.running.get(id) === timer) this.release(id); },
+        // A failed renewal is tried again at the next tick; the lease has half of it left.
+        () => undefined,
+      );
+    }, every);
+    timer.unref?.();
+    this.release(id);
+    this.running.set(id, timer);
+  }
+
+  private release(id: string): void {
+    const timer = this.running.get(id);
+    if (timer === undefined) return;
+    this.timers.clearInterval(timer);
+    this.running.delete(id);
   }
 
   /** Deletes keys past their 24 h. */
-  async purge(now = Date.now()): Promise<number> {
+  async purge(now = this.timers.now()): Promise<number> {
     return await this.repos.idempotency.deleteMany({ expiresTs: { $lt: now } });
   }
 
@@ -128,12 +173,13 @@ export class IdempotencyKeys {
 
   private async answer(doc: IdempotencyDoc, fingerprint: string, now: number): Promise<StoredOutcome> {
     if (doc.fingerprint !== fingerprint) throw new AppError("idempotency_key_reused");
-    if (doc.state === "done") return { status: doc.status ?? 200, body: doc.body ?? "", headers: doc.headers ?? {} };
-    if (doc.leaseTs > now) throw new AppError("idempotency_key_in_flight", undefined, { headers: { "Retry-After": "1" } });
-    // The server stopped while the first request ran: its outcome is unknown, and the device is not called again.
+    if (doc.state !== "in_flight") return { status: doc.status ?? 200, body: doc.body ?? "", headers: doc.headers ?? {} };
+    if (doc.leaseTs > now || this.running.has(doc._id)) throw new AppError("idempotency_key_in_flight", undefined, { headers: { "Retry-After": "1" } });
+    // The server stopped while the first request ran (its node is gone, or it would have renewed the lease): its
+    // outcome is unknown, and the device is not called again.
     const body = JSON.stringify({ error: { code: "call_interrupted", message: "the server stopped while the first request with this Idempotency-Key ran; it was not sent again" } });
     const outcome: StoredOutcome = { status: 502, body, headers: { "Content-Type": "application/json; charset=utf-8" } };
-    await this.repos.idempotency.updateOne({ _id: doc._id, state: "in_flight" }, { $set: { state: "done", ...outcome } });
+    await this.repos.idempotency.updateOne({ _id: doc._id, state: "in_flight" }, { $set: { state: "interrupted", ...outcome } });
     return outcome;
   }
 }

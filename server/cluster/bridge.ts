@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { Subscription } from "nats";
+import type { Msg, Subscription } from "nats";
 import type { Logger } from "../log.js";
 import type { Hub, HubEventMap } from "../gateway/hub.js";
 import { CLOSE } from "../gateway/protocol.js";
@@ -8,13 +8,21 @@ import type { ResourceApi } from "../relay/kinds.js";
 import type { StreamCluster } from "../streams/options.js";
 import type { ClusterLink } from "./link.js";
 import {
-  type AccountEventData, type ClusterEvent, type ClusterEventMap, type ClusterOptions, type DeviceOp, type KickNote, NODE_TIMEOUT_MS, TRAFFIC_PUBLISH_MS,
+  type AccountEventData, type ClusterEvent, type ClusterEventMap, type ClusterOptions, type DeviceOp, type KickNote, NODE_TIMEOUT_MS,
+  REVOKE_ACK_TIMEOUT_MS, type RevokeNote, TRAFFIC_PUBLISH_MS,
 } from "./messages.js";
 import { NodePresence } from "./presence.js";
 import type { RemoteDevices } from "./remote.js";
 import { answerDeviceOp, type ResponderDeps } from "./responder.js";
 
 export { type ClusterOptions, NODE_TIMEOUT_MS } from "./messages.js";
+
+/** A revocation waiting for the acknowledgements of the nodes that were live when it was sent. */
+interface PendingAck {
+  readonly waiting: Set<string>;
+  readonly settled: Promise<void>;
+  end(): void;
+}
 
 /**
  * Cluster mode over NATS (DESIGN §7): each node subscribes `thingrelay.dev.<user>.<device>` for the device
@@ -38,6 +46,10 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
   private readonly responder: ResponderDeps;
   private unflushed = false;
   private flushing: Promise<void> | undefined;
+  /** Revocations sent by this node that live nodes have not all acknowledged yet, by ack id. */
+  private readonly acks = new Map<number, PendingAck>();
+  private ackSeq = 0;
+  private readonly revokeAckTimeoutMs: number;
 
   constructor(
     private readonly remote: RemoteDevices,
@@ -50,6 +62,8 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
     this.setMaxListeners(0);
     this.link = remote.link;
     this.nodeId = this.link.nodeId;
+    this.revokeAckTimeoutMs = options.revokeAckTimeoutMs ?? REVOKE_ACK_TIMEOUT_MS;
+    if (!Number.isInteger(this.revokeAckTimeoutMs) || this.revokeAckTimeoutMs < 1) throw new RangeError('"revokeAckTimeoutMs" must be a positive integer');
     this.presence = new NodePresence(this.link, logger, options.nodeTimeoutMs ?? NODE_TIMEOUT_MS, {
       gone: (node, why) => this.nodeGone(node, why),
       back: (node) => this.requestSync(node),
@@ -73,12 +87,12 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
     this.subs.push(link.subscribe<{ node?: unknown; target?: unknown }>(link.subject("sync"), (m) => {
       if (m.node !== this.nodeId && (m.target === undefined || m.target === this.nodeId)) this.announceHeld();
     }));
-    this.subs.push(link.subscribe<{ key?: unknown; node?: unknown }>(link.subject("revoke"), (m) => this.onRevoke(m)));
+    this.subs.push(link.subscribe<Partial<Record<keyof RevokeNote, unknown>>>(link.subject("revoke"), (m, msg) => this.onRevoke(m, msg)));
+    this.subs.push(link.subscribe<{ ack?: unknown; node?: unknown }>(this.ackSubject, (m) => this.onAck(m)));
     this.subs.push(link.subscribe<Partial<Record<keyof KickNote, unknown>>>(link.subject("kick"), (m) => this.onKick(m)));
     this.subs.push(link.subscribe<ClusterEvent>(link.subject("evt.>"), (e) => this.onEvent(e)));
     this.unhook.push(this.cache.onInvalidate((key) => {
-      if (this.applyingRemote.has(key)) return;
-      if (link.publish(link.subject("revoke"), { key, node: this.nodeId })) this.unflushed = true;
+      if (!this.applyingRemote.has(key)) this.publishRevocation(key);
     }));
     this.hookHub();
   }
@@ -129,17 +143,73 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
   }
 
   /**
-   * Resolves once every revocation published so far reached the NATS server, which forwards it to the other
-   * nodes before anything sent later. The app awaits this before answering a request, so a revocation has
-   * been sent to every node by the time the revoking call returns.
+   * Resolves once every revocation published so far was acknowledged by every node live when it was sent (each
+   * acknowledges after dropping the entry), or its wait ({@link ClusterOptions.revokeAckTimeoutMs}) ended, and
+   * reached the NATS server. The app awaits this before answering a request, so by the time the revoking call
+   * returns every live node refuses what it revoked (a node that did not acknowledge in time is logged).
+   * `since`: a {@link revocationMark} taken when the request began; only revocations sent after it are waited for.
    */
-  async barrier(): Promise<void> {
+  async barrier(since = 0): Promise<void> {
     if (this.unflushed && !this.link.closed) {
       this.unflushed = false;
       // A flush covers every publish made before it; concurrent requests wait for the same one.
       this.flushing = this.link.nc.flush().catch((err: unknown) => this.logger.warn({ err }, "cluster flush failed"));
     }
+    if (this.acks.size > 0) {
+      const mine: Promise<void>[] = [];
+      for (const [id, a] of this.acks) if (id > since) mine.push(a.settled);
+      await Promise.all(mine);
+    }
     await this.flushing;
+  }
+
+  /** The id of the last revocation sent: see {@link barrier}. */
+  revocationMark(): number {
+    return this.ackSeq;
+  }
+
+  /** The other nodes this node hears from (heartbeats or events within the node timeout). */
+  liveNodes(): string[] {
+    return this.presence.live();
+  }
+
+  private get ackSubject(): string {
+    return this.link.subject(`revoke-ack.${this.nodeId}`);
+  }
+
+  /** Tells every node to drop `key`; the live ones acknowledge (see {@link barrier}). */
+  private publishRevocation(key: string): void {
+    const { link } = this;
+    // While NATS is down nobody could answer: the message goes when it is back, and the entries' TTL bounds the rest.
+    const live = link.connected ? this.presence.live() : [];
+    if (live.length === 0) {
+      if (link.publish(link.subject("revoke"), { key, node: this.nodeId } satisfies RevokeNote)) this.unflushed = true;
+      return;
+    }
+    const ack = ++this.ackSeq;
+    if (!link.publish(link.subject("revoke"), { key, node: this.nodeId, ack } satisfies RevokeNote, this.ackSubject)) return;
+    this.unflushed = true;
+    const waiting = new Set(live);
+    let resolve!: () => void;
+    const settled = new Promise<void>((r) => (resolve = r));
+    const timer = setTimeout(() => {
+      this.logger.warn({ event: "cluster_revoke_unacked", nodes: [...waiting], waitedMs: this.revokeAckTimeoutMs },
+        "a revocation was not acknowledged in time by every live node; their cached entry expires within 60 s");
+      end();
+    }, this.revokeAckTimeoutMs);
+    timer.unref();
+    const end = () => {
+      clearTimeout(timer);
+      this.acks.delete(ack);
+      resolve();
+    };
+    this.acks.set(ack, { waiting, settled, end });
+  }
+
+  private onAck(m: { ack?: unknown; node?: unknown }): void {
+    if (typeof m.ack !== "number" || typeof m.node !== "string") return;
+    const pending = this.acks.get(m.ack);
+    if (pending?.waiting.delete(m.node) && pending.waiting.size === 0) pending.end();
   }
 
   /** Asks the other nodes (or only `target`) to announce the devices they hold. */
@@ -172,6 +242,7 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
 
   async close(): Promise<void> {
     for (const u of this.unhook.splice(0)) u();
+    for (const a of [...this.acks.values()]) a.end();
     await this.presence.stop();
     if (!this.link.closed) {
       for (const s of this.subs) s.unsubscribe();
@@ -234,6 +305,8 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
 
   /** Drops a dead (or closed) node: its devices go offline here, as if it had announced them offline. */
   private nodeGone(node: string, why: "silent" | "closed"): void {
+    // A node gone has nothing to acknowledge any more.
+    for (const a of [...this.acks.values()]) if (a.waiting.delete(node) && a.waiting.size === 0) a.end();
     const ts = Date.now();
     let dropped = 0;
     for (const [key, holder] of [...this.remote.holders]) {
@@ -277,13 +350,21 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
     this.hub.kickHere(m.user, m.device, m.code, typeof m.reason === "string" ? m.reason.slice(0, 100) : "");
   }
 
-  private onRevoke(m: { key?: unknown; node?: unknown }): void {
+  /** Another node's revocation: drop the entry here, then acknowledge it when asked to (the sender waits for it). */
+  private onRevoke(m: Partial<Record<keyof RevokeNote, unknown>>, msg: Msg): void {
     if (m.node === this.nodeId || typeof m.key !== "string") return;
     this.applyingRemote.add(m.key);
     try {
       this.cache.invalidateLocal(m.key);
     } finally {
       this.applyingRemote.delete(m.key);
+    }
+    if (typeof m.ack === "number" && msg.reply && !this.link.closed) {
+      try {
+        msg.respond(this.link.codec.encode({ ack: m.ack, node: this.nodeId }));
+      } catch (err) {
+        this.logger.warn({ err }, "cluster revocation acknowledgement failed");
+      }
     }
   }
 }

@@ -45,11 +45,14 @@ export class ClusterLink {
     });
   }
 
-  /** Publishes unless the NATS connection is closed (node shutting down): never throws into hub listeners. */
-  publish(subject: string, payload: unknown): boolean {
+  /**
+   * Publishes unless the NATS connection is closed (node shutting down): never throws into hub listeners.
+   * `reply`: the subject receivers answer on (acknowledgements).
+   */
+  publish(subject: string, payload: unknown, reply?: string): boolean {
     if (this.nc.isClosed()) return false;
     try {
-      this.nc.publish(subject, this.codec.encode(payload));
+      this.nc.publish(subject, this.codec.encode(payload), reply === undefined ? undefined : { reply });
       return true;
     } catch (err) {
       this.logger.warn({ err, subject }, "cluster publish failed");

@@ -9,7 +9,19 @@ export const TRAFFIC_PUBLISH_MS = 1_000;
 /** Default {@link ClusterOptions.nodeTimeoutMs}: a node silent this long is dead (THINGRELAY_NODE_TIMEOUT_MS). */
 export const NODE_TIMEOUT_MS = 6_000;
 
+/** Default {@link ClusterOptions.revokeAckTimeoutMs}. */
+export const REVOKE_ACK_TIMEOUT_MS = 2_000;
+
+/** `<prefix>.revoke`: drop a revocation-cache entry; with `ack`, answer `{ack, node}` on the message's reply subject. */
+export type RevokeNote = { key: string; node: string; ack?: number };
+
 export interface ClusterOptions {
+  /**
+   * How long a revoking request waits for the acknowledgements of the other live nodes (each has dropped the
+   * entry when it acknowledges). A node that has not acknowledged by then is logged (`cluster_revoke_unacked`)
+   * and the request answers anyway; that node's cache entry expires within its TTL (60 s) at the latest.
+   */
+  revokeAckTimeoutMs?: number;
   /**
    * A node whose heartbeat (sent every third of this) has not arrived for this long is dead: its devices are
    * shown offline and calls to them answer device_offline. Detection takes at most 4/3 of it (the sweep runs

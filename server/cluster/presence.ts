@@ -43,6 +43,12 @@ export class NodePresence {
     this.lastSeen.set(node, Date.now());
   }
 
+  /** The other nodes heard of within the timeout (the ones that must acknowledge a revocation). */
+  live(): string[] {
+    const now = Date.now();
+    return [...this.lastSeen].filter(([, seen]) => now - seen <= this.timeoutMs).map(([node]) => node);
+  }
+
   /** Publishes this node's heartbeat and declares dead the nodes silent for longer than the timeout. */
   beat(): void {
     this.link.publish(this.link.subject("node"), { node: this.link.nodeId, state: "alive" } satisfies NodeBeat);

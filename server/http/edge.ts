@@ -18,13 +18,15 @@ export function clientIp(trustProxy: TrustProxy): Koa.Middleware {
 }
 
 /** Cluster mode: a request's effects (revocations…) reach every node before it is answered. */
-export function clusterBarrier(cluster: { barrier(): Promise<void> }): Koa.Middleware {
+export function clusterBarrier(cluster: { revocationMark(): number; barrier(since?: number): Promise<void> }): Koa.Middleware {
   return async (_ctx, next) => {
+    // Acknowledgements are awaited only for revocations sent while this request ran.
+    const since = cluster.revocationMark();
     try {
       await next();
     } finally {
       // Also when the request failed: a refresh-token reuse revokes its family and answers 401.
-      await cluster.barrier();
+      await cluster.barrier(since);
     }
   };
 }

@@ -2,7 +2,8 @@ import { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { jsonDepth } from "../json.js";
-import { DuplicateKeyError } from "../store/types.js";
+import { DuplicateKeyError, type Query } from "../store/types.js";
+import { type Clock, systemClock } from "../auth/limiter.js";
 import { type PropertyDoc, Repositories } from "../store/repos.js";
 import { KeyedSerial } from "../serial.js";
 
@@ -46,8 +47,11 @@ export interface PropertyEvents {
 export class PropertiesService extends EventEmitter<PropertyEvents> {
   /** New properties of one device are created one at a time here: a parallel burst cannot pass the count together. */
   private readonly creations = new KeyedSerial();
+  /** Writes of one property run one at a time here (keyed by the property's `_id`). */
+  private readonly writes = new KeyedSerial();
 
-  constructor(private readonly repos: Repositories, private readonly limits = PROPERTY_LIMITS) {
+  /** `clock`: stamps `updated_ts` (the app's timers; tests pass a fake one). */
+  constructor(private readonly repos: Repositories, private readonly limits = PROPERTY_LIMITS, private readonly clock: Clock = systemClock) {
     super();
     this.setMaxListeners(0);
   }
@@ -80,47 +84,87 @@ export class PropertiesService extends EventEmitter<PropertyEvents> {
     return view(doc);
   }
 
-  /** Creates or replaces a property; emits `change`. */
+  /**
+   * Creates or replaces a property; emits `change`. The write is stamped newer than the value it replaces: with
+   * the clock's time, or just after the stored `updated_ts` when that is not older (a write of the same instant,
+   * or another cluster node's clock running ahead). So the store's last write always carries the newest
+   * `updated_ts`, the order devices are pushed values in (server/properties/device.ts drops older pushes), and the
+   * two cannot disagree whatever order concurrent writes reach the store in.
+   */
   async set(user: string, device: string, property: string, value: unknown, origin?: "device"): Promise<Property> {
     PropertiesService.checkName(property);
     const valueJson = this.checkValue(value);
-    const updatedTs = Date.now();
     const _id = key(user, device, property);
-    const n = await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
-    if (n === 0) {
-      const deviceKey = Repositories.deviceKey(user, device);
-      await this.creations.run(deviceKey, async () => {
-        // Created meanwhile by a parallel first write of the same property: this one replaces it.
-        if ((await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } })) > 0) return;
-        if ((await this.repos.properties.count({ deviceKey })) >= this.limits.maxPerDevice) {
-          throw new AppError("too_many_properties", `at most ${this.limits.maxPerDevice} properties per device`);
-        }
-        const doc: PropertyDoc = { _id, deviceKey, user, device, property, valueJson, updatedTs };
-        try {
-          await this.repos.properties.insertOne(doc);
-        } catch (err) {
-          // A concurrent first write of the same property: ours is the later one.
-          if (!(err instanceof DuplicateKeyError)) throw err;
-          await this.repos.properties.updateOne({ _id }, { $set: { valueJson, updatedTs } });
-        }
-      });
-      if (!(await this.repos.deviceStillExists(user, device))) {
-        // Deleted while the property was created: not kept for a device re-created with the id.
-        await this.repos.properties.deleteOne({ _id });
-        throw new AppError("device_not_found");
-      }
-    }
+    // One write of a property at a time on this node (no lost compare-and-set round here); the conditional writes
+    // below keep the order across nodes sharing one MongoDB.
+    const updatedTs = await this.writes.run(_id, () => this.write(user, device, property, _id, valueJson));
     const p: Property = { property, value: JSON.parse(valueJson) as unknown, updated_ts: updatedTs };
     this.emit("change", { ...p, user, device, deleted: false, ...(origin ? { origin } : {}) });
     return p;
   }
 
-  /** Deletes a property (404 property_not_found if there is none); emits `change` with `deleted: true`. */
-  async delete(user: string, device: string, property: string, origin?: "device"): Promise<void> {
-    if ((await this.repos.properties.deleteOne({ _id: key(user, device, property) })) === 0) {
-      throw new AppError("property_not_found", `device has no property "${property}"`);
+  /** Stores the value stamped after whatever the store holds for the property; returns its `updated_ts`. */
+  private async write(user: string, device: string, property: string, _id: string, valueJson: string): Promise<number> {
+    const props = this.repos.properties;
+    let updatedTs = this.clock.now();
+    // Replace only a value stamped before ours; ends when a write of ours lands. Every failed round means another
+    // writer's write landed in between, so the loop cannot spin without the store changing.
+    let replaceable: Query = { _id, updatedTs: { $lt: updatedTs } };
+    for (;;) {
+      if ((await props.updateOne(replaceable, { $set: { valueJson, updatedTs } })) > 0) return updatedTs;
+      const stored = await props.findOne({ _id });
+      if (stored) {
+        // Stamped at or after our time: ours comes after it. Replace exactly that value (compare-and-set).
+        updatedTs = Math.max(updatedTs, stored.updatedTs + 1);
+        replaceable = { _id, updatedTs: stored.updatedTs };
+        continue;
+      }
+      if (await this.create(user, device, property, _id, valueJson, updatedTs)) return updatedTs;
+      // Created meanwhile (a first write of it on another node): replace it as above.
+      replaceable = { _id, updatedTs: { $lt: updatedTs } };
     }
-    this.emit("change", { property, value: null, updated_ts: Date.now(), user, device, deleted: true, ...(origin ? { origin } : {}) });
+  }
+
+  /** Inserts a new property under the per-device limit; false when it exists already (then nothing is written). */
+  private async create(user: string, device: string, property: string, _id: string, valueJson: string, updatedTs: number): Promise<boolean> {
+    const deviceKey = Repositories.deviceKey(user, device);
+    const created = await this.creations.run(deviceKey, async () => {
+      if ((await this.repos.properties.count({ deviceKey })) >= this.limits.maxPerDevice) {
+        throw new AppError("too_many_properties", `at most ${this.limits.maxPerDevice} properties per device`);
+      }
+      const doc: PropertyDoc = { _id, deviceKey, user, device, property, valueJson, updatedTs };
+      try {
+        await this.repos.properties.insertOne(doc);
+        return true;
+      } catch (err) {
+        if (!(err instanceof DuplicateKeyError)) throw err;
+        return false;
+      }
+    });
+    if (created && !(await this.repos.deviceStillExists(user, device))) {
+      // Deleted while the property was created: not kept for a device re-created with the id.
+      await this.repos.properties.deleteOne({ _id });
+      throw new AppError("device_not_found");
+    }
+    return created;
+  }
+
+  /**
+   * Deletes a property (404 property_not_found if there is none); emits `change` with `deleted: true`, stamped after
+   * the value it deleted (so a device pushed that value, even one stamped ahead of the clock, is pushed the deletion).
+   */
+  async delete(user: string, device: string, property: string, origin?: "device"): Promise<void> {
+    const _id = key(user, device, property);
+    const props = this.repos.properties;
+    const updatedTs = await this.writes.run(_id, async () => {
+      for (;;) {
+        const stored = await props.findOne({ _id });
+        if (!stored) throw new AppError("property_not_found", `device has no property "${property}"`);
+        // Only the value read (another node may replace it meanwhile: then read again).
+        if ((await props.deleteOne({ _id, updatedTs: stored.updatedTs })) > 0) return Math.max(this.clock.now(), stored.updatedTs + 1);
+      }
+    });
+    this.emit("change", { property, value: null, updated_ts: updatedTs, user, device, deleted: true, ...(origin ? { origin } : {}) });
   }
 }
 

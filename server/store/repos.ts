@@ -129,8 +129,9 @@ export interface IdempotencyDoc {
   _id: string; // `${user}/${sha256(key)}`
   user: string;
   fingerprint: string;
-  state: "in_flight" | "done";
-  /** While in flight: after this time (ms) the first request is known to be over. */
+  /** `interrupted`: answered call_interrupted (its node seemed gone); the first request's outcome may still replace it. */
+  state: "in_flight" | "done" | "interrupted";
+  /** While in flight: after this time (ms) the first request is known to be over (renewed while it runs). */
   leaseTs: number;
   status?: number;
   body?: string;

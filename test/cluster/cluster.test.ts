@@ -34,7 +34,8 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
   async function node(): Promise<TestServer> {
     const nc = await connect({ servers: nats.url, name: `node-${nodes.length}` });
     conns.push(nc);
-    const n = await startServer({ store, dataDir: dir, cluster: { nc, subjectPrefix: "trtest" } });
+    // A short acknowledgement wait: one test has a node that does not acknowledge a revocation in time.
+    const n = await startServer({ store, dataDir: dir, cluster: { nc, subjectPrefix: "trtest", revokeAckTimeoutMs: 300 } });
     nodes.push(n);
     return n;
   }
@@ -137,6 +138,62 @@ describe("cluster: three nodes, one store, calls routed over NATS", function () 
       const r = await api(n.url, "GET", `${v2("temperature")}?authorization=${dt}`);
       expect(r.status).to.equal(401);
       expect(r.body.error.code).to.equal("unauthorized");
+    }
+  });
+
+  it("a revoking answer waits for every live node's acknowledgement; one that does not come in time is logged, the answer stays 200", async () => {
+    // A fourth "node" that beats like one and acknowledges revocations only when this test lets it.
+    const slow = await connect({ servers: nats.url });
+    conns.push(slow);
+    const slowId = "slow-node";
+    const order: string[] = [];
+    let ackNow = false;
+    const late: Array<() => void> = [];
+    slow.subscribe("trtest.revoke", {
+      callback: (_err, msg) => {
+        const m = JSON.parse(new TextDecoder().decode(msg.data)) as { ack?: number };
+        const ack = () => {
+          order.push("acked");
+          msg.respond(new TextEncoder().encode(JSON.stringify({ ack: m.ack, node: slowId })));
+        };
+        if (ackNow) ack();
+        else late.push(ack);
+      },
+    });
+    slow.publish("trtest.node", new TextEncoder().encode(JSON.stringify({ node: slowId, state: "alive" })));
+    try {
+      // B counts it live once its heartbeat arrived.
+      while (!B.relay.services.cluster!.liveNodes().includes(slowId)) await new Promise((r) => setImmediate(r));
+      const revoke = async () => {
+        const created = await api(B.url, "POST", "/v1/users/alice/devices/nodemcu/tokens", { token, json: { token_name: "wall" } });
+        order.length = 0;
+        const r = await api(B.url, "DELETE", `/v1/users/alice/devices/nodemcu/tokens/${created.body.id}`, { token });
+        order.push("answered");
+        return { r, dt: created.body.token as string };
+      };
+
+      // It does not acknowledge before the answer: B waits its bound, logs the node, answers 200.
+      const from = B.logs.length;
+      const first = await revoke();
+      expect(first.r.status).to.equal(200);
+      const line = B.logs.slice(from).find((l) => l.includes("cluster_revoke_unacked"));
+      expect(line, "no cluster_revoke_unacked warning").to.be.a("string");
+      expect(line).to.include(slowId);
+      // A and C acknowledged: they refuse the token already.
+      for (const n of [A, C]) expect((await api(n.url, "GET", `${v2("temperature")}?authorization=${first.dt}`)).status).to.equal(401);
+      for (const ack of late.splice(0)) ack();
+
+      // It acknowledges on receipt: B's answer comes after it, and nothing is logged.
+      ackNow = true;
+      const from2 = B.logs.length;
+      const second = await revoke();
+      expect(second.r.status).to.equal(200);
+      expect(order).to.deep.equal(["acked", "answered"]);
+      expect(B.logs.slice(from2).filter((l) => l.includes("cluster_revoke_unacked"))).to.deep.equal([]);
+    } finally {
+      // Gone: the nodes stop waiting for it.
+      slow.publish("trtest.node", new TextEncoder().encode(JSON.stringify({ node: slowId, state: "gone" })));
+      await slow.flush();
     }
   });
 
