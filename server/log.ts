@@ -152,6 +152,12 @@ export class BatchedStdout implements DestinationStream {
     if (lines) this.out.write(lines);
   }
 
+  /** Text that is not a log line (see {@link print}): handed over at once, after the lines before it. */
+  print(text: string): void {
+    this.pending += text;
+    this.handOver();
+  }
+
   /** pino's `logger.flush(cb)`. */
   flush(cb?: (err?: Error) => void): void {
     this.handOver();
@@ -162,4 +168,14 @@ export class BatchedStdout implements DestinationStream {
     this.handOver();
     this.out.flushSync();
   }
+}
+
+/**
+ * Text for the person or the script reading stdout (where to click, the port), not a log line: in order with the
+ * log lines logged before it, which wait in the logger's batch. Without the server's own stdout batch, stdout.
+ */
+export function print(logger: Logger, text: string): void {
+  const out = (logger as unknown as Record<symbol, unknown>)[S.streamSym];
+  if (out instanceof BatchedStdout) out.print(text);
+  else process.stdout.write(text);
 }

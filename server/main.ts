@@ -3,7 +3,7 @@ import { connect } from "nats";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
 import { ConfigError, loadConfig, type Config } from "./config.js";
-import { createLogger } from "./log.js";
+import { createLogger, print } from "./log.js";
 import { openMongoStore, openNedbStore, type Store } from "./store/index.js";
 import { createThingrelay } from "./app.js";
 import { loadOrCreateSecret, writeAdminPassword } from "./secrets.js";
@@ -62,16 +62,16 @@ export async function main(env: Record<string, string | undefined> = process.env
   });
   if (admin) {
     const file = await writeAdminPassword(config.dataDir, admin.user, admin.password);
-    // Printed once, on the terminal only (not through the logger), and kept 0600 in DATA_DIR.
-    process.stdout.write(`\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
+    // Printed once on stdout, not as a log line (no log level or log sink gets it), and kept 0600 in DATA_DIR.
+    print(logger, `\nthingrelay: created administrator "${admin.user}" with password: ${admin.password}\n(also saved to ${file})\n\n`);
   }
   startupDone(undefined);
   logger.info({ port, host: config.host, store: store.kind }, "thingrelay listening");
   // For the person who just ran `npm start`: where to click (0.0.0.0 / :: are reached as localhost).
   const shown = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host.includes(":") ? `[${config.host}]` : config.host;
-  process.stdout.write(`thingrelay: listening on ${config.host}:${port}\n  dashboard: http://${shown}:${port}/dashboard\n  API docs:  http://${shown}:${port}/docs\n`);
+  print(logger, `thingrelay: listening on ${config.host}:${port}\n  dashboard: http://${shown}:${port}/dashboard\n  API docs:  http://${shown}:${port}/docs\n`);
   // Machine-readable line for tests and scripts that start the server on port 0.
-  if (env.THINGRELAY_PRINT_PORT === "1") process.stdout.write(`THINGRELAY_PORT=${port}\n`);
+  if (env.THINGRELAY_PRINT_PORT === "1") print(logger, `THINGRELAY_PORT=${port}\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { BatchedStdout, LOG_BATCH_MS } from "../server/log.js";
+import { BatchedStdout, LOG_BATCH_MS, print } from "../server/log.js";
 import { FakeClock } from "./helpers/fake-clock.js";
 import { spawnChild } from "./helpers/child.js";
 
@@ -46,6 +46,18 @@ describe("log lines: one write per batch of at most LOG_BATCH_MS", () => {
     await clock.advance(10 * LOG_BATCH_MS);
     expect(d.writes).to.have.length(2);
     expect(d.text().trim().split("\n")).to.have.length(61);
+  });
+
+  it("print() hands text over at once, after the log lines before it (main.ts: where to click, the port)", async () => {
+    const d = fileDestination("print.log");
+    const clock = new FakeClock();
+    const logger = pino({ level: "info", base: null, timestamp: false }, new BatchedStdout(d.out, clock));
+    logger.info("thinger device listeners");
+    print(logger, "THINGRELAY_PORT=1234\n");
+    expect(d.writes).to.deep.equal(['{"level":30,"msg":"thinger device listeners"}\nTHINGRELAY_PORT=1234\n']);
+    logger.info("later");
+    await clock.advance(LOG_BATCH_MS);
+    expect(d.text()).to.equal('{"level":30,"msg":"thinger device listeners"}\nTHINGRELAY_PORT=1234\n{"level":30,"msg":"later"}\n');
   });
 
   it("flush() and flushSync() hand over what the batch holds at once", async () => {
