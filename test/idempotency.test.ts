@@ -237,6 +237,16 @@ describe("Idempotency-Key on POST /v2", function () {
     }
     /** The lease lapses without being renewed: what an event-loop stall or a slow store longer than it does. */
     const lapse = () => srv.relay.services.repos.idempotency.updateMany({ user: "alice", state: "in_flight" }, { $set: { leaseTs: 0 } });
+    /** Once the held request ends: it answered 200, and a retry replays that answer without calling the device again. */
+    async function expectReplayed(h: Awaited<ReturnType<typeof held>>, input: number, headers: Record<string, string>) {
+      const first = await h.first;
+      expect(first.status).to.equal(200);
+      const again = await api(srv.url, "POST", v2("move"), { token, json: { in: input }, headers });
+      expect(again.status).to.equal(200);
+      expect(again.headers.get("idempotent-replayed")).to.equal("true");
+      expect(again.body).to.deep.equal(first.body);
+      expect(runs - h.before).to.equal(1);
+    }
 
     it("a retry on its node while it still runs is 409 idempotency_key_in_flight, and its outcome is kept", async () => {
       const headers = { "Idempotency-Key": key() };
@@ -249,13 +259,7 @@ describe("Idempotency-Key on POST /v2", function () {
       } finally {
         h.release();
       }
-      const first = await h.first;
-      expect(first.status).to.equal(200);
-      const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 4 }, headers });
-      expect(again.status).to.equal(200);
-      expect(again.headers.get("idempotent-replayed")).to.equal("true");
-      expect(again.body).to.deep.equal(first.body);
-      expect(runs - h.before).to.equal(1);
+      await expectReplayed(h, 4, headers);
     });
 
     it("a retry on another node answers call_interrupted; the first request's outcome, when it ends, is replayed after", async () => {
@@ -272,13 +276,7 @@ describe("Idempotency-Key on POST /v2", function () {
       } finally {
         h.release();
       }
-      const first = await h.first;
-      expect(first.status).to.equal(200);
-      const again = await api(srv.url, "POST", v2("move"), { token, json: { in: 6 }, headers });
-      expect(again.status).to.equal(200);
-      expect(again.headers.get("idempotent-replayed")).to.equal("true");
-      expect(again.body).to.deep.equal(first.body);
-      expect(runs - h.before).to.equal(1);
+      await expectReplayed(h, 6, headers);
     });
 
     it("its lease is renewed while it runs: a retry on another node past the first lease is 409", async () => {
