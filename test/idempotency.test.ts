@@ -288,21 +288,39 @@ describe("Idempotency-Key on POST /v2", function () {
       const fp = IdempotencyKeys.fingerprint(["renewed"]);
       const begun = await a.begin("alice", "renewed", fp, 1_000);
       expect(begun.kind).to.equal("new");
-      // The renewals A's timer makes as time passes, awaited before B looks.
+      // The renewals A's timer makes of this key as time passes, awaited before B looks. (Only this key's: keys
+      // that earlier tests claimed without finishing renew theirs on the real clock meanwhile.)
       const writes: Promise<number>[] = [];
+      // While set, this key's renewals are held in flight until it opens.
+      let gate: Promise<void> | undefined;
       const { updateOne } = repos.idempotency;
       repos.idempotency.updateOne = function (this: typeof repos.idempotency, ...args) {
-        const w = updateOne.apply(this, args);
-        writes.push(w);
+        let w = updateOne.apply(this, args);
+        if (begun.kind === "new" && (args[0] as { _id?: unknown })._id === begun.id) {
+          const g = gate;
+          if (g) w = w.then((n) => g.then(() => n));
+          writes.push(w);
+        }
         return w;
       };
       try {
-        await clock.advance(2_500);
+        // Each renewal lands before the next is due, as at the real interval (half the lease, ~17 s by default).
+        for (let i = 0; i < 5; i++) {
+          await clock.advance(500);
+          await Promise.all(writes);
+        }
+        // A renewal still in flight when the next is due is not doubled (a slow one landing after a newer one
+        // would shorten the lease): two ticks while the first is held write once.
+        let open!: () => void;
+        gate = new Promise<void>((r) => (open = r));
+        await clock.advance(500);
+        await clock.advance(500);
+        open();
         await Promise.all(writes);
       } finally {
         repos.idempotency.updateOne = updateOne;
       }
-      expect(writes.length).to.equal(5);
+      expect(writes.length).to.equal(6);
       const retry = await b.begin("alice", "renewed", fp, 1_000).then(() => null, (e: { code?: string }) => e);
       expect(retry?.code).to.equal("idempotency_key_in_flight");
       if (begun.kind === "new") await a.finish(begun.id, { status: 200, body: "done", headers: {} });

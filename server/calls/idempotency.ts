@@ -137,12 +137,19 @@ export class IdempotencyKeys {
   /** Marks the key's first request alive here and renews its lease until {@link finish}. */
   private hold(id: string, leaseMs: number): void {
     const every = Math.max(1, Math.floor(leaseMs / 2));
+    let renewing = false;
     const timer = this.timers.setInterval(() => {
+      // One renewal at a time: a slow one applied after a newer one would shorten the lease (seen on FerretDB).
+      if (renewing) return;
+      renewing = true;
       this.repos.idempotency.updateOne({ _id: id, state: "in_flight" }, { $set: { leaseTs: this.timers.now() + leaseMs } }).then(
         // Not in flight any more (finished, interrupted by another node, purged, its account deleted): nothing to renew.
-        (n) => { if (n === 0 && this.running.get(id) === timer) this.release(id); },
+        (n) => {
+          renewing = false;
+          if (n === 0 && this.running.get(id) === timer) this.release(id);
+        },
         // A failed renewal is tried again at the next tick; the lease has half of it left.
-        () => undefined,
+        () => (renewing = false),
       );
     }, every);
     timer.unref?.();
