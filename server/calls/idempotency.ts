@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { AppError } from "../errors.js";
-import { DuplicateKeyError } from "../store/types.js";
+import { insertIfAbsent } from "../store/types.js";
 import type { IdempotencyDoc, Repositories } from "../store/repos.js";
 import { KeyedSerial } from "../serial.js";
 import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
@@ -103,14 +103,8 @@ export class IdempotencyKeys {
         if ((await this.repos.idempotency.count({ user, expiresTs: { $gt: now } })) >= this.maxPerUser) {
           throw new AppError("too_many_idempotency_keys", `at most ${this.maxPerUser} Idempotency-Keys per account within 24 h`, { headers: { "Retry-After": "3600" } });
         }
-        try {
-          await this.repos.idempotency.insertOne(doc);
-          return true;
-        } catch (err) {
-          if (!(err instanceof DuplicateKeyError)) throw err;
-          // Another request with this key got in first: answer as a repeat of it.
-          return false;
-        }
+        // False: another request with this key got in first (answered as a repeat of it).
+        return await insertIfAbsent(this.repos.idempotency, doc);
       });
       if (claimed) {
         this.hold(id, leaseMs);

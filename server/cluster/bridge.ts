@@ -19,8 +19,9 @@ export { type ClusterOptions, NODE_TIMEOUT_MS } from "./messages.js";
 
 /** A revocation waiting for the acknowledgements of the nodes that were live when it was sent. */
 interface PendingAck {
-  readonly waiting: Set<string>;
   readonly settled: Promise<void>;
+  /** `node` acknowledged it (or is gone): the wait ends with the last one. */
+  acked(node: string): void;
   end(): void;
 }
 
@@ -203,13 +204,15 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
       this.acks.delete(ack);
       resolve();
     };
-    this.acks.set(ack, { waiting, settled, end });
+    const acked = (node: string) => {
+      if (waiting.delete(node) && waiting.size === 0) end();
+    };
+    this.acks.set(ack, { settled, acked, end });
   }
 
   private onAck(m: { ack?: unknown; node?: unknown }): void {
     if (typeof m.ack !== "number" || typeof m.node !== "string") return;
-    const pending = this.acks.get(m.ack);
-    if (pending?.waiting.delete(m.node) && pending.waiting.size === 0) pending.end();
+    this.acks.get(m.ack)?.acked(m.node);
   }
 
   /** Asks the other nodes (or only `target`) to announce the devices they hold. */
@@ -306,7 +309,7 @@ export class ClusterBridge extends EventEmitter<ClusterEventMap> implements Stre
   /** Drops a dead (or closed) node: its devices go offline here, as if it had announced them offline. */
   private nodeGone(node: string, why: "silent" | "closed"): void {
     // A node gone has nothing to acknowledge any more.
-    for (const a of [...this.acks.values()]) if (a.waiting.delete(node) && a.waiting.size === 0) a.end();
+    for (const a of [...this.acks.values()]) a.acked(node);
     const ts = Date.now();
     let dropped = 0;
     for (const [key, holder] of [...this.remote.holders]) {

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { AppError } from "../errors.js";
 import { isResourceName } from "../gateway/protocol.js";
 import { jsonDepth } from "../json.js";
-import { DuplicateKeyError, type Query } from "../store/types.js";
+import { insertIfAbsent, type Query } from "../store/types.js";
 import { type Clock, systemClock } from "../auth/limiter.js";
 import { type PropertyDoc, Repositories } from "../store/repos.js";
 import { KeyedSerial } from "../serial.js";
@@ -133,13 +133,7 @@ export class PropertiesService extends EventEmitter<PropertyEvents> {
         throw new AppError("too_many_properties", `at most ${this.limits.maxPerDevice} properties per device`);
       }
       const doc: PropertyDoc = { _id, deviceKey, user, device, property, valueJson, updatedTs };
-      try {
-        await this.repos.properties.insertOne(doc);
-        return true;
-      } catch (err) {
-        if (!(err instanceof DuplicateKeyError)) throw err;
-        return false;
-      }
+      return await insertIfAbsent(this.repos.properties, doc);
     });
     if (created && !(await this.repos.deviceStillExists(user, device))) {
       // Deleted while the property was created: not kept for a device re-created with the id.

@@ -1,5 +1,5 @@
 import type { Permission } from "../auth/permission.js";
-import { type Collection, DuplicateKeyError, type Store } from "./types.js";
+import { type Collection, insertIfAbsent, type Store } from "./types.js";
 
 export interface UserDoc {
   [key: string]: unknown;
@@ -193,15 +193,8 @@ export class Repositories {
   async consumeRefreshToken(hash: string, now: number): Promise<RefreshDoc | null> {
     const doc = await this.refreshTokens.findOne({ _id: hash, used: false });
     if (!doc) return null;
-    let usedAt = now;
-    let won = true;
-    try {
-      await this.refreshClaims.insertOne({ _id: hash, usedAt: now, expiresAt: doc.expiresAt });
-    } catch (err) {
-      if (!(err instanceof DuplicateKeyError)) throw err;
-      won = false;
-      usedAt = (await this.refreshClaims.findOne({ _id: hash }))?.usedAt ?? now;
-    }
+    const won = await insertIfAbsent(this.refreshClaims, { _id: hash, usedAt: now, expiresAt: doc.expiresAt });
+    const usedAt = won ? now : (await this.refreshClaims.findOne({ _id: hash }))?.usedAt ?? now;
     await this.refreshTokens.updateOne({ _id: hash, used: false }, { $set: { used: true, usedAt } });
     return won ? { ...doc, used: true, usedAt } : null;
   }

@@ -56,6 +56,20 @@ export class DuplicateKeyError extends Error {
   }
 }
 
+/**
+ * Inserts `doc` unless a document with its `_id` exists: true when this insert made it, false when one was there.
+ * A unique insert is atomic on every backend, so it serves as a claim that exactly one of parallel writers wins.
+ */
+export async function insertIfAbsent<T extends Doc>(col: Collection<T>, doc: T): Promise<boolean> {
+  try {
+    await col.insertOne(doc);
+    return true;
+  } catch (err) {
+    if (err instanceof DuplicateKeyError) return false;
+    throw err;
+  }
+}
+
 export class StoreUnavailableError extends Error {
   constructor(options?: { cause?: unknown }) {
     super("store unavailable", options);
