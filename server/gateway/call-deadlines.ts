@@ -2,6 +2,7 @@ import { AppError } from "../errors.js";
 import { CALL_TIMEOUT_SLACK_MS } from "./device-session.js";
 import type { TimerHandle, Timers } from "../timers.js";
 import type { CallCancel } from "./call-cancel.js";
+import type { IdTable } from "./id-table.js";
 
 /** A pending call as the deadlines see it: when it falls due (on the session's `timers`) and how to fail it. */
 export interface DeadlineCall {
@@ -27,7 +28,7 @@ export class CallDeadlines<P extends DeadlineCall> {
 
   constructor(
     private readonly timers: Timers,
-    private readonly pending: Map<number, P>,
+    private readonly pending: IdTable<P>,
   ) {}
 
   /**
@@ -84,7 +85,7 @@ export class CallDeadlines<P extends DeadlineCall> {
     this.timerAt = Infinity;
     const now = this.timers.now();
     let next = Infinity;
-    for (const [id, p] of this.pending) {
+    for (const [id, p] of this.pending.entries()) {
       if (p.at <= now) {
         this.take(id);
         p.reject(new AppError("device_timeout", `device did not answer within ${p.timeoutMs} ms`));

@@ -6,6 +6,7 @@ import { CLOSE, isResourceName, MAX_FRAME_DEPTH, RESOURCE_KINDS, type ResourceKi
 import { parsedJsonDepth } from "../json.js";
 import { systemTimers, type TimerHandle, type Timers } from "../timers.js";
 import { CallDeadlines, type DeadlineCall } from "./call-deadlines.js";
+import { IdTable } from "./id-table.js";
 import type { CallCancel } from "./call-cancel.js";
 import { CALL_TIMEOUT_SLACK_MS, type CallResult, type DeviceSession, type SessionEvents, type SessionLimits, type SessionStats } from "./device-session.js";
 
@@ -43,7 +44,7 @@ export class JsonSession implements DeviceSession {
   resources: Map<string, ResourceKind> | null = null;
   /** Input and io resources whose current state the device reports (`"state": true` in `describe`). */
   private stateful = new Set<string>();
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new IdTable<Pending>();
   /**
    * Call ids start at a random point per session: a reply an SDK sends late on a new session of the same
    * device (its handler outlived the old socket) then matches no pending call instead of answering another.
@@ -280,7 +281,7 @@ export class JsonSession implements DeviceSession {
     this.closed = true;
     this.describedNow?.();
     this.deadlines.stop();
-    for (const id of [...this.pending.keys()]) this.take(id)?.reject(new AppError("device_disconnected"));
+    for (const [id] of this.pending.entries()) this.take(id)?.reject(new AppError("device_disconnected"));
   }
 
   close(code: number = CLOSE.normal, reason = ""): void {

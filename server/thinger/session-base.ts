@@ -1,5 +1,6 @@
 import { AppError } from "../errors.js";
 import { CallDeadlines, type DeadlineCall } from "../gateway/call-deadlines.js";
+import { IdTable } from "../gateway/id-table.js";
 import type { CallResult, DeviceSession, SessionEvents, SessionLimits, SessionStats } from "../gateway/device-session.js";
 import { isResourceName, type ResourceKind } from "../gateway/protocol.js";
 import type { DeviceLink } from "./link.js";
@@ -56,7 +57,7 @@ export abstract class ThingerSession implements DeviceSession {
   txBytes = 0;
   private exact: Map<string, ResourceKind> | null = null;
   private templates: Array<{ segments: string[]; kind: ResourceKind }> = [];
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new IdTable<Pending>();
   /** resource → its stream id and interval; ids → resource. */
   protected readonly streams = new Map<string, { id: number; interval: number }>();
   protected readonly streamIds = new Map<number, string>();
@@ -269,7 +270,7 @@ export abstract class ThingerSession implements DeviceSession {
     this.deferredStreams.clear();
     this.streams.clear();
     this.streamIds.clear();
-    for (const id of [...this.pending.keys()]) this.deadlines.take(id)?.reject(new AppError("device_disconnected"));
+    for (const [id] of this.pending.entries()) this.deadlines.take(id)?.reject(new AppError("device_disconnected"));
   }
 
   close(code?: number, reason?: string): void {
