@@ -116,6 +116,21 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(reads).to.equal(0);
   });
 
+  it("a queued POST on a resource's /api answers 405 (Allow: GET) like the synchronous one, online or offline; nothing is queued", async () => {
+    const name = await freshDevice();
+    for (const path of [v2(name, "double/api"), v2(name, "a/b/api"), v2(name, "api")]) {
+      const r = await api(srv.url, "POST", path, { token, json: { in: 1 }, headers: ASYNC });
+      expect(r.status, `${path} ${r.text}`).to.equal(405);
+      expect(r.body.error.code).to.equal("method_not_allowed");
+      expect(r.headers.get("allow")).to.equal("GET");
+    }
+    await sdk(name).connect();
+    const online = await api(srv.url, "POST", v2(name, "double/api"), { token, json: { in: 1 }, headers: ASYNC });
+    expect(online.status, online.text).to.equal(405);
+    expect(online.headers.get("allow")).to.equal("GET");
+    expect((await api(srv.url, "GET", callPath(name), { token })).body).to.deep.equal([]);
+  });
+
   it("QA F4: a queued POST on an output accepted while the device was offline ends failed with method_not_allowed, never run", async () => {
     const name = await freshDevice();
     const r = await api(srv.url, "POST", v2(name, "temp"), { token, json: { in: true }, headers: ASYNC });

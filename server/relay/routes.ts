@@ -216,7 +216,10 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   /** `POST …/{resource}` with `Prefer: respond-async`: persist the call, answer 202 with its status URL. */
   const enqueue = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
-    if (resource === "api") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET" } });
+    // Not a call to a resource named "api": the device's or a resource's /api, read with GET (as without Prefer).
+    if (resource === RESERVED_RESOURCE || resource.endsWith(`/${RESERVED_RESOURCE}`)) {
+      throw new AppError("method_not_allowed", "an /api is read with GET", { headers: { Allow: "GET" } });
+    }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
     const ttlS = parseTtl(ctx.query.ttl);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);
