@@ -188,12 +188,14 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const path = "/v2/users/:user/devices/:device/{*resource}";
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
+    const r = ctx.params.resource ?? "";
+    const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
     if (ctx.method === "HEAD") {
-      const r = ctx.params.resource ?? "";
-      const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
       throw new AppError("method_not_allowed", api ? "use GET" : "use GET or POST", { headers: { Allow: api ? "GET" : "GET, POST" } });
     }
-    requireAcceptable(ctx, "application/json", "text/event-stream");
+    // An /api never streams: an EventSource there is told so, rather than handed a JSON body it cannot read.
+    if (api) requireAcceptable(ctx, "application/json");
+    else requireAcceptable(ctx, "application/json", "text/event-stream");
     return relay(ctx, false, undefined);
   });
   router.post(path, requireAuth, async (ctx) => {
