@@ -124,6 +124,19 @@ describe("device properties (/v3 …/properties)", function () {
       expect(ghost.body.error.code).to.equal("device_not_found");
     });
 
+    it("HEAD on a property answers as GET without a body, as the Allow of OPTIONS and of a 405 says it does", async () => {
+      await api(srv.url, "PUT", props("thermo", "headed"), { token, json: { value: 5 } });
+      const options = await fetch(srv.url + props("thermo", "headed"), { method: "OPTIONS" });
+      const allow = (options.headers.get("allow") ?? "").split(/,\s*/);
+      expect(allow).to.include.members(["HEAD", "GET", "PUT", "DELETE"]);
+      const head = await fetch(srv.url + props("thermo", "headed"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+      expect(head.status).to.equal(200);
+      expect(head.headers.get("content-type")).to.match(/^application\/json/);
+      expect(await head.text()).to.equal("");
+      const missing = await fetch(srv.url + props("thermo", "nope"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+      expect(missing.status).to.equal(404);
+    });
+
     it("an unknown device is 404 device_not_found; no token is 401", async () => {
       const r = await api(srv.url, "GET", props("ghost"), { token });
       expect(r.status).to.equal(404);

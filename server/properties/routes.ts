@@ -57,7 +57,7 @@ export function propertyRoutes(router: Router, s: Services, requireAuth: RouterM
 
   const one = `${base}/{*property}`;
   router.get(one, requireAuth, async (ctx) => {
-    if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET, PUT, DELETE" } });
+    // HEAD reads like GET (a property has no side effect to run, unlike a resource): the router's Allow lists it.
     const property = propertyName(ctx);
     const { user, device } = await target(ctx, "ReadDeviceProperties");
     ctx.body = await s.properties.get(user, device, property);
