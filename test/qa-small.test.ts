@@ -51,6 +51,14 @@ describe("QA F7/F8: not_acceptable and smaller fixes", () => {
     expect(r.body.error.message).to.match(/^"id"/);
   });
 
+  it("?device[]= (axios' array form) on the account event stream is 400, not a stream of every device's events", async () => {
+    for (const q of ["device[]=oa1", "device[0]=oa1", "device%5B%5D=oa1"]) {
+      const r = await api(srv.url, "GET", `/v1/users/alice/events?${q}`, { token });
+      expectError(r, 400, "invalid_request");
+      expect(r.body.error.message, q).to.match(/^"device"/);
+    }
+  });
+
   it("F8: the device /api route validates ?timeout= like the other relay routes", async () => {
     expectError(await api(srv.url, "GET", "/v2/users/alice/devices/oa1/api?timeout=abc", { token }), 400, "invalid_request");
   });

@@ -36,7 +36,7 @@ export const PARAMETERS: Record<string, Schema> = {
     name: "Last-Event-ID", in: "header", required: false,
     description: "SSE resume point (sent by EventSource when it reconnects)", schema: { type: "string" },
   },
-  deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
+  deviceFilter: { name: "device", in: "query", required: false, description: "only this device's events (once, as `?device=`: `?device[]=` is 400)", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   idFilter: { name: "id", in: "query", required: false, description: "only this device", schema: { type: "string", pattern: DEVICE_ID_RE.source } },
   force: { name: "force", in: "query", required: false, description: "delete even while connected", schema: { type: "string", enum: ["true", "false"] } },
   page: { name: "page", in: "query", required: false, description: "list routes: page number, from 1 (default page size 100)", schema: { type: "string", pattern: "^[1-9]\\d{0,6}$" } },
