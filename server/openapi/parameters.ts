@@ -41,7 +41,7 @@ export const PARAMETERS: Record<string, Schema> = {
   force: { name: "force", in: "query", required: false, description: "delete even while connected", schema: { type: "string", enum: ["true", "false"] } },
   page: { name: "page", in: "query", required: false, description: "list routes: page number, from 1 (default page size 100)", schema: { type: "string", pattern: "^[1-9]\\d{0,6}$" } },
   limit: { name: "limit", in: "query", required: false, description: "list routes: items per page, 1 to 1000", schema: { type: "string", pattern: "^[1-9]\\d{0,3}$" } },
-  fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection`", schema: { type: "string", pattern: `^${FIELD}(,${FIELD}){0,63}$` } },
+  fields: { name: "fields", in: "query", required: false, description: "list routes: comma-separated keys to keep in each item, e.g. `device,connection` (one parameter: the array form `fields[]=` is 400)", schema: { type: "string", pattern: `^${FIELD}(,${FIELD}){0,63}$` } },
   asset: { name: "asset", in: "path", required: true, description: "file name", schema: { type: "string" } },
   property: { name: "property", in: "path", required: true, description: "property name (resource-name rules; may be nested)", schema: { type: "string", maxLength: MAX_RESOURCE_LENGTH, pattern: RESOURCE_RE.source }, example: "setpoint" },
   callId: { name: "id", in: "path", required: true, description: "queued call id", schema: { type: "string", pattern: "^[A-Za-z0-9_-]{16}$" } },
