@@ -441,6 +441,28 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(reuse.status).to.equal(401);
       expect((await cli(["whoami"])).code).to.equal(4);
     });
+
+    it("a session the server revoked, or a logout, leaves the server last signed in to the default: `login` goes back to it", async () => {
+      const noUrl = { THINGRELAY_URL: "" };
+      expect((await cli(["login", "-u", "alice", "--server", srv.url], { input: "alice-password\n", env: noUrl })).code).to.equal(0);
+      // The server revokes the session (every sign-in of alice, as a password change does); the stored access token is spent.
+      const s = await stored();
+      const family = (JSON.parse(Buffer.from(s.servers[srv.url]!.access_token.split(".")[1]!, "base64url").toString()) as { fam: string }).fam;
+      await srv.relay.services.oauth.revokeFamily(family, "test");
+      s.servers[srv.url]!.expires_at = 0;
+      await writeFile(credentialsFile(), JSON.stringify(s));
+      const revoked = await cli(["devices", "list"], { env: noUrl });
+      expect(revoked.code).to.equal(4);
+      expect(revoked.stderr).to.include(srv.url).and.include('run "thingrelay login"');
+      // As the message says: sign in again, with no --server, and it is the same server.
+      const whoami = await cli(["whoami"], { env: noUrl });
+      expect(whoami.stderr).to.include(`not signed in to ${srv.url}`);
+      const again = await cli(["login", "-u", "alice", "--json"], { input: "alice-password\n", env: noUrl });
+      expect(again.code, again.stderr).to.equal(0);
+      expect(JSON.parse(again.stdout)).to.deep.include({ server: srv.url, user: "alice" });
+      expect((await cli(["logout"], { env: noUrl })).code).to.equal(0);
+      expect((await cli(["whoami"], { env: noUrl })).stderr).to.include(`not signed in to ${srv.url}`);
+    });
   });
 
   describe("serve", () => {
