@@ -350,6 +350,23 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(again.stderr).to.include("token_not_found");
     });
 
+    it("--allow takes back what tokens list prints: TYPE/ACTION:NAME, and a dashboard action goes under Dashboard", async () => {
+      const c = await cli(["tokens", "create", "--name", "dash", "--allow", "ReadDashboards:home", "--allow", "Dashboard/WriteDashboards:home", "--allow", "*/ReadEvents", "--json"]);
+      expect(c.code, c.stderr).to.equal(0);
+      const t = JSON.parse(c.stdout);
+      expect(t.allow).to.deep.equal({ Dashboard: { home: ["ReadDashboards", "WriteDashboards"] }, "*": { "*": ["ReadEvents"] } });
+      const l = await cli(["tokens", "list"]);
+      const line = l.stdout.split("\n").find((x) => x.startsWith(t.id))!;
+      const printed = line.split(/\s{2,}/)[4]!.split(" ");
+      expect(printed).to.deep.equal(["Dashboard/ReadDashboards:home", "Dashboard/WriteDashboards:home", "*/ReadEvents:*"]);
+      const again = await cli(["tokens", "create", "--name", "dash2", ...printed.flatMap((p) => ["--allow", p]), "--json"]);
+      expect(again.code, again.stderr).to.equal(0);
+      expect(JSON.parse(again.stdout).allow).to.deep.equal(t.allow);
+      const unknownType = await cli(["tokens", "create", "--name", "x", "--allow", "Bucket/ReadBucket:b"]);
+      expect(unknownType.code).to.equal(1);
+      expect(unknownType.stderr).to.include('"Bucket" is not a resource type');
+    });
+
     it("user access tokens: create with --allow and --expires, list, rm", async () => {
       const c = await cli(["tokens", "create", "--name", "reader", "--allow", "ListDevices", "--allow", "AccessDeviceResources:nodemcu:temperature", "--expires", "30d", "--json"]);
       expect(c.code, c.stderr).to.equal(0);
