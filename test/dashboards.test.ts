@@ -228,6 +228,27 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     expect((await api(srv.url, "GET", `${base}/shared`, { token: dt.body.token })).status).to.equal(403);
   });
 
+  it("a token allowed to write one dashboard cannot create others, with or without an id; a grant on * can", async () => {
+    await api(srv.url, "POST", base, { token: alice, json: { id: "mine", name: "Mine" } });
+    const one = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "w1", allow: { Dashboard: { mine: ["WriteDashboards"] } } } });
+    const before = (await api(srv.url, "GET", base, { token: alice })).body.length as number;
+    for (const json of [{ id: "other", name: "x" }, { name: "no id" }]) {
+      const r = await api(srv.url, "POST", base, { token: one.body.token, json });
+      expect(r.status, JSON.stringify(json)).to.equal(403);
+      expect(r.body.error.code).to.equal("forbidden");
+    }
+    expect((await api(srv.url, "GET", base, { token: alice })).body.length).to.equal(before);
+    expect((await api(srv.url, "PUT", `${base}/mine`, { token: one.body.token, json: { name: "Mine 2" } })).status).to.equal(200);
+    const all = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "w*", allow: { Dashboard: { "*": ["WriteDashboards"] } } } });
+    const made = await api(srv.url, "POST", base, { token: all.body.token, json: { name: "by token" } });
+    expect(made.status, made.text).to.equal(201);
+    expect(made.headers.get("location")).to.equal(`${base}/${made.body.id}`);
+    // A deny on one id does not stop a new dashboard under another.
+    const denied = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "wd", allow: { Dashboard: { "*": ["WriteDashboards"] } }, deny: { Dashboard: { mine: "*" } } } });
+    expect((await api(srv.url, "POST", base, { token: denied.body.token, json: { name: "also" } })).status).to.equal(201);
+    expect((await api(srv.url, "PUT", `${base}/mine`, { token: denied.body.token, json: { name: "no" } })).status).to.equal(403);
+  });
+
   it("is in the account export and goes with the account", async () => {
     const exp = await api(srv.url, "GET", "/v1/users/alice/export", { token: alice });
     expect(exp.status).to.equal(200);

@@ -29,6 +29,11 @@ export const DASHBOARD_LIMITS = {
 
 export const DASHBOARD_ID_RE = /^[a-zA-Z0-9_-]{1,32}$/;
 
+/** The id of a dashboard created without one (12 characters of DASHBOARD_ID_RE). */
+export function newDashboardId(): string {
+  return randomBytes(9).toString("base64url");
+}
+
 export interface Widget {
   type: WidgetType;
   device: string;
@@ -133,7 +138,7 @@ export class DashboardsService {
 
   async create(user: string, id: string | undefined, name: string, widgets: Widget[]): Promise<Dashboard> {
     const now = Date.now();
-    const dashId = id ?? randomBytes(9).toString("base64url");
+    const dashId = id ?? newDashboardId();
     const doc: DashboardDoc = { _id: `${user}/${dashId}`, user, id: dashId, name, widgetsJson: JSON.stringify(widgets), createdTs: now, updatedTs: now };
     // One creation at a time per account here: a parallel burst cannot pass the count together.
     await this.creations.run(user, async () => {
