@@ -89,6 +89,17 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       for (const c of COMMANDS) expect(doc, c.path.join(" ")).to.include(`| \`${c.path.join(" ")}`);
     });
 
+    it("docs/cli.md names the codes of the CLI's own --json errors, and they are what it prints", async () => {
+      const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
+      for (const code of ["usage", "not_signed_in", "unreachable", "error"]) expect(doc, code).to.include(`\`${code}\``);
+      const [usage, signedOut, unreachable] = await Promise.all([
+        cli(["devices", "add", "--json"]), cli(["devices", "list", "--json"]), cli(["login", "-u", "alice", "--json", "--server", "http://127.0.0.1:9"], { input: "x\n" }),
+      ]);
+      expect(JSON.parse(usage.stderr).error.code).to.equal("usage");
+      expect(JSON.parse(signedOut.stderr).error.code).to.equal("not_signed_in");
+      expect(JSON.parse(unreachable.stderr).error.code).to.equal("unreachable");
+    });
+
     it("an unknown command, an unknown option or a missing argument exits 2 with a clear message", async () => {
       const [unknown, option, missing] = await Promise.all([cli(["fly"]), cli(["devices", "list", "--colour"]), cli(["devices", "add"])]);
       expect(unknown.code).to.equal(2);
