@@ -90,8 +90,10 @@ export function parseWidgets(v: unknown): Widget[] {
     if (!resourceOk) throw bad(`"${p}.resource" must be a resource name`);
     const out: Widget = { type: w.type as WidgetType, device: w.device, resource: w.resource as string, layout: { x: 0, y: 0, w: 1, h: 1 } };
     if (w.interval !== undefined) {
-      if (typeof w.interval !== "number" || !Number.isFinite(w.interval) || w.interval < L.minInterval || w.interval > L.maxInterval) {
-        throw bad(`"${p}.interval" must be a number of seconds from ${L.minInterval} to ${L.maxInterval}`);
+      // At most one decimal, as `?interval=` takes it: the console streams at the widget's interval as written.
+      if (typeof w.interval !== "number" || !Number.isFinite(w.interval) || w.interval < L.minInterval || w.interval > L.maxInterval
+        || !/^\d+(\.\d)?$/.test(String(w.interval))) {
+        throw bad(`"${p}.interval" must be a number of seconds from ${L.minInterval} to ${L.maxInterval} with at most one decimal`);
       }
       out.interval = w.interval;
     }
