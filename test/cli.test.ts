@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Device } from "../device-sdk/index.js";
+import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount } from "./helpers/api.js";
 import { onceWhere, streamsOpen } from "./helpers/wait.js";
@@ -265,6 +265,35 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(lines.slice(1).map((l) => l.split(/\s+/))).to.deep.include.members([["temperature", "output"], ["relay", "input"], ["io", "io"]]);
       const json = await cli(["call", "nodemcu/api", "--json"]);
       expect(JSON.parse(json.stdout)).to.deep.include({ temperature: { kind: "output" }, relay: { kind: "input" } });
+    });
+
+    it("prints no terminal control sequence a device or a stored field holds: escapes show as \\u001b, newlines and tabs stay", async () => {
+      const alice = (await login(srv.url, "alice", "alice-password")).access_token;
+      const esc = "\u001b]0;pwned\u0007\u001b[2J\u009b31m\r";
+      expect((await api(srv.url, "POST", "/v1/users/alice/devices", { token: alice, json: { device_id: "evil", device_credentials: "evil-secret", device_description: `desc ${esc}` } })).status).to.equal(201);
+      const evil = new Device({ server: srv.wsUrl, user: "alice", device: "evil", credentials: "evil-secret", reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 });
+      evil.output("banner", () => `line1\n\tline2 ${esc}`);
+      evil.run("fail", () => {
+        throw new DeviceError(409, `door ${esc}`);
+      });
+      await evil.connect();
+      try {
+        const [list, out, fail] = await Promise.all([cli(["devices", "list"]), cli(["call", "evil/banner"]), cli(["call", "evil/fail"])]);
+        expect(list.code, list.stderr).to.equal(0);
+        expect(out.code, out.stderr).to.equal(0);
+        expect(fail.code).to.equal(1);
+        for (const text of [list.stdout, out.stdout, fail.stderr]) {
+          expect(text, JSON.stringify(text)).to.not.match(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+          expect(text).to.include("\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u000d");
+        }
+        expect(out.stdout).to.include("line1\n\tline2");
+        // --json stays the server's JSON, byte for byte what it answered.
+        const json = await cli(["call", "evil/banner", "--json"]);
+        expect(JSON.parse(json.stdout).out).to.equal(`line1\n\tline2 ${esc}`);
+      } finally {
+        await evil.close();
+        await api(srv.url, "DELETE", "/v1/users/alice/devices/evil?force=true", { token: alice });
+      }
     });
 
     it("reports relay errors (exit 1 with the code) and bad input (exit 2)", async () => {
