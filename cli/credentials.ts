@@ -73,13 +73,16 @@ export class CredentialStore {
     return (await this.read()).servers[server];
   }
 
-  /** Stores (or, with `undefined`, forgets) the session for `server`; a stored session becomes the default. */
+  /**
+   * Stores (or, with `undefined`, forgets) the session for `server`; a stored session becomes the default. A
+   * forgotten one (logout, or a session the server revoked) leaves the default alone: it stays "the server you
+   * last signed in to", so the `thingrelay login` the CLI then asks for goes back to it.
+   */
   async set(server: string, entry: SessionEntry | undefined, makeDefault = false): Promise<void> {
     const data = await this.read();
     if (entry) data.servers[server] = entry;
     else delete data.servers[server];
     if (makeDefault && entry) data.default = server;
-    if (!entry && data.default === server) delete data.default;
     await this.write(data);
   }
 

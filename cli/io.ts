@@ -11,12 +11,23 @@ export interface CliIo {
   signal?: AbortSignal;
 }
 
+/**
+ * Text for a terminal: control characters other than newline and tab (ESC, BEL, CR, C1…) shown as `\u001b`, so a
+ * value a device sends or a field someone stored (a description, a token name) cannot drive the terminal (set
+ * its title, clear it, rewrite a line). `--json` output is JSON, which escapes them itself.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export function print(io: CliIo, text: string): void {
-  io.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+  const safe = terminalSafe(text);
+  io.stdout.write(safe.endsWith("\n") ? safe : `${safe}\n`);
 }
 
 export function note(io: CliIo, text: string): void {
-  io.stderr.write(text.endsWith("\n") ? text : `${text}\n`);
+  const safe = terminalSafe(text);
+  io.stderr.write(safe.endsWith("\n") ? safe : `${safe}\n`);
 }
 
 /** JSON on stdout: pretty on a terminal would be nice, but one stable format is easier to pipe. */
@@ -25,8 +36,10 @@ export function printJson(io: CliIo, value: unknown): void {
 }
 
 /** A plain text table with left-aligned columns. */
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return "";
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return "";
+  // Made safe here too, so the columns line up with what is printed.
+  const rows = cells.map((r) => r.map(terminalSafe));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
 }

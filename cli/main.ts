@@ -8,7 +8,7 @@ import { ApiClient, normalizeServer } from "./client.js";
 import { type Command, type Context, GLOBAL_OPTIONS, type OptionSpec, type Options } from "./command.js";
 import { CredentialStore, configDir } from "./credentials.js";
 import { CliError, EXIT } from "./errors.js";
-import { type CliIo, print } from "./io.js";
+import { type CliIo, print, terminalSafe } from "./io.js";
 import { login, logout, whoami } from "./commands/auth.js";
 import { usersAdd } from "./commands/users.js";
 import { devicesAdd, devicesList, devicesRm } from "./commands/devices.js";
@@ -117,7 +117,7 @@ function allOptions(): Record<string, OptionSpec> {
 
 function reportError(io: CliIo, json: boolean, err: CliError): void {
   if (json) io.stderr.write(`${JSON.stringify({ error: { code: err.code ?? "error", message: err.serverMessage ?? err.message, ...(err.status ? { status: err.status } : {}) } })}\n`);
-  else io.stderr.write(`thingrelay: ${err.message}\n`);
+  else io.stderr.write(`thingrelay: ${terminalSafe(err.message)}\n`);
 }
 
 /** Runs one command line; resolves to the process exit code. */

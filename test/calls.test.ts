@@ -116,6 +116,21 @@ describe("queued calls (Prefer: respond-async)", function () {
     expect(reads).to.equal(0);
   });
 
+  it("a queued POST on a resource's /api answers 405 (Allow: GET) like the synchronous one, online or offline; nothing is queued", async () => {
+    const name = await freshDevice();
+    for (const path of [v2(name, "double/api"), v2(name, "a/b/api"), v2(name, "api")]) {
+      const r = await api(srv.url, "POST", path, { token, json: { in: 1 }, headers: ASYNC });
+      expect(r.status, `${path} ${r.text}`).to.equal(405);
+      expect(r.body.error.code).to.equal("method_not_allowed");
+      expect(r.headers.get("allow")).to.equal("GET");
+    }
+    await sdk(name).connect();
+    const online = await api(srv.url, "POST", v2(name, "double/api"), { token, json: { in: 1 }, headers: ASYNC });
+    expect(online.status, online.text).to.equal(405);
+    expect(online.headers.get("allow")).to.equal("GET");
+    expect((await api(srv.url, "GET", callPath(name), { token })).body).to.deep.equal([]);
+  });
+
   it("QA F4: a queued POST on an output accepted while the device was offline ends failed with method_not_allowed, never run", async () => {
     const name = await freshDevice();
     const r = await api(srv.url, "POST", v2(name, "temp"), { token, json: { in: true }, headers: ASYNC });
@@ -343,6 +358,33 @@ describe("queued calls (Prefer: respond-async)", function () {
     const ev = await stream.next((e) => e.event === undefined && (JSON.parse(e.data) as { type?: string }).type === "call");
     const data = JSON.parse(ev.data);
     expect(data).to.include({ type: "call", device: name, id: r.body.id, status: "succeeded", out: 8 });
+  });
+
+  it("a `call` event reaches a token only if it may read that call (AccessDeviceResources on its resource), live and replayed", async () => {
+    const name = await freshDevice();
+    const limited = await api(srv.url, "POST", "/v1/users/alice/tokens", {
+      token, json: { name: `events ${name}`, allow: { Device: { [name]: ["ReadEvents", { AccessDeviceResources: ["relay"] }] } } },
+    });
+    const isCall = (e: { event?: string; data: string }) => e.event === undefined && (JSON.parse(e.data) as { type?: string }).type === "call";
+    const all = await sse(`${srv.url}/v1/users/alice/events?device=${name}`, { Authorization: `Bearer ${token}` });
+    const some = await sse(`${srv.url}/v1/users/alice/events?device=${name}`, { Authorization: `Bearer ${limited.body.token}` });
+    const secret = await api(srv.url, "POST", v2(name, "double"), { token, json: { in: 21 }, headers: ASYNC });
+    const open = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: true }, headers: ASYNC });
+    expect((await api(srv.url, "GET", callPath(name, secret.body.id), { token: limited.body.token })).status).to.equal(403);
+    await sdk(name).connect();
+    const seen = [await all.next(isCall), await all.next(isCall)];
+    expect(seen.map((e) => JSON.parse(e.data).id)).to.have.members([secret.body.id, open.body.id]);
+    // Events reach both streams in one order: the limited one's first call event is the relay's, never the double's `out`.
+    const mine = JSON.parse((await some.next(isCall)).data);
+    expect(mine).to.include({ id: open.body.id, resource: "relay", status: "succeeded" });
+    // Replayed from before both events: still only the relay's.
+    const first = seen[0]!.id!;
+    const before = `${first.split("-")[0]}-${Number(first.split("-")[1]) - 1}`;
+    const replay = await sse(`${srv.url}/v1/users/alice/events?device=${name}`, { Authorization: `Bearer ${limited.body.token}`, "Last-Event-ID": before });
+    const replayed = JSON.parse((await replay.next(isCall)).data);
+    expect(replayed).to.include({ id: open.body.id });
+    const marker = await api(srv.url, "POST", v2(name, "relay"), { token, json: { in: false }, headers: ASYNC });
+    expect(JSON.parse((await replay.next(isCall)).data).id).to.equal(marker.body.id);
   });
 });
 

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Device } from "../device-sdk/index.js";
+import { Device, DeviceError } from "../device-sdk/index.js";
 import { startServer, ADMIN, type TestServer } from "./helpers/server.js";
 import { api, login, newAccount } from "./helpers/api.js";
 import { onceWhere, streamsOpen } from "./helpers/wait.js";
@@ -87,6 +87,17 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
       const { COMMANDS } = await import("../cli/main.js");
       for (const c of COMMANDS) expect(doc, c.path.join(" ")).to.include(`| \`${c.path.join(" ")}`);
+    });
+
+    it("docs/cli.md names the codes of the CLI's own --json errors, and they are what it prints", async () => {
+      const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
+      for (const code of ["usage", "not_signed_in", "unreachable", "error"]) expect(doc, code).to.include(`\`${code}\``);
+      const [usage, signedOut, unreachable] = await Promise.all([
+        cli(["devices", "add", "--json"]), cli(["devices", "list", "--json"]), cli(["login", "-u", "alice", "--json", "--server", "http://127.0.0.1:9"], { input: "x\n" }),
+      ]);
+      expect(JSON.parse(usage.stderr).error.code).to.equal("usage");
+      expect(JSON.parse(signedOut.stderr).error.code).to.equal("not_signed_in");
+      expect(JSON.parse(unreachable.stderr).error.code).to.equal("unreachable");
     });
 
     it("an unknown command, an unknown option or a missing argument exits 2 with a clear message", async () => {
@@ -256,6 +267,35 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(JSON.parse(json.stdout)).to.deep.include({ temperature: { kind: "output" }, relay: { kind: "input" } });
     });
 
+    it("prints no terminal control sequence a device or a stored field holds: escapes show as \\u001b, newlines and tabs stay", async () => {
+      const alice = (await login(srv.url, "alice", "alice-password")).access_token;
+      const esc = "\u001b]0;pwned\u0007\u001b[2J\u009b31m\r";
+      expect((await api(srv.url, "POST", "/v1/users/alice/devices", { token: alice, json: { device_id: "evil", device_credentials: "evil-secret", device_description: `desc ${esc}` } })).status).to.equal(201);
+      const evil = new Device({ server: srv.wsUrl, user: "alice", device: "evil", credentials: "evil-secret", reconnectInitialMs: 60_000, reconnectMaxMs: 60_000 });
+      evil.output("banner", () => `line1\n\tline2 ${esc}`);
+      evil.run("fail", () => {
+        throw new DeviceError(409, `door ${esc}`);
+      });
+      await evil.connect();
+      try {
+        const [list, out, fail] = await Promise.all([cli(["devices", "list"]), cli(["call", "evil/banner"]), cli(["call", "evil/fail"])]);
+        expect(list.code, list.stderr).to.equal(0);
+        expect(out.code, out.stderr).to.equal(0);
+        expect(fail.code).to.equal(1);
+        for (const text of [list.stdout, out.stdout, fail.stderr]) {
+          expect(text, JSON.stringify(text)).to.not.match(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+          expect(text).to.include("\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u000d");
+        }
+        expect(out.stdout).to.include("line1\n\tline2");
+        // --json stays the server's JSON, byte for byte what it answered.
+        const json = await cli(["call", "evil/banner", "--json"]);
+        expect(JSON.parse(json.stdout).out).to.equal(`line1\n\tline2 ${esc}`);
+      } finally {
+        await evil.close();
+        await api(srv.url, "DELETE", "/v1/users/alice/devices/evil?force=true", { token: alice });
+      }
+    });
+
     it("reports relay errors (exit 1 with the code) and bad input (exit 2)", async () => {
       const [missing, offline, notJson, noResource] = await Promise.all([
         cli(["call", "nodemcu/nothing", "--json"]), cli(["call", "spare/temperature"]), cli(["call", "nodemcu/relay", "on"]), cli(["call", "nodemcu"]),
@@ -350,6 +390,23 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       expect(again.stderr).to.include("token_not_found");
     });
 
+    it("--allow takes back what tokens list prints: TYPE/ACTION:NAME, and a dashboard action goes under Dashboard", async () => {
+      const c = await cli(["tokens", "create", "--name", "dash", "--allow", "ReadDashboards:home", "--allow", "Dashboard/WriteDashboards:home", "--allow", "*/ReadEvents", "--json"]);
+      expect(c.code, c.stderr).to.equal(0);
+      const t = JSON.parse(c.stdout);
+      expect(t.allow).to.deep.equal({ Dashboard: { home: ["ReadDashboards", "WriteDashboards"] }, "*": { "*": ["ReadEvents"] } });
+      const l = await cli(["tokens", "list"]);
+      const line = l.stdout.split("\n").find((x) => x.startsWith(t.id))!;
+      const printed = line.split(/\s{2,}/)[4]!.split(" ");
+      expect(printed).to.deep.equal(["Dashboard/ReadDashboards:home", "Dashboard/WriteDashboards:home", "*/ReadEvents:*"]);
+      const again = await cli(["tokens", "create", "--name", "dash2", ...printed.flatMap((p) => ["--allow", p]), "--json"]);
+      expect(again.code, again.stderr).to.equal(0);
+      expect(JSON.parse(again.stdout).allow).to.deep.equal(t.allow);
+      const unknownType = await cli(["tokens", "create", "--name", "x", "--allow", "Bucket/ReadBucket:b"]);
+      expect(unknownType.code).to.equal(1);
+      expect(unknownType.stderr).to.include('"Bucket" is not a resource type');
+    });
+
     it("user access tokens: create with --allow and --expires, list, rm", async () => {
       const c = await cli(["tokens", "create", "--name", "reader", "--allow", "ListDevices", "--allow", "AccessDeviceResources:nodemcu:temperature", "--expires", "30d", "--json"]);
       expect(c.code, c.stderr).to.equal(0);
@@ -440,6 +497,28 @@ describe("thingrelay CLI (a client of the REST API, run as a process)", function
       const reuse = await api(srv.url, "POST", "/oauth/token", { form: { grant_type: "refresh_token", refresh_token: rt } });
       expect(reuse.status).to.equal(401);
       expect((await cli(["whoami"])).code).to.equal(4);
+    });
+
+    it("a session the server revoked, or a logout, leaves the server last signed in to the default: `login` goes back to it", async () => {
+      const noUrl = { THINGRELAY_URL: "" };
+      expect((await cli(["login", "-u", "alice", "--server", srv.url], { input: "alice-password\n", env: noUrl })).code).to.equal(0);
+      // The server revokes the session (every sign-in of alice, as a password change does); the stored access token is spent.
+      const s = await stored();
+      const family = (JSON.parse(Buffer.from(s.servers[srv.url]!.access_token.split(".")[1]!, "base64url").toString()) as { fam: string }).fam;
+      await srv.relay.services.oauth.revokeFamily(family, "test");
+      s.servers[srv.url]!.expires_at = 0;
+      await writeFile(credentialsFile(), JSON.stringify(s));
+      const revoked = await cli(["devices", "list"], { env: noUrl });
+      expect(revoked.code).to.equal(4);
+      expect(revoked.stderr).to.include(srv.url).and.include('run "thingrelay login"');
+      // As the message says: sign in again, with no --server, and it is the same server.
+      const whoami = await cli(["whoami"], { env: noUrl });
+      expect(whoami.stderr).to.include(`not signed in to ${srv.url}`);
+      const again = await cli(["login", "-u", "alice", "--json"], { input: "alice-password\n", env: noUrl });
+      expect(again.code, again.stderr).to.equal(0);
+      expect(JSON.parse(again.stdout)).to.deep.include({ server: srv.url, user: "alice" });
+      expect((await cli(["logout"], { env: noUrl })).code).to.equal(0);
+      expect((await cli(["whoami"], { env: noUrl })).stderr).to.include(`not signed in to ${srv.url}`);
     });
   });
 

@@ -125,6 +125,9 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
       [{ name: "ok", widgets: [widget({ interval: 0 })] }, /"widgets\[0\]\.interval"/],
       [{ name: "ok", widgets: [widget({ interval: 3601 })] }, /"widgets\[0\]\.interval"/],
       [{ name: "ok", widgets: [widget({ interval: "2" })] }, /"widgets\[0\]\.interval"/],
+      // The console streams at the widget's interval, and ?interval= takes at most one decimal: 0.15 would never stream.
+      [{ name: "ok", widgets: [widget({ interval: 0.15 })] }, /"widgets\[0\]\.interval" must be a number of seconds from 0\.1 to 3600 with at most one decimal/],
+      [{ name: "ok", widgets: [widget({ interval: 2.25 })] }, /"widgets\[0\]\.interval"/],
       [{ name: "ok", widgets: [widget({ options: [] })] }, /"widgets\[0\]\.options" must be an object/],
       [{ name: "ok", widgets: [widget({ options: { s: "x".repeat(3000) } })] }, /"widgets\[0\]\.options" is larger than 2048 bytes/],
       [{ name: "ok", widgets: [widget({ layout: undefined })] }, /"widgets\[0\]\.layout" must be an object/],
@@ -226,6 +229,42 @@ describe("dashboards REST API (/v1/users/{user}/dashboards)", () => {
     const dt = await api(srv.url, "POST", "/v1/users/alice/devices/greenhouse/tokens", { token: alice, json: { token_name: "d" } });
     expect(dt.status).to.equal(200);
     expect((await api(srv.url, "GET", `${base}/shared`, { token: dt.body.token })).status).to.equal(403);
+  });
+
+  it("every widget interval it takes is one the resource stream takes, as the console asks for it", async () => {
+    for (const interval of [0.1, 2.5, 3600]) {
+      const made = await api(srv.url, "POST", base, { token: alice, json: { name: `i${interval}`, widgets: [widget({ interval })] } });
+      expect(made.status, made.text).to.equal(201);
+      const ac = new AbortController();
+      const r = await fetch(`${srv.url}/v2/users/alice/devices/greenhouse/temperature?interval=${encodeURIComponent(String(interval))}`, {
+        headers: { Authorization: `Bearer ${alice}`, Accept: "text/event-stream" }, signal: ac.signal,
+      });
+      expect(r.status, String(interval)).to.equal(200);
+      ac.abort();
+      await r.body?.cancel().catch(() => undefined);
+      expect((await api(srv.url, "DELETE", `${base}/${made.body.id}`, { token: alice })).status).to.equal(200);
+    }
+  });
+
+  it("a token allowed to write one dashboard cannot create others, with or without an id; a grant on * can", async () => {
+    await api(srv.url, "POST", base, { token: alice, json: { id: "mine", name: "Mine" } });
+    const one = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "w1", allow: { Dashboard: { mine: ["WriteDashboards"] } } } });
+    const before = (await api(srv.url, "GET", base, { token: alice })).body.length as number;
+    for (const json of [{ id: "other", name: "x" }, { name: "no id" }]) {
+      const r = await api(srv.url, "POST", base, { token: one.body.token, json });
+      expect(r.status, JSON.stringify(json)).to.equal(403);
+      expect(r.body.error.code).to.equal("forbidden");
+    }
+    expect((await api(srv.url, "GET", base, { token: alice })).body.length).to.equal(before);
+    expect((await api(srv.url, "PUT", `${base}/mine`, { token: one.body.token, json: { name: "Mine 2" } })).status).to.equal(200);
+    const all = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "w*", allow: { Dashboard: { "*": ["WriteDashboards"] } } } });
+    const made = await api(srv.url, "POST", base, { token: all.body.token, json: { name: "by token" } });
+    expect(made.status, made.text).to.equal(201);
+    expect(made.headers.get("location")).to.equal(`${base}/${made.body.id}`);
+    // A deny on one id does not stop a new dashboard under another.
+    const denied = await api(srv.url, "POST", "/v1/users/alice/tokens", { token: alice, json: { name: "wd", allow: { Dashboard: { "*": ["WriteDashboards"] } }, deny: { Dashboard: { mine: "*" } } } });
+    expect((await api(srv.url, "POST", base, { token: denied.body.token, json: { name: "also" } })).status).to.equal(201);
+    expect((await api(srv.url, "PUT", `${base}/mine`, { token: denied.body.token, json: { name: "no" } })).status).to.equal(403);
   });
 
   it("is in the account export and goes with the account", async () => {

@@ -123,6 +123,27 @@ describe("first-hour fixes (issue 12 point 8)", () => {
       expect((await api(srv.url, "GET", "/v1/users/bob_fh/devices/nocreds", { token: bob })).status).to.equal(404);
     });
 
+    it("a bad value names the field as sent (newer names on create and update), not its classic twin", async () => {
+      const cases: Array<[string, string, unknown, string]> = [
+        ["POST", "/v1/users/bob_fh/devices", { device: "bad-id", credentials: "s3cret" }, '"device" '],
+        ["POST", "/v1/users/bob_fh/devices", { device: "badcreds", credentials: 5 }, '"credentials" '],
+        ["POST", "/v1/users/bob_fh/devices", { device: "baddesc", credentials: "s3cret", description: 5 }, '"description" '],
+        ["POST", "/v1/users/bob_fh/devices", { device: "badname", credentials: "s3cret", name: 5 }, '"name" '],
+        ["POST", "/v1/users/bob_fh/devices", { device: "badtype", credentials: "s3cret", type: 5 }, '"type" '],
+        ["PUT", "/v1/users/bob_fh/devices/newer", { description: null }, '"description" '],
+        ["PUT", "/v1/users/bob_fh/devices/newer", { name: 5 }, '"name" '],
+        ["PUT", "/v1/users/bob_fh/devices/newer", { credentials: "" }, '"credentials" '],
+        ["PUT", "/v1/users/bob_fh/devices/newer", { device_credentials: "" }, '"device_credentials" '],
+        ["POST", "/v1/users/bob_fh/devices", { device_id: "classic", device_credentials: "s3cret", device_type: 5 }, '"device_type" '],
+      ];
+      for (const [method, path, json, field] of cases) {
+        const r = await api(srv.url, method, path, { token: bob, json });
+        expect(r.status, JSON.stringify(json)).to.equal(400);
+        expect(r.body.error.code).to.equal("invalid_request");
+        expect(r.body.error.message, JSON.stringify(json)).to.satisfy((m: string) => m.startsWith(field));
+      }
+    });
+
     it("mixing both shapes answers 400 naming the expected fields, and creates nothing", async () => {
       const r = await api(srv.url, "POST", "/v1/users/bob_fh/devices", { token: bob, json: { device_id: "mixed", credentials: "s3cret" } });
       expect(r.status).to.equal(400);

@@ -102,6 +102,41 @@ describe("device properties (/v3 …/properties)", function () {
       }
     });
 
+    it("POST on the list with {property, value} creates or replaces a property, as Thinger's own clients create one", async () => {
+      // Thinger's Node-RED property-write node: GET the list, then POST {property, value} for a new name, PUT for one it found.
+      const post = await api(srv.url, "POST", props("thermo"), { token, json: { property: "mode", value: "eco" } });
+      expect(post.status, post.text).to.equal(200);
+      expect(post.body).to.deep.include({ property: "mode", value: "eco" });
+      expect(post.body.updated_ts).to.be.a("number");
+      expect((await api(srv.url, "GET", props("thermo", "mode"), { token })).body).to.deep.equal(post.body);
+      const again = await api(srv.url, "POST", props("thermo"), { token, json: { property: "mode", value: { on: true } } });
+      expect(again.status, again.text).to.equal(200);
+      expect((await api(srv.url, "GET", props("thermo", "mode"), { token })).body.value).to.deep.equal({ on: true });
+      expect((await api(srv.url, "POST", props("thermo"), { token, json: { property: "zone/hall", value: 1 } })).status).to.equal(200);
+      expect((await api(srv.url, "GET", props("thermo", "zone/hall"), { token })).body.value).to.equal(1);
+      for (const json of [{ value: 1 }, { property: "p" }, { property: 5, value: 1 }, { property: "a b", value: 1 }, { property: "", value: 1 }, { property: "p", value: 1, extra: 2 }, [1]]) {
+        const r = await api(srv.url, "POST", props("thermo"), { token, json });
+        expect(r.status, JSON.stringify(json)).to.equal(400);
+        expect(r.body.error.code).to.equal("invalid_request");
+      }
+      const ghost = await api(srv.url, "POST", props("ghost"), { token, json: { property: "p", value: 1 } });
+      expect(ghost.status).to.equal(404);
+      expect(ghost.body.error.code).to.equal("device_not_found");
+    });
+
+    it("HEAD on a property answers as GET without a body, as the Allow of OPTIONS and of a 405 says it does", async () => {
+      await api(srv.url, "PUT", props("thermo", "headed"), { token, json: { value: 5 } });
+      const options = await fetch(srv.url + props("thermo", "headed"), { method: "OPTIONS" });
+      const allow = (options.headers.get("allow") ?? "").split(/,\s*/);
+      expect(allow).to.include.members(["HEAD", "GET", "PUT", "DELETE"]);
+      const head = await fetch(srv.url + props("thermo", "headed"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+      expect(head.status).to.equal(200);
+      expect(head.headers.get("content-type")).to.match(/^application\/json/);
+      expect(await head.text()).to.equal("");
+      const missing = await fetch(srv.url + props("thermo", "nope"), { method: "HEAD", headers: { Authorization: `Bearer ${token}` } });
+      expect(missing.status).to.equal(404);
+    });
+
     it("an unknown device is 404 device_not_found; no token is 401", async () => {
       const r = await api(srv.url, "GET", props("ghost"), { token });
       expect(r.status).to.equal(404);
@@ -211,6 +246,7 @@ describe("device properties (/v3 …/properties)", function () {
       expect((await api(srv.url, "GET", props("thermo", "setpoint"), { token: open.body.token })).status).to.equal(200);
       expect((await api(srv.url, "GET", props("thermo", "setpoint"), { token: limited.body.token })).status).to.equal(403);
       expect((await api(srv.url, "PUT", props("thermo", "setpoint"), { token: open.body.token, json: { value: 1 } })).status).to.equal(403);
+      expect((await api(srv.url, "POST", props("thermo"), { token: open.body.token, json: { property: "setpoint", value: 1 } })).status).to.equal(403);
       expect((await api(srv.url, "GET", props("other"), { token: open.body.token })).status).to.equal(403);
     });
   });

@@ -51,7 +51,28 @@ describe("QA F7/F8: not_acceptable and smaller fixes", () => {
     expect(r.body.error.message).to.match(/^"id"/);
   });
 
+  it("?device[]= (axios' array form) on the account event stream is 400, not a stream of every device's events", async () => {
+    for (const q of ["device[]=oa1", "device[0]=oa1", "device%5B%5D=oa1"]) {
+      const r = await api(srv.url, "GET", `/v1/users/alice/events?${q}`, { token });
+      expectError(r, 400, "invalid_request");
+      expect(r.body.error.message, q).to.match(/^"device"/);
+    }
+  });
+
   it("F8: the device /api route validates ?timeout= like the other relay routes", async () => {
     expectError(await api(srv.url, "GET", "/v2/users/alice/devices/oa1/api?timeout=abc", { token }), 400, "invalid_request");
+  });
+
+  it("an /api answers JSON only: Accept: text/event-stream alone is 406 (an EventSource there got a JSON 200), JSON or */* pass", async () => {
+    for (const path of ["/v2/users/alice/devices/oa1/api", "/v2/users/alice/devices/oa1/temperature/api"]) {
+      const r = await api(srv.url, "GET", path, { token, headers: { Accept: "text/event-stream" } });
+      expectError(r, 406, "not_acceptable");
+      expect(r.body.error.message).to.equal("this route answers application/json");
+      for (const accept of ["application/json", "*/*", "text/event-stream, application/json;q=0.5"]) {
+        expectError(await api(srv.url, "GET", path, { token, headers: { Accept: accept } }), 404, "device_offline");
+      }
+    }
+    // A resource itself still streams.
+    expectError(await api(srv.url, "GET", "/v2/users/alice/devices/oa1/temperature", { token, headers: { Accept: "application/xml" } }), 406, "not_acceptable");
   });
 });

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ERROR_CODES } from "../server/errors.js";
 import { CONFIG_VARIABLES } from "../server/config.js";
+import { ACTIONS, DASHBOARD_ACTIONS } from "../server/auth/principal.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -61,6 +62,14 @@ describe("README.md", function () {
     const cells = tableRows(readme, "Configuration").map((r) => r[0]!).join(" ");
     const missing = CONFIG_VARIABLES.filter((v) => !cells.includes(`\`${v}\``));
     expect(missing).to.deep.equal([]);
+  });
+
+  it("names every action a user access token may hold in its Actions list", () => {
+    const start = readme.indexOf("- **Actions**");
+    expect(start, "the Actions bullet of User access tokens").to.be.greaterThan(0);
+    const bullet = readme.slice(start, readme.indexOf("\n- **", start + 1));
+    const missing = [...ACTIONS, ...DASHBOARD_ACTIONS].filter((a) => !bullet.includes(`\`${a}\``));
+    expect(missing, "actions missing from the README's Actions list").to.deep.equal([]);
   });
 
   describe("walkthrough: every curl command runs against a live server", () => {

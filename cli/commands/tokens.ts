@@ -33,7 +33,8 @@ export function parseExpiry(value: string, now = Date.now()): number {
 }
 
 /**
- * Adds one `--allow`/`--deny` value to a permission object in Thinger's shape: `ACTION[:DEVICE[:RES1,RES2]]`
+ * Adds one `--allow`/`--deny` value to a permission object in Thinger's shape: `[TYPE/]ACTION[:DEVICE[:RES1,RES2]]`
+ * (the type defaults to `Dashboard` for a dashboard action, else `Device`, as `tokens list` prints them)
  * (e.g. `AccessDeviceResources:nodemcu:temperature`, `ListDevices`; the device defaults to `*`), or a JSON
  * object in Thinger's shape itself (`{"Device":{"door":["AccessDeviceResources"]}}`). The server checks the rest.
  */
@@ -54,12 +55,19 @@ export function addPermission(into: Permissions, spec: string): Permissions {
     }
     return into;
   }
-  const [action, target, resources, ...rest] = spec.split(":");
-  if (!action || rest.length > 0) throw usageError(`permission "${spec}": use ACTION[:DEVICE[:RESOURCE,…]], e.g. AccessDeviceResources:nodemcu:temperature, or a JSON object in Thinger's shape`);
+  const [typed, target, resources, ...rest] = spec.split(":");
+  // `TYPE/ACTION` as `tokens list` prints types other than Device; a dashboard action alone means its type.
+  const slash = typed?.indexOf("/") ?? -1;
+  const action = slash >= 0 ? typed!.slice(slash + 1) : typed;
+  if (!action || rest.length > 0) throw usageError(`permission "${spec}": use [TYPE/]ACTION[:NAME[:RESOURCE,…]], e.g. AccessDeviceResources:nodemcu:temperature, or a JSON object in Thinger's shape`);
+  const type = slash >= 0 ? typed!.slice(0, slash) : DASHBOARD_ACTIONS.includes(action) ? "Dashboard" : "Device";
   const list = resources ? resources.split(",").filter((r) => r !== "") : [];
-  merge(into, "Device", target || "*", action === "*" && list.length === 0 ? "*" : [list.length > 0 ? { [action]: list } : action]);
+  merge(into, type, target || "*", action === "*" && list.length === 0 ? "*" : [list.length > 0 ? { [action]: list } : action]);
   return into;
 }
+
+/** The actions of type Dashboard (the server's list; the CLI stays a client, so it is written out here). */
+const DASHBOARD_ACTIONS = ["ReadDashboards", "WriteDashboards"];
 
 function merge(into: Permissions, type: string, name: string, actions: Permissions[string][string]): void {
   const names = (into[type] ??= {});
@@ -115,8 +123,9 @@ export const tokensCreate: Command = {
   summary: "create a user access token, or a device token with --device",
   description: "Prints the new token alone on stdout (so `TOKEN=$(thingrelay tokens create …)` works) and its id "
     + "on stderr. A device token opens one device (--resource limits it to some resources); a user access token "
-    + "holds --allow/--deny permissions: ACTION[:DEVICE[:RESOURCE,…]] with Thinger's actions "
-    + "(AccessDeviceResources, ListDevices, GetDeviceStats, ReadDevice, …) or * for every action, or a JSON "
+    + "holds --allow/--deny permissions: [TYPE/]ACTION[:NAME[:RESOURCE,…]] with Thinger's actions "
+    + "(AccessDeviceResources, ListDevices, GetDeviceStats, ReadDevice, …; ReadDashboards:home goes under "
+    + "Dashboard) or * for every action, as tokens list prints them, or a JSON "
     + "object in Thinger's shape ('{\"Device\":{\"door\":[\"AccessDeviceResources\"]}}'). The server stores them "
     + "in Thinger's shape.",
   maxArgs: 0,

@@ -29,6 +29,11 @@ export const DASHBOARD_LIMITS = {
 
 export const DASHBOARD_ID_RE = /^[a-zA-Z0-9_-]{1,32}$/;
 
+/** The id of a dashboard created without one (12 characters of DASHBOARD_ID_RE). */
+export function newDashboardId(): string {
+  return randomBytes(9).toString("base64url");
+}
+
 export interface Widget {
   type: WidgetType;
   device: string;
@@ -85,8 +90,10 @@ export function parseWidgets(v: unknown): Widget[] {
     if (!resourceOk) throw bad(`"${p}.resource" must be a resource name`);
     const out: Widget = { type: w.type as WidgetType, device: w.device, resource: w.resource as string, layout: { x: 0, y: 0, w: 1, h: 1 } };
     if (w.interval !== undefined) {
-      if (typeof w.interval !== "number" || !Number.isFinite(w.interval) || w.interval < L.minInterval || w.interval > L.maxInterval) {
-        throw bad(`"${p}.interval" must be a number of seconds from ${L.minInterval} to ${L.maxInterval}`);
+      // At most one decimal, as `?interval=` takes it: the console streams at the widget's interval as written.
+      if (typeof w.interval !== "number" || !Number.isFinite(w.interval) || w.interval < L.minInterval || w.interval > L.maxInterval
+        || !/^\d+(\.\d)?$/.test(String(w.interval))) {
+        throw bad(`"${p}.interval" must be a number of seconds from ${L.minInterval} to ${L.maxInterval} with at most one decimal`);
       }
       out.interval = w.interval;
     }
@@ -133,7 +140,7 @@ export class DashboardsService {
 
   async create(user: string, id: string | undefined, name: string, widgets: Widget[]): Promise<Dashboard> {
     const now = Date.now();
-    const dashId = id ?? randomBytes(9).toString("base64url");
+    const dashId = id ?? newDashboardId();
     const doc: DashboardDoc = { _id: `${user}/${dashId}`, user, id: dashId, name, widgetsJson: JSON.stringify(widgets), createdTs: now, updatedTs: now };
     // One creation at a time per account here: a parallel burst cannot pass the count together.
     await this.creations.run(user, async () => {

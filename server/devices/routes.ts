@@ -17,40 +17,60 @@ const NEWER_FIELDS: Readonly<Record<string, (typeof CLASSIC_FIELDS)[number]>> = 
   device: "device_id", description: "device_description", credentials: "device_credentials", type: "device_type",
 };
 
+/** A device body as the classic shape, with the name each classic field had in the request (for error messages). */
+interface DeviceBody {
+  body: Record<string, unknown>;
+  sent: (classic: string) => string;
+}
+
 /**
  * A create-device body in either of Thinger's shapes, as the classic one: `{"device_id","device_credentials",
  * "device_description"?,"device_type"?}` or the newer `{"device","credentials","description"?,"type"?,"name"?}`
  * (`name`, which we do not keep separately, becomes the description when there is none). Mixing the two shapes
  * is refused with a 400 that names both sets of fields, so a half-renamed body never loses a field silently.
  */
-function createBody(body: Record<string, unknown>): Record<string, unknown> {
+function createBody(body: Record<string, unknown>): DeviceBody {
   const newer = Object.keys(body).filter((k) => k in NEWER_FIELDS || k === "name");
-  if (newer.length === 0) return body;
+  if (newer.length === 0) return { body, sent: (k) => k };
   const classic = Object.keys(body).filter((k) => (CLASSIC_FIELDS as readonly string[]).includes(k));
   if (classic.length > 0) {
     throw new AppError("invalid_request", `mixed field names (${[...classic, ...newer].join(", ")}): send either device_id, device_credentials, device_description, device_type or device, credentials, description, type, name`);
   }
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(body)) if (k !== "name") out[NEWER_FIELDS[k]!] = v;
-  if (out.device_description === undefined && body.name !== undefined) out.device_description = body.name;
+  const names: Record<string, string> = {};
+  for (const [k, v] of Object.entries(body)) {
+    if (k === "name") continue;
+    out[NEWER_FIELDS[k]!] = v;
+    names[NEWER_FIELDS[k]!] = k;
+  }
+  if (out.device_description === undefined && body.name !== undefined) {
+    out.device_description = body.name;
+    names.device_description = "name";
+  }
   if (out.device_id === undefined) throw new AppError("invalid_request", '"device" (or "device_id") is required and must be a string');
   if (out.device_credentials === undefined) throw new AppError("invalid_request", '"credentials" (or "device_credentials") is required and must be a string');
-  return out;
+  return { body: out, sent: (k) => names[k] ?? k };
 }
 
 /** An update-device body in either shape, as the classic one (`device_description`, `device_credentials`). */
-function updateBody(body: Record<string, unknown>): Record<string, unknown> {
+function updateBody(body: Record<string, unknown>): DeviceBody {
   const newer = Object.keys(body).filter((k) => k === "description" || k === "credentials" || k === "name");
-  if (newer.length === 0) return body;
+  if (newer.length === 0) return { body, sent: (k) => k };
   const classic = Object.keys(body).filter((k) => k === "device_description" || k === "device_credentials");
   if (classic.length > 0) {
     throw new AppError("invalid_request", `mixed field names (${[...classic, ...newer].join(", ")}): send either device_description, device_credentials or description, credentials, name`);
   }
   const out: Record<string, unknown> = {};
-  if (body.description !== undefined) out.device_description = body.description;
-  else if (body.name !== undefined) out.device_description = body.name;
+  const names: Record<string, string> = { device_credentials: "credentials" };
+  if (body.description !== undefined) {
+    out.device_description = body.description;
+    names.device_description = "description";
+  } else if (body.name !== undefined) {
+    out.device_description = body.name;
+    names.device_description = "name";
+  }
   if (body.credentials !== undefined) out.device_credentials = body.credentials;
-  return out;
+  return { body: out, sent: (k) => names[k] ?? k };
 }
 
 export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
@@ -70,13 +90,13 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const user = userParam(ctx.params.user);
     // Another account answers 404 before its body is even read, like every other route of that account.
     requireOwnAccount(ctx, user, noUser());
-    const body = createBody(objectBody(ctx, [...CLASSIC_FIELDS, ...Object.keys(NEWER_FIELDS), "name"]));
-    const id = requireString(body, "device_id", DEVICE_ID_RE, "must match [a-zA-Z0-9_]{1,25}");
+    const { body, sent } = createBody(objectBody(ctx, [...CLASSIC_FIELDS, ...Object.keys(NEWER_FIELDS), "name"]));
+    const id = requireString(body, "device_id", DEVICE_ID_RE, "must match [a-zA-Z0-9_]{1,25}", sent("device_id"));
     authorize(ctx, user, "CreateDevice", { device: id }, noUser);
-    const credentials = requireString(body, "device_credentials");
-    if (credentials.length < 1 || credentials.length > MAX_CREDENTIALS) throw new AppError("invalid_request", `"device_credentials" must be 1 to ${MAX_CREDENTIALS} characters`);
-    const description = optionalString(body, "device_description", MAX_DESCRIPTION) ?? "";
-    const type = optionalString(body, "device_type", 32) ?? "Generic";
+    const credentials = requireString(body, "device_credentials", undefined, undefined, sent("device_credentials"));
+    if (credentials.length < 1 || credentials.length > MAX_CREDENTIALS) throw new AppError("invalid_request", `"${sent("device_credentials")}" must be 1 to ${MAX_CREDENTIALS} characters`);
+    const description = optionalString(body, "device_description", MAX_DESCRIPTION, sent("device_description")) ?? "";
+    const type = optionalString(body, "device_type", 32, sent("device_type")) ?? "Generic";
     const doc = await s.devices.create(user, { id, description, credentials, type });
     ctx.status = 201;
     ctx.body = s.devices.view(doc);
@@ -94,10 +114,10 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const device = deviceParam(ctx.params.device);
     authorize(ctx, user, "UpdateDevice", { device }, noDevice);
     // Thinger's newer names (`description`, `credentials`, `name`) as on create; mixing the shapes is a 400.
-    const body = updateBody(objectBody(ctx, ["device_description", "device_credentials", "description", "credentials", "name"]));
-    const description = optionalString(body, "device_description", MAX_DESCRIPTION);
-    const credentials = optionalString(body, "device_credentials", MAX_CREDENTIALS);
-    if (credentials === "") throw new AppError("invalid_request", '"device_credentials" must not be empty');
+    const { body, sent } = updateBody(objectBody(ctx, ["device_description", "device_credentials", "description", "credentials", "name"]));
+    const description = optionalString(body, "device_description", MAX_DESCRIPTION, sent("device_description"));
+    const credentials = optionalString(body, "device_credentials", MAX_CREDENTIALS, sent("device_credentials"));
+    if (credentials === "") throw new AppError("invalid_request", `"${sent("device_credentials")}" must not be empty`);
     const patch: { description?: string; credentials?: string } = {};
     if (description !== undefined) patch.description = description;
     if (credentials !== undefined) patch.credentials = credentials;

@@ -22,6 +22,9 @@ function bad(param: string, message: string): AppError {
 function single(ctx: Context, name: string): string | undefined {
   const v = ctx.query[name];
   if (Array.isArray(v)) throw bad(name, "must be given once");
+  // `?fields[]=a` (the array form axios and PHP write) is not the parameter: refused rather than ignored,
+  // which would answer the whole list with every key.
+  if (Object.keys(ctx.query).some((k) => k.startsWith(`${name}[`))) throw bad(name, `must be given once, as ?${name}=`);
   return v;
 }
 

@@ -21,17 +21,18 @@ export function hasBody(ctx: Context): boolean {
   return Number(ctx.get("Content-Length") || 0) > 0 || ctx.get("Transfer-Encoding") !== "";
 }
 
-export function requireString(obj: Record<string, unknown>, key: string, re?: RegExp, what?: string): string {
+/** `label`: the field's name in the request, when the body was renamed before the check (default `key`). */
+export function requireString(obj: Record<string, unknown>, key: string, re?: RegExp, what?: string, label = key): string {
   const v = obj[key];
-  if (typeof v !== "string") throw new AppError("invalid_request", `"${key}" is required and must be a string`);
-  if (re && !re.test(v)) throw new AppError("invalid_request", `"${key}" ${what ?? `must match ${re.source}`}`);
+  if (typeof v !== "string") throw new AppError("invalid_request", `"${label}" is required and must be a string`);
+  if (re && !re.test(v)) throw new AppError("invalid_request", `"${label}" ${what ?? `must match ${re.source}`}`);
   return v;
 }
 
-export function optionalString(obj: Record<string, unknown>, key: string, max: number): string | undefined {
+export function optionalString(obj: Record<string, unknown>, key: string, max: number, label = key): string | undefined {
   const v = obj[key];
   if (v === undefined) return undefined;
-  if (typeof v !== "string" || v.length > max) throw new AppError("invalid_request", `"${key}" must be a string of at most ${max} characters`);
+  if (typeof v !== "string" || v.length > max) throw new AppError("invalid_request", `"${label}" must be a string of at most ${max} characters`);
   return v;
 }
 

@@ -22,6 +22,16 @@ export function awaySchemas(): Record<string, Schema> {
       properties: { value: { description: "any JSON value" } },
       examples: [{ value: { target: 21.5, mode: "eco" } }],
     },
+    PropertyCreate: {
+      type: "object",
+      required: ["property", "value"],
+      additionalProperties: false,
+      properties: {
+        property: { type: "string", minLength: 1, description: "name (resource-name rules; may be nested)" },
+        value: { description: "any JSON value" },
+      },
+      examples: [{ property: "setpoint", value: { target: 21.5, mode: "eco" } }],
+    },
     QueuedCall: {
       type: "object",
       required: ["id", "resource", "status", "created_ts", "done_ts"],

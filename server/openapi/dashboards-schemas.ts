@@ -11,7 +11,7 @@ export function dashboardsSchemas(): Record<string, Schema> {
       type: { type: "string", enum: [...WIDGET_TYPES] },
       device: { type: "string", pattern: "^[a-zA-Z0-9_]{1,25}$" },
       resource: { type: "string", description: "the device resource shown (\"\" for a status widget)" },
-      interval: { type: "number", minimum: L.minInterval, maximum: L.maxInterval, description: "seconds between streamed samples" },
+      interval: { type: "number", minimum: L.minInterval, maximum: L.maxInterval, description: "seconds between streamed samples, at most one decimal (as the stream's `?interval=`)" },
       options: { type: "object", description: `widget settings (min, max, unit, lat/lon keys…), at most ${L.optionsBytes} bytes as JSON` },
       layout: {
         type: "object",

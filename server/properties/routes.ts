@@ -7,13 +7,15 @@ import { objectBody } from "../http/validate.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { normalizeResource } from "../relay/resource.js";
 import { sendList } from "../http/list.js";
+import { PropertiesService } from "./service.js";
 
 /** The keys of a listed property (`?fields=`). */
 const PROPERTY_FIELDS = ["property", "value", "updated_ts"] as const;
 
 /**
- * Device properties, Thinger v3 (issue 18): `GET /v3/users/{user}/devices/{device}/properties`, and
- * `GET`/`PUT`/`DELETE …/properties/{property}`. Names follow the resource-name rules (nested names allowed).
+ * Device properties, Thinger v3 (issue 18): `GET /v3/users/{user}/devices/{device}/properties`, `POST` there with
+ * `{property, value}` (how Thinger's own clients create one), and `GET`/`PUT`/`DELETE …/properties/{property}`.
+ * Names follow the resource-name rules (nested names allowed).
  */
 export function propertyRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
   const base = "/v3/users/:user/devices/:device/properties";
@@ -43,9 +45,19 @@ export function propertyRoutes(router: Router, s: Services, requireAuth: RouterM
     sendList(ctx, await s.properties.list(user, device), { fields: PROPERTY_FIELDS });
   });
 
+  // Thinger's create call, the name in the body (not percent-decoded: the rule of names in device frames).
+  // Creates or replaces, as PUT does.
+  router.post(base, requireAuth, async (ctx) => {
+    const { user, device } = await target(ctx, "WriteDeviceProperties");
+    const body = objectBody(ctx, ["property", "value"]);
+    if (typeof body.property !== "string") throw new AppError("invalid_request", '"property" is required and must be a string');
+    if (!("value" in body)) throw new AppError("invalid_request", '"value" is required');
+    ctx.body = await s.properties.set(user, device, PropertiesService.checkName(body.property), body.value);
+  });
+
   const one = `${base}/{*property}`;
   router.get(one, requireAuth, async (ctx) => {
-    if (ctx.method === "HEAD") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET, PUT, DELETE" } });
+    // HEAD reads like GET (a property has no side effect to run, unlike a resource): the router's Allow lists it.
     const property = propertyName(ctx);
     const { user, device } = await target(ctx, "ReadDeviceProperties");
     ctx.body = await s.properties.get(user, device, property);

@@ -188,12 +188,14 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const path = "/v2/users/:user/devices/:device/{*resource}";
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
+    const r = ctx.params.resource ?? "";
+    const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
     if (ctx.method === "HEAD") {
-      const r = ctx.params.resource ?? "";
-      const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
       throw new AppError("method_not_allowed", api ? "use GET" : "use GET or POST", { headers: { Allow: api ? "GET" : "GET, POST" } });
     }
-    requireAcceptable(ctx, "application/json", "text/event-stream");
+    // An /api never streams: an EventSource there is told so, rather than handed a JSON body it cannot read.
+    if (api) requireAcceptable(ctx, "application/json");
+    else requireAcceptable(ctx, "application/json", "text/event-stream");
     return relay(ctx, false, undefined);
   });
   router.post(path, requireAuth, async (ctx) => {
@@ -216,7 +218,10 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   /** `POST …/{resource}` with `Prefer: respond-async`: persist the call, answer 202 with its status URL. */
   const enqueue = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
-    if (resource === "api") throw new AppError("method_not_allowed", "use GET", { headers: { Allow: "GET" } });
+    // Not a call to a resource named "api": the device's or a resource's /api, read with GET (as without Prefer).
+    if (resource === RESERVED_RESOURCE || resource.endsWith(`/${RESERVED_RESOURCE}`)) {
+      throw new AppError("method_not_allowed", "an /api is read with GET", { headers: { Allow: "GET" } });
+    }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);
     const ttlS = parseTtl(ctx.query.ttl);
     const timeoutMs = parseTimeout(ctx.query.timeout, s.config.limits.callTimeoutMs, s.config.limits.maxCallTimeoutMs);

@@ -13,6 +13,8 @@ interface EventSub {
 /** What account-event filters need. */
 interface EventMeta {
   device: string;
+  /** A `call` event's resource: only a token that may call it sees the call (its `out`, its `error`). */
+  resource?: string;
 }
 
 export type AccountEventType = "online" | "offline" | "call";
@@ -51,7 +53,7 @@ export class AccountEvents {
     const sub: EventSub = { stream, device };
     stream.conn.lastId = topic.log.lastId;
     for (const ev of topic.log.since(req.lastEventId) ?? []) {
-      if (device === undefined || ev.meta.device === device) stream.deliver(ev, readEvents(ev.meta.device));
+      if (device === undefined || ev.meta.device === device) stream.deliver(ev, admitFor(ev.meta));
     }
     topic.subs.add(sub);
     stream.conn.onClose(() => {
@@ -63,7 +65,8 @@ export class AccountEvents {
 
   /**
    * An account event that is not a device's online/offline (issue 18: `call`, a queued call that finished).
-   * Shown to streams whose token may read the device's events, like the others. Never throws.
+   * Shown to streams whose token may read the device's events and read the call itself (AccessDeviceResources on
+   * its resource, as `GET …/calls/{id}` needs: the event carries the call's `out` or `error`). Never throws.
    */
   accountEvent(user: string, type: "call", data: { device: string } & Record<string, unknown>): void {
     try {
@@ -81,15 +84,21 @@ export class AccountEvents {
       return;
     }
     // Unnamed like every value: the kind travels in the data (`type`), so onmessage can tell them apart.
-    const ev = topic.log.append(undefined, { type, ...data }, { device: data.device });
-    const admit = readEvents(data.device);
+    const meta: EventMeta = type === "call" && typeof data.resource === "string" ? { device: data.device, resource: data.resource } : { device: data.device };
+    const ev = topic.log.append(undefined, { type, ...data }, meta);
+    const admit = admitFor(meta);
     for (const sub of topic.subs) {
       if (sub.device === undefined || sub.device === data.device) sub.stream.deliver(ev, admit);
     }
   }
 }
 
-/** Account-event filter of `*` streams: the token must allow ReadEvents on the event's device. */
-function readEvents(device: string): Admit {
-  return (p) => p.can("ReadEvents", { device });
+/**
+ * Account-event filter: the token must allow ReadEvents on the event's device, and for a `call` event also
+ * AccessDeviceResources on the call's resource.
+ */
+function admitFor(meta: EventMeta): Admit {
+  const { device, resource } = meta;
+  if (resource === undefined) return (p) => p.can("ReadEvents", { device });
+  return (p) => p.can("ReadEvents", { device }) && p.can("AccessDeviceResources", { device, resource });
 }

@@ -34,6 +34,9 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
     if (device !== undefined && (typeof device !== "string" || !DEVICE_ID_RE.test(device))) {
       throw new AppError("invalid_request", '"device" must be a device id ([a-zA-Z0-9_]{1,25})');
     }
+    // `?device[]=x` (axios', PHP's array form) is not the filter: refused, as on the device list, rather than
+    // answered with every device's events.
+    if (Object.keys(ctx.query).some((k) => k.startsWith("device["))) throw new AppError("invalid_request", '"device" must be given once, as ?device=<device id>');
     authorize(ctx, user, "ReadEvents", { device: device ?? "*" }, noUser);
     requireAcceptable(ctx, "text/event-stream");
     s.streams.events.open(streamRequest(ctx), user, device);

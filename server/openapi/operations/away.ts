@@ -11,6 +11,16 @@ export const AWAY_OPERATIONS: Operation[] = [
     errors: [...AUTH, "forbidden", "user_not_found", "device_not_found"],
   },
   {
+    method: "post", path: `${v3}/properties`, operationId: "createProperty", tag: "properties", params: ["user", "device"],
+    summary: "Create or replace a property (name in the body)",
+    description: "Thinger's create call, as its own clients (Node-RED) send it: `{\"property\": name, \"value\": json}`. The same as "
+      + "`PUT …/properties/{property}` with `{\"value\"}`: it creates the property or replaces its value. The name is taken as "
+      + "written (no percent-decoding). Needs `WriteDeviceProperties`.",
+    body: { schema: ref("PropertyCreate") },
+    ok: [ok("The stored property.", ref("Property"))],
+    errors: [...AUTH, ...BODY, "forbidden", "user_not_found", "device_not_found", "property_too_large", "too_many_properties"],
+  },
+  {
     method: "get", path: `${v3}/properties/{property}`, operationId: "getProperty", tag: "properties", params: ["user", "device", "property"],
     summary: "Read a property", description: "Needs `ReadDeviceProperties`.",
     ok: [ok("The property.", ref("Property"))],

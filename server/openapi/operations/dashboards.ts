@@ -14,7 +14,8 @@ export const DASHBOARD_OPERATIONS: Operation[] = [
   {
     method: "post", path: "/v1/users/{user}/dashboards", operationId: "createDashboard", tag: "dashboards", params: ["user"],
     summary: "Create a dashboard",
-    description: "Needs `WriteDashboards`. Widgets are checked one by one; a bad one answers 400 naming its path "
+    description: "Needs `WriteDashboards` on the new id; without an `id` the server picks one, so a user token needs it on "
+      + "every dashboard (`*`). Widgets are checked one by one; a bad one answers 400 naming its path "
       + "(`widgets[2].layout.w`). At most 50 dashboards per account (400 `too_many_dashboards`), 64 widgets each.",
     body: { schema: ref("DashboardWrite") },
     ok: [ok("The dashboard.", ref("Dashboard"), { status: 201, headers: { Location: { type: "string" } } })],

@@ -7,8 +7,9 @@ export const RELAY_OPERATIONS: Operation[] = [
   {
     method: "get", path: `${v2}/api`, operationId: "getDeviceApi", tag: "relay", params: ["user", "device"],
     summary: "The device's resources and their kinds",
+    description: "JSON only: an `Accept` without `application/json` (or a wildcard covering it), such as `text/event-stream`, answers 406 `not_acceptable`.",
     ok: [ok("Resources by name.", ref("DeviceApi"))],
-    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline"],
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline", "not_acceptable"],
   },
   {
     method: "get", path: `${v2}/{resource}/api`, operationId: "getResourceApi", tag: "relay", params: ["user", "device", "resource", "timeout"],
@@ -16,9 +17,10 @@ export const RELAY_OPERATIONS: Operation[] = [
     description: "Thinger's resource API: `{\"kind\"}` plus, for an **output**, its current value `out` (the "
       + "device runs it), and for an **input** or **io** resource whose device reports its state (SDK: "
       + "`device.input(name, handler, { state })`), the state `in`, read without running the handler. A device "
-      + "that has not described its resources answers 404 `resource_not_found`.",
+      + "that has not described its resources answers 404 `resource_not_found`. JSON only: an `Accept` without "
+      + "`application/json` (or a wildcard covering it), such as `text/event-stream`, answers 406 `not_acceptable`.",
     ok: [ok("The resource.", ref("ResourceApi"))],
-    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found",
+    errors: [...AUTH, "forbidden", "user_not_found", "device_not_found", "device_offline", "resource_not_found", "not_acceptable",
       "device_busy", "device_disconnected", "device_timeout"],
     deviceError: true,
   },
