@@ -20,14 +20,18 @@ export function terminalSafe(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
-export function print(io: CliIo, text: string): void {
+/** `text` made terminal-safe, ending in one newline. */
+function line(text: string): string {
   const safe = terminalSafe(text);
-  io.stdout.write(safe.endsWith("\n") ? safe : `${safe}\n`);
+  return safe.endsWith("\n") ? safe : `${safe}\n`;
+}
+
+export function print(io: CliIo, text: string): void {
+  io.stdout.write(line(text));
 }
 
 export function note(io: CliIo, text: string): void {
-  const safe = terminalSafe(text);
-  io.stderr.write(safe.endsWith("\n") ? safe : `${safe}\n`);
+  io.stderr.write(line(text));
 }
 
 /** JSON on stdout: pretty on a terminal would be nice, but one stable format is easier to pipe. */

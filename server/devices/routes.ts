@@ -3,7 +3,7 @@ import { AppError } from "../errors.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { requireOwnAccount } from "../http/auth.js";
-import { objectBody, optionalString, requireString } from "../http/validate.js";
+import { hasArrayForm, objectBody, optionalString, requireString } from "../http/validate.js";
 import { DEVICE_ID_RE, MAX_CREDENTIALS, MAX_DESCRIPTION } from "./service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 import { sendList } from "../http/list.js";
@@ -81,7 +81,7 @@ export function deviceRoutes(router: Router, s: Services, requireAuth: RouterMid
     const id = ctx.query.id;
     if (id !== undefined && (typeof id !== "string" || !DEVICE_ID_RE.test(id))) throw new AppError("invalid_request", '"id" must be a device id');
     // `?id[]=x` (PHP/Rails array syntax) is not a filter this route knows: refused rather than silently ignored.
-    if (Object.keys(ctx.query).some((k) => k.startsWith("id["))) throw new AppError("invalid_request", '"id" must be given once, as ?id=<device id>');
+    if (hasArrayForm(ctx.query, "id")) throw new AppError("invalid_request", '"id" must be given once, as ?id=<device id>');
     // A scoped token sees only the devices it may list (a per-device deny hides that device).
     sendList(ctx, (await s.devices.list(user, id)).filter((d) => p.can("ListDevices", { device: d.device })), { fields: DEVICE_FIELDS });
   });

@@ -1,5 +1,6 @@
 import type { Context } from "koa";
 import { AppError } from "../errors.js";
+import { hasArrayForm } from "./validate.js";
 
 /** Page size when `?page=` or `?limit=` is given without `?limit=`. */
 export const DEFAULT_PAGE_SIZE = 100;
@@ -24,7 +25,7 @@ function single(ctx: Context, name: string): string | undefined {
   if (Array.isArray(v)) throw bad(name, "must be given once");
   // `?fields[]=a` (the array form axios and PHP write) is not the parameter: refused rather than ignored,
   // which would answer the whole list with every key.
-  if (Object.keys(ctx.query).some((k) => k.startsWith(`${name}[`))) throw bad(name, `must be given once, as ?${name}=`);
+  if (hasArrayForm(ctx.query, name)) throw bad(name, `must be given once, as ?${name}=`);
   return v;
 }
 

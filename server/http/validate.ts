@@ -16,6 +16,15 @@ export function objectBody(ctx: Context, allowed: readonly string[]): Record<str
   return obj;
 }
 
+/**
+ * True when the query string holds `name[]=…` or `name[k]=…` (the array form axios, PHP and Rails write): not the
+ * parameter itself, so routes refuse it rather than ignore it (which would answer unfiltered).
+ */
+export function hasArrayForm(query: Record<string, unknown>, name: string): boolean {
+  const prefix = `${name}[`;
+  return Object.keys(query).some((k) => k.startsWith(prefix));
+}
+
 /** True when the request carries a body: a positive Content-Length or a chunked (Transfer-Encoding) one. */
 export function hasBody(ctx: Context): boolean {
   return Number(ctx.get("Content-Length") || 0) > 0 || ctx.get("Transfer-Encoding") !== "";

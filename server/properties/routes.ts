@@ -7,7 +7,6 @@ import { objectBody } from "../http/validate.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
 import { normalizeResource } from "../relay/resource.js";
 import { sendList } from "../http/list.js";
-import { PropertiesService } from "./service.js";
 
 /** The keys of a listed property (`?fields=`). */
 const PROPERTY_FIELDS = ["property", "value", "updated_ts"] as const;
@@ -52,7 +51,7 @@ export function propertyRoutes(router: Router, s: Services, requireAuth: RouterM
     const body = objectBody(ctx, ["property", "value"]);
     if (typeof body.property !== "string") throw new AppError("invalid_request", '"property" is required and must be a string');
     if (!("value" in body)) throw new AppError("invalid_request", '"value" is required');
-    ctx.body = await s.properties.set(user, device, PropertiesService.checkName(body.property), body.value);
+    ctx.body = await s.properties.set(user, device, body.property, body.value);
   });
 
   const one = `${base}/{*property}`;

@@ -4,9 +4,8 @@ import type { Services } from "../services.js";
 import { authenticateRequest } from "../http/auth.js";
 import { authorize } from "../http/authorize.js";
 import { deviceParam, noDevice, userParam } from "../http/params.js";
-import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { type CallVerb, checkVerb, knownKinds } from "./kinds.js";
-import { normalizeResource } from "./resource.js";
+import { isApiPath, normalizeResource } from "./resource.js";
 import { callResource, postInput } from "./routes.js";
 
 /**
@@ -14,7 +13,6 @@ import { callResource, postInput } from "./routes.js";
  * no empty segment, no trailing slash). Anything else under `/v2/` is left to the router.
  */
 const PLAIN_CALL = /^\/v2\/users\/([^/%]+)\/devices\/([^/%]+)\/([A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*)$/;
-const API_SUFFIX = `/${RESERVED_RESOURCE}`;
 
 /**
  * The relay route matched first (issue 15): the hot path, a plain `GET`/`POST` relay call, is recognised with
@@ -36,7 +34,7 @@ export function relayFirst(s: Services): Koa.Middleware {
     const user = m[1]!;
     const device = m[2]!;
     const resource = m[3]!;
-    if (resource === RESERVED_RESOURCE || resource.endsWith(API_SUFFIX)) return next();
+    if (isApiPath(resource)) return next();
     const h = ctx.req.headers;
     if (method === "GET" ? !plainAccept(h.accept) : h.prefer !== undefined || h["idempotency-key"] !== undefined) return next();
     const verb: CallVerb = method;

@@ -1,5 +1,12 @@
 import { AppError } from "../errors.js";
-import { isResourceName, MAX_RESOURCE_LENGTH } from "../gateway/protocol.js";
+import { isResourceName, MAX_RESOURCE_LENGTH, RESERVED_RESOURCE } from "../gateway/protocol.js";
+
+const API_SUFFIX = `/${RESERVED_RESOURCE}`;
+
+/** True for a path that reads an API description, not a resource: the device's `api` or a resource's `…/api`. */
+export function isApiPath(resource: string): boolean {
+  return resource === RESERVED_RESOURCE || resource.endsWith(API_SUFFIX);
+}
 
 /** Segments of letters, digits, `_` and `-` only, separated by single slashes: already canonical. */
 const PLAIN = /^[A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*$/;

@@ -6,7 +6,7 @@ import { IdempotencyKeys, type StoredOutcome } from "../calls/idempotency.js";
 import type { Services } from "../services.js";
 import { authorize } from "../http/authorize.js";
 import { hasBody } from "../http/validate.js";
-import { normalizeResource } from "./resource.js";
+import { isApiPath, normalizeResource } from "./resource.js";
 import { type CallVerb, checkVerb, knownKinds, resourceApi } from "./kinds.js";
 import { RESERVED_RESOURCE } from "../gateway/protocol.js";
 import { connectionOf } from "../http/connection.js";
@@ -188,8 +188,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const path = "/v2/users/:user/devices/:device/{*resource}";
   router.get(path, requireAuth, (ctx) => {
     // The router answers HEAD with GET handlers; running a resource (a relay, a reset) for a HEAD is wrong.
-    const r = ctx.params.resource ?? "";
-    const api = r === RESERVED_RESOURCE || r.endsWith(`/${RESERVED_RESOURCE}`);
+    const api = isApiPath(ctx.params.resource ?? "");
     if (ctx.method === "HEAD") {
       throw new AppError("method_not_allowed", api ? "use GET" : "use GET or POST", { headers: { Allow: api ? "GET" : "GET, POST" } });
     }
@@ -219,7 +218,7 @@ export function relayRoutes(router: Router, s: Services, requireAuth: RouterMidd
   const enqueue = async (ctx: Context, hasInput: boolean, input: unknown) => {
     const { user, device, resource } = target(ctx);
     // Not a call to a resource named "api": the device's or a resource's /api, read with GET (as without Prefer).
-    if (resource === RESERVED_RESOURCE || resource.endsWith(`/${RESERVED_RESOURCE}`)) {
+    if (isApiPath(resource)) {
       throw new AppError("method_not_allowed", "an /api is read with GET", { headers: { Allow: "GET" } });
     }
     authorize(ctx, user, "AccessDeviceResources", { device, resource }, noDevice);

@@ -6,6 +6,7 @@ import { DEVICE_ID_RE } from "../devices/service.js";
 import { deviceParam, noDevice, noUser, userParam } from "../http/params.js";
 import { streamRequest } from "./http.js";
 import { requireAcceptable } from "../http/negotiate.js";
+import { hasArrayForm } from "../http/validate.js";
 
 /** Stats (JSON or SSE) and the account event stream. Resource streams hang off the relay route. See docs/streams.md. */
 export function streamRoutes(router: Router, s: Services, requireAuth: RouterMiddleware): void {
@@ -36,7 +37,7 @@ export function streamRoutes(router: Router, s: Services, requireAuth: RouterMid
     }
     // `?device[]=x` (axios', PHP's array form) is not the filter: refused, as on the device list, rather than
     // answered with every device's events.
-    if (Object.keys(ctx.query).some((k) => k.startsWith("device["))) throw new AppError("invalid_request", '"device" must be given once, as ?device=<device id>');
+    if (hasArrayForm(ctx.query, "device")) throw new AppError("invalid_request", '"device" must be given once, as ?device=<device id>');
     authorize(ctx, user, "ReadEvents", { device: device ?? "*" }, noUser);
     requireAcceptable(ctx, "text/event-stream");
     s.streams.events.open(streamRequest(ctx), user, device);
